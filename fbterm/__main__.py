@@ -1,0 +1,5 @@
+import sys
+
+from fbterm.cli import main
+
+sys.exit(main())

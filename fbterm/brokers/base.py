@@ -1,0 +1,140 @@
+"""The broker port: what the engine needs from any execution venue.
+
+Calls are synchronous and non-blocking (they send a request and return); everything the venue
+says back arrives later as a :data:`BrokerEvent` through the handler given to
+:meth:`Broker.set_event_handler`, on the engine thread. Paper and Interactive Brokers are two
+adapters behind this one protocol, which is what lets the same engine run in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType
+
+
+class ConnectionState(StrEnum):
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DISCONNECTED = "disconnected"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderStatusEvent:
+    """The venue's word on an order: acknowledged, cancelled, rejected, ..."""
+
+    client_order_id: str
+    status: OrderStatus
+    reason: str = ""
+    broker_order_id: str | None = None
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FillEvent:
+    fill: Fill
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionEvent:
+    """A commission that arrived after its fill (IB sends them separately)."""
+
+    fill_id: str
+    commission: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyAckEvent:
+    """The venue accepted new terms for a working order."""
+
+    client_order_id: str
+    quantity: float
+    order_type: OrderType
+    limit_price: float | None
+    stop_price: float | None
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    state: ConnectionState
+    message: str = ""
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerMessage:
+    """Anything else the venue says that an operator should see (IB error codes, warnings)."""
+
+    code: int
+    message: str
+    client_order_id: str | None = None
+    level: str = "warning"
+    ts: float = 0.0
+
+
+BrokerEvent = (
+    OrderStatusEvent | FillEvent | CommissionEvent | ModifyAckEvent | ConnectionEvent | BrokerMessage
+)
+EventHandler = Callable[[BrokerEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    instrument: Instrument
+    quantity: float
+    avg_cost: float
+    account: str = ""
+    market_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """An order as the venue reports it (used to reconcile with the journal)."""
+
+    client_order_id: str | None
+    broker_order_id: str
+    instrument: Instrument
+    side: str
+    quantity: float
+    filled: float
+    order_type: OrderType
+    limit_price: float | None
+    stop_price: float | None
+    status: OrderStatus
+    strategy_id: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class BrokerError(RuntimeError):
+    """A broker call could not be made (not connected, read-only, unknown order)."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """The execution venue port. Implementations: PaperBroker, BrokerIntegration (IB)."""
+
+    name: str
+
+    def set_event_handler(self, handler: EventHandler) -> None: ...
+
+    @property
+    def connection_state(self) -> ConnectionState: ...
+
+    def execute_order(self, order: Order) -> None:
+        """Send a new order. Acknowledgement, fills or rejection arrive as events."""
+
+    def cancel_order(self, order: Order) -> None: ...
+
+    def modify_order(self, order: Order) -> None:
+        """Send new terms for a working order (``order`` carries them)."""
+
+    def query_open_orders(self) -> list[BrokerOrder]: ...
+
+    def query_positions(self) -> list[BrokerPosition]: ...
+
+    def query_account_details(self) -> AccountDetails: ...

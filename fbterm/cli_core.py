@@ -1,0 +1,96 @@
+"""Core sub-commands: check-config, run (headless engine), and the console (default)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fbterm.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, add_broker_options
+
+if TYPE_CHECKING:
+    from fbterm.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("check-config", help="validate a config file and print the effective config")
+    p.add_argument("path", nargs="?", help="config file (default: ./config.toml or built-in defaults)")
+    p.set_defaults(handler=cmd_check_config)
+
+    p = sub.add_parser("run", help="run the engine (headless with --headless)")
+    add_broker_options(p)
+    p.add_argument("--headless", action="store_true", help="no console: run, then print a summary")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_run)
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """Config from --config (or ./config.toml), with command-line overrides applied."""
+    from fbterm.config import ConfigError, load_config, with_overrides
+
+    path = getattr(args, "config", None) or getattr(args, "path", None)
+    if path is None and Path("config.toml").is_file():
+        path = "config.toml"
+    try:
+        cfg = load_config(path)
+        cfg = with_overrides(
+            cfg,
+            **{
+                "broker.kind": getattr(args, "broker", None),
+                "broker.ib.host": getattr(args, "host", None),
+                "broker.ib.port": getattr(args, "port", None),
+                "broker.ib.client_id": getattr(args, "client_id", None),
+                "broker.ib.account": getattr(args, "account", None),
+                "broker.ib.read_only": getattr(args, "read_only", None),
+                "journal.path": getattr(args, "journal", None),
+                "ui.theme": getattr(args, "theme", None),
+            },
+        )
+        if cfg.broker.kind == "ib" and getattr(args, "broker", None) == "ib" and cfg.market.source == "simulated":
+            # Asking for IB on the command line means IB's market data too.
+            cfg = with_overrides(cfg, **{"market.source": "ib"})
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
+    return cfg
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from fbterm.config import dump_toml, to_dict
+
+    cfg = resolve_config(args)
+    sys.stdout.write(f"# {cfg.source}: OK\n")
+    sys.stdout.write(f"# journal: {cfg.journal_path}\n# data dir: {cfg.data_dir}\n")
+    sys.stdout.write(dump_toml(to_dict(cfg)))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    if not args.headless:
+        return run_console(args, cfg)
+    from fbterm.headless import run_headless
+
+    try:
+        return run_headless(cfg, duration=args.duration, as_json=args.json)
+    except ConnectionError as e:
+        raise CLIError(str(e), EXIT_ERROR) from None
+
+
+def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
+    cfg = cfg or resolve_config(args)
+    if not sys.stdout.isatty() and not os.environ.get("FBTERM_FORCE_TUI"):
+        raise CLIError(
+            "the console needs a terminal; use 'fbterm run --headless' without one", EXIT_USAGE
+        )
+    try:
+        from fbterm.tui.app import run_app
+    except ModuleNotFoundError as e:  # pragma: no cover - only before the console exists
+        raise CLIError(f"the console is not available: {e}", EXIT_ERROR) from None
+    try:
+        return run_app(cfg)
+    except ConnectionError as e:
+        raise CLIError(str(e), EXIT_ERROR) from None

@@ -1,0 +1,556 @@
+"""config.toml -> frozen dataclasses, validated at start.
+
+Each section is a frozen dataclass; a field's ``metadata`` carries its constraints
+(``gt``, ``ge``, ``le``, ``choices``, ``help``). One generic walker turns TOML into the
+dataclasses and reports the first problem as ``config.toml: risk.max_order_value: must be > 0,
+got -5``: the file, the key path and the reason. Unknown keys are errors (a typo must not
+silently turn a limit off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased for the operator: ``file: key.path: reason``."""
+
+
+def _f(default: Any = dataclasses.MISSING, *, factory: Any = None, **meta: Any) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class PaperBrokerConfig:
+    cash: float = _f(1_000_000.0, gt=0, help="starting cash of the paper account")
+    commission: str = _f("per_share", choices=("per_share", "percent"))
+    commission_per_share: float = _f(0.005, ge=0)
+    commission_minimum: float = _f(1.0, ge=0)
+    commission_max_fraction: float = _f(0.01, ge=0, le=1)
+    commission_per_contract: float = _f(0.65, ge=0)
+    commission_fraction: float = _f(0.0, ge=0, lt=1, help="percent mode: fraction of value")
+    participation: float = _f(0.25, gt=0, le=1, help="max share of an update's volume per fill")
+    leverage: float = _f(2.0, ge=1, le=10, help="buying power = equity x leverage")
+    account: str = _f("PAPER")
+
+
+@dataclass(frozen=True)
+class IBConfig:
+    host: str = _f("127.0.0.1")
+    port: int = _f(4002, gt=0, le=65535)
+    client_id: int = _f(17, ge=0)
+    account: str = _f("", help="empty: the first managed account")
+    read_only: bool = _f(False)
+    connect_timeout: float = _f(10.0, gt=0)
+    request_timeout: float = _f(30.0, gt=0)
+    reconnect_initial_delay: float = _f(1.0, gt=0)
+    reconnect_max_delay: float = _f(60.0, gt=0)
+    max_messages_per_second: float = _f(45.0, gt=0, le=50)
+    market_data_type: int = _f(1, ge=1, le=4, help="1 live, 2 frozen, 3 delayed, 4 delayed-frozen")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    kind: str = _f("paper", choices=("paper", "ib"))
+    paper: PaperBrokerConfig = _f(factory=PaperBrokerConfig)
+    ib: IBConfig = _f(factory=IBConfig)
+
+
+@dataclass(frozen=True)
+class SimulatedMarketConfig:
+    seed: int = _f(7)
+    ticks_per_second: float = _f(8.0, gt=0, le=100_000, help="updates per symbol per second")
+    volatility: float = _f(0.35, gt=0, le=5, help="annualised, calm regime")
+    high_volatility: float = _f(0.9, gt=0, le=10, help="annualised, stressed regime")
+    regime_switch_prob: float = _f(0.002, ge=0, le=1)
+    jump_intensity: float = _f(0.0005, ge=0, le=1, help="chance of a jump per tick")
+    jump_std: float = _f(0.02, ge=0, le=1)
+    spread_bps: float = _f(2.0, ge=0, le=1000)
+    time_scale: float = _f(60.0, gt=0, help="simulated seconds per real second")
+    risk_free_rate: float = _f(0.04, ge=0, le=1)
+    prices: dict[str, float] = _f(factory=dict, help="starting prices; others start at 100")
+
+
+@dataclass(frozen=True)
+class CSVReplayConfig:
+    path: str = _f("")
+    speed: float = _f(0.0, ge=0, help="0: as fast as possible; 1: real time; 60: a minute a second")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    source: str = _f("simulated", choices=("simulated", "csv", "ib"))
+    symbols: list[str] = _f(factory=lambda: ["AAPL", "MSFT", "SPY", "NVDA"])
+    timezone: str = _f("America/New_York")
+    bar_seconds: float = _f(5.0, gt=0, help="bar size the engine builds from ticks for strategies")
+    history_bars: int = _f(500, gt=10, help="bars kept per symbol for strategies")
+    stale_after: float = _f(10.0, gt=0, help="seconds without an update before a feed is stale")
+    simulated: SimulatedMarketConfig = _f(factory=SimulatedMarketConfig)
+    csv: CSVReplayConfig = _f(factory=CSVReplayConfig)
+
+
+@dataclass(frozen=True)
+class StrategyRiskConfig:
+    stop_loss_pct: float | None = _f(None, gt=0, lt=100)
+    stop_loss_abs: float | None = _f(None, gt=0)
+    take_profit_pct: float | None = _f(None, gt=0)
+    take_profit_abs: float | None = _f(None, gt=0)
+    trailing_stop_pct: float | None = _f(None, gt=0, lt=100)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str = _f(dataclasses.MISSING)
+    cls: str = _f(dataclasses.MISSING, toml="class", help="built-in name or package.module:Class")
+    symbols: list[str] = _f(factory=list)
+    capital: float = _f(100_000.0, gt=0)
+    enabled: bool = _f(True)
+    sizing: str = _f("fraction", choices=("fixed", "cash", "fraction", "all_in"))
+    params: dict[str, Any] = _f(factory=dict)
+    risk: StrategyRiskConfig = _f(factory=StrategyRiskConfig)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_order_value: float = _f(250_000.0, gt=0)
+    max_position_value: float = _f(500_000.0, gt=0, help="per symbol, whole account")
+    max_position_qty: float = _f(100_000.0, gt=0, help="per symbol, whole account")
+    max_strategy_position_value: float = _f(300_000.0, gt=0, help="per symbol, per strategy")
+    max_gross_exposure: float = _f(2_000_000.0, gt=0)
+    price_collar_pct: float = _f(5.0, gt=0, le=100, help="limit/stop too far from last price")
+    max_orders_per_second: float = _f(20.0, gt=0)
+    max_drawdown_pct: float = _f(10.0, gt=0, le=100)
+    daily_loss_limit: float = _f(50_000.0, gt=0)
+    cancel_orders_on_halt: bool = _f(True)
+    warn_fraction: float = _f(0.8, gt=0, lt=1, help="gauges turn amber at this share of a limit")
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    path: str = _f("", help="empty: <user data dir>/fbterm/journal.sqlite")
+    synchronous: str = _f("NORMAL", choices=("OFF", "NORMAL", "FULL"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dir: str = _f("", help="empty: <user data dir>/fbterm/data")
+    on_bad_rows: str = _f("error", choices=("error", "drop", "repair"))
+    gap_policy: str = _f("keep", choices=("keep", "drop", "ffill"))
+    outlier_sigma: float = _f(8.0, gt=0)
+
+
+@dataclass(frozen=True)
+class EmailAlertConfig:
+    enabled: bool = _f(False)
+    host: str = _f("localhost")
+    port: int = _f(587, gt=0, le=65535)
+    security: str = _f("starttls", choices=("none", "starttls", "tls"))
+    username: str = _f("")
+    password_env: str = _f("FBTERM_SMTP_PASSWORD", help="name of the env var with the password")
+    sender: str = _f("fbterm@localhost")
+    recipients: list[str] = _f(factory=list)
+    timeout: float = _f(10.0, gt=0)
+
+
+@dataclass(frozen=True)
+class SMSAlertConfig:
+    enabled: bool = _f(False)
+    provider: str = _f("twilio", choices=("twilio", "webhook"))
+    url: str = _f("", help="API base URL (Twilio) or the webhook URL")
+    account_sid: str = _f("")
+    token_env: str = _f("FBTERM_SMS_TOKEN")
+    sender: str = _f("")
+    recipients: list[str] = _f(factory=list)
+    timeout: float = _f(10.0, gt=0)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    min_severity: str = _f("warning", choices=("info", "warning", "error", "critical"))
+    rate_limit_per_minute: int = _f(10, gt=0)
+    dedup_seconds: float = _f(300.0, ge=0)
+    retry_max_attempts: int = _f(20, gt=0)
+    retry_initial_delay: float = _f(5.0, gt=0)
+    email: EmailAlertConfig = _f(factory=EmailAlertConfig)
+    sms: SMSAlertConfig = _f(factory=SMSAlertConfig)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    path: str = _f("", help="empty: <user data dir>/fbterm/activity.jsonl")
+    max_bytes: int = _f(10_000_000, gt=1000)
+    backups: int = _f(5, ge=0)
+    level: str = _f("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    kelly_cap: float = _f(0.25, gt=0, le=1, help="max half-Kelly fraction per strategy")
+    kelly_min_observations: int = _f(30, gt=1)
+    rebalance_interval: float = _f(0.0, ge=0, help="seconds; 0: only on command")
+    rolling_window: int = _f(100, gt=1)
+    report_dir: str = _f("", help="empty: the data dir")
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    theme: str = _f("dark")
+    refresh_hz: float = _f(10.0, gt=0, le=60)
+    compact: str = _f("auto", choices=("auto", "on", "off"))
+    keys: dict[str, str] = _f(factory=dict, help="action = key overrides")
+    confirm: dict[str, bool] = _f(factory=dict, help="action = false to skip its confirmation")
+    flatten_order_type: str = _f("market", choices=("market", "limit"))
+    flatten_limit_offset_pct: float = _f(0.1, ge=0, le=10)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str = _f("", help="empty: <user runtime/data dir>/fbterm/control.sock")
+
+
+@dataclass(frozen=True)
+class Config:
+    broker: BrokerConfig = _f(factory=BrokerConfig)
+    market: MarketConfig = _f(factory=MarketConfig)
+    strategies: list[StrategyConfig] = _f(factory=list)
+    risk: RiskConfig = _f(factory=RiskConfig)
+    journal: JournalConfig = _f(factory=JournalConfig)
+    data: DataConfig = _f(factory=DataConfig)
+    alerts: AlertsConfig = _f(factory=AlertsConfig)
+    log: LogConfig = _f(factory=LogConfig)
+    metrics: MetricsConfig = _f(factory=MetricsConfig)
+    ui: UIConfig = _f(factory=UIConfig)
+    control: ControlConfig = _f(factory=ControlConfig)
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    # -- resolved paths ------------------------------------------------------------------
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.journal.path).expanduser() if self.journal.path else user_dir() / "journal.sqlite"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir).expanduser() if self.data.dir else user_dir() / "data"
+
+    @property
+    def activity_log_path(self) -> Path:
+        return Path(self.log.path).expanduser() if self.log.path else user_dir() / "activity.jsonl"
+
+    @property
+    def control_socket_path(self) -> Path:
+        return Path(self.control.socket).expanduser() if self.control.socket else user_dir() / "control.sock"
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.metrics.report_dir).expanduser() if self.metrics.report_dir else self.data_dir
+
+
+def user_dir() -> Path:
+    """fbterm's own folder; FBTERM_HOME overrides (tests and multiple instances use it)."""
+    env = os.environ.get("FBTERM_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("fbterm", appauthor=False))
+
+
+# ------------------------------------------------------------------------------- builtins
+
+# Strategy classes the config may name without a module path. The strategies package fills
+# the real registry; this list lets config validation stay import-light.
+BUILTIN_STRATEGIES = ("sma_cross", "mean_reversion", "breakout", "covered_call")
+
+
+# -------------------------------------------------------------------------------- loading
+
+
+def _toml_name(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("toml", f.name)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "table"
+    if tp is type(None):
+        return "nothing"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _got(v: Any) -> str:
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return f"a list {v!r}"[:80]
+    return f"{type(v).__name__} {v!r}"
+
+
+class _Ctx:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, reason: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.source}: {path}: {reason}")
+
+
+def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(ctx, path, args[0], value, meta)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            ctx.fail(path, f"expected a table, got {_got(value)}")
+        return _build(ctx, path, tp, value)  # type: ignore[arg-type]
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            ctx.fail(path, f"expected {_type_name(tp)}, got {_got(value)}")
+        return [_convert(ctx, f"{path}[{i}]", item_tp, v, {}) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            ctx.fail(path, f"expected a table, got {_got(value)}")
+        _k_tp, v_tp = typing.get_args(tp)
+        if v_tp is Any:
+            return dict(value)
+        return {k: _convert(ctx, f"{path}.{k}", v_tp, v, meta) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            ctx.fail(path, f"expected true or false, got {_got(value)}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            ctx.fail(path, f"expected an integer, got {_got(value)}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            ctx.fail(path, f"expected a number, got {_got(value)}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            ctx.fail(path, f"expected a string, got {_got(value)}")
+    _check_constraints(ctx, path, value, meta)
+    return value
+
+
+def _check_constraints(ctx: _Ctx, path: str, v: Any, meta: typing.Mapping[str, Any]) -> None:
+    if "choices" in meta and v not in meta["choices"]:
+        ctx.fail(path, f"must be one of {', '.join(map(repr, meta['choices']))}, got {v!r}")
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        if v != v:  # NaN
+            ctx.fail(path, "must be a number, got nan")
+        for key, ok, word in (
+            ("gt", lambda a, b: a > b, ">"),
+            ("ge", lambda a, b: a >= b, ">="),
+            ("lt", lambda a, b: a < b, "<"),
+            ("le", lambda a, b: a <= b, "<="),
+        ):
+            if key in meta and not ok(v, meta[key]):
+                ctx.fail(path, f"must be {word} {meta[key]:g}, got {v:g}")
+
+
+def _build(ctx: _Ctx, path: str, cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {_toml_name(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    prefix = f"{path}." if path else ""
+    for key in data:
+        if key not in fields:
+            near = _closest(key, list(fields))
+            hint = f" (did you mean {near!r}?)" if near else ""
+            ctx.fail(f"{prefix}{key}", f"unknown key{hint}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[f.name] = _convert(ctx, f"{prefix}{name}", hints[f.name], data[name], f.metadata)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            ctx.fail(f"{prefix}{name}", "is required")
+    return cls(**kwargs)
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    import difflib
+
+    m = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return m[0] if m else None
+
+
+def _validate_whole(ctx: _Ctx, cfg: Config) -> None:
+    seen: set[str] = set()
+    for i, s in enumerate(cfg.strategies):
+        where = f"strategies[{i}]"
+        if not s.name.strip():
+            ctx.fail(f"{where}.name", "must not be empty")
+        if s.name in seen:
+            ctx.fail(f"{where}.name", f"duplicate strategy name {s.name!r}")
+        seen.add(s.name)
+        if s.cls not in BUILTIN_STRATEGIES and ":" not in s.cls:
+            ctx.fail(
+                f"{where}.class",
+                f"unknown strategy {s.cls!r}: use one of {', '.join(BUILTIN_STRATEGIES)} "
+                "or 'package.module:ClassName'",
+            )
+        for sym in s.symbols:
+            if sym not in cfg.market.symbols:
+                ctx.fail(f"{where}.symbols", f"{sym!r} is not in market.symbols")
+    if len(set(cfg.market.symbols)) != len(cfg.market.symbols):
+        ctx.fail("market.symbols", "has duplicates")
+    for sym in cfg.market.symbols:
+        if not sym or sym != sym.strip().upper():
+            ctx.fail("market.symbols", f"symbols are upper-case tickers, got {sym!r}")
+    for sym, px in cfg.market.simulated.prices.items():
+        if px <= 0:
+            ctx.fail(f"market.simulated.prices.{sym}", f"must be > 0, got {px:g}")
+    if cfg.market.source == "csv" and not cfg.market.csv.path:
+        ctx.fail("market.csv.path", "is required when market.source = 'csv'")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(cfg.market.timezone)
+    except Exception:
+        ctx.fail("market.timezone", f"unknown time zone {cfg.market.timezone!r}")
+    if cfg.broker.ib.reconnect_max_delay < cfg.broker.ib.reconnect_initial_delay:
+        ctx.fail("broker.ib.reconnect_max_delay", "must be >= broker.ib.reconnect_initial_delay")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    ctx = _Ctx(source)
+    cfg = _build(ctx, "", Config, data)
+    cfg = dataclasses.replace(cfg, source=source)
+    _validate_whole(ctx, cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate a config file; None gives the built-in defaults (with demo strategies)."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    name = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{name}: not valid TOML: {e}") from None
+    return config_from_dict(data, name)
+
+
+DEFAULT_STRATEGIES: list[dict[str, Any]] = [
+    {"name": "sma_fast", "class": "sma_cross", "symbols": ["AAPL", "MSFT"], "capital": 200_000,
+     "params": {"fast": 5, "slow": 12}},
+    {"name": "meanrev_spy", "class": "mean_reversion", "symbols": ["SPY"], "capital": 150_000,
+     "params": {"window": 10, "entry_z": 1.2}},
+    {"name": "breakout_nvda", "class": "breakout", "symbols": ["NVDA"], "capital": 150_000,
+     "params": {"window": 10}},
+    {"name": "covered_aapl", "class": "covered_call", "symbols": ["AAPL"], "capital": 100_000,
+     "params": {}},
+]
+
+
+def default_config() -> Config:
+    """The embedded default: paper broker, simulated market, four demo strategies."""
+    return config_from_dict({"strategies": DEFAULT_STRATEGIES}, "<defaults>")
+
+
+def with_overrides(cfg: Config, **paths: Any) -> Config:
+    """Return cfg with dotted-path overrides applied (``broker.ib.port=4002``), re-validated."""
+    data = to_dict(cfg)
+    for dotted, value in paths.items():
+        if value is None:
+            continue
+        node = data
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    return config_from_dict(data, cfg.source)
+
+
+def to_dict(obj: Any) -> Any:
+    """The config as plain TOML-shaped data (what ``check-config`` prints)."""
+    if dataclasses.is_dataclass(obj):
+        return {
+            _toml_name(f): to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("internal")
+        }
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Render plain data as TOML (enough for our own config shape)."""
+    out: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, float):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + "}"
+        return str(v)
+
+    def _key(k: str) -> str:
+        return k if k.replace("_", "").replace("-", "").isalnum() else scalar(k)
+
+    def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
+        plain = {k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_aot(v)}
+        if prefix:
+            out.append(f"\n[[{prefix}]]" if array else f"\n[{prefix}]")
+        for k, v in plain.items():
+            out.append(f"{_key(k)} = {scalar(v)}")
+        for k, v in d.items():
+            if _is_table(v):
+                table(f"{prefix}.{k}" if prefix else k, v)
+            elif _is_aot(v):
+                for item in v:
+                    table(f"{prefix}.{k}" if prefix else k, item, array=True)
+
+    table("", data)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_aot(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)

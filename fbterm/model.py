@@ -1,0 +1,599 @@
+"""The domain model: instruments, orders and their state machine, fills, positions.
+
+Everything here is immutable. An order changes by producing a new ``Order`` through
+:meth:`Order.transition`, which refuses an illegal move and leaves the old value untouched;
+positions change only by :meth:`Position.apply_fill`. That makes snapshots for the UI free
+and makes "positions are derived from fills" a property of the types, not a convention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+# ---------------------------------------------------------------------------- instruments
+
+
+class Right(StrEnum):
+    CALL = "C"
+    PUT = "P"
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    symbol: str
+    exchange: str = "SMART"
+    currency: str = "USD"
+
+    @property
+    def key(self) -> str:
+        return self.symbol
+
+    @property
+    def underlying(self) -> str:
+        return self.symbol
+
+    @property
+    def multiplier(self) -> int:
+        return 1
+
+    @property
+    def is_option(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    underlying: str
+    right: Right
+    strike: float
+    expiry: dt.date
+    multiplier: int = 100
+    exchange: str = "SMART"
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.right, Right):
+            object.__setattr__(self, "right", Right(str(self.right).upper()[:1]))
+        if self.strike <= 0:
+            raise ValueError(f"option strike must be > 0, got {self.strike}")
+
+    @property
+    def key(self) -> str:
+        strike = f"{self.strike:g}"
+        return f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}"
+
+    @property
+    def symbol(self) -> str:
+        return self.key
+
+    @property
+    def is_option(self) -> bool:
+        return True
+
+
+Instrument = Stock | Option
+
+_OPTION_KEY = re.compile(r"^(?P<und>[A-Z0-9.\-]+) (?P<exp>\d{8}) (?P<right>[CP])(?P<strike>\d+(?:\.\d+)?)$")
+
+
+def instrument_from_key(key: str) -> Instrument:
+    """Parse ``AAPL`` or ``AAPL 20250117 C150`` back into an instrument."""
+    m = _OPTION_KEY.match(key.strip())
+    if m:
+        return Option(
+            underlying=m["und"],
+            right=Right(m["right"]),
+            strike=float(m["strike"]),
+            expiry=dt.datetime.strptime(m["exp"], "%Y%m%d").date(),
+        )
+    sym = key.strip().upper()
+    if not sym or " " in sym:
+        raise ValueError(f"not an instrument key: {key!r}")
+    return Stock(sym)
+
+
+# --------------------------------------------------------------------------------- orders
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "MKT"
+    LIMIT = "LMT"
+    STOP = "STP"
+    STOP_LIMIT = "STP LMT"
+
+
+class TimeInForce(StrEnum):
+    DAY = "DAY"
+    GTC = "GTC"
+
+
+class OrderStatus(StrEnum):
+    PENDING_SUBMIT = "PendingSubmit"
+    SUBMITTED = "Submitted"
+    PARTIALLY_FILLED = "PartiallyFilled"
+    PENDING_CANCEL = "PendingCancel"
+    FILLED = "Filled"
+    CANCELLED = "Cancelled"
+    REJECTED = "Rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_live(self) -> bool:
+        return self not in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+
+S = OrderStatus
+# Which status may follow which. A fill can race a cancel request, and a broker can refuse a
+# cancel (the order then goes back to working), so PENDING_CANCEL has several exits.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_SUBMIT: frozenset(
+        {S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.REJECTED}
+    ),
+    S.SUBMITTED: frozenset(
+        {S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.REJECTED}
+    ),
+    S.PARTIALLY_FILLED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED}
+    ),
+    S.PENDING_CANCEL: frozenset(
+        {S.PENDING_CANCEL, S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED}
+    ),
+    S.FILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REJECTED: frozenset(),
+}
+del S
+
+
+class IllegalTransition(ValueError):
+    """An order was asked to move to a status its current status does not allow."""
+
+    def __init__(self, order_id: str, current: OrderStatus, requested: OrderStatus, why: str = ""):
+        self.order_id = order_id
+        self.current = current
+        self.requested = requested
+        msg = f"order {order_id}: illegal transition {current.value} -> {requested.value}"
+        super().__init__(msg + (f" ({why})" if why else ""))
+
+
+class OrderError(ValueError):
+    """An order (or a change to one) is malformed: it names what is wrong."""
+
+
+def _now() -> float:
+    return dt.datetime.now(dt.UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order and where it is in its life. Immutable: every change returns a new Order."""
+
+    client_order_id: str
+    instrument: Instrument
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.DAY
+    strategy_id: str = "manual"
+    status: OrderStatus = OrderStatus.PENDING_SUBMIT
+    filled_quantity: float = 0.0
+    avg_fill_price: float = 0.0
+    created_ts: float = field(default_factory=_now)
+    updated_ts: float = 0.0
+    broker_order_id: str | None = None
+    reason: str = ""
+    signal_price: float | None = None
+    triggered: bool = False  # a stop or stop-limit whose stop price has been touched
+    submitted_ts: float | None = None  # when the broker acknowledged it
+    revision: int = 0  # bumped by every modification
+
+    def __post_init__(self) -> None:
+        validate_order_fields(
+            self.client_order_id,
+            self.quantity,
+            self.order_type,
+            self.limit_price,
+            self.stop_price,
+        )
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def symbol(self) -> str:
+        return self.instrument.key
+
+    @property
+    def remaining(self) -> float:
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.side.sign * self.quantity
+
+    @property
+    def is_live(self) -> bool:
+        return self.status.is_live
+
+    @property
+    def multiplier(self) -> int:
+        return self.instrument.multiplier
+
+    def reference_price(self) -> float | None:
+        """The price that best describes what this order is worth before it fills."""
+        if self.limit_price is not None:
+            return self.limit_price
+        if self.stop_price is not None:
+            return self.stop_price
+        return self.signal_price
+
+    # -- the state machine ---------------------------------------------------------------
+    def transition(self, status: OrderStatus, *, ts: float | None = None, **changes: Any) -> Order:
+        allowed = TRANSITIONS[self.status]
+        if status not in allowed:
+            why = "order is already final" if self.status.is_terminal else ""
+            raise IllegalTransition(self.client_order_id, self.status, status, why)
+        return dataclasses.replace(self, status=status, updated_ts=ts or _now(), **changes)
+
+    def with_fill(self, quantity: float, price: float, *, ts: float | None = None) -> Order:
+        """The order after a fill of ``quantity`` at ``price`` (status follows the totals)."""
+        if quantity <= 0:
+            raise OrderError(f"order {self.client_order_id}: fill quantity must be > 0, got {quantity}")
+        if quantity > self.remaining + 1e-9:
+            raise OrderError(
+                f"order {self.client_order_id}: fill of {quantity:g} exceeds remaining {self.remaining:g}"
+            )
+        filled = self.filled_quantity + quantity
+        avg = (self.avg_fill_price * self.filled_quantity + price * quantity) / filled
+        done = filled >= self.quantity - 1e-9
+        new_status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        if self.status is OrderStatus.PENDING_CANCEL and not done:
+            new_status = OrderStatus.PENDING_CANCEL
+        return self.transition(new_status, ts=ts, filled_quantity=filled, avg_fill_price=avg)
+
+    def modified(
+        self,
+        *,
+        quantity: float | None = None,
+        order_type: OrderType | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        ts: float | None = None,
+    ) -> Order:
+        """A live order with new terms. Quantity may not drop below what has already filled."""
+        if not self.status.is_live or self.status is OrderStatus.PENDING_CANCEL:
+            raise IllegalTransition(
+                self.client_order_id, self.status, self.status, "only a working order can be modified"
+            )
+        new_type = order_type or self.order_type
+        new_qty = self.quantity if quantity is None else float(quantity)
+        if self.filled_quantity > 0 and new_qty <= self.filled_quantity + 1e-9:
+            raise OrderError(
+                f"order {self.client_order_id}: new quantity {new_qty:g} must exceed filled {self.filled_quantity:g}"
+            )
+        lp = limit_price if limit_price is not None else self.limit_price
+        sp = stop_price if stop_price is not None else self.stop_price
+        if new_type in (OrderType.MARKET, OrderType.STOP):
+            lp = None
+        if new_type in (OrderType.MARKET, OrderType.LIMIT):
+            sp = None
+        validate_order_fields(self.client_order_id, new_qty, new_type, lp, sp)
+        return dataclasses.replace(
+            self,
+            quantity=new_qty,
+            order_type=new_type,
+            limit_price=lp,
+            stop_price=sp,
+            updated_ts=ts or _now(),
+            revision=self.revision + 1,
+            triggered=self.triggered and new_type in (OrderType.STOP, OrderType.STOP_LIMIT),
+        )
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.client_order_id,
+            "instrument": self.instrument.key,
+            "side": self.side.value,
+            "qty": self.quantity,
+            "type": self.order_type.value,
+            "lmt": self.limit_price,
+            "stp": self.stop_price,
+            "tif": self.tif.value,
+            "strategy": self.strategy_id,
+            "status": self.status.value,
+            "filled": self.filled_quantity,
+            "avg": self.avg_fill_price,
+            "created": self.created_ts,
+            "updated": self.updated_ts,
+            "broker_id": self.broker_order_id,
+            "reason": self.reason,
+            "signal_price": self.signal_price,
+            "triggered": self.triggered,
+            "submitted_ts": self.submitted_ts,
+            "rev": self.revision,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Order:
+        return cls(
+            client_order_id=d["id"],
+            instrument=instrument_from_key(d["instrument"]),
+            side=Side(d["side"]),
+            quantity=float(d["qty"]),
+            order_type=OrderType(d["type"]),
+            limit_price=d.get("lmt"),
+            stop_price=d.get("stp"),
+            tif=TimeInForce(d.get("tif", "DAY")),
+            strategy_id=d.get("strategy", "manual"),
+            status=OrderStatus(d.get("status", OrderStatus.PENDING_SUBMIT.value)),
+            filled_quantity=float(d.get("filled", 0.0)),
+            avg_fill_price=float(d.get("avg", 0.0)),
+            created_ts=float(d.get("created", 0.0)),
+            updated_ts=float(d.get("updated", 0.0)),
+            broker_order_id=d.get("broker_id"),
+            reason=d.get("reason", ""),
+            signal_price=d.get("signal_price"),
+            triggered=bool(d.get("triggered", False)),
+            submitted_ts=d.get("submitted_ts"),
+            revision=int(d.get("rev", 0)),
+        )
+
+
+def validate_order_fields(
+    order_id: str,
+    quantity: float,
+    order_type: OrderType,
+    limit_price: float | None,
+    stop_price: float | None,
+) -> None:
+    where = f"order {order_id}" if order_id else "order"
+    if not isinstance(quantity, int | float) or not math.isfinite(quantity) or quantity <= 0:
+        raise OrderError(f"{where}: quantity must be > 0, got {quantity!r}")
+    if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        if limit_price is None or not math.isfinite(limit_price) or limit_price <= 0:
+            raise OrderError(f"{where}: {order_type.value} needs a limit price > 0, got {limit_price!r}")
+    elif limit_price is not None:
+        raise OrderError(f"{where}: {order_type.value} takes no limit price")
+    if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        if stop_price is None or not math.isfinite(stop_price) or stop_price <= 0:
+            raise OrderError(f"{where}: {order_type.value} needs a stop price > 0, got {stop_price!r}")
+    elif stop_price is not None:
+        raise OrderError(f"{where}: {order_type.value} takes no stop price")
+
+
+# ---------------------------------------------------------------------------------- fills
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    fill_id: str
+    client_order_id: str
+    instrument: Instrument
+    side: Side
+    quantity: float
+    price: float
+    commission: float = 0.0
+    ts: float = field(default_factory=_now)
+    strategy_id: str = "manual"
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.side.sign * self.quantity
+
+    @property
+    def value(self) -> float:
+        return self.quantity * self.price * self.instrument.multiplier
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fill_id": self.fill_id,
+            "order_id": self.client_order_id,
+            "instrument": self.instrument.key,
+            "side": self.side.value,
+            "qty": self.quantity,
+            "price": self.price,
+            "commission": self.commission,
+            "ts": self.ts,
+            "strategy": self.strategy_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fill:
+        return cls(
+            fill_id=d["fill_id"],
+            client_order_id=d["order_id"],
+            instrument=instrument_from_key(d["instrument"]),
+            side=Side(d["side"]),
+            quantity=float(d["qty"]),
+            price=float(d["price"]),
+            commission=float(d.get("commission", 0.0)),
+            ts=float(d.get("ts", 0.0)),
+            strategy_id=d.get("strategy", "manual"),
+        )
+
+
+# ------------------------------------------------------------------------------ positions
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A signed position built only from fills (average-cost accounting)."""
+
+    instrument: Instrument
+    quantity: float = 0.0
+    avg_cost: float = 0.0  # per unit, excluding the multiplier
+    realized_pnl: float = 0.0  # net of commissions
+    commissions: float = 0.0
+    strategy_id: str | None = None  # None for the account-wide aggregate
+    opened_ts: float | None = None
+
+    @property
+    def symbol(self) -> str:
+        return self.instrument.key
+
+    @property
+    def multiplier(self) -> int:
+        return self.instrument.multiplier
+
+    @property
+    def is_flat(self) -> bool:
+        return abs(self.quantity) < 1e-9
+
+    def market_value(self, mark: float) -> float:
+        return self.quantity * mark * self.multiplier
+
+    def unrealized_pnl(self, mark: float | None) -> float:
+        if mark is None or self.is_flat:
+            return 0.0
+        return (mark - self.avg_cost) * self.quantity * self.multiplier
+
+    def apply_fill(self, fill: Fill) -> Position:
+        q0, q = self.quantity, fill.signed_quantity
+        mult = self.multiplier
+        realized = self.realized_pnl - fill.commission
+        commissions = self.commissions + fill.commission
+        new_q = q0 + q
+        if abs(new_q) < 1e-9:
+            new_q = 0.0
+        if q0 == 0 or (q0 > 0) == (q > 0):
+            # Opening or adding: the average cost moves.
+            avg = (self.avg_cost * abs(q0) + fill.price * abs(q)) / abs(new_q) if new_q else 0.0
+            opened = self.opened_ts if q0 else fill.ts
+        else:
+            closed = min(abs(q0), abs(q))
+            direction = 1 if q0 > 0 else -1
+            realized += (fill.price - self.avg_cost) * closed * direction * mult
+            if new_q == 0:
+                avg, opened = 0.0, None
+            elif (new_q > 0) == (q0 > 0):
+                avg, opened = self.avg_cost, self.opened_ts
+            else:  # reversed through zero: the remainder opens at the fill price
+                avg, opened = fill.price, fill.ts
+        return dataclasses.replace(
+            self,
+            quantity=new_q,
+            avg_cost=avg,
+            realized_pnl=realized,
+            commissions=commissions,
+            opened_ts=opened,
+        )
+
+
+def positions_from_fills(fills: list[Fill], *, by_strategy: bool = False) -> dict[Any, Position]:
+    """Fold fills into positions keyed by instrument key (or (strategy, key))."""
+    out: dict[Any, Position] = {}
+    for f in fills:
+        k = (f.strategy_id, f.instrument.key) if by_strategy else f.instrument.key
+        pos = out.get(k) or Position(f.instrument, strategy_id=f.strategy_id if by_strategy else None)
+        out[k] = pos.apply_fill(f)
+    return out
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's (or an operator's) wish to trade: the input of ``create_order``."""
+
+    strategy_id: str
+    instrument: Instrument
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.DAY
+    signal_price: float | None = None  # the price the strategy saw; slippage is measured from it
+    ts: float = field(default_factory=_now)
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        validate_order_fields("", self.quantity, self.order_type, self.limit_price, self.stop_price)
+
+
+# ---------------------------------------------------------------------------- market data
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One quote update. ``last`` is the trade price, ``volume`` the size traded since the last tick."""
+
+    symbol: str
+    ts: float
+    bid: float
+    ask: float
+    last: float
+    volume: float = 0.0
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    ts: float  # bar open time, epoch seconds UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OptionQuote:
+    instrument: Option
+    ts: float
+    bid: float
+    ask: float
+    underlying_price: float
+    iv: float
+    delta: float
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+# ---------------------------------------------------------------------------- account
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDetails:
+    account: str
+    cash: float
+    equity: float  # net liquidation value
+    buying_power: float
+    margin_used: float = 0.0  # initial margin requirement in use
+    maintenance_margin: float = 0.0
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+    currency: str = "USD"
+    ts: float = field(default_factory=_now)
