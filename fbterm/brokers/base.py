@@ -122,6 +122,11 @@ class Broker(Protocol):
 
     def set_event_handler(self, handler: EventHandler) -> None: ...
 
+    async def start(self) -> None:
+        """Connect (on the engine thread's event loop). Raise ConnectionError if impossible."""
+
+    async def stop(self) -> None: ...
+
     @property
     def connection_state(self) -> ConnectionState: ...
 
