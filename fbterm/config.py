@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -350,9 +345,8 @@ def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str
         if isinstance(value, bool) or not isinstance(value, int | float):
             ctx.fail(path, f"expected a number, got {_got(value)}")
         value = float(value)
-    elif tp is str:
-        if not isinstance(value, str):
-            ctx.fail(path, f"expected a string, got {_got(value)}")
+    elif tp is str and not isinstance(value, str):
+        ctx.fail(path, f"expected a string, got {_got(value)}")
     _check_constraints(ctx, path, value, meta)
     return value
 
