@@ -1,0 +1,251 @@
+"""What the engine publishes and what it accepts: immutable snapshots and typed commands.
+
+The engine thread owns all trading state. Subscribers (the console, the headless summary, the
+control socket) never touch that state: they receive an :class:`EngineSnapshot` at a steady
+rate and send :data:`Command` objects to the engine's thread-safe queue. Every command carries
+an id; its outcome comes back as a :class:`CommandResult` inside the next snapshots and through
+the ``on_result`` callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fbterm.model import AccountDetails, Order, OrderType, Side, TimeInForce
+
+
+class TradingState(StrEnum):
+    """NautilusTrader's three states: everything, only what shrinks a position, nothing."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class StrategyState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    symbol: str
+    quantity: float
+    avg_cost: float
+    last: float | None
+    market_value: float
+    unrealized_pnl: float
+    realized_pnl: float
+    multiplier: int = 1
+    delta: float | None = None  # options: per-contract delta of the option
+    strategies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRow:
+    name: str
+    cls: str
+    state: StrategyState
+    allocation: float
+    symbols: tuple[str, ...]
+    position: str  # e.g. "AAPL +300, MSFT -120"
+    pnl_today: float
+    pnl_total: float
+    trades: int
+    last_signal: str
+    error: str = ""
+    equity: float = 0.0
+    drawdown_pct: float = 0.0
+    sharpe: float | None = None
+    win_rate_pct: float | None = None
+    params: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """A value against its limit; ``level`` is ok / warn / breach."""
+
+    name: str
+    value: float
+    limit: float
+    level: str
+    text: str
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.limit <= 0 else max(self.value / self.limit, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    state: TradingState
+    halt_reason: str
+    equity: float
+    peak_equity: float
+    drawdown_pct: float
+    daily_pnl: float
+    gross_exposure: float
+    orders_per_second: float
+    gauges: tuple[Gauge, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    symbol: str
+    last_ts: float  # wall clock of the last update
+    age: float  # seconds since
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    seq: int
+    ts: float
+    level: str  # debug / info / warning / error
+    kind: str  # engine / order / fill / risk / alert / command / broker / strategy
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: int
+    ok: bool
+    message: str
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    seq: int
+    ts: float
+    mode: str  # PAPER / LIVE / READ-ONLY
+    broker: str  # paper / ib
+    account: str
+    connection: str  # connected / reconnecting / disconnected / read-only
+    connection_message: str
+    account_details: AccountDetails | None
+    positions: tuple[PositionRow, ...]
+    open_orders: tuple[Order, ...]
+    strategies: tuple[StrategyRow, ...]
+    risk: RiskView
+    feeds: tuple[FeedStatus, ...]
+    log: tuple[LogLine, ...]  # the most recent lines, oldest first
+    latency_ms_p50: float | None  # submit -> acknowledge
+    latency_ms_p99: float | None
+    last_prices: dict[str, float] = field(default_factory=dict)
+    results: tuple[CommandResult, ...] = ()  # recent command outcomes
+    ticks_processed: int = 0
+    fills_total: int = 0
+    running: bool = True
+
+    @property
+    def halted(self) -> bool:
+        return self.risk.state is TradingState.HALTED
+
+    @property
+    def stale_feeds(self) -> tuple[str, ...]:
+        return tuple(f.symbol for f in self.feeds if f.stale)
+
+
+# ----------------------------------------------------------------------------- commands
+
+_ids = itertools.count(1)
+
+
+def _next_id() -> int:
+    return next(_ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Cmd:
+    command_id: int = field(default_factory=_next_id)
+    source: str = "ui"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Halt(_Cmd):
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReduceOnly(_Cmd):
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOrder(_Cmd):
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.DAY
+    strategy_id: str = "manual"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelOrder(_Cmd):
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelAll(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModifyOrder(_Cmd):
+    client_order_id: str
+    quantity: float | None = None
+    order_type: OrderType | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlattenAll(_Cmd):
+    order_type: OrderType = OrderType.MARKET
+    limit_offset_pct: float = 0.1  # limit orders: this far through the last price
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseStrategy(_Cmd):
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeStrategy(_Cmd):
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateStrategy(_Cmd):
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+    cls: str | None = None  # new code: "package.module:Class" or a built-in name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rebalance(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop(_Cmd):
+    pass
+
+
+Command = (
+    Halt | ReduceOnly | Resume | NewOrder | CancelOrder | CancelAll | ModifyOrder | FlattenAll
+    | PauseStrategy | ResumeStrategy | UpdateStrategy | Rebalance | Stop
+)
