@@ -118,11 +118,19 @@ def target_quantity(
     *,
     multiplier: int = 1,
     commission_fraction: float = 0.0,
+    position: float = 0.0,
 ) -> float:
-    """Whole units to hold for ``target`` at ``price`` (signed). Pure; shared with the backtester."""
+    """Whole units to hold for ``target`` at ``price`` (signed). Pure; shared with the backtester.
+
+    ``position`` is the quantity held now: when all_in closes or reverses it, the equity to
+    spend is what is left after paying the commission on the closing leg (backtesting.py
+    closes the old trade before sizing the new one).
+    """
     if not target or price <= 0 or not math.isfinite(price):
         return 0.0
     unit = price * multiplier
+    if sizing.mode == "all_in" and position and (position > 0) != (target > 0):
+        equity -= abs(position) * unit * commission_fraction
     if sizing.mode == "fixed":
         units = sizing.value * abs(target)
     elif sizing.mode == "cash":
@@ -232,7 +240,8 @@ class StrategyInterface(ABC):
             return []
         self._last_target[ctx.symbol] = target
         qty = target_quantity(
-            target, ctx.price, ctx.equity, ctx.sizing, commission_fraction=ctx.commission_fraction
+            target, ctx.price, ctx.equity, ctx.sizing, commission_fraction=ctx.commission_fraction,
+            position=ctx.position,
         )
         return self.orders_to(qty, ctx, reason=f"target {target:+g}")
 
