@@ -1,0 +1,356 @@
+"""PaperBroker: the embedded default venue.
+
+It keeps its own account (cash, positions, working orders) like a real broker would, fills
+orders with the pure fill model in :mod:`fbterm.brokers.fills` against the market updates the
+engine hands it, and answers through the same events as Interactive Brokers. Market orders fill
+at the *next* update after they arrive, never at a price the strategy already saw.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable
+
+from fbterm.brokers.base import (
+    BrokerError,
+    BrokerOrder,
+    BrokerPosition,
+    ConnectionState,
+    EventHandler,
+    FillEvent,
+    ModifyAckEvent,
+    OrderStatusEvent,
+)
+from fbterm.brokers.fills import (
+    CommissionModel,
+    FractionCommission,
+    MarketUpdate,
+    PerShareCommission,
+    match_order,
+)
+from fbterm.config import PaperBrokerConfig
+from fbterm.model import (
+    AccountDetails,
+    Fill,
+    Instrument,
+    Option,
+    OptionQuote,
+    Order,
+    OrderStatus,
+    Position,
+    Side,
+    Tick,
+)
+
+OptionPricer = Callable[[Option], OptionQuote | None]
+
+
+def commission_from_config(cfg: PaperBrokerConfig) -> CommissionModel:
+    if cfg.commission == "percent":
+        return FractionCommission(cfg.commission_fraction)
+    return PerShareCommission(
+        per_share=cfg.commission_per_share,
+        minimum=cfg.commission_minimum,
+        max_fraction=cfg.commission_max_fraction,
+        per_contract=cfg.commission_per_contract,
+    )
+
+
+class PaperBroker:
+    """A simulated broker. Not thread-safe: call it from the engine thread."""
+
+    name = "paper"
+    in_process = True  # answers synchronously, inside execute_order
+
+    def __init__(
+        self,
+        cfg: PaperBrokerConfig | None = None,
+        *,
+        symbols: Iterable[str] | None = None,
+        commission: CommissionModel | None = None,
+        participation: float | None = -1.0,
+        option_pricer: OptionPricer | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.cfg = cfg or PaperBrokerConfig()
+        self.commission = commission or commission_from_config(self.cfg)
+        self.participation = self.cfg.participation if participation == -1.0 else participation
+        self.symbols = set(symbols) if symbols is not None else None
+        self.option_pricer = option_pricer
+        self.clock = clock
+        self.cash = self.cfg.cash
+        self.account = self.cfg.account
+        self.positions: dict[str, Position] = {}
+        self.orders: dict[str, Order] = {}
+        self.last: dict[str, MarketUpdate] = {}
+        self._by_underlying: dict[str, set[str]] = {}
+        self._handler: EventHandler = lambda ev: None
+        self._fill_ids = itertools.count(1)
+        self._broker_ids = itertools.count(1)
+        # Value each working order holds back from buying power, kept incrementally so a book
+        # of thousands of resting orders costs O(1) per new order.
+        self._reserved: dict[str, float] = {}
+        self._reserved_total = 0.0
+
+    # -- port plumbing -------------------------------------------------------------------
+    def set_event_handler(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.CONNECTED
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    # -- orders --------------------------------------------------------------------------
+    def execute_order(self, order: Order) -> None:
+        now = self.clock()
+        reason = self._refuse(order)
+        if reason:
+            self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.REJECTED, reason, ts=now))
+            return
+        bid = f"P{next(self._broker_ids)}"
+        live = order.transition(OrderStatus.SUBMITTED, ts=now, broker_order_id=bid, submitted_ts=now)
+        self._put(live)
+        self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.SUBMITTED, broker_order_id=bid, ts=now))
+
+    def _put(self, order: Order) -> None:
+        oid = order.client_order_id
+        self.orders[oid] = order
+        self._by_underlying.setdefault(order.instrument.underlying, set()).add(oid)
+        px = order.reference_price() or self._mark(order.instrument) or 0.0
+        value = order.remaining * px * order.multiplier
+        self._reserved_total += value - self._reserved.get(oid, 0.0)
+        self._reserved[oid] = value
+
+    def _drop(self, oid: str) -> Order | None:
+        order = self.orders.pop(oid, None)
+        if order is not None:
+            self._by_underlying.get(order.instrument.underlying, set()).discard(oid)
+        self._reserved_total -= self._reserved.pop(oid, 0.0)
+        if not self.orders:
+            self._reserved_total = 0.0  # no drift from float sums when the book empties
+        return order
+
+    def cancel_order(self, order: Order) -> None:
+        live = self._drop(order.client_order_id)
+        if live is None:
+            raise BrokerError(f"order {order.client_order_id} is not working at the paper broker")
+        self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.CANCELLED, "cancelled by request",
+                                       ts=self.clock()))
+
+    def modify_order(self, order: Order) -> None:
+        live = self.orders.get(order.client_order_id)
+        if live is None:
+            raise BrokerError(f"order {order.client_order_id} is not working at the paper broker")
+        if order.quantity <= live.filled_quantity:
+            raise BrokerError(f"order {order.client_order_id}: quantity {order.quantity:g} not above filled")
+        self._put(live.modified(
+            quantity=order.quantity, order_type=order.order_type,
+            limit_price=order.limit_price, stop_price=order.stop_price,
+        ))
+        self._handler(ModifyAckEvent(order.client_order_id, order.quantity, order.order_type,
+                                     order.limit_price, order.stop_price, ts=self.clock()))
+
+    def _refuse(self, order: Order) -> str:
+        inst = order.instrument
+        if self.symbols is not None and inst.underlying not in self.symbols:
+            return f"unknown symbol {inst.underlying!r}: not traded by the paper broker"
+        if order.quantity <= 0 or not math.isfinite(order.quantity):
+            return f"quantity must be > 0, got {order.quantity:g}"
+        if order.client_order_id in self.orders:
+            return f"duplicate order id {order.client_order_id}"
+        if isinstance(inst, Option) and self.option_pricer is None:
+            return f"no option quotes for {inst.key}"
+        price = order.reference_price() or self._mark(inst)
+        if price is None:
+            return ""  # no price yet: it waits for the first update, and is checked when it fills
+        current = self.positions.get(inst.key)
+        q0 = current.quantity if current else 0.0
+        q1 = q0 + order.signed_quantity
+        if abs(q1) <= abs(q0) and q0 * q1 >= 0:
+            return ""  # it only reduces a position: always allowed
+        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
+        available = self.buying_power()
+        if added > available + 1e-6:
+            return f"insufficient buying power: order adds {added:,.2f} > available {available:,.2f}"
+        return ""
+
+    # -- market data ---------------------------------------------------------------------
+    def on_tick(self, tick: Tick) -> list[Fill]:
+        return self.on_market(tick.symbol, MarketUpdate.from_tick(tick))
+
+    def on_market(self, key: str, u: MarketUpdate) -> list[Fill]:
+        """Match working orders on ``key`` (and options on it) against update ``u``."""
+        self.last[key] = u
+        ids = self._by_underlying.get(key)
+        if not ids:
+            return []
+        fills: list[Fill] = []
+        for oid in list(ids):
+            order = self.orders.get(oid)
+            if order is None:
+                ids.discard(oid)
+                continue
+            if order.instrument.key == key:
+                update = u
+            else:
+                update = self._option_update(order.instrument, u)  # type: ignore[arg-type]
+                if update is None:
+                    continue
+                self.last[order.instrument.key] = update
+            if update.ts < order.created_ts - 1e-6 and order.order_type.value == "MKT":
+                continue  # an update older than the order is not "the next price"
+            f = self._try_fill(order, update)
+            if f is not None:
+                fills.append(f)
+        return fills
+
+    def _option_update(self, opt: Option, u: MarketUpdate) -> MarketUpdate | None:
+        q = self.option_pricer(opt) if self.option_pricer else None
+        if q is None:
+            return None
+        mid = q.mid
+        return MarketUpdate(u.ts, mid, mid, mid, mid, 0.0, q.bid, q.ask)
+
+    def _try_fill(self, order: Order, u: MarketUpdate) -> Fill | None:
+        d = match_order(order, u, participation=self.participation, whole_units=True)
+        if d is None:
+            return None
+        if d.quantity <= 0:
+            if d.triggered and not order.triggered:
+                self._put(order.transition(order.status, triggered=True))
+            return None
+        inst = order.instrument
+        commission = self.commission(d.quantity, d.price, inst.multiplier)
+        # Buying power is checked again at fill time: a market order sent before any price
+        # was known must not put the account beyond its limits.
+        if self._would_exceed(order.side, d.quantity, d.price, inst, commission):
+            self._drop(order.client_order_id)
+            self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.CANCELLED,
+                                           "cancelled: insufficient buying power at fill", ts=u.ts))
+            return None
+        fill = Fill(
+            fill_id=f"PF{next(self._fill_ids)}",
+            client_order_id=order.client_order_id,
+            instrument=inst,
+            side=order.side,
+            quantity=d.quantity,
+            price=d.price,
+            commission=commission,
+            ts=max(u.ts, order.created_ts),
+            strategy_id=order.strategy_id,
+        )
+        updated = order.with_fill(d.quantity, d.price, ts=fill.ts)
+        if d.triggered and not updated.triggered:
+            updated = updated.transition(updated.status, triggered=True)
+        if updated.is_live:
+            self._put(updated)
+        else:
+            self._drop(order.client_order_id)
+        self._book(fill)
+        self._handler(FillEvent(fill))
+        return fill
+
+    def _would_exceed(self, side: Side, qty: float, price: float, inst: Instrument, commission: float) -> bool:
+        current = self.positions.get(inst.key)
+        q0 = current.quantity if current else 0.0
+        q1 = q0 + side.sign * qty
+        if abs(q1) <= abs(q0) and q0 * q1 >= 0:
+            return False
+        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
+        # Working orders already reserved their value; at fill time only the account matters.
+        return added + commission > self._free_equity() + 1e-6
+
+    def _book(self, fill: Fill) -> None:
+        key = fill.instrument.key
+        pos = self.positions.get(key) or Position(fill.instrument)
+        self.positions[key] = pos.apply_fill(fill)
+        self.cash -= fill.signed_quantity * fill.price * fill.instrument.multiplier + fill.commission
+
+    # -- account -------------------------------------------------------------------------
+    def _mark(self, inst: Instrument) -> float | None:
+        u = self.last.get(inst.key)
+        if u is not None:
+            return u.close
+        if isinstance(inst, Option) and self.option_pricer is not None:
+            q = self.option_pricer(inst)
+            return q.mid if q else None
+        return None
+
+    def _marked_positions(self) -> tuple[float, float]:
+        net = gross = 0.0
+        for pos in self.positions.values():
+            if pos.is_flat:
+                continue
+            mark = self._mark(pos.instrument)
+            px = pos.avg_cost if mark is None else mark
+            v = pos.quantity * px * pos.multiplier
+            net += v
+            gross += abs(v)
+        return net, gross
+
+    def equity(self) -> float:
+        net, _ = self._marked_positions()
+        return self.cash + net
+
+    def _free_equity(self) -> float:
+        _, gross = self._marked_positions()
+        return self.equity() * self.cfg.leverage - gross
+
+    def buying_power(self) -> float:
+        """Equity x leverage, less what positions and working orders that add risk use."""
+        return max(self._free_equity() - self._reserved_total, 0.0)
+
+    def query_open_orders(self) -> list[BrokerOrder]:
+        return [
+            BrokerOrder(
+                client_order_id=o.client_order_id, broker_order_id=o.broker_order_id or "",
+                instrument=o.instrument, side=o.side.value, quantity=o.quantity,
+                filled=o.filled_quantity, order_type=o.order_type, limit_price=o.limit_price,
+                stop_price=o.stop_price, status=o.status, strategy_id=o.strategy_id,
+            )
+            for o in self.orders.values()
+        ]
+
+    def query_positions(self) -> list[BrokerPosition]:
+        out = []
+        for p in self.positions.values():
+            if not p.is_flat:
+                out.append(BrokerPosition(p.instrument, p.quantity, p.avg_cost, self.account, self._mark(p.instrument)))
+        return out
+
+    def query_account_details(self) -> AccountDetails:
+        net, gross = self._marked_positions()
+        equity = self.cash + net
+        realized = sum(p.realized_pnl for p in self.positions.values())
+        unrealized = sum(p.unrealized_pnl(self._mark(p.instrument)) for p in self.positions.values())
+        return AccountDetails(
+            account=self.account,
+            cash=self.cash,
+            equity=equity,
+            buying_power=self.buying_power(),
+            margin_used=gross / self.cfg.leverage,
+            maintenance_margin=gross * 0.25,
+            realized_pnl=realized,
+            unrealized_pnl=unrealized,
+            ts=self.clock(),
+        )
+
+    # -- restart -------------------------------------------------------------------------
+    def restore(self, fills: Iterable[Fill], open_orders: Iterable[Order]) -> None:
+        """Rebuild the paper account from the journal so a restart keeps its positions."""
+        for f in fills:
+            self._book(f)
+        for o in open_orders:
+            if o.status is OrderStatus.PENDING_SUBMIT:
+                continue
+            live = o if o.status is not OrderStatus.PENDING_CANCEL else o.transition(
+                OrderStatus.PARTIALLY_FILLED if o.filled_quantity else OrderStatus.SUBMITTED)
+            self._put(live)
