@@ -379,6 +379,7 @@ class IBTestServer:
         self._perm_seq = 1_000_000
         self._exec_seq = 0
         self._reject_next: list[str] = []
+        self._drop_next_order: float | None = None
         self._refuse_until = 0.0
         self._sessions: list[_Session] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -490,6 +491,12 @@ class IBTestServer:
 
     def reject_next_order(self, reason: str = "Insufficient buying power") -> None:
         self._call(lambda: self._reject_next.append(reason))
+
+    def drop_on_next_order(self, refuse_for: float = 0.0) -> None:
+        """Drop the connection when the next placeOrder arrives, without acting on it."""
+        def go() -> None:
+            self._drop_next_order = refuse_for
+        self._call(go)
 
     def set_market_fill_price(self, price: float | None) -> None:
         def go() -> None:
@@ -686,6 +693,13 @@ class IBTestServer:
         lmt = float(f[19]) if f[19] else None
         aux = float(f[20]) if f[20] else None
         tif, account, order_ref = f[21], f[23] or self.accounts[0], f[26]
+        if self._drop_next_order is not None:
+            self._refuse_until = time.monotonic() + self._drop_next_order
+            self._drop_next_order = None
+            for sess in list(self._sessions):
+                sess.writer.transport.abort()
+            self._sessions.clear()
+            return
         self.placed.append((s.client_id, order_id))
         existing = self.orders.get((s.client_id, order_id))
         if existing is not None:
