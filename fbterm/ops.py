@@ -459,11 +459,14 @@ def _http_post(
     ssl_context: ssl.SSLContext | None,
 ) -> None:
     req = urllib.request.Request(url, data=data, headers=dict(headers), method="POST")
+    # A fresh opener per call (not urlopen's process-wide one) so proxy settings are read from
+    # the environment when we send, not frozen at the first urlopen anywhere in the process.
+    handlers: list[urllib.request.BaseHandler] = []
+    if ssl_context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        kw: dict[str, Any] = {"timeout": timeout}
-        if url.startswith("https:") and ssl_context is not None:
-            kw["context"] = ssl_context
-        with urllib.request.urlopen(req, **kw) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             resp.read()
     except urllib.error.HTTPError as e:
         # 4xx means the request itself is wrong (bad number, bad credentials): retrying the
