@@ -1,0 +1,81 @@
+"""The header: mode, account, connection and feed staleness, latency, trading state, clock.
+
+LIVE must be unmistakable: the whole bar changes colour (via the -live class the theme
+styles) and the word LIVE is printed in a badge; READ-ONLY gets its own class. Each part is a
+separate Static so only the part that changed is repainted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+from fbterm.snapshot import EngineSnapshot, TradingState
+from fbterm.tui import fmt
+
+
+class Part(Static):
+    def __init__(self, *, id: str, classes: str = "") -> None:
+        super().__init__("", id=id, classes=classes, markup=False)
+        self._last = ""
+
+    def set(self, text: str, **classes: bool) -> None:
+        for name, on in classes.items():
+            self.set_class(on, f"-{name.replace('_', '-')}")
+        if text != self._last:
+            self._last = text
+            self.update(text)
+
+
+class HeaderBar(Horizontal):
+    def compose(self) -> ComposeResult:
+        # Most important first: on a narrow terminal the right end is what gets cut.
+        yield Part(id="hdr-mode")
+        yield Part(id="hdr-state")
+        yield Part(id="hdr-conn")
+        yield Part(id="hdr-feeds")
+        yield Part(id="hdr-account")
+        yield Part(id="hdr-latency")
+        yield Part(id="hdr-clock")
+
+    def update_snapshot(self, snap: EngineSnapshot, ui_lag: float | None = None) -> None:
+        mode = snap.mode.upper()
+        self.set_class(mode == "LIVE", "-live")
+        self.set_class(mode == "READ-ONLY", "-read-only")
+        self.query_one("#hdr-mode", Part).set(f" {mode} ", live=mode == "LIVE", read_only=mode == "READ-ONLY")
+        self.query_one("#hdr-account", Part).set(snap.account if self.size.width < 100 else f"{snap.broker}:{snap.account}")
+        conn = snap.connection
+        stale_engine = ui_lag is not None and ui_lag > 3.0
+        conn_text = f"● {conn}" if conn == "connected" else f"○ {conn}"
+        if stale_engine:
+            conn_text = f"○ no data {ui_lag:.0f}s"
+        self.query_one("#hdr-conn", Part).set(
+            conn_text, ok=conn == "connected" and not stale_engine,
+            bad=conn in ("disconnected",) or stale_engine, warn=conn in ("reconnecting", "read-only"),
+        )
+        stale = snap.stale_feeds
+        if not snap.feeds:
+            feeds = "feeds –"
+        elif stale:
+            oldest = max((f.age for f in snap.feeds if f.stale), default=0.0)
+            feeds = f"STALE {','.join(stale[:2])}{'+' if len(stale) > 2 else ''} {fmt.age(oldest)}"
+        else:
+            feeds = f"feeds {len(snap.feeds)} ok"
+        self.query_one("#hdr-feeds", Part).set(feeds, warn=bool(stale), ok=not stale)
+        if snap.latency_ms_p50 is None:
+            lat = "lat –"
+        else:
+            lat = f"{snap.latency_ms_p50:.0f}/{(snap.latency_ms_p99 or 0):.0f}ms"
+            if self.size.width >= 100:
+                lat = "lat " + lat
+        self.query_one("#hdr-latency", Part).set(lat)
+        st = snap.risk.state
+        self.query_one("#hdr-state", Part).set(
+            st.value, ok=st is TradingState.ACTIVE, warn=st is TradingState.REDUCING,
+            breach=st is TradingState.HALTED,
+        )
+        # The clock is the engine's: frozen snapshots render the same clock every time.
+        self.query_one("#hdr-clock", Part).set(time.strftime("%H:%M:%S", time.localtime(snap.ts)))

@@ -1,0 +1,138 @@
+"""Risk gauges and the HALTED / REDUCE-ONLY banner.
+
+A gauge is a fixed-width bar whose CSS class (-ok / -warn / -breach) the theme colours; the
+level word is printed too, so a breach reads as a breach in a monochrome terminal.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from fbterm.snapshot import EngineSnapshot, Gauge, RiskView, TradingState
+from fbterm.tui import fmt
+
+LEVELS = ("ok", "warn", "breach")
+_LEVEL_WORD = {"ok": "  ", "warn": " !", "breach": "!!"}
+
+
+def gauge_text(g: Gauge, bar_width: int, label_width: int = 10) -> str:
+    frac = min(g.fraction, 1.0)
+    filled = round(frac * bar_width)
+    bar = "█" * filled + "░" * (bar_width - filled)
+    return f"{fmt.fit(g.name, label_width):<{label_width}} {bar} {_LEVEL_WORD.get(g.level, '  ')} {g.text}"
+
+
+class GaugeLine(Static):
+    """One gauge; rewritten only when its text or level changes."""
+
+    def __init__(self, name: str, bar_width: int = 12) -> None:
+        super().__init__("", classes="gauge -ok", markup=False)
+        self.gauge_name = name
+        self.bar_width = bar_width
+        self._last: tuple[str, str] | None = None
+
+    def show(self, g: Gauge) -> None:
+        text = gauge_text(g, self.bar_width)
+        if (text, g.level) == self._last:
+            return
+        self._last = (text, g.level)
+        for lv in LEVELS:
+            self.set_class(lv == g.level, f"-{lv}")
+        self.update(text)
+
+
+class RiskPane(Vertical):
+    """Equity and state on top, then one line per gauge (the engine decides which)."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="risk-state", markup=False)
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._gauges: dict[str, GaugeLine] = {}
+        self._state_text = ""
+
+    def update_snapshot(self, snap: EngineSnapshot) -> None:
+        r = snap.risk
+        text = f"{r.state.value:<8} equity {fmt.money(r.equity, 0)}  day {fmt.pnl(r.daily_pnl, 0)}"
+        if text != self._state_text:
+            self._state_text = text
+            st = self.query_one("#risk-state", Static)
+            st.update(text)
+            st.set_class(r.state is TradingState.HALTED, "-breach")
+            st.set_class(r.state is TradingState.REDUCING, "-warn")
+        for g in r.gauges:
+            line = self._gauges.get(g.name)
+            if line is None:
+                line = GaugeLine(g.name)
+                self._gauges[g.name] = line
+                self.mount(line)
+            line.show(g)
+
+
+def summary_text(r: RiskView) -> Text:
+    """The one-line risk summary used in compact mode; breaches upper-cased to stand out."""
+    parts = []
+    for g in r.gauges:
+        word = g.text if g.level == "ok" else g.text.upper()
+        mark = {"ok": "", "warn": "!", "breach": "!!"}.get(g.level, "")
+        parts.append((f"{g.name} {word}{mark}", g.level))
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for i, (p, _lv) in enumerate(parts):
+        if i:
+            out.append(" │ ")
+        out.append(p)
+    return out
+
+
+class RiskSummary(Static):
+    """Compact mode: every gauge on one line; the line takes the worst level's colour."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False, classes="-ok")
+        self._last = ""
+
+    def update_snapshot(self, snap: EngineSnapshot) -> None:
+        text = summary_text(snap.risk)
+        levels = [g.level for g in snap.risk.gauges]
+        worst = "breach" if "breach" in levels else "warn" if "warn" in levels else "ok"
+        if text.plain + worst == self._last:
+            return
+        self._last = text.plain + worst
+        for lv in LEVELS:
+            self.set_class(lv == worst, f"-{lv}")
+        self.update(text)
+
+
+class Banner(Static):
+    """Big and unmissable while halted (or reduce-only); hidden otherwise."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.state: TradingState = TradingState.ACTIVE
+        self._last = ""
+        self.display = False
+
+    def update_snapshot(self, snap: EngineSnapshot, halt_key: str, compact: bool) -> None:
+        r = snap.risk
+        if r.state is TradingState.ACTIVE:
+            text = ""
+        elif r.state is TradingState.HALTED:
+            why = f" — {r.halt_reason}" if r.halt_reason else ""
+            text = f"■■ TRADING HALTED{why} ■■   {halt_key}: resume"
+        else:
+            why = f" — {r.halt_reason}" if r.halt_reason else ""
+            text = f"▲▼ REDUCE-ONLY{why}   {halt_key}: halt"
+        if not compact and text:
+            text = "\n" + text + "\n"
+        self.state = r.state
+        if text == self._last:
+            return
+        self._last = text
+        self.set_class(r.state is TradingState.HALTED, "-halted")
+        self.set_class(r.state is TradingState.REDUCING, "-reducing")
+        self.display = bool(text)
+        self.update(text)

@@ -1,0 +1,66 @@
+"""Strategies pane: keyed by strategy name."""
+
+from __future__ import annotations
+
+from fbterm.snapshot import EngineSnapshot, StrategyRow, StrategyState
+from fbterm.tui import fmt
+from fbterm.tui.table import Column, KeyedTable, Row
+
+_STATE_TONE = {
+    StrategyState.RUNNING: "ok",
+    StrategyState.PAUSED: "warn",
+    StrategyState.HALTED: "breach",
+    StrategyState.ERROR: "bad",
+}
+
+
+class StrategiesTable(KeyedTable):
+    COLUMNS = (
+        Column("name", "Name", 14),
+        Column("state", "State", 8),
+        Column("alloc", "Alloc", 8, right=True, prio=3),
+        Column("position", "Position", 18, prio=2),
+        Column("pnl", "P&L today", 11, right=True),
+        Column("trades", "Trades", 6, right=True, prio=1),
+        Column("signal", "Last signal", 16),
+    )
+    DEFAULT_SORT = "name"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.strategies: dict[str, StrategyRow] = {}
+
+    def update_snapshot(self, snap: EngineSnapshot) -> None:
+        self.strategies = {s.name: s for s in snap.strategies}
+        self.set_rows(strategy_rows(snap))
+
+    @property
+    def selected_strategy(self) -> StrategyRow | None:
+        key = self.selected_key
+        return self.strategies.get(key) if key else None
+
+
+def strategy_rows(snap: EngineSnapshot) -> list[Row]:
+    rows = []
+    for s in snap.strategies:
+        state = s.state.value + ("!" if s.error else "")
+        rows.append(
+            Row(
+                key=s.name,
+                cells={
+                    "name": (fmt.fit(s.name, 14), ""),
+                    "state": (state, _STATE_TONE.get(s.state, "")),
+                    "alloc": (fmt.short_money(s.allocation), ""),
+                    "position": (fmt.fit(s.position or "flat", 18), "" if s.position else "muted"),
+                    "pnl": (fmt.pnl(s.pnl_today), fmt.tone(s.pnl_today)),
+                    "trades": (str(s.trades), ""),
+                    "signal": (fmt.fit(s.error or s.last_signal or fmt.DASH, 16), "bad" if s.error else ""),
+                },
+                sort={
+                    "name": s.name, "state": s.state.value, "alloc": s.allocation,
+                    "position": s.position, "pnl": s.pnl_today, "trades": s.trades,
+                    "signal": s.last_signal,
+                },
+            )
+        )
+    return rows
