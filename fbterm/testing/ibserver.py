@@ -302,7 +302,7 @@ def synthetic_bars(symbols: Iterable[str] = ("AAPL", "MSFT", "SPY", "NVDA"), *,
                    freq: str = "1min", seed: int = 11) -> dict[str, pd.DataFrame]:
     """Deterministic random-walk bars in fbterm's bar shape, one frame per symbol."""
     rng = np.random.default_rng(seed)
-    idx = pd.date_range(start, periods=periods, freq=freq, tz="UTC", name="ts")
+    idx = pd.date_range(start, periods=periods, freq=freq, tz="UTC", name="ts").as_unit("ns")
     out: dict[str, pd.DataFrame] = {}
     for i, sym in enumerate(symbols):
         base = 100.0 + 50.0 * i
