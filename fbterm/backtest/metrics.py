@@ -1,0 +1,239 @@
+"""Performance metrics of a backtest, as one pandas Series with snake_case keys.
+
+Definitions (r: periodic returns of the equity curve: daily closes for intraday or daily bars,
+weekly/monthly/yearly for coarser bars; A: periods per year: 252 trading days, 365 when the
+data has weekends, 52 / 12 / 1 for weekly / monthly / yearly bars):
+
+* return_pct = equity_final / equity_start - 1; buy_hold_return_pct from the close of the first
+  bar after the strategy's warm-up (``warmup_bar``) to the last close;
+* return_ann_pct = (1 + geometric mean of r) ** A - 1 (compounded, as empyrical's annual_return);
+* volatility_ann_pct = std(r, ddof=1) * sqrt(A);
+* cagr_pct = (equity_final / equity_start) ** (1 / years) - 1, years of calendar time;
+* sharpe = mean(r) / std(r, ddof=1) * sqrt(A), risk-free rate 0;
+* sortino = mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(A) (downside deviation, target 0);
+* max_drawdown_pct = -max(1 - equity / running peak); calmar = return_ann / |max drawdown|;
+  avg_drawdown_pct: mean of each drawdown episode's depth; durations run from the peak to the
+  recovery (or to the end);
+* win_rate_pct: share of closed trades with pnl > 0; best/worst_trade_pct: trade return_pct;
+  avg_trade_pct: geometric mean of trade returns; profit_factor = gross profit / gross loss
+  (currency); expectancy = mean pnl per trade (currency), expectancy_pct = mean trade return;
+  sqn = sqrt(trades) * mean(pnl) / std(pnl, ddof=1); kelly = W - (1 - W) / (avg win / avg loss);
+* exposure_pct: share of bars with a position open at the close or a trade exiting on it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METRIC_LABELS: dict[str, str] = {
+    "start": "Start",
+    "end": "End",
+    "duration": "Duration",
+    "bars": "Bars",
+    "exposure_pct": "Exposure Time [%]",
+    "equity_start": "Equity Start [$]",
+    "equity_final": "Equity Final [$]",
+    "equity_peak": "Equity Peak [$]",
+    "commissions": "Commissions [$]",
+    "return_pct": "Return [%]",
+    "buy_hold_return_pct": "Buy & Hold Return [%]",
+    "return_ann_pct": "Return (Ann.) [%]",
+    "volatility_ann_pct": "Volatility (Ann.) [%]",
+    "cagr_pct": "CAGR [%]",
+    "sharpe": "Sharpe Ratio",
+    "sortino": "Sortino Ratio",
+    "calmar": "Calmar Ratio",
+    "max_drawdown_pct": "Max. Drawdown [%]",
+    "avg_drawdown_pct": "Avg. Drawdown [%]",
+    "max_drawdown_duration": "Max. Drawdown Duration",
+    "avg_drawdown_duration": "Avg. Drawdown Duration",
+    "trades": "# Trades",
+    "win_rate_pct": "Win Rate [%]",
+    "best_trade_pct": "Best Trade [%]",
+    "worst_trade_pct": "Worst Trade [%]",
+    "avg_trade_pct": "Avg. Trade [%]",
+    "max_trade_duration": "Max. Trade Duration",
+    "avg_trade_duration": "Avg. Trade Duration",
+    "profit_factor": "Profit Factor",
+    "expectancy": "Expectancy [$]",
+    "expectancy_pct": "Expectancy [%]",
+    "sqn": "SQN",
+    "kelly": "Kelly Criterion",
+}
+
+
+def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
+    """(returns, periods per year) used by the annualised metrics."""
+    idx = equity.index
+    if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1:
+        step = pd.Timedelta(int(np.median(np.diff(idx.asi8[: min(len(idx), 10_000)]))), "ns")
+        days = step.days
+        weekends = float(np.isin(idx.dayofweek, (5, 6)).mean()) > 2 / 7 * 0.6
+        per_year = 52.0 if days == 7 else 12.0 if 28 <= days <= 31 else 1.0 if days >= 365 else (365.0 if weekends else 252.0)
+        freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
+        if days >= 1 and freq == "D":
+            eq = equity.to_numpy(dtype=float)
+        elif freq == "D":
+            # Last equity of each calendar day (UTC): resample('D').last() without the cost.
+            day = idx.asi8 // 86_400_000_000_000
+            last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
+            eq = equity.to_numpy(dtype=float)[last]
+        else:
+            eq = equity.resample(freq).last().dropna().to_numpy(dtype=float)
+    else:
+        per_year = 252.0
+        eq = equity.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = eq[1:] / eq[:-1] - 1.0
+    return r[np.isfinite(r)], per_year
+
+
+def sharpe_ratio(r: np.ndarray, per_year: float) -> float:
+    if len(r) < 2:
+        return math.nan
+    sd = float(np.std(r, ddof=1))
+    return float(np.mean(r)) / sd * math.sqrt(per_year) if sd > 0 else math.nan
+
+
+def sortino_ratio(r: np.ndarray, per_year: float) -> float:
+    if len(r) < 1:
+        return math.nan
+    down = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    return float(np.mean(r)) / down * math.sqrt(per_year) if down > 0 else math.nan
+
+
+def drawdowns(equity: np.ndarray) -> np.ndarray:
+    """Drawdown per bar as a positive fraction below the running peak."""
+    peak = np.maximum.accumulate(equity)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(peak > 0, 1.0 - equity / peak, 0.0)
+
+
+def drawdown_episodes(dd: np.ndarray, index: pd.Index) -> tuple[np.ndarray, list[Any]]:
+    """(depth of each drawdown episode, its duration from peak to recovery or the end)."""
+    under = dd > 0
+    if not under.any():
+        return np.zeros(0), []
+    d = np.diff(np.r_[0, under.astype(np.int8), 0])
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)  # first bar back at a peak (or len)
+    depth = np.maximum.reduceat(dd, starts)
+    peak_bar = np.maximum(starts - 1, 0)
+    end_bar = np.minimum(ends, len(dd) - 1)
+    if isinstance(index, pd.DatetimeIndex):
+        dur = list(index[end_bar] - index[peak_bar])
+    else:
+        dur = list(end_bar - peak_bar)
+    return depth, dur
+
+
+def _gmean(x: np.ndarray) -> float:
+    g = x + 1.0
+    if len(g) == 0:
+        return math.nan
+    if np.any(g <= 0):
+        return 0.0
+    return float(np.exp(np.log(g).sum() / len(g)) - 1)
+
+
+def performance_metrics(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    close: pd.Series,
+    *,
+    warmup_bar: int = 0,
+    position: pd.Series | None = None,
+    commissions: float = 0.0,
+) -> pd.Series:
+    """All metrics of one backtest (see the module docstring for the definitions)."""
+    eq = equity.to_numpy(dtype=float)
+    idx = equity.index
+    n = len(eq)
+    s: dict[str, Any] = {}
+    s["start"] = idx[0]
+    s["end"] = idx[-1]
+    s["duration"] = idx[-1] - idx[0]
+    s["bars"] = n
+    held = np.zeros(n, dtype=bool)
+    if position is not None:
+        held |= position.to_numpy() != 0
+    if len(trades):
+        held[trades["exit_bar"].to_numpy(dtype=np.int64)] = True
+    s["exposure_pct"] = float(held.mean() * 100)
+    s["equity_start"] = float(eq[0])
+    s["equity_final"] = float(eq[-1])
+    s["equity_peak"] = float(eq.max())
+    s["commissions"] = float(commissions)
+    s["return_pct"] = (eq[-1] - eq[0]) / eq[0] * 100
+    c = close.to_numpy(dtype=float)
+    w = min(max(int(warmup_bar), 0), n - 1)
+    s["buy_hold_return_pct"] = (c[-1] - c[w]) / c[w] * 100
+    r, per_year = periodic_returns(equity)
+    g = _gmean(r) if len(r) else 0.0
+    ann = (1 + g) ** per_year - 1 if len(r) else math.nan
+    s["return_ann_pct"] = ann * 100
+    s["volatility_ann_pct"] = float(np.std(r, ddof=1)) * math.sqrt(per_year) * 100 if len(r) > 1 else math.nan
+    if isinstance(idx, pd.DatetimeIndex):
+        years = s["duration"].total_seconds() / (365.25 * 86400)
+        s["cagr_pct"] = ((eq[-1] / eq[0]) ** (1 / years) - 1) * 100 if years > 0 and eq[-1] > 0 else math.nan
+    else:
+        s["cagr_pct"] = math.nan
+    s["sharpe"] = sharpe_ratio(r, per_year)
+    s["sortino"] = sortino_ratio(r, per_year)
+    dd = drawdowns(eq)
+    max_dd = float(dd.max()) if n else 0.0
+    s["calmar"] = ann / max_dd if max_dd > 0 else math.nan
+    s["max_drawdown_pct"] = -max_dd * 100
+    depth, dur = drawdown_episodes(dd, idx)
+    s["avg_drawdown_pct"] = -float(depth.mean()) * 100 if len(depth) else 0.0
+    s["max_drawdown_duration"] = max(dur) if dur else pd.NaT
+    s["avg_drawdown_duration"] = (sum(dur[1:], dur[0]) / len(dur)) if dur else pd.NaT
+    nt = len(trades)
+    s["trades"] = nt
+    pnl = trades["pnl"].to_numpy(dtype=float) if nt else np.zeros(0)
+    ret = trades["return_pct"].to_numpy(dtype=float) if nt else np.zeros(0)
+    win = float((pnl > 0).mean()) if nt else math.nan
+    s["win_rate_pct"] = win * 100
+    s["best_trade_pct"] = float(ret.max()) * 100 if nt else math.nan
+    s["worst_trade_pct"] = float(ret.min()) * 100 if nt else math.nan
+    s["avg_trade_pct"] = _gmean(ret) * 100 if nt else math.nan
+    if nt:
+        durs = trades["duration"]
+        s["max_trade_duration"] = durs.max()
+        s["avg_trade_duration"] = durs.mean()
+    else:
+        s["max_trade_duration"] = s["avg_trade_duration"] = pd.NaT
+    gross_win = float(pnl[pnl > 0].sum())
+    gross_loss = float(-pnl[pnl < 0].sum())
+    s["profit_factor"] = gross_win / gross_loss if gross_loss > 0 else math.nan
+    s["expectancy"] = float(pnl.mean()) if nt else math.nan
+    s["expectancy_pct"] = float(ret.mean()) * 100 if nt else math.nan
+    sd = float(np.std(pnl, ddof=1)) if nt > 1 else math.nan
+    s["sqn"] = math.sqrt(nt) * float(pnl.mean()) / sd if nt > 1 and sd > 0 else math.nan
+    avg_w = float(pnl[pnl > 0].mean()) if (pnl > 0).any() else math.nan
+    avg_l = float(-pnl[pnl < 0].mean()) if (pnl < 0).any() else math.nan
+    s["kelly"] = win - (1 - win) / (avg_w / avg_l) if avg_w == avg_w and avg_l == avg_l else math.nan
+    return pd.Series(s, dtype=object, name="metrics")
+
+
+def metrics_to_jsonable(m: pd.Series) -> dict[str, Any]:
+    """The metrics as plain JSON values: timestamps ISO 8601, durations in seconds, NaN null."""
+    out: dict[str, Any] = {}
+    for k, v in m.items():
+        if isinstance(v, pd.Timestamp):
+            out[str(k)] = v.isoformat()
+        elif isinstance(v, pd.Timedelta):
+            out[str(k) + "_s"] = v.total_seconds()
+        elif v is pd.NaT:
+            out[str(k) + "_s"] = None
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            out[str(k)] = int(v)
+        elif isinstance(v, (float, np.floating)):
+            out[str(k)] = float(v) if math.isfinite(v) else None
+        else:
+            out[str(k)] = v if isinstance(v, (str, bool)) or v is None else str(v)
+    return out
