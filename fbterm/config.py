@@ -41,7 +41,7 @@ class PaperBrokerConfig:
     commission_max_fraction: float = _f(0.01, ge=0, le=1)
     commission_per_contract: float = _f(0.65, ge=0)
     commission_fraction: float = _f(0.0, ge=0, lt=1, help="percent mode: fraction of value")
-    participation: float = _f(0.25, gt=0, le=1, help="max share of an update's volume per fill")
+    participation: float = _f(0.5, gt=0, le=1, help="max share of an update's volume per fill")
     leverage: float = _f(2.0, ge=1, le=10, help="buying power = equity x leverage")
     account: str = _f("PAPER")
 
@@ -80,7 +80,10 @@ class SimulatedMarketConfig:
     spread_bps: float = _f(2.0, ge=0, le=1000)
     time_scale: float = _f(60.0, gt=0, help="simulated seconds per real second")
     risk_free_rate: float = _f(0.04, ge=0, le=1)
-    prices: dict[str, float] = _f(factory=dict, help="starting prices; others start at 100")
+    prices: dict[str, float] = _f(
+        factory=lambda: {"AAPL": 190.0, "MSFT": 420.0, "SPY": 560.0, "NVDA": 130.0},
+        help="starting prices; others start at 100",
+    )
 
 
 @dataclass(frozen=True)

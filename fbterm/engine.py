@@ -1,0 +1,910 @@
+"""The engine: one thread, its own asyncio loop, and all the trading state.
+
+Data flow (the seed's): market data -> bars -> StrategyExecutor -> StrategyLevelRisk /
+PortfolioLevelRisk -> OrderManagement (journal first) -> broker -> fills -> positions ->
+metrics -> snapshots and alerts.
+
+Only this thread mutates orders, positions, P&L and the trading state. Everyone else talks to it
+through :meth:`Engine.submit` (a thread-safe command queue that wakes the loop) and listens
+through :meth:`Engine.subscribe` (immutable snapshots at a fixed rate). This module never
+imports textual, so the engine runs headless and is testable alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fbterm import snapshot as S
+from fbterm.brokers.base import (
+    Broker,
+    BrokerMessage,
+    ConnectionEvent,
+    ConnectionState,
+)
+from fbterm.brokers.fills import MarketUpdate
+from fbterm.config import Config
+from fbterm.journal import Journal
+from fbterm.model import (
+    Bar,
+    Fill,
+    IllegalTransition,
+    Option,
+    OptionQuote,
+    Order,
+    OrderError,
+    OrderStatus,
+    OrderType,
+    Side,
+    Signal,
+    Stock,
+    Tick,
+    TimeInForce,
+    instrument_from_key,
+)
+from fbterm.orders import OrderManagement, OrderQueue, UnknownOrder
+from fbterm.risk import PortfolioLevelRisk
+from fbterm.snapshot import (
+    CommandResult,
+    EngineSnapshot,
+    FeedStatus,
+    LogLine,
+    PositionRow,
+    RiskView,
+    StrategyRow,
+    StrategyState,
+    TradingState,
+)
+from fbterm.strategies.base import Sizing, StrategyInterface
+from fbterm.strategies.executor import StrategyExecutor, StrategySlot
+
+
+class TickSource(Protocol):
+    name: str
+
+    def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]: ...
+
+
+# --------------------------------------------------------------------------------- bars
+
+
+class BarBuilder:
+    """Aggregates ticks into fixed-length bars by tick time (aligned to the bar size)."""
+
+    __slots__ = ("_cur", "seconds")
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._cur: dict[str, list[float]] = {}  # symbol -> [start, o, h, l, c, v]
+
+    def on_tick(self, symbol: str, ts: float, price: float, volume: float) -> Bar | None:
+        start = ts - (ts % self.seconds)
+        cur = self._cur.get(symbol)
+        if cur is None:
+            self._cur[symbol] = [start, price, price, price, price, volume]
+            return None
+        if start > cur[0]:
+            bar = Bar(symbol, cur[0], cur[1], cur[2], cur[3], cur[4], cur[5])
+            self._cur[symbol] = [start, price, price, price, price, volume]
+            return bar
+        if price > cur[2]:
+            cur[2] = price
+        if price < cur[3]:
+            cur[3] = price
+        cur[4] = price
+        cur[5] += volume
+        return None
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass(slots=True)
+class _Feed:
+    last_wall: float = 0.0
+    last_price: float = 0.0
+    stale: bool = False
+
+
+class EngineInputs:
+    """What the risk gate reads, backed by the engine's own state (engine thread only)."""
+
+    def __init__(self, engine: Engine):
+        self.e = engine
+
+    def last_price(self, key: str) -> float | None:
+        return self.e.mark(key)
+
+    def position(self, key: str) -> float:
+        return self.e.oms.position(key)
+
+    def strategy_position(self, strategy_id: str, key: str) -> float:
+        return self.e.oms.position(key, strategy_id)
+
+    def gross_exposure(self) -> float:
+        return self.e.gross_exposure()
+
+    def stale_age(self, symbol: str) -> float | None:
+        f = self.e.feeds.get(symbol)
+        if f is None or not f.stale:
+            return None
+        return self.e.clock() - f.last_wall
+
+
+class Engine:
+    """The trading engine. Construct, :meth:`start`, :meth:`submit` commands, :meth:`stop`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        broker: Broker | None = None,
+        source: TickSource | None = None,
+        market: Any | None = None,
+        journal: Journal | None = None,
+        diagnostics: Any | None = None,
+        clock: Callable[[], float] = time.time,
+        warmup_bars: int | None = None,
+        pace: bool = True,
+    ):
+        self.config = cfg
+        self.clock = clock
+        self.pace = pace
+        self.market = market
+        self.source = source
+        self.diagnostics = diagnostics
+        self.symbols = list(cfg.market.symbols)
+        if self.market is None and self.source is None and cfg.market.source == "simulated":
+            from fbterm.data.simulated import SimulatedMarket
+
+            self.market = SimulatedMarket(self.symbols, cfg.market.simulated)
+        self.broker: Broker = broker or self._make_broker()
+        self.journal = journal or Journal(cfg.journal_path, synchronous=cfg.journal.synchronous)
+        self.inputs = EngineInputs(self)
+        self.risk = PortfolioLevelRisk(cfg.risk, self.inputs, clock=clock, on_state_change=self._on_risk_state)
+        self.oms = OrderManagement(self.broker, self.journal, risk_check=self._gate, clock=clock)
+        self.oms.subscribe(self._on_oms_event)
+        self.queue = OrderQueue(maxsize=10_000)
+        commission_fraction = (
+            cfg.broker.paper.commission_fraction if cfg.broker.paper.commission == "percent" else 0.0
+        )
+        self.executor = StrategyExecutor(
+            self.oms,
+            commission_fraction=commission_fraction,
+            option_chain=self._option_chain if self.market is not None else None,
+            marks=self.mark,
+            log=self.log,
+            clock=clock,
+        )
+        self.executor.on_error = self._on_strategy_error
+        self.bars = BarBuilder(cfg.market.bar_seconds)
+        self.feeds: dict[str, _Feed] = {s: _Feed() for s in self.symbols}
+        self.prices: dict[str, float] = {}
+        self.option_marks: dict[str, OptionQuote] = {}
+        self.warmup_bars = warmup_bars
+        self.connection = ConnectionState.DISCONNECTED
+        self.connection_message = ""
+        self.ticks_processed = 0
+        self.tick_latencies: deque[float] = deque(maxlen=10_000)  # tick arrival -> order created
+        self._log: deque[LogLine] = deque(maxlen=500)
+        self._log_seq = 0
+        self._results: deque[CommandResult] = deque(maxlen=50)
+        self._commands: queue.SimpleQueue[S.Command] = queue.SimpleQueue()
+        self._subscribers: list[list[Any]] = []  # [callback, min_interval, last_sent]
+        self._snapshot: EngineSnapshot | None = None
+        self._snap_seq = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._stop_requested = False
+        self._exit_reasons: dict[str, str] = {}
+        self._operator_exit = False  # set while the operator's flatten sends its orders
+        self._load_strategies()
+        if self.warmup_bars is None:
+            longest = max((sl.strategy.warmup() for sl in self.executor.slots.values()), default=0)
+            self.warmup_bars = longest + 5 if self.market is not None else 0
+
+    # ------------------------------------------------------------------ construction
+    def _make_broker(self) -> Broker:
+        cfg = self.config
+        if cfg.broker.kind == "ib":
+            from fbterm.brokers.ib import BrokerIntegration
+
+            return BrokerIntegration(cfg.broker.ib)  # type: ignore[return-value]
+        from fbterm.brokers.paper import PaperBroker
+
+        pricer = self.market.option_quote if self.market is not None else None
+        return PaperBroker(cfg.broker.paper, symbols=self.symbols, option_pricer=pricer, clock=self.clock)
+
+    def _load_strategies(self) -> None:
+        from fbterm.strategies import create_strategy
+
+        for sc in self.config.strategies:
+            strat = create_strategy(sc.cls, sc.name, sc.params)
+            symbols = sc.symbols or self.symbols
+            self.executor.add_strategy(
+                sc.name, strat, symbols, sc.capital, spec=sc.cls,
+                sizing=self._sizing(sc.sizing, sc.capital, len(symbols)), risk=sc.risk, enabled=sc.enabled,
+            )
+
+    @staticmethod
+    def _sizing(mode: str, capital: float, n_symbols: int) -> Sizing:
+        n = max(n_symbols, 1)
+        if mode == "fixed":
+            return Sizing("fixed", 100.0)
+        if mode == "cash":
+            return Sizing("cash", capital / n)
+        if mode == "all_in":
+            return Sizing("all_in", 1.0)
+        return Sizing("fraction", 0.95 / n)
+
+    def add_strategy(self, name: str, strategy: StrategyInterface, symbols: Sequence[str], capital: float,
+                     **kw: Any) -> StrategySlot:
+        """Register a strategy before :meth:`start` (tests and embedding)."""
+        return self.executor.add_strategy(name, strategy, symbols, capital, **kw)
+
+    # ------------------------------------------------------------------ public API (any thread)
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the engine thread; returns when it trades, raises if it cannot start."""
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
+        self._thread = threading.Thread(target=self._thread_main, name="fbterm-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"engine did not start within {timeout:g} s")
+        if self._startup_error is not None:
+            self._thread.join(5)
+            err = self._startup_error
+            if isinstance(err, ConnectionError | OSError | TimeoutError):
+                raise ConnectionError(str(err) or type(err).__name__) from err
+            raise err
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None or self._loop is None:
+            self._close_journal()
+            return
+        self._stop_requested = True
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._wake_stop)
+        self._thread.join(timeout)
+
+    def submit(self, cmd: S.Command) -> int:
+        """Queue a command for the engine thread (thread-safe, never blocks)."""
+        self._commands.put(cmd)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._drain_commands)
+        return cmd.command_id
+
+    def subscribe(self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` on the engine thread at most ``hz`` times a second.
+
+        Keep the callback tiny (a Textual app: ``post_message`` only). Returns unsubscribe.
+        """
+        entry = [callback, 1.0 / max(hz, 0.1), 0.0]
+        self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def latest(self) -> EngineSnapshot | None:
+        return self._snapshot
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the engine thread and return its result (for tests, tools, shutdown).
+
+        Not for the UI's hot path: it blocks the caller until the engine has run ``fn``.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self.running:
+            return fn()
+
+        async def _run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout)
+
+    def build_snapshot_threadsafe(self) -> EngineSnapshot:
+        return self.call(self.build_snapshot)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    # ------------------------------------------------------------------ the thread
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # reported to start() or logged; the thread must end cleanly
+            if not self._ready.is_set():
+                self._startup_error = e
+                self._ready.set()
+            else:
+                self.log("error", "engine", f"engine stopped on error: {type(e).__name__}: {e}")
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._close_journal()
+            self._stopped.set()
+
+    async def _main(self) -> None:
+        self._stop_event = asyncio.Event()
+        if self._stop_requested:
+            return
+        await self.broker.start()
+        self.connection = self.broker.connection_state
+        self.log("info", "engine", f"connected to {self.broker.name} ({self.connection.value})")
+        self.reconcile()
+        self.warm_up()
+        self._publish(force=True)
+        self._ready.set()
+        self._drain_commands()
+        tasks = [
+            asyncio.create_task(self._feed_loop(), name="feed"),
+            asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+        ]
+        try:
+            await self._stop_event.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            self.log("info", "engine", "engine stopped")
+            self._publish(force=True, running=False)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.broker.stop(), 5)
+
+    def _wake_stop(self) -> None:
+        ev = getattr(self, "_stop_event", None)
+        if ev is not None:
+            ev.set()
+
+    def _close_journal(self) -> None:
+        with contextlib.suppress(Exception):
+            self.journal.close()
+
+    # ------------------------------------------------------------------ start-up
+    def reconcile(self) -> list[str]:
+        """Compare the journal with the venue after a (re)start; report every difference."""
+        notes: list[str] = []
+        paper = getattr(self.broker, "in_process", False)
+        restored_open = list(self.oms.open.values())
+        if paper and hasattr(self.broker, "restore"):
+            self.broker.restore(self.oms.fills, [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT])
+        for o in restored_open:
+            if o.status is OrderStatus.PENDING_SUBMIT:
+                # Journaled but never acknowledged: the process died between journal and venue.
+                msg = "lost before the venue acknowledged it (restart)"
+                with contextlib.suppress(IllegalTransition):
+                    self.oms._apply_status(o, OrderStatus.REJECTED, reason=msg)
+                notes.append(f"{o.client_order_id}: {msg}")
+        try:
+            venue_open = {b.client_order_id for b in self.broker.query_open_orders() if b.client_order_id}
+        except Exception as e:
+            venue_open = None
+            notes.append(f"could not query open orders: {e}")
+        if venue_open is not None:
+            for o in list(self.oms.open.values()):
+                if o.client_order_id not in venue_open:
+                    notes.append(f"{o.client_order_id}: open in the journal, unknown to {self.broker.name}")
+            for cid in venue_open - set(self.oms.orders):
+                notes.append(f"{cid}: working at {self.broker.name}, not in the journal")
+        try:
+            venue_pos = {p.instrument.key: p.quantity for p in self.broker.query_positions()}
+            ours = {k: p.quantity for k, p in self.oms.positions.items() if not p.is_flat}
+            for key in sorted(set(venue_pos) | set(ours)):
+                a, b = ours.get(key, 0.0), venue_pos.get(key, 0.0)
+                if abs(a - b) > 1e-9:
+                    notes.append(f"position {key}: journal {a:g}, {self.broker.name} {b:g}")
+        except Exception as e:
+            notes.append(f"could not query positions: {e}")
+        n_orders, n_fills = len(self.oms.orders), len(self.oms.fills)
+        if n_orders or n_fills:
+            self.log("info", "engine", f"journal restored: {n_orders} orders, {n_fills} fills, "
+                                       f"{len(self.oms.open)} open")
+        for n in notes:
+            self.log("warning", "reconcile", n)
+        return notes
+
+    def warm_up(self) -> None:
+        """Give strategies history so they trade from the first live bar (simulated market)."""
+        if self.market is None or self.warmup_bars <= 0:
+            return
+        bars_needed = self.warmup_bars
+        produced = 0
+        guard = bars_needed * 200
+        while produced < bars_needed and guard > 0:
+            guard -= 1
+            for t in self.market.next_ticks():
+                bar = self.bars.on_tick(t.symbol, t.ts, t.last, t.volume)
+                self.prices[t.symbol] = t.last
+                if bar is not None:
+                    self.executor.on_bar(bar, trade=False)
+                    if t.symbol == self.symbols[0]:
+                        produced += 1
+        for slot in self.executor.slots.values():
+            for sym in slot.symbols:
+                slot.strategy.forget_target(sym)
+
+    # ------------------------------------------------------------------ market data
+    async def _feed_loop(self) -> None:
+        if self.source is not None:
+            async for batch in self.source.stream(self.symbols):
+                self.on_ticks(batch)
+                await asyncio.sleep(0)
+            self.log("info", "engine", f"market data from {self.source.name} ended")
+            return
+        if self.market is None:
+            return
+        interval = 1.0 / self.config.market.simulated.ticks_per_second
+        nxt = time.monotonic()
+        while True:
+            self.on_ticks(self.market.next_ticks())
+            if not self.pace:
+                await asyncio.sleep(0)
+                continue
+            nxt += interval
+            delay = nxt - time.monotonic()
+            if delay < -1.0:
+                nxt = time.monotonic()  # fell behind (a pause): don't burst to catch up
+            await asyncio.sleep(max(delay, 0.0))
+
+    def on_ticks(self, ticks: Sequence[Tick]) -> None:
+        """Process market updates (engine thread). Public so benchmarks can drive it directly."""
+        now = self.clock()
+        paper = getattr(self.broker, "on_market", None)
+        for t in ticks:
+            t0 = time.perf_counter()
+            sym = t.symbol
+            self.ticks_processed += 1
+            self.prices[sym] = t.last
+            f = self.feeds.get(sym)
+            if f is None:
+                f = self.feeds[sym] = _Feed()
+            f.last_wall, f.last_price = now, t.last
+            if f.stale:
+                f.stale = False
+                self.log("info", "data", f"{sym}: market data resumed")
+            if paper is not None:
+                paper(sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask))
+            n_before = self.oms_count()
+            self.executor.on_price(sym, t.last, t.ts)
+            bar = self.bars.on_tick(sym, t.ts, t.last, t.volume)
+            if bar is not None:
+                self.executor.on_bar(bar)
+            if self.oms_count() != n_before:
+                self.tick_latencies.append(time.perf_counter() - t0)
+        self._maybe_publish()
+
+    def oms_count(self) -> int:
+        return len(self.oms.orders)
+
+    def on_bars(self, bars: Sequence[Bar]) -> None:
+        """Feed closed bars directly (CSV replay, IB 5-second bars)."""
+        paper = getattr(self.broker, "on_market", None)
+        now = self.clock()
+        for b in bars:
+            self.prices[b.symbol] = b.close
+            f = self.feeds.setdefault(b.symbol, _Feed())
+            f.last_wall, f.last_price, f.stale = now, b.close, False
+            if paper is not None:
+                paper(b.symbol, MarketUpdate.from_bar(b))
+            self.executor.on_price(b.symbol, b.close, b.ts)
+            self.executor.on_bar(b)
+        self._maybe_publish()
+
+    def mark(self, key: str) -> float | None:
+        px = self.prices.get(key)
+        if px is not None:
+            return px
+        if " " in key and self.market is not None:
+            try:
+                opt = instrument_from_key(key)
+                q = self.market.option_quote(opt)
+            except Exception:
+                return None
+            if q is not None:
+                self.option_marks[key] = q
+                return q.mid
+        return None
+
+    def _option_chain(self, underlying: str) -> Sequence[OptionQuote]:
+        chain = self.market.option_chain(underlying)  # type: ignore[union-attr]
+        for q in chain:
+            self.option_marks[q.instrument.key] = q
+        return chain
+
+    def gross_exposure(self) -> float:
+        total = 0.0
+        for key, p in self.oms.positions.items():
+            if p.is_flat:
+                continue
+            px = self.mark(key)
+            total += abs(p.quantity * (px if px is not None else p.avg_cost) * p.multiplier)
+        return total
+
+    def equity(self) -> float:
+        try:
+            return self.broker.query_account_details().equity
+        except Exception:
+            return self.risk.equity
+
+    # ------------------------------------------------------------------ risk
+    def _gate(self, order: Order) -> str | None:
+        return self.risk.check_order(order, operator=self._operator_exit)
+
+    def _on_risk_state(self, state: TradingState, reason: str) -> None:
+        self.executor.set_halted(state is TradingState.HALTED)
+        if state is TradingState.HALTED:
+            self.log("error", "risk", f"TRADING HALTED: {reason}")
+            self._alert("critical", "Trading halted", f"fbterm halted trading: {reason}", key=f"halt:{reason[:40]}")
+            if self.config.risk.cancel_orders_on_halt:
+                n = self._cancel_all("halt")
+                if n:
+                    self.log("warning", "risk", f"cancelled {n} open orders on halt")
+        elif state is TradingState.REDUCING:
+            self.log("warning", "risk", f"REDUCE-ONLY: {reason}")
+        else:
+            self.log("info", "risk", "trading resumed (ACTIVE)")
+
+    # ------------------------------------------------------------------ events
+    def _on_oms_event(self, kind: str, obj: object) -> None:
+        if kind == "fill":
+            f: Fill = obj  # type: ignore[assignment]
+            self.log("info", "fill", f"{f.strategy_id}: {f.side.value} {f.quantity:g} {f.instrument.key} "
+                                     f"@ {f.price:,.4g} (comm {f.commission:.2f})")
+            self._activity("fill", f.to_dict())
+        elif kind == "order":
+            o: Order = obj  # type: ignore[assignment]
+            if o.status is OrderStatus.REJECTED:
+                self._alert("warning", "Order rejected", f"{o.client_order_id} {o.side.value} {o.quantity:g} "
+                            f"{o.symbol} ({o.strategy_id}): {o.reason}", key=f"reject:{o.strategy_id}:{o.reason[:30]}")
+            elif o.status in (OrderStatus.SUBMITTED,) and o.revision == 0 and o.strategy_id != "manual":
+                pass
+            if o.status.is_terminal or o.status is OrderStatus.SUBMITTED:
+                self._activity("order", {"id": o.client_order_id, "status": o.status.value, "reason": o.reason,
+                                         "strategy": o.strategy_id, "symbol": o.symbol})
+        elif kind == "message":
+            m: BrokerMessage = obj  # type: ignore[assignment]
+            self.log(m.level if m.level in ("info", "warning", "error") else "warning", "broker",
+                     f"[{m.code}] {m.message}" if m.code else m.message)
+        elif kind == "connection":
+            c: ConnectionEvent = obj  # type: ignore[assignment]
+            self.connection = c.state
+            self.connection_message = c.message
+            level = "info" if c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) else "error"
+            self.log(level, "broker", f"connection {c.state.value}: {c.message}")
+            if c.state is ConnectionState.DISCONNECTED:
+                self._alert("error", "Broker disconnected", c.message or "connection lost", key="disconnect")
+
+    def _on_strategy_error(self, slot: StrategySlot, e: BaseException) -> None:
+        self._alert("error", f"Strategy {slot.name} stopped", slot.error, key=f"strategy:{slot.name}")
+
+    # ------------------------------------------------------------------ commands
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                ok, msg = self._handle(cmd)
+            except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
+                ok, msg = False, str(e).strip("'\"")
+            except Exception as e:  # a command must never kill the engine
+                ok, msg = False, f"{type(e).__name__}: {e}"
+            res = CommandResult(cmd.command_id, ok, msg, self.clock())
+            self._results.append(res)
+            self.log("info" if ok else "warning", "command", ("OK " if ok else "FAILED ") + msg)
+            self._activity("command", {"command": type(cmd).__name__, "ok": ok, "message": msg,
+                                       "source": cmd.source})
+            self._publish(force=True)
+
+    def _handle(self, cmd: S.Command) -> tuple[bool, str]:
+        if isinstance(cmd, S.Halt):
+            if self.risk.halt_trading(f"{cmd.reason}"):
+                return True, f"halt: trading HALTED ({cmd.reason})"
+            return False, "halt: already halted"
+        if isinstance(cmd, S.ReduceOnly):
+            if self.risk.reduce_only(cmd.reason):
+                return True, "reduce-only: only orders that shrink positions pass"
+            return False, f"reduce-only: trading is {self.risk.state.value}"
+        if isinstance(cmd, S.Resume):
+            if self.risk.resume():
+                return True, "resume: trading ACTIVE"
+            return False, "resume: trading is already ACTIVE"
+        if isinstance(cmd, S.NewOrder):
+            return self._new_order(cmd)
+        if isinstance(cmd, S.CancelOrder):
+            o = self.oms.cancel_order(cmd.client_order_id)
+            return True, f"cancel {o.client_order_id}: {o.status.value}"
+        if isinstance(cmd, S.CancelAll):
+            n = self._cancel_all("operator")
+            return True, f"cancel all: {n} orders cancelled"
+        if isinstance(cmd, S.ModifyOrder):
+            o = self.oms.modify_order(cmd.client_order_id, quantity=cmd.quantity, order_type=cmd.order_type,
+                                      limit_price=cmd.limit_price, stop_price=cmd.stop_price)
+            terms = f"{o.quantity:g} {o.order_type.value}"
+            if o.limit_price is not None:
+                terms += f" lmt {o.limit_price:g}"
+            if o.stop_price is not None:
+                terms += f" stp {o.stop_price:g}"
+            return True, f"modify {o.client_order_id}: {terms}"
+        if isinstance(cmd, S.FlattenAll):
+            return self._flatten(cmd)
+        if isinstance(cmd, S.PauseStrategy):
+            self.executor.pause_strategy(cmd.name)
+            return True, f"strategy {cmd.name} paused"
+        if isinstance(cmd, S.ResumeStrategy):
+            if self.risk.state is TradingState.HALTED:
+                return False, f"strategy {cmd.name}: trading is HALTED; resume trading first"
+            self.executor.resume_strategy(cmd.name)
+            return True, f"strategy {cmd.name} running"
+        if isinstance(cmd, S.UpdateStrategy):
+            return self._update_strategy(cmd)
+        if isinstance(cmd, S.Rebalance):
+            return self._rebalance()
+        if isinstance(cmd, S.Stop):
+            self._stop_event.set()
+            return True, "stopping"
+        return False, f"unknown command {type(cmd).__name__}"
+
+    def _new_order(self, cmd: S.NewOrder) -> tuple[bool, str]:
+        sym = cmd.symbol.strip().upper() if " " not in cmd.symbol.strip() else cmd.symbol.strip()
+        inst = instrument_from_key(sym)
+        if inst.underlying not in self.symbols:
+            return False, f"new order: unknown symbol {inst.underlying!r} (trading {', '.join(self.symbols)})"
+        sig = Signal(cmd.strategy_id, inst, cmd.side, cmd.quantity, cmd.order_type, cmd.limit_price,
+                     cmd.stop_price, cmd.tif, signal_price=self.mark(inst.key), ts=self.clock(),
+                     reason="operator")
+        o = self.oms.create_order(sig)
+        desc = f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} {o.order_type.value}"
+        if o.status is OrderStatus.REJECTED:
+            return False, f"new order {desc} rejected: {o.reason}"
+        return True, f"new order {desc}: {o.status.value}"
+
+    def _cancel_all(self, why: str) -> int:
+        n = 0
+        for o in list(self.oms.open.values()):
+            if o.status is OrderStatus.PENDING_CANCEL:
+                continue
+            try:
+                self.oms.cancel_order(o.client_order_id)
+                n += 1
+            except Exception as e:
+                self.log("error", "order", f"cancel {o.client_order_id} ({why}) failed: {e}")
+        return n
+
+    def _flatten(self, cmd: S.FlattenAll) -> tuple[bool, str]:
+        self._cancel_all("flatten")
+        sent, rejected = 0, []
+        for (sid, key), p in list(self.oms.strategy_positions.items()):
+            if p.is_flat:
+                continue
+            side = Side.SELL if p.quantity > 0 else Side.BUY
+            last = self.mark(key)
+            kw: dict[str, Any] = {}
+            otype = cmd.order_type
+            if otype is OrderType.LIMIT:
+                if last is None:
+                    rejected.append(f"{key}: no price for a limit")
+                    continue
+                off = cmd.limit_offset_pct / 100
+                kw["limit_price"] = round(last * (1 - off if side is Side.SELL else 1 + off), 2)
+            sig = Signal(sid, p.instrument, side, abs(p.quantity), otype,
+                         tif=TimeInForce.DAY, signal_price=last, ts=self.clock(), reason="flatten", **kw)
+            # Getting flat is what a halt is for: the operator's closing orders pass the gate
+            # in any trading state (they can only shrink positions).
+            self._operator_exit = True
+            try:
+                o = self.oms.create_order(sig)
+            finally:
+                self._operator_exit = False
+            slot = self.executor.slots.get(sid)
+            if slot is not None:
+                slot.strategy.forget_target(key)
+            if o.status is OrderStatus.REJECTED:
+                rejected.append(f"{key}: {o.reason}")
+            else:
+                sent += 1
+        msg = f"flatten: {sent} closing orders sent"
+        if rejected:
+            msg += f"; {len(rejected)} refused ({'; '.join(rejected)})"
+        return not rejected, msg
+
+    def _update_strategy(self, cmd: S.UpdateStrategy) -> tuple[bool, str]:
+        from fbterm.strategies import create_strategy
+
+        slot = self.executor.slots[cmd.name]
+        spec = cmd.cls or slot.spec
+        params = dict(slot.strategy.p)
+        if cmd.cls and cmd.cls != slot.spec:
+            params = {}
+        params.update(cmd.params)
+        new = create_strategy(spec, cmd.name, params)  # validates before anything changes
+        was = slot.state
+        self.executor.pause_strategy(cmd.name)
+        try:
+            self._replay_history(slot, new)
+            self.executor.replace_strategy(cmd.name, new)
+            slot.spec = spec
+        finally:
+            if was is StrategyState.RUNNING:
+                slot.state = StrategyState.RUNNING
+        return True, f"strategy {cmd.name} updated to {spec} {params}"
+
+    def _replay_history(self, slot: StrategySlot, new: StrategyInterface) -> None:
+        """Warm a new strategy object with the bars its predecessor saw (when it kept them)."""
+        win = getattr(slot.strategy, "_window", {})
+        for sym in slot.symbols:
+            for bar in list(win.get(sym, ())):
+                new.on_bar(bar)
+
+    def _rebalance(self) -> tuple[bool, str]:
+        try:
+            from fbterm.metrics import Optimization
+        except ImportError as e:  # pragma: no cover
+            return False, f"rebalance unavailable: {e}"
+        res = Optimization().apply_half_kelly(
+            self.executor,
+            {n: [eq for _, eq in s.history] for n, s in self.executor.slots.items()},
+            cap=self.config.metrics.kelly_cap,
+            min_observations=self.config.metrics.kelly_min_observations,
+        )
+        return True, f"rebalance: {res}"
+
+    # ------------------------------------------------------------------ housekeeping
+    async def _housekeeping_loop(self) -> None:
+        stale_after = self.config.market.stale_after
+        last_rebalance = self.clock()
+        while True:
+            await asyncio.sleep(0.25)
+            now = self.clock()
+            for sym, f in self.feeds.items():
+                if f.last_wall and not f.stale and now - f.last_wall > stale_after:
+                    f.stale = True
+                    self.log("warning", "data", f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)")
+            eq = self.equity()
+            reason = self.risk.update_equity(eq, now)
+            if reason:
+                self._alert("critical", "Risk limit breached", reason, key=f"breach:{reason[:20]}")
+            self.executor.sample_equity(now)
+            iv = self.config.metrics.rebalance_interval
+            if iv > 0 and now - last_rebalance >= iv:
+                last_rebalance = now
+                ok, msg = self._rebalance()
+                self.log("info" if ok else "warning", "metrics", msg)
+            self._maybe_publish()
+
+    # ------------------------------------------------------------------ logging & alerts
+    def log(self, level: str, kind: str, message: str) -> None:
+        self._log_seq += 1
+        self._log.append(LogLine(self._log_seq, self.clock(), level, kind, message))
+        if self.diagnostics is not None:
+            with contextlib.suppress(Exception):
+                self.diagnostics.log_activity(kind, message, level=level)
+
+    def _activity(self, kind: str, fields: dict[str, Any]) -> None:
+        if self.diagnostics is not None:
+            with contextlib.suppress(Exception):
+                self.diagnostics.log_activity(kind, fields.get("message", kind), level="info", **fields)
+
+    def _alert(self, severity: str, title: str, body: str, *, key: str) -> None:
+        if self.diagnostics is not None:
+            with contextlib.suppress(Exception):
+                self.diagnostics.send_alert(severity, title, body, key=key)
+
+    # ------------------------------------------------------------------ snapshots
+    def _maybe_publish(self) -> None:
+        if not self._subscribers:
+            return
+        now = time.monotonic()
+        if any(now - e[2] >= e[1] for e in self._subscribers):
+            self._publish()
+
+    def _publish(self, force: bool = False, running: bool = True) -> None:
+        now = time.monotonic()
+        due = [e for e in self._subscribers if force or now - e[2] >= e[1]]
+        snap = self.build_snapshot(running=running)
+        self._snapshot = snap
+        for e in due:
+            e[2] = now
+            try:
+                e[0](snap)
+            except Exception as ex:  # a broken subscriber is dropped, not the engine
+                with contextlib.suppress(ValueError):
+                    self._subscribers.remove(e)
+                self.log("error", "engine", f"snapshot subscriber failed and was removed: {ex}")
+
+    def build_snapshot(self, running: bool = True) -> EngineSnapshot:
+        now = self.clock()
+        self._snap_seq += 1
+        try:
+            acct = self.broker.query_account_details()
+        except Exception:
+            acct = None
+        positions = []
+        for key, p in sorted(self.oms.positions.items()):
+            if p.is_flat:
+                continue
+            last = self.mark(key)
+            delta = None
+            if isinstance(p.instrument, Option):
+                q = self.option_marks.get(key)
+                delta = q.delta if q else None
+            holders = tuple(sorted(sid for (sid, k), sp in self.oms.strategy_positions.items()
+                                   if k == key and not sp.is_flat))
+            positions.append(PositionRow(
+                key, p.quantity, p.avg_cost, last, p.market_value(last) if last is not None else 0.0,
+                p.unrealized_pnl(last), p.realized_pnl, p.multiplier, delta, holders,
+            ))
+        strategies = []
+        for name, slot in self.executor.slots.items():
+            realized, unrealized = self.executor.pnl(name)
+            eq = slot.capital + realized + unrealized
+            pos = self.executor.positions_of(name)
+            pos_text = ", ".join(f"{k} {p.quantity:+g}" for k, p in sorted(pos.items())) or "flat"
+            trades = sum(1 for f in self.oms.fills if f.strategy_id == name)
+            day_pnl = eq - slot.day_start_equity if slot.day_start_equity is not None else 0.0
+            dd = (1 - eq / slot.peak_equity) * 100 if slot.peak_equity > 0 else 0.0
+            strategies.append(StrategyRow(
+                name, slot.spec, slot.state, slot.capital, slot.symbols, pos_text, day_pnl,
+                realized + unrealized, trades, slot.last_signal, slot.error, eq, max(dd, 0.0),
+                params=tuple(slot.strategy.p.items()),
+            ))
+        gross = self.gross_exposure()
+        eq = acct.equity if acct else self.risk.equity
+        risk = RiskView(
+            self.risk.state, self.risk.reason, eq, max(self.risk.peak, eq),
+            (1 - eq / self.risk.peak) * 100 if self.risk.peak > 0 else 0.0,
+            self.risk.daily_pnl, gross, self.risk.orders_per_second(), self.risk.gauges(gross),
+        )
+        feeds = tuple(
+            FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
+            for s, f in self.feeds.items()
+        )
+        lat = sorted(self.oms.ack_latencies[-1000:])
+        p50 = lat[len(lat) // 2] * 1000 if lat else None
+        p99 = lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000 if lat else None
+        if len(self.oms.ack_latencies) > 5000:
+            del self.oms.ack_latencies[:-1000]
+        live = self.config.broker.kind == "ib"
+        read_only = self.connection is ConnectionState.READ_ONLY or (live and self.config.broker.ib.read_only)
+        mode = "READ-ONLY" if read_only else ("LIVE" if live else "PAPER")
+        return EngineSnapshot(
+            seq=self._snap_seq, ts=now, mode=mode, broker=self.broker.name,
+            account=acct.account if acct else "", connection=self.connection.value,
+            connection_message=self.connection_message, account_details=acct,
+            positions=tuple(positions), open_orders=tuple(self.oms.open.values()),
+            strategies=tuple(strategies), risk=risk, feeds=feeds, log=tuple(self._log)[-200:],
+            latency_ms_p50=p50, latency_ms_p99=p99, last_prices=dict(self.prices),
+            results=tuple(self._results), ticks_processed=self.ticks_processed,
+            fills_total=len(self.oms.fills), running=running,
+        )
+
+
+def manual_instrument(symbol: str) -> Stock | Option:
+    return instrument_from_key(symbol)

@@ -1,0 +1,369 @@
+"""Risk management: StrategyLevelRisk (exits) and PortfolioLevelRisk (the pre-trade gate).
+
+Risk is a gate, not a report: every order passes :meth:`PortfolioLevelRisk.check_order` before
+it reaches a venue, and a refusal names the rule and the numbers
+(``max_order_value: 25,300 > 20,000``). Trading has three states, as in NautilusTrader's risk
+engine: ACTIVE, REDUCING (only orders that shrink a position) and HALTED (nothing new). Leaving
+REDUCING or HALTED is always an explicit command.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from fbterm.config import RiskConfig, StrategyRiskConfig
+from fbterm.model import Order, OrderType, Position, Side, Signal
+from fbterm.snapshot import Gauge, TradingState
+
+# ------------------------------------------------------------------------------ the maths
+
+
+def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
+    """The largest peak-to-trough fall of an equity curve, as a fraction (0.25 = 25%)."""
+    eq = np.asarray(equity, dtype="float64")
+    if eq.size == 0:
+        return 0.0
+    peaks = np.maximum.accumulate(eq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peaks > 0, 1.0 - eq / peaks, 0.0)
+    return float(max(dd.max(), 0.0))
+
+
+def drawdown_now(equity: float, peak: float) -> float:
+    return 0.0 if peak <= 0 else max(1.0 - equity / peak, 0.0)
+
+
+def reduces_position(current: float, signed_qty: float) -> bool:
+    """True when an order moves a position toward zero without crossing it."""
+    after = current + signed_qty
+    return abs(after) < abs(current) - 1e-12 and current * after >= 0
+
+
+def level_of(value: float, limit: float, warn_fraction: float) -> str:
+    if limit <= 0:
+        return "ok"
+    if value >= limit:
+        return "breach"
+    if value >= limit * warn_fraction:
+        return "warn"
+    return "ok"
+
+
+def _money(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+
+
+# ------------------------------------------------------------------------ strategy level
+
+
+@dataclass(slots=True)
+class _Watermark:
+    quantity: float
+    best: float  # highest price while long, lowest while short
+
+
+def stop_loss_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
+    """Why the stop-loss fires for ``pos`` at ``price``, or None. Pure."""
+    if pos.is_flat or price <= 0:
+        return None
+    move = (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1) if pos.avg_cost else 0.0
+    if cfg.stop_loss_pct is not None and move <= -cfg.stop_loss_pct / 100:
+        return f"stop_loss: {move * 100:.2f}% <= -{cfg.stop_loss_pct:g}%"
+    pnl = pos.unrealized_pnl(price)
+    if cfg.stop_loss_abs is not None and pnl <= -cfg.stop_loss_abs:
+        return f"stop_loss: P&L {_money(pnl)} <= -{_money(cfg.stop_loss_abs)}"
+    return None
+
+
+def take_profit_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
+    if pos.is_flat or price <= 0:
+        return None
+    move = (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1) if pos.avg_cost else 0.0
+    if cfg.take_profit_pct is not None and move >= cfg.take_profit_pct / 100:
+        return f"take_profit: {move * 100:.2f}% >= {cfg.take_profit_pct:g}%"
+    pnl = pos.unrealized_pnl(price)
+    if cfg.take_profit_abs is not None and pnl >= cfg.take_profit_abs:
+        return f"take_profit: P&L {_money(pnl)} >= {_money(cfg.take_profit_abs)}"
+    return None
+
+
+def trailing_stop_hit(quantity: float, best: float, price: float, pct: float) -> str | None:
+    if quantity > 0 and price <= best * (1 - pct / 100):
+        return f"trailing_stop: {price:.2f} <= {best:.2f} - {pct:g}%"
+    if quantity < 0 and price >= best * (1 + pct / 100):
+        return f"trailing_stop: {price:.2f} >= {best:.2f} + {pct:g}%"
+    return None
+
+
+class StrategyLevelRisk:
+    """Stop-loss, take-profit and trailing stops for one strategy's positions.
+
+    A trigger produces an ordinary market order (a :class:`Signal`) that closes the position;
+    it goes through the same pre-trade gate as any other order.
+    """
+
+    def __init__(self, strategy_id: str, cfg: StrategyRiskConfig | None = None):
+        self.strategy_id = strategy_id
+        self.cfg = cfg or StrategyRiskConfig()
+        self._marks: dict[str, _Watermark] = {}
+        self._exiting: set[str] = set()
+
+    @property
+    def active(self) -> bool:
+        c = self.cfg
+        return any(v is not None for v in (c.stop_loss_pct, c.stop_loss_abs, c.take_profit_pct,
+                                           c.take_profit_abs, c.trailing_stop_pct))
+
+    def _exit(self, pos: Position, price: float, reason: str, ts: float | None) -> Signal:
+        self._exiting.add(pos.symbol)
+        return Signal(
+            strategy_id=self.strategy_id,
+            instrument=pos.instrument,
+            side=Side.SELL if pos.quantity > 0 else Side.BUY,
+            quantity=abs(pos.quantity),
+            order_type=OrderType.MARKET,
+            signal_price=price,
+            ts=ts or time.time(),
+            reason=reason,
+        )
+
+    def apply_stop_loss(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
+        """A closing order when the stop-loss (fixed or trailing) is hit, else None."""
+        if pos.is_flat:
+            self._marks.pop(pos.symbol, None)
+            self._exiting.discard(pos.symbol)
+            return None
+        if pos.symbol in self._exiting:
+            return None
+        reason = stop_loss_hit(pos, price, self.cfg)
+        if reason is None and self.cfg.trailing_stop_pct is not None:
+            wm = self._marks.get(pos.symbol)
+            if wm is None or wm.quantity * pos.quantity <= 0:
+                wm = self._marks[pos.symbol] = _Watermark(pos.quantity, max(price, pos.avg_cost)
+                                                          if pos.quantity > 0 else min(price, pos.avg_cost))
+            wm.quantity = pos.quantity
+            wm.best = max(wm.best, price) if pos.quantity > 0 else min(wm.best, price)
+            reason = trailing_stop_hit(pos.quantity, wm.best, price, self.cfg.trailing_stop_pct)
+        return self._exit(pos, price, reason, ts) if reason else None
+
+    def apply_take_profit(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
+        if pos.is_flat or pos.symbol in self._exiting:
+            return None
+        reason = take_profit_hit(pos, price, self.cfg)
+        return self._exit(pos, price, reason, ts) if reason else None
+
+    def on_price(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
+        return self.apply_stop_loss(pos, price, ts) or self.apply_take_profit(pos, price, ts)
+
+    def exit_done(self, symbol: str) -> None:
+        """The exit order finished (filled or failed): watch the position afresh."""
+        self._exiting.discard(symbol)
+
+
+# ------------------------------------------------------------------------ portfolio level
+
+
+class RiskInputs(Protocol):
+    """What the pre-trade gate reads from the engine's state."""
+
+    def last_price(self, key: str) -> float | None: ...
+
+    def position(self, key: str) -> float: ...
+
+    def strategy_position(self, strategy_id: str, key: str) -> float: ...
+
+    def gross_exposure(self) -> float: ...
+
+    def stale_age(self, symbol: str) -> float | None:
+        """Seconds since the last update when the feed is stale, else None."""
+
+
+@dataclass(slots=True)
+class RiskStatus:
+    state: TradingState
+    reason: str
+    equity: float
+    peak: float
+    day_start_equity: float
+    drawdown: float  # fraction
+    max_drawdown_seen: float
+    daily_pnl: float
+    orders_per_second: float
+    curve: list[float] = field(default_factory=list)
+
+
+class PortfolioLevelRisk:
+    """The account-wide gate: trading state, limits, drawdown and daily loss."""
+
+    def __init__(
+        self,
+        cfg: RiskConfig | None = None,
+        inputs: RiskInputs | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_state_change: Callable[[TradingState, str], None] | None = None,
+    ):
+        self.cfg = cfg or RiskConfig()
+        self.inputs = inputs
+        self.clock = clock
+        self.on_state_change = on_state_change
+        self.state = TradingState.ACTIVE
+        self.reason = ""
+        self.equity = 0.0
+        self.peak = 0.0
+        self.day_start_equity: float | None = None
+        self._day: int | None = None
+        self.curve: deque[float] = deque(maxlen=100_000)
+        self._accepted: deque[float] = deque()
+
+    # -- trading state -------------------------------------------------------------------
+    def halt_trading(self, reason: str) -> bool:
+        """Stop all new orders. Returns False when already halted."""
+        if self.state is TradingState.HALTED:
+            return False
+        self._set(TradingState.HALTED, reason)
+        return True
+
+    def reduce_only(self, reason: str) -> bool:
+        if self.state is not TradingState.ACTIVE:
+            return False
+        self._set(TradingState.REDUCING, reason)
+        return True
+
+    def resume(self) -> bool:
+        if self.state is TradingState.ACTIVE:
+            return False
+        # A resume starts a new drawdown watch: without it a breach would halt again at once.
+        self.peak = self.equity
+        self._set(TradingState.ACTIVE, "")
+        return True
+
+    def _set(self, state: TradingState, reason: str) -> None:
+        self.state, self.reason = state, reason
+        if self.on_state_change:
+            self.on_state_change(state, reason)
+
+    # -- equity --------------------------------------------------------------------------
+    def calculate_max_drawdown(self, equity: Sequence[float] | None = None) -> float:
+        """Max drawdown (fraction) of ``equity`` or of the live equity curve seen so far."""
+        return max_drawdown(list(self.curve) if equity is None else equity)
+
+    def update_equity(self, equity: float, ts: float | None = None) -> str | None:
+        """Record the account's equity; halts and returns the reason when a limit is breached."""
+        now = ts or self.clock()
+        day = int((now - 4 * 3600) // 86_400)  # trading days roll at 20:00 UTC (after the US close)
+        if self._day != day or self.day_start_equity is None:
+            self._day, self.day_start_equity = day, equity
+        self.equity = equity
+        self.peak = max(self.peak, equity)
+        self.curve.append(equity)
+        if self.state is TradingState.HALTED:
+            return None
+        dd = drawdown_now(equity, self.peak)
+        if dd * 100 >= self.cfg.max_drawdown_pct:
+            reason = f"max_drawdown: {dd * 100:.2f}% >= {self.cfg.max_drawdown_pct:g}%"
+            self.halt_trading(reason)
+            return reason
+        loss = self.day_start_equity - equity
+        if loss >= self.cfg.daily_loss_limit:
+            reason = f"daily_loss_limit: {_money(loss)} >= {_money(self.cfg.daily_loss_limit)}"
+            self.halt_trading(reason)
+            return reason
+        return None
+
+    @property
+    def daily_pnl(self) -> float:
+        return 0.0 if self.day_start_equity is None else self.equity - self.day_start_equity
+
+    def orders_per_second(self) -> float:
+        self._trim(self.clock())
+        return float(len(self._accepted))
+
+    def _trim(self, now: float) -> None:
+        while self._accepted and self._accepted[0] <= now - 1.0:
+            self._accepted.popleft()
+
+    # -- the gate ------------------------------------------------------------------------
+    def check_order(self, order: Order, *, operator: bool = False) -> str | None:
+        """None when ``order`` may go out, else the rule and the numbers that stop it.
+
+        ``operator`` marks the operator's own flatten/exit orders: they may reduce positions
+        even while HALTED (getting flat is what a halt is for).
+        """
+        inputs = self.inputs
+        key = order.instrument.key
+        mult = order.multiplier
+        current = inputs.position(key) if inputs else 0.0
+        reducing = reduces_position(current, order.signed_quantity)
+        if self.state is TradingState.HALTED and not (operator and reducing):
+            return f"halted: trading is HALTED ({self.reason or 'operator'})"
+        if self.state is TradingState.REDUCING and not reducing:
+            return f"reduce_only: order would grow {key} from {current:g} to {current + order.signed_quantity:g}"
+        last = inputs.last_price(key) if inputs else None
+        if last is None and order.instrument.is_option and inputs:
+            last = None
+        price = order.reference_price() or last
+        if order.order_type is not OrderType.MARKET and last:
+            for label, px in (("limit", order.limit_price), ("stop", order.stop_price)):
+                if px is None:
+                    continue
+                dist = abs(px - last) / last * 100
+                if dist > self.cfg.price_collar_pct:
+                    return (f"price_collar: {label} {px:,.2f} is {dist:.1f}% from last {last:,.2f} "
+                            f"> {self.cfg.price_collar_pct:g}%")
+        now = self.clock()
+        self._trim(now)
+        if len(self._accepted) + 1 > self.cfg.max_orders_per_second:
+            return f"max_orders_per_second: {len(self._accepted) + 1} > {self.cfg.max_orders_per_second:g}"
+        if not reducing:
+            stale = inputs.stale_age(order.instrument.underlying) if inputs else None
+            if stale is not None:
+                return f"stale_data: {order.instrument.underlying} has had no update for {stale:.1f} s"
+            if price is None or not math.isfinite(price) or price <= 0:
+                return f"no_price: no last price for {key} to value the order"
+            value = order.quantity * price * mult
+            if value > self.cfg.max_order_value:
+                return f"max_order_value: {_money(value)} > {_money(self.cfg.max_order_value)}"
+            new_qty = current + order.signed_quantity
+            if abs(new_qty) > self.cfg.max_position_qty:
+                return f"max_position_qty: {key} {abs(new_qty):,.0f} > {self.cfg.max_position_qty:,.0f}"
+            pos_value = abs(new_qty) * price * mult
+            if pos_value > self.cfg.max_position_value:
+                return f"max_position_value: {key} {_money(pos_value)} > {_money(self.cfg.max_position_value)}"
+            if inputs:
+                s_now = inputs.strategy_position(order.strategy_id, key)
+                s_value = abs(s_now + order.signed_quantity) * price * mult
+                if s_value > self.cfg.max_strategy_position_value and abs(s_now + order.signed_quantity) > abs(s_now):
+                    return (f"max_strategy_position_value: {order.strategy_id} {key} {_money(s_value)} "
+                            f"> {_money(self.cfg.max_strategy_position_value)}")
+                gross = inputs.gross_exposure()
+                added = (abs(new_qty) - abs(current)) * price * mult
+                if gross + added > self.cfg.max_gross_exposure:
+                    return f"max_gross_exposure: {_money(gross + added)} > {_money(self.cfg.max_gross_exposure)}"
+        self._accepted.append(now)
+        return None
+
+    # -- the view ------------------------------------------------------------------------
+    def gauges(self, gross_exposure: float) -> tuple[Gauge, ...]:
+        c, w = self.cfg, self.cfg.warn_fraction
+        dd = drawdown_now(self.equity, self.peak) * 100
+        loss = max(-self.daily_pnl, 0.0)
+        ops = self.orders_per_second()
+        return (
+            Gauge("drawdown", dd, c.max_drawdown_pct, level_of(dd, c.max_drawdown_pct, w),
+                  f"{dd:.2f}% / {c.max_drawdown_pct:g}%"),
+            Gauge("daily loss", loss, c.daily_loss_limit, level_of(loss, c.daily_loss_limit, w),
+                  f"{_money(loss)} / {_money(c.daily_loss_limit)}"),
+            Gauge("gross exposure", gross_exposure, c.max_gross_exposure,
+                  level_of(gross_exposure, c.max_gross_exposure, w),
+                  f"{_money(gross_exposure)} / {_money(c.max_gross_exposure)}"),
+            Gauge("orders/s", ops, c.max_orders_per_second, level_of(ops, c.max_orders_per_second, w),
+                  f"{ops:.0f} / {c.max_orders_per_second:g}"),
+        )

@@ -1,0 +1,318 @@
+"""StrategyExecutor: many strategies at once, each with its own capital, positions and state.
+
+Attribution: every order carries its strategy's id, and OrderManagement books each fill to the
+strategy whose order it was, so two strategies trading one symbol keep separate positions and
+P&L. Isolation: an exception inside a strategy puts that strategy in ERROR (with the message)
+and pauses it; the others keep trading.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from fbterm.config import StrategyRiskConfig
+from fbterm.model import Bar, OptionQuote, Order, OrderStatus, Position, Signal
+from fbterm.risk import StrategyLevelRisk
+from fbterm.snapshot import StrategyState
+from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
+
+if TYPE_CHECKING:
+    from fbterm.orders import OrderManagement
+
+LogFn = Callable[[str, str, str], None]  # level, kind, message
+
+
+@dataclass(slots=True)
+class StrategySlot:
+    name: str
+    strategy: StrategyInterface
+    spec: str
+    symbols: tuple[str, ...]
+    capital: float
+    sizing: Sizing
+    risk: StrategyLevelRisk
+    base_capital: float = 0.0
+    state: StrategyState = StrategyState.RUNNING
+    error: str = ""
+    last_signal: str = ""
+    last_signal_ts: float = 0.0
+    orders_sent: int = 0
+    orders_rejected: int = 0
+    peak_equity: float = 0.0
+    day_start_equity: float | None = None
+    day: int | None = None
+    history: list[tuple[float, float]] = field(default_factory=list)  # (ts, equity) samples
+
+
+class StrategyExecutor:
+    """Runs strategies on bars and turns their targets into orders through OrderManagement."""
+
+    def __init__(
+        self,
+        oms: OrderManagement,
+        *,
+        commission_fraction: float = 0.0,
+        option_chain: Callable[[str], Sequence[OptionQuote]] | None = None,
+        marks: Callable[[str], float | None] | None = None,
+        log: LogFn | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.oms = oms
+        self.commission_fraction = commission_fraction
+        self.option_chain = option_chain
+        self.marks = marks or (lambda key: None)
+        self.log = log or (lambda level, kind, msg: None)
+        self.clock = clock
+        self.slots: dict[str, StrategySlot] = {}
+        self._by_symbol: dict[str, list[StrategySlot]] = {}
+        self.on_error: Callable[[StrategySlot, BaseException], None] | None = None
+
+    # -- registration --------------------------------------------------------------------
+    def add_strategy(
+        self,
+        name: str,
+        strategy: StrategyInterface,
+        symbols: Sequence[str],
+        capital: float,
+        *,
+        spec: str = "",
+        sizing: Sizing | None = None,
+        risk: StrategyRiskConfig | None = None,
+        enabled: bool = True,
+    ) -> StrategySlot:
+        if name in self.slots:
+            raise ValueError(f"strategy {name!r} is already running")
+        strategy.strategy_id = name
+        slot = StrategySlot(
+            name=name, strategy=strategy, spec=spec or strategy.name, symbols=tuple(symbols),
+            capital=float(capital), base_capital=float(capital),
+            sizing=sizing or Sizing("fraction", 1.0 / max(len(symbols), 1)),
+            risk=StrategyLevelRisk(name, risk), peak_equity=float(capital),
+            state=StrategyState.RUNNING if enabled else StrategyState.PAUSED,
+        )
+        self.slots[name] = slot
+        for s in slot.symbols:
+            self._by_symbol.setdefault(s, []).append(slot)
+        return slot
+
+    def strategy(self, name: str) -> StrategyInterface:
+        return self._slot(name).strategy
+
+    def _slot(self, name: str) -> StrategySlot:
+        try:
+            return self.slots[name]
+        except KeyError:
+            raise KeyError(f"no strategy named {name!r} (running: {', '.join(self.slots) or 'none'})") from None
+
+    # -- state ---------------------------------------------------------------------------
+    def pause_strategy(self, name: str) -> None:
+        slot = self._slot(name)
+        if slot.state is StrategyState.RUNNING:
+            slot.state = StrategyState.PAUSED
+
+    def resume_strategy(self, name: str) -> None:
+        slot = self._slot(name)
+        slot.state = StrategyState.RUNNING
+        slot.error = ""
+
+    def replace_strategy(self, name: str, new: StrategyInterface) -> StrategyInterface:
+        """Swap in a new strategy object, keeping positions, orders and capital."""
+        slot = self._slot(name)
+        old = slot.strategy
+        new.strategy_id = name
+        # The new code starts from the same targets, so a swap does not re-trade a held position.
+        for sym in slot.symbols:
+            t = old.last_target(sym)
+            if t is not None:
+                new._last_target[sym] = t
+        slot.strategy = new
+        return old
+
+    def set_halted(self, halted: bool) -> None:
+        for slot in self.slots.values():
+            if halted and slot.state is StrategyState.RUNNING:
+                slot.state = StrategyState.HALTED
+            elif not halted and slot.state is StrategyState.HALTED:
+                slot.state = StrategyState.RUNNING
+
+    # -- positions and equity ------------------------------------------------------------
+    def positions_of(self, name: str) -> dict[str, Position]:
+        return {key: p for (sid, key), p in self.oms.strategy_positions.items() if sid == name and not p.is_flat}
+
+    def pnl(self, name: str) -> tuple[float, float]:
+        """(realised, unrealised) P&L of a strategy, unrealised at the current marks."""
+        realized = unrealized = 0.0
+        for (sid, key), p in self.oms.strategy_positions.items():
+            if sid != name:
+                continue
+            realized += p.realized_pnl
+            if not p.is_flat:
+                unrealized += p.unrealized_pnl(self.marks(key))
+        return realized, unrealized
+
+    def equity(self, name: str) -> float:
+        slot = self._slot(name)
+        r, u = self.pnl(name)
+        return slot.capital + r + u
+
+    def sample_equity(self, ts: float | None = None) -> None:
+        """Record each strategy's equity (for drawdown, Sharpe and the Kelly sizing)."""
+        now = ts or self.clock()
+        day = int((now - 4 * 3600) // 86_400)
+        for slot in self.slots.values():
+            eq = self.equity(slot.name)
+            slot.peak_equity = max(slot.peak_equity, eq)
+            if slot.day != day or slot.day_start_equity is None:
+                slot.day, slot.day_start_equity = day, eq
+            slot.history.append((now, eq))
+            if len(slot.history) > 20_000:
+                del slot.history[: len(slot.history) - 10_000]
+
+    def scale_strategy(self, name: str, capital: float | None = None, *, factor: float | None = None) -> float:
+        """Set a strategy's capital allocation (or scale it by ``factor``); returns the new one.
+
+        Positions are not touched: the new allocation sizes the strategy's next orders.
+        """
+        slot = self._slot(name)
+        if capital is None:
+            if factor is None:
+                factor = self.performance_factor(name)
+            capital = slot.capital * factor
+        if not math.isfinite(capital) or capital < 0:
+            raise ValueError(f"strategy {name}: capital must be >= 0, got {capital!r}")
+        old, slot.capital = slot.capital, float(capital)
+        # Keep equity continuous: P&L so far stays P&L; the peak follows the allocation.
+        slot.peak_equity = max(slot.peak_equity + (slot.capital - old), slot.capital)
+        self.log("info", "strategy", f"{name}: allocation {old:,.0f} -> {slot.capital:,.0f}")
+        return slot.capital
+
+    def performance_factor(self, name: str) -> float:
+        """The simple rule before Kelly sizing: cut a strategy in drawdown, grow a winner.
+
+        Drawdown over 10% from its peak: x0.75. Return over 5% on its base capital: x1.1,
+        up to twice the base allocation. Otherwise unchanged.
+        """
+        slot = self._slot(name)
+        eq = self.equity(name)
+        dd = 1 - eq / slot.peak_equity if slot.peak_equity > 0 else 0.0
+        if dd > 0.10:
+            return 0.75
+        ret = (eq - slot.capital) / slot.base_capital if slot.base_capital else 0.0
+        if ret > 0.05 and slot.capital * 1.1 <= slot.base_capital * 2:
+            return 1.1
+        return 1.0
+
+    # -- running -------------------------------------------------------------------------
+    def run_strategy(self, name: str, bar: Bar, *, trade: bool = True) -> list[Order]:
+        """Feed one closed bar to one strategy; with ``trade``, send the orders it asks for."""
+        slot = self._slot(name)
+        if slot.state is StrategyState.ERROR:
+            return []
+        try:
+            target = slot.strategy.on_bar(bar)
+            if not trade or slot.state is not StrategyState.RUNNING:
+                return []
+            if math.isnan(target):
+                return []
+            ctx = self.context(slot, bar.symbol, bar.close, bar.ts)
+            signals = slot.strategy.execute(target, ctx)
+        except Exception as e:  # one strategy's bug must not stop the others
+            self._fail(slot, e)
+            return []
+        if signals:
+            slot.last_signal = f"{bar.symbol} {target:+g}"
+            slot.last_signal_ts = self.clock()
+            # A new target supersedes what the strategy still has working in this symbol;
+            # leaving it would trade both the old intent and the new one.
+            stale = [o for o in self.oms.open.values()
+                     if o.strategy_id == name and o.instrument.underlying == bar.symbol]
+            if stale:
+                for o in stale:
+                    if o.status is not OrderStatus.PENDING_CANCEL:
+                        self.oms.cancel_order(o.client_order_id)
+                ctx = self.context(slot, bar.symbol, bar.close, bar.ts)
+                slot.strategy.forget_target(bar.symbol)
+                try:
+                    signals = slot.strategy.execute(target, ctx)
+                except Exception as e:
+                    self._fail(slot, e)
+                    return []
+        return self._send(slot, signals)
+
+    def on_bar(self, bar: Bar, *, trade: bool = True) -> list[Order]:
+        out: list[Order] = []
+        for slot in self._by_symbol.get(bar.symbol, ()):
+            out.extend(self.run_strategy(slot.name, bar, trade=trade))
+        return out
+
+    def run_on_frame(self, name: str, bars: pd.DataFrame, symbol: str) -> pd.DataFrame:
+        """The strategy's vectorised signals on a frame (what the UI shows as 'last signal')."""
+        return self._slot(name).strategy.analyze(bars)
+
+    def on_price(self, symbol: str, price: float, ts: float) -> list[Order]:
+        """Stop-loss / take-profit checks for every strategy holding ``symbol``."""
+        out: list[Order] = []
+        for slot in self._by_symbol.get(symbol, ()):
+            if not slot.risk.active or slot.state is StrategyState.ERROR:
+                continue
+            pos = self.oms.strategy_positions.get((slot.name, symbol))
+            if pos is None:
+                continue
+            if pos.is_flat:
+                slot.risk.exit_done(symbol)
+                continue
+            if any(o.strategy_id == slot.name and o.symbol == symbol for o in self.oms.open.values()):
+                continue  # an order is already working this position
+            sig = slot.risk.on_price(pos, price, ts)
+            if sig is not None:
+                self.log("warning", "risk", f"{slot.name}: {sig.reason}; closing {symbol} {pos.quantity:+g}")
+                slot.strategy.forget_target(symbol)
+                sent = self._send(slot, [sig])
+                if not sent or sent[0].status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+                    slot.risk.exit_done(symbol)
+                out.extend(sent)
+        return out
+
+    def context(self, slot: StrategySlot, symbol: str, price: float, ts: float) -> StrategyContext:
+        positions = {key: p.quantity for key, p in self.positions_of(slot.name).items()}
+        return StrategyContext(
+            strategy_id=slot.name,
+            symbol=symbol,
+            price=price,
+            ts=ts,
+            equity=self.equity(slot.name),
+            position=positions.get(symbol, 0.0),
+            sizing=slot.sizing,
+            commission_fraction=self.commission_fraction,
+            positions=positions,
+            option_chain=self.option_chain,
+            open_orders=sum(1 for o in self.oms.open.values() if o.strategy_id == slot.name and o.symbol == symbol),
+        )
+
+    def _send(self, slot: StrategySlot, signals: list[Signal]) -> list[Order]:
+        out = []
+        for sig in signals:
+            order = self.oms.create_order(sig)
+            slot.orders_sent += 1
+            if order.status is OrderStatus.REJECTED:
+                slot.orders_rejected += 1
+                self.log("warning", "order", f"{slot.name}: {order.side.value} {order.quantity:g} "
+                                             f"{order.symbol} rejected: {order.reason}")
+            out.append(order)
+        return out
+
+    def _fail(self, slot: StrategySlot, e: BaseException) -> None:
+        slot.state = StrategyState.ERROR
+        where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+        slot.error = f"{type(e).__name__}: {e}{at}"
+        self.log("error", "strategy", f"{slot.name} stopped: {slot.error}")
+        if self.on_error:
+            self.on_error(slot, e)
