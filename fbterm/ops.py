@@ -1061,7 +1061,7 @@ class UpdatesManagement:
             msg = "no strategy changes"
             if not_applied:
                 msg += "; needs a restart: " + ", ".join(not_applied)
-            self._log(msg, kind=kind)
+            self._log(msg, update=kind)
             return UpdateResult(True, kind, (), msg, not_applied=tuple(not_applied))
 
         saved_modules = {}
@@ -1115,13 +1115,13 @@ class UpdatesManagement:
             msg = f"update failed and was rolled back ({failure})"
             if problems:
                 msg += "; rollback problems: " + "; ".join(problems)
-            self._log(msg, level="error", kind=kind, strategies=list(names))
+            self._log(msg, level="error", update=kind, strategies=list(names))
             self._alert(Severity.CRITICAL if problems else Severity.ERROR, f"update of {', '.join(names)} failed", msg)
             return UpdateResult(False, kind, names, msg, rolled_back=True, not_applied=tuple(not_applied))
         msg = f"updated {', '.join(names)}"
         if not_applied:
             msg += "; needs a restart: " + ", ".join(not_applied)
-        self._log(msg, kind=kind, strategies=list(names))
+        self._log(msg, update=kind, strategies=list(names))
         return UpdateResult(True, kind, names, msg, not_applied=tuple(not_applied))
 
     def handle_request(self, engine: UpdatableEngine, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -1213,7 +1213,7 @@ class UpdatesManagement:
 
     # ------------------------------------------------------------------ reporting
     def _refused(self, kind: str, names: tuple[str, ...], msg: str) -> UpdateResult:
-        self._log(msg, level="warning", kind=kind, strategies=list(names))
+        self._log(msg, level="warning", update=kind, strategies=list(names))
         self._alert(Severity.WARNING, f"update of {', '.join(names) or 'config'} refused", msg)
         return UpdateResult(False, kind, names, msg)
 
