@@ -17,7 +17,7 @@ import datetime as dt
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -117,6 +117,8 @@ class _HasIB(Protocol):
 class IBSource:
     """Bars and quotes from IB. ``connection`` is an ``ib_async.IB`` or the IB broker."""
 
+    name = "ib"
+
     def __init__(
         self,
         connection: IB | _HasIB,
@@ -211,7 +213,7 @@ class IBSource:
         raise IBDataError(f"{contract.symbol}: historical request failed")  # pragma: no cover
 
     # -- streaming ----------------------------------------------------------------------------
-    async def stream(self, symbols: list[str]) -> AsyncIterator[list[Tick]]:
+    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
         """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
         ib = self._listen()
         contracts = [IBStock(s, "SMART", "USD") for s in symbols]
