@@ -181,3 +181,16 @@ def test_fbterm_log_missing_file_is_one_line_error(tmp_path, capsys):
     assert main(["log", "--file", str(tmp_path / "nope.jsonl")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fbterm: no activity log at") and err.count("\n") == 1
+
+
+def test_ops_cli_is_import_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys, fbterm.ops_cli as m; m.register(argparse.ArgumentParser().add_subparsers()); "
+        "heavy = [m for m in ('fbterm.ops', 'fbterm.metrics', 'fbterm.control', 'numpy', 'pandas', 'smtplib') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.strip() == "[]"

@@ -396,3 +396,51 @@ def test_webhook_json_and_error_handling(tmp_path, http_endpoint):
     assert [json.loads(b)["title"] for _, _, b in handler.requests] == ["Halted", "retry me", "retry me", "bad request"]
     assert any("gave up" in e.message and "HTTP 400" in e.message
                for e in read_activity_log(tmp_path / "activity.jsonl"))
+
+
+# ------------------------------------------------------------------ fbterm alert-test / from_config
+
+
+def test_fbterm_alert_test_delivers_now_and_reports(tmp_path, monkeypatch, capsys):
+    from fbterm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    inbox, port = Inbox(), free_port()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[alerts.email]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        'recipients = ["ops@test.local"]\ntimeout = 5.0\n'
+    )
+    server = smtp_server(inbox, port)
+    try:
+        assert main(["--config", str(cfg), "alert-test", "--message", "hello from the test"]) == 0
+    finally:
+        server.stop()
+    assert capsys.readouterr().out.strip() == "ok      email ops@test.local"
+    [msg] = inbox.messages()
+    assert msg["Subject"] == "[fbterm INFO] test alert" and "hello from the test" in msg.get_content()
+    # Server gone: the failure is reported per destination, exit 1, nothing left to retry later.
+    assert main(["alert-test", "--config", str(cfg)]) == 1
+    assert capsys.readouterr().out.startswith("FAILED  email ops@test.local: email:")
+    assert not (tmp_path / "home" / "alerts-outbox.sqlite").exists()
+
+
+def test_fbterm_alert_test_without_channels(tmp_path, monkeypatch, capsys):
+    from fbterm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["alert-test"]) == 2
+    assert "no alert channel is enabled" in capsys.readouterr().err
+
+
+def test_from_config_puts_log_and_outbox_in_fbterm_home(tmp_path):
+    cfg = config_from_dict({})
+    diag = Diagnostics.from_config(cfg)
+    try:
+        diag.log_activity("command", "started")
+        assert diag.send_alert("error", "x", "y") is AlertDecision.LOGGED_ONLY  # no channel enabled
+    finally:
+        diag.close()
+    home = tmp_path / "home"
+    assert (home / "activity.jsonl").exists() and (home / "alerts-outbox.sqlite").exists()
+    assert [e.message for e in read_activity_log(home / "activity.jsonl")] == ["started", "ERROR: x"]
