@@ -768,13 +768,20 @@ class Engine:
             from fbterm.metrics import Optimization
         except ImportError as e:  # pragma: no cover
             return False, f"rebalance unavailable: {e}"
+        slots = self.executor.slots
         res = Optimization().apply_half_kelly(
             self.executor,
-            {n: [eq for _, eq in s.history] for n, s in self.executor.slots.items()},
+            {n: [eq for _, eq in s.history] for n, s in slots.items()},
             cap=self.config.metrics.kelly_cap,
             min_observations=self.config.metrics.kelly_min_observations,
+            current={n: s.capital for n, s in slots.items()},
         )
-        return True, f"rebalance: {res}"
+        if not res.applied:
+            return True, f"rebalance: no change ({res.reason})"
+        moves = ", ".join(
+            f"{n} {res.old_allocations[n]:,.0f} -> {res.new_allocations[n]:,.0f}" for n in res.new_allocations
+        )
+        return True, f"rebalance (half Kelly): {moves}"
 
     # ------------------------------------------------------------------ housekeeping
     async def _housekeeping_loop(self) -> None:
