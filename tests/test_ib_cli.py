@@ -1,0 +1,54 @@
+"""`fbterm run --headless --broker ib` against the TWS-protocol server, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fbterm.testing.ibserver import IBTestServer
+
+pytest.importorskip("fbterm.headless")  # the headless runner lands with the engine work
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def server() -> Iterator[IBTestServer]:
+    srv = IBTestServer(positions=[("AAPL", 10, 150.0)], tick_interval=0.05).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def fbterm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FBTERM_HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "fbterm", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_headless_ib_run_prints_positions_orders_and_account(server: IBTestServer, tmp_path: Path) -> None:
+    r = fbterm(tmp_path, "run", "--headless", "--broker", "ib", "--host", "127.0.0.1",
+               "--port", str(server.port), "--client-id", "31", "--duration", "2")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.lower()
+    assert "position" in out and "aapl" in out
+    assert "open order" in out
+    assert "du1234567" in out
+
+
+def test_unreachable_gateway_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = fbterm(tmp_path, "run", "--headless", "--broker", "ib", "--host", "127.0.0.1",
+               "--port", str(port), "--client-id", "31", "--duration", "2")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(port) in lines[0]
