@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 
 from fbterm.snapshot import EngineSnapshot, Gauge, RiskView, TradingState
@@ -18,30 +19,43 @@ LEVELS = ("ok", "warn", "breach")
 _LEVEL_WORD = {"ok": "  ", "warn": " !", "breach": "!!"}
 
 
+TEXT_WIDTH = 18
+
+
 def gauge_text(g: Gauge, bar_width: int, label_width: int = 10) -> str:
     frac = min(g.fraction, 1.0)
     filled = round(frac * bar_width)
     bar = "█" * filled + "░" * (bar_width - filled)
-    return f"{fmt.fit(g.name, label_width):<{label_width}} {bar} {_LEVEL_WORD.get(g.level, '  ')} {g.text}"
+    text = fmt.fit(g.text, TEXT_WIDTH)
+    return f"{fmt.fit(g.name, label_width):<{label_width}} {bar} {_LEVEL_WORD.get(g.level, '  ')} {text:>{TEXT_WIDTH}}"
 
 
-class GaugeLine(Static):
-    """One gauge; rewritten only when its text or level changes."""
+class GaugeLine(Widget):
+    """One gauge; the bar takes whatever width the value text leaves. Repainted only when
+    the gauge's text or level changes (or the widget is resized)."""
 
-    def __init__(self, name: str, bar_width: int = 12) -> None:
-        super().__init__("", classes="gauge -ok", markup=False)
+    DEFAULT_CSS = "GaugeLine { height: 1; }"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(classes="gauge -ok")
         self.gauge_name = name
-        self.bar_width = bar_width
-        self._last: tuple[str, str] | None = None
+        self.gauge: Gauge | None = None
 
     def show(self, g: Gauge) -> None:
-        text = gauge_text(g, self.bar_width)
-        if (text, g.level) == self._last:
+        old = self.gauge
+        self.gauge = g
+        if old is not None and (old.text, old.level, round(old.fraction, 2)) == (g.text, g.level, round(g.fraction, 2)):
             return
-        self._last = (text, g.level)
         for lv in LEVELS:
             self.set_class(lv == g.level, f"-{lv}")
-        self.update(text)
+        self.refresh()
+
+    def render(self) -> Text:
+        g = self.gauge
+        if g is None:
+            return Text("")
+        bar = max(self.size.width - 10 - 1 - 4 - TEXT_WIDTH, 4)
+        return Text(gauge_text(g, bar), no_wrap=True, overflow="ellipsis")
 
 
 class RiskPane(Vertical):

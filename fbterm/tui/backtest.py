@@ -1,0 +1,341 @@
+"""Backtest screen: choose a strategy, its parameters and a data file; run it in a thread
+worker with a progress bar; browse metrics, charts and trades. Esc returns to the console
+and the screen (with its last result) is kept, so ``b`` brings the result back.
+
+The job runs off the UI thread; the worker talks to the screen only through posted messages.
+Charts are drawn once per result (plotext redraws are ~100 ms), never per tick.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    ProgressBar,
+    RadioButton,
+    RadioSet,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.worker import get_current_worker
+
+from fbterm.tui.dialogs import InputError, parse_number
+
+if TYPE_CHECKING:
+    from fbterm.config import Config
+
+SIZINGS = ("fraction", "all_in", "cash", "fixed")
+
+
+class BacktestProgress(Message):
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+
+class BacktestDone(Message):
+    def __init__(self, result: Any, elapsed: float) -> None:
+        super().__init__()
+        self.result = result
+        self.elapsed = elapsed
+
+
+class BacktestFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+def _strategies() -> dict[str, Any]:
+    from fbterm.strategies import STRATEGIES
+
+    return dict(STRATEGIES)
+
+
+def _fraction(args: tuple[Any, ...]) -> float | None:
+    """Progress callbacks report either a fraction or (done, total)."""
+    try:
+        if len(args) >= 2 and float(args[1]) > 0:
+            return float(args[0]) / float(args[1])
+        if len(args) == 1:
+            return float(args[0])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+class BacktestScreen(Screen[None]):
+    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+        Binding("escape", "close", "Back to console"),
+        Binding("ctrl+r", "run", "Run"),
+    ]
+    CSS = """
+    BacktestScreen { layout: vertical; }
+    #bt-form { height: auto; max-height: 50%; padding: 0 1; }
+    #bt-form .field { height: 1; }
+    #bt-form .field-label { width: 14; }
+    #bt-form RadioSet { layout: horizontal; height: 1; width: auto; }
+    #bt-form RadioButton { width: auto; margin-right: 2; }
+    #bt-params { height: auto; }
+    #bt-bar { height: 1; padding: 0 1; }
+    #bt-bar ProgressBar { width: 40; }
+    #bt-status { width: 1fr; padding-left: 2; }
+    #bt-error { padding: 0 1; display: none; text-style: bold; }
+    #bt-error.-visible { display: block; }
+    #bt-results { height: 1fr; }
+    #bt-results PlotextPlot { height: 1fr; }
+    """
+
+    def __init__(self, cfg: Config | None) -> None:
+        super().__init__(id="backtest")
+        self.cfg = cfg
+        self.strategies = _strategies()
+        self.strategy_names = list(self.strategies)
+        self.result: Any = None
+        self.running = False
+        self._last_progress = -1.0
+
+    # -- layout ----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="bt-form"):
+            yield Label("Backtest", classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("Strategy", classes="field-label")
+                yield RadioSet(*(RadioButton(n, value=i == 0) for i, n in enumerate(self.strategy_names)),
+                               id="bt-strategy", compact=True)
+            yield Vertical(id="bt-params")
+            with Horizontal(classes="field"):
+                yield Label("Data file", classes="field-label")
+                yield Input(self._default_data(), id="bt-data", placeholder="bars CSV (open,high,low,close,volume)",
+                            suggester=SuggestFromList(self._data_files(), case_sensitive=True), compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Cash", classes="field-label")
+                yield Input("100000", id="bt-cash", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Commission", classes="field-label")
+                yield Input("0.001", id="bt-commission", placeholder="fraction of value, e.g. 0.001", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Sizing", classes="field-label")
+                yield RadioSet(*(RadioButton(s, value=i == 0) for i, s in enumerate(SIZINGS)),
+                               id="bt-sizing", compact=True)
+            with Horizontal(classes="field"):
+                yield Button("Run (ctrl+r)", id="bt-run", variant="primary", compact=True)
+        with Horizontal(id="bt-bar"):
+            yield ProgressBar(total=1.0, show_eta=False, id="bt-progress")
+            yield Static("", id="bt-status", markup=False)
+        yield Static("", id="bt-error", markup=False)
+        with TabbedContent(id="bt-results"):
+            with TabPane("Metrics", id="tab-metrics"):
+                yield DataTable(id="bt-metrics", cursor_type="row")
+            with TabPane("Equity", id="tab-equity"):
+                yield from self._plot("bt-equity")
+            with TabPane("Price & trades", id="tab-price"):
+                yield from self._plot("bt-price")
+            with TabPane("Trades", id="tab-trades"):
+                yield DataTable(id="bt-trades", cursor_type="row")
+        yield Footer(compact=True)
+
+    def _plot(self, id: str) -> ComposeResult:
+        from textual_plotext import PlotextPlot
+
+        yield PlotextPlot(id=id)
+
+    def on_mount(self) -> None:
+        self._build_params()
+        self.query_one("#bt-strategy", RadioSet).focus()
+
+    def _data_dir(self) -> Path | None:
+        return self.cfg.data_dir if self.cfg is not None else None
+
+    def _data_files(self) -> list[str]:
+        d = self._data_dir()
+        if d is None or not d.is_dir():
+            return []
+        return sorted(str(p) for p in d.glob("**/*.csv"))[:200]
+
+    def _default_data(self) -> str:
+        files = self._data_files()
+        return files[0] if files else ""
+
+    @property
+    def strategy_name(self) -> str:
+        idx = self.query_one("#bt-strategy", RadioSet).pressed_index
+        return self.strategy_names[max(idx, 0)]
+
+    def _build_params(self) -> None:
+        box = self.query_one("#bt-params", Vertical)
+        box.remove_children()
+        cls = self.strategies[self.strategy_name]
+        rows = []
+        for p in getattr(cls, "params", ()):
+            rows.append(Horizontal(
+                Label(p.name, classes="field-label"),
+                Input(str(p.default), id=f"param-{p.name}", placeholder=p.help, compact=True, tooltip=p.help),
+                classes="field",
+            ))
+        box.mount_all(rows)
+
+    @on(RadioSet.Changed, "#bt-strategy")
+    def _strategy_changed(self) -> None:
+        self._build_params()
+
+    # -- running ---------------------------------------------------------------------------
+    def _inputs(self) -> dict[str, Any]:
+        from fbterm.strategies.base import StrategyError
+
+        cls = self.strategies[self.strategy_name]
+        params: dict[str, Any] = {}
+        for p in getattr(cls, "params", ()):
+            raw = self.query_one(f"#param-{p.name}", Input).value
+            try:
+                params[p.name] = p.coerce(raw)
+            except StrategyError as e:
+                raise InputError(str(e)) from None
+        data = self.query_one("#bt-data", Input).value.strip()
+        if not data:
+            raise InputError("data file: required")
+        path = Path(data).expanduser()
+        if not path.is_file():
+            raise InputError(f"data file: not found: {path}")
+        cash = parse_number(self.query_one("#bt-cash", Input).value, "cash")
+        commission = parse_number(self.query_one("#bt-commission", Input).value, "commission",
+                                  positive=False)
+        if commission is None or not 0 <= commission < 1:
+            raise InputError("commission: a fraction between 0 and 1, e.g. 0.001")
+        sizing = SIZINGS[max(self.query_one("#bt-sizing", RadioSet).pressed_index, 0)]
+        return {"data_path": path, "strategy": self.strategy_name, "params": params, "cash": cash,
+                "commission": commission, "sizing": sizing}
+
+    def _error(self, message: str) -> None:
+        err = self.query_one("#bt-error", Static)
+        err.update(message)
+        err.set_class(bool(message), "-visible")
+
+    def action_run(self) -> None:
+        if self.running:
+            self.notify("A backtest is already running.", severity="warning")
+            return
+        try:
+            job = self._inputs()
+        except InputError as e:
+            self._error(str(e))
+            return
+        self._error("")
+        self.running = True
+        self._last_progress = -1.0
+        self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#bt-status", Static).update(f"running {job['strategy']} on {job['data_path'].name} …")
+        self._run_job(job)
+
+    @on(Button.Pressed, "#bt-run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_run()
+
+    @work(thread=True, exclusive=True, group="backtest")
+    def _run_job(self, job: dict[str, Any]) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+
+        def progress(*args: Any) -> None:
+            f = _fraction(args)
+            # Coalesced: a message per whole percent, not per bar.
+            if f is not None and f - self._last_progress >= 0.01 and not worker.is_cancelled:
+                self._last_progress = f
+                self.post_message(BacktestProgress(f))
+
+        try:
+            from fbterm.backtest import run_backtest_job
+
+            result = run_backtest_job(progress=progress, **job)
+        except Exception as e:  # shown to the operator; the UI must survive a failed job
+            self.post_message(BacktestFailed(f"{type(e).__name__}: {e}" if not str(e) else str(e)))
+            return
+        self.post_message(BacktestDone(result, time.perf_counter() - t0))
+
+    @on(BacktestProgress)
+    def _progress(self, msg: BacktestProgress) -> None:
+        self.query_one("#bt-progress", ProgressBar).update(progress=min(max(msg.fraction, 0.0), 1.0))
+
+    @on(BacktestFailed)
+    def _failed(self, msg: BacktestFailed) -> None:
+        self.running = False
+        self.query_one("#bt-status", Static).update("failed")
+        self._error(msg.error)
+        self.notify(f"Backtest failed: {msg.error}", severity="error")
+
+    @on(BacktestDone)
+    def _done(self, msg: BacktestDone) -> None:
+        self.running = False
+        self.result = msg.result
+        self.query_one("#bt-progress", ProgressBar).update(progress=1.0)
+        n_trades = len(getattr(msg.result, "trades", ()))
+        self.query_one("#bt-status", Static).update(f"done in {msg.elapsed:.1f}s: {n_trades} trades")
+        self._show_metrics(msg.result)
+        self._show_trades(msg.result)
+        self._draw_charts(msg.result)
+        self.query_one("#bt-results", TabbedContent).active = "tab-metrics"
+        self.query_one("#bt-metrics", DataTable).focus()
+        self.notify("Backtest finished.", severity="information")
+
+    def _show_metrics(self, result: Any) -> None:
+        table: DataTable[str] = self.query_one("#bt-metrics", DataTable)
+        table.clear(columns=True)
+        table.add_column("Metric", width=28, key="k")
+        table.add_column("Value", width=24, key="v")
+        for k, v in result.metrics.items():
+            if isinstance(v, float):
+                text = f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+            else:
+                text = str(v)
+            table.add_row(str(k), text, key=str(k))
+
+    def _show_trades(self, result: Any) -> None:
+        table: DataTable[str] = self.query_one("#bt-trades", DataTable)
+        table.clear(columns=True)
+        trades = result.trades
+        if trades is None or len(trades) == 0:
+            table.add_column("Trades", width=20)
+            table.add_row("no trades")
+            return
+        cols = list(trades.columns)[:9]
+        for c in cols:
+            table.add_column(str(c), width=14, key=str(c))
+        for i, row in enumerate(trades[cols].head(2000).itertuples(index=False)):
+            table.add_row(*(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row), key=str(i))
+
+    def _draw_charts(self, result: Any) -> None:
+        from textual_plotext import PlotextPlot
+
+        from fbterm.backtest import draw_equity, draw_price_trades
+
+        for id_, draw in (("#bt-equity", draw_equity), ("#bt-price", draw_price_trades)):
+            plot = self.query_one(id_, PlotextPlot)
+            plot.plt.clear_figure()
+            try:
+                draw(plot.plt, result)
+            except Exception as e:  # a chart must not take the result down with it
+                plot.plt.clear_figure()
+                plot.plt.title(f"chart unavailable: {e}")
+            plot.refresh()
+
+    def action_close(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,64 @@
+"""SVG snapshots of the console at 80x24 and 120x40: main screen, halted, LIVE, every dialog.
+
+Deterministic because the real app and real widgets render a fixed EngineSnapshot (fixed
+prices, clock and order ages, see tui_support.fixed_snapshot) served by FrozenEngine, with
+TZ=UTC. Update with ``pytest tests/test_tui_snapshots.py --snapshot-update`` after a
+deliberate visual change, and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from tui_support import FrozenEngine, fixed_snapshot
+
+from fbterm.snapshot import TradingState
+from fbterm.tui.app import FbtermApp
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def make_app(state: TradingState = TradingState.ACTIVE, mode: str = "PAPER", theme: str = "dark") -> FbtermApp:
+    return FbtermApp(FrozenEngine(fixed_snapshot(state, mode)), None, theme_name=theme, handle_signals=False)
+
+
+async def first_frame(pilot) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(100):
+        if pilot.app.frames:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.1)
+
+
+CASES = {
+    "main": ([], {}),
+    "halted": ([], {"state": TradingState.HALTED}),
+    "live": ([], {"mode": "LIVE"}),
+    "light": ([], {"theme": "light"}),
+    "high_contrast": ([], {"theme": "high-contrast", "state": TradingState.REDUCING}),
+    "ticket": (["n"], {}),
+    "ticket_invalid": (["n", "ctrl+s"], {}),
+    "modify": (["2", "m"], {}),
+    "flatten": (["f"], {}),
+    "confirm_cancel_all": (["C"], {}),
+    "filter": (["slash"], {}),
+    "help": (["question_mark"], {}),
+    "metrics": (["s"], {}),
+    "backtest": (["b"], {}),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("case", list(CASES))
+def test_snapshot(case: str, size: tuple[int, int], snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert os.environ["TZ"] == "UTC"
+    keys, kwargs = CASES[case]
+    assert snap_compare(make_app(**kwargs), press=keys, terminal_size=size, run_before=first_frame)
