@@ -166,8 +166,10 @@ class Engine:
             from fbterm.data.simulated import SimulatedMarket
 
             self.market = SimulatedMarket(self.symbols, cfg.market.simulated)
-        self.broker: Broker = broker or self._make_broker()
         self.journal = journal or Journal(cfg.journal_path, synchronous=cfg.journal.synchronous)
+        self.broker: Broker = broker or self._make_broker()
+        if self.source is None and cfg.market.source != "simulated":
+            self.source = self._make_source()
         self.inputs = EngineInputs(self)
         self.risk = PortfolioLevelRisk(cfg.risk, self.inputs, clock=clock, on_state_change=self._on_risk_state)
         self.oms = OrderManagement(self.broker, self.journal, risk_check=self._gate, clock=clock)
@@ -220,11 +222,40 @@ class Engine:
         if cfg.broker.kind == "ib":
             from fbterm.brokers.ib import BrokerIntegration
 
-            return BrokerIntegration(cfg.broker.ib)  # type: ignore[return-value]
+            # IB order ids must never go backwards, even if the gateway's nextValidId does
+            # after a restart: start above every id the journal has seen.
+            row = self.journal.conn.execute(
+                "SELECT MAX(CAST(json_extract(data, '$.broker_id') AS INTEGER)) FROM order_events"
+            ).fetchone()
+            return BrokerIntegration(cfg.broker.ib, min_order_id=int(row[0] or 0) + 1)  # type: ignore[return-value]
         from fbterm.brokers.paper import PaperBroker
 
         pricer = self.market.option_quote if self.market is not None else None
         return PaperBroker(cfg.broker.paper, symbols=self.symbols, option_pricer=pricer, clock=self.clock)
+
+    def _make_source(self) -> TickSource:
+        """Market data for ``market.source = csv | ib``, through the seed's DataRetrieval."""
+        from fbterm.data.retrieval import CSVSource, DataRetrieval
+        from fbterm.data.storage import DataStorage
+
+        cfg = self.config
+        storage = DataStorage(cfg.data_dir, cfg.market.timezone)
+        if cfg.market.source == "csv":
+            rt: Any = CSVSource(cfg.market.csv.path, cfg.market.csv.speed, timezone=cfg.market.timezone)
+        else:
+            from fbterm.data.ib_source import IBSource
+
+            rt = IBSource(self.broker, market_data_type=cfg.broker.ib.market_data_type,
+                          request_timeout=cfg.broker.ib.request_timeout)
+        retrieval = DataRetrieval(storage, realtime=rt)
+
+        class _RetrievalFeed:
+            name = rt.name
+
+            def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
+                return retrieval.fetch_realtime_data(symbols)
+
+        return _RetrievalFeed()
 
     def _load_strategies(self) -> None:
         from fbterm.strategies import create_strategy
