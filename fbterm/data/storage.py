@@ -617,7 +617,9 @@ def _read_header(path: Path, where: str) -> list[str]:
         raise DataError(where, f"cannot read: {e.strerror}") from None
     if not first.strip():
         raise DataError(where, "file is empty (no header line)")
-    return [h.strip() for h in next(csv.reader([first]))]
+    # pandas names a blank header cell "Unnamed: <position>"; use the same name to select it.
+    cells = [h.strip() for h in next(csv.reader([first]))]
+    return [h or f"Unnamed: {i}" for i, h in enumerate(cells)]
 
 
 # ---------------------------------------------------------------------------- binary cache
