@@ -70,6 +70,10 @@ from fbterm.model import (
 )
 
 log = logging.getLogger("fbterm.brokers.ib")
+# ib_async logs every failure it raises; with no logging configured Python would print those
+# to stderr next to our own one-line message. A NullHandler stops that fallback and still lets
+# the records reach the application's handlers when it configures logging.
+logging.getLogger("ib_async").addHandler(logging.NullHandler())
 
 ORDER_REF_PREFIX = "fb"
 
