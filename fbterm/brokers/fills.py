@@ -101,7 +101,11 @@ def match_order(
         stop = order.stop_price
         assert stop is not None
         if not triggered:
-            touched = (u.high >= stop or (u.ask or 0) >= stop) if buy else (u.low <= stop or 0 < (u.bid or stop) <= stop)
+            # A bar has no bid/ask: only a quote that exists can touch the stop.
+            if buy:
+                touched = u.high >= stop or (u.ask is not None and u.ask >= stop)
+            else:
+                touched = u.low <= stop or (u.bid is not None and 0 < u.bid <= stop)
             if not touched:
                 return None
             triggered = True
