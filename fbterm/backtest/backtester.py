@@ -637,6 +637,8 @@ class CustomBacktester:
                 fq.append(delta)
                 fp.append(px)
                 fc.append(fee)
+                book.fk.append(sym)
+                book.fr.append("")
                 if stops is not None:
                     if pos:
                         p0 = book.pos.get(sym, 0.0)
@@ -663,8 +665,6 @@ class CustomBacktester:
                     seg = f
         if inline:
             book.cash = cash
-            book.fk.extend([sym] * (len(fb) - len(book.fk)))
-            book.fr.extend([""] * (len(fb) - len(book.fr)))
             if pos:
                 book.pos[sym] = pos
 

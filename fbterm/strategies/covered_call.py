@@ -144,6 +144,9 @@ class CoveredCall(StrategyInterface):
         Param("rate", float, 0.04, "risk-free rate for Black–Scholes", min=0.0, max=1.0),
     )
 
+    def check(self) -> None:
+        self.reset()
+
     def warmup(self) -> int:
         return self.p["vol_window"] + 1
 
