@@ -36,10 +36,13 @@ def test_headless_ib_run_prints_positions_orders_and_account(server: IBTestServe
     r = fbterm(tmp_path, "run", "--headless", "--broker", "ib", "--host", "127.0.0.1",
                "--port", str(server.port), "--client-id", "31", "--duration", "2")
     assert r.returncode == 0, r.stderr
-    out = r.stdout.lower()
-    assert "position" in out and "aapl" in out
-    assert "open order" in out
-    assert "du1234567" in out
+    out = r.stdout
+    assert "DU1234567" in out
+    assert "OPEN ORDERS" in out.upper()
+    # The account's positions as IB reports them (the server holds 10 AAPL), not only the
+    # engine's own fills.
+    section = out.upper().split("POSITIONS", 1)[1].split("OPEN ORDERS", 1)[0]
+    assert any("AAPL" in ln and "10" in ln for ln in section.splitlines()), out
 
 
 def test_unreachable_gateway_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> None:
