@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from fbterm.model import Fill, Order, Position, positions_from_fills
+from fbterm.model import Fill, Order, Position
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,46 @@ def fill_slippage(fill: Fill, signal_price: float | None) -> float:
     return (fill.price - signal_price) * fill.side.sign * fill.quantity * fill.instrument.multiplier
 
 
+class FifoMatcher:
+    """Incremental FIFO matching: feed fills in time order, collect closed trades as they close."""
+
+    def __init__(self, price_paths: Mapping[str, PricePath] | None = None) -> None:
+        self.price_paths = price_paths or {}
+        self.books: dict[tuple[str, str], deque[_Lot]] = {}
+        self.trades: list[ClosedTrade] = []
+
+    def add(self, f: Fill, signal_price: float | None = None) -> list[ClosedTrade]:
+        if f.quantity <= 0:
+            return []
+        book = self.books.setdefault((f.strategy_id, f.instrument.key), deque())
+        slip = fill_slippage(f, signal_price)
+        qty_left = f.quantity
+        sign = f.side.sign
+        closed: list[ClosedTrade] = []
+        while qty_left > _EPS and book and book[0].fill.side.sign != sign:
+            lot = book[0]
+            q = min(lot.remaining, qty_left)
+            share_entry = q / lot.remaining
+            share_exit = q / f.quantity
+            entry_comm = lot.commission_left * share_entry
+            entry_slip = lot.slippage_left * share_entry
+            closed.append(
+                _closed_trade(lot.fill, f, q, entry_comm + f.commission * share_exit,
+                              entry_slip + slip * share_exit, self.price_paths.get(f.instrument.key))
+            )
+            lot.remaining -= q
+            lot.commission_left -= entry_comm
+            lot.slippage_left -= entry_slip
+            qty_left -= q
+            if lot.remaining <= _EPS:
+                book.popleft()
+        if qty_left > _EPS:
+            share = qty_left / f.quantity
+            book.append(_Lot(f, qty_left, f.commission * share, slip * share))
+        self.trades.extend(closed)
+        return closed
+
+
 def match_round_trips(
     fills: Iterable[Fill],
     *,
@@ -275,39 +316,10 @@ def match_round_trips(
     entry and exit prices alone).
     """
     signal_prices = signal_prices or {}
-    price_paths = price_paths or {}
-    books: dict[tuple[str, str], deque[_Lot]] = {}
-    out: list[ClosedTrade] = []
+    m = FifoMatcher(price_paths)
     for f in sorted(fills, key=lambda x: x.ts):
-        if f.quantity <= 0:
-            continue
-        book = books.setdefault((f.strategy_id, f.instrument.key), deque())
-        slip = fill_slippage(f, signal_prices.get(f.client_order_id))
-        qty_left = f.quantity
-        sign = f.side.sign
-        while qty_left > _EPS and book and book[0].fill.side.sign != sign:
-            lot = book[0]
-            q = min(lot.remaining, qty_left)
-            share_entry = q / lot.remaining
-            share_exit = q / f.quantity
-            entry_comm = lot.commission_left * share_entry
-            entry_slip = lot.slippage_left * share_entry
-            exit_comm = f.commission * share_exit
-            exit_slip = slip * share_exit
-            out.append(
-                _closed_trade(lot.fill, f, q, entry_comm + exit_comm, entry_slip + exit_slip,
-                              price_paths.get(f.instrument.key))
-            )
-            lot.remaining -= q
-            lot.commission_left -= entry_comm
-            lot.slippage_left -= entry_slip
-            qty_left -= q
-            if lot.remaining <= _EPS:
-                book.popleft()
-        if qty_left > _EPS:
-            share = qty_left / f.quantity
-            book.append(_Lot(f, qty_left, f.commission * share, slip * share))
-    return out
+        m.add(f, signal_prices.get(f.client_order_id))
+    return m.trades
 
 
 def _closed_trade(
@@ -409,11 +421,32 @@ class MetricsSnapshot:
         }
 
 
+@dataclass
+class _Ledger:
+    """One strategy's running totals, folded fill by fill (see MetricsCalculation._ingest)."""
+
+    positions: dict[str, Position] = dataclasses.field(default_factory=dict)
+    commissions: float = 0.0
+    slippage: float = 0.0
+    slippage_base: float = 0.0
+    trades: int = 0
+    wins: int = 0
+    traded: dict[dt.date, float] = dataclasses.field(default_factory=dict)
+
+    def realized(self) -> float:
+        return sum(p.realized_pnl for p in self.positions.values())
+
+
 class MetricsCalculation:
     """Live and post-trade metrics. Not thread-safe: call it from the engine thread.
 
     ``capital`` is each strategy's allocated capital (the base of its equity and returns).
     Fills of strategies not in ``capital`` (e.g. "manual") are measured with capital 0.
+
+    Real-time metrics are incremental: the engine passes its whole (append-only) fill list each
+    time and only fills not seen before are folded in, so a call costs O(new fills + open
+    positions), not O(history). If the list is not an extension of the last one (a restart, a
+    late execution with an earlier timestamp) everything is replayed in time order.
     """
 
     def __init__(
@@ -435,6 +468,18 @@ class MetricsCalculation:
         self._day_open_marks: dict[str, float] = {}
         self.last_snapshot: MetricsSnapshot | None = None
         self.last_trades: list[ClosedTrade] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ledgers: dict[str, _Ledger] = {}
+        self._matcher = FifoMatcher()
+        self._seen = 0
+        self._last_fill_id: str | None = None
+        self._max_ts = -math.inf
+        self._last_fill_day: dt.date | None = None
+        # Each strategy's positions just before the first fill of _open_day: the base of P&L today.
+        self._open_day: dt.date | None = None
+        self._open_positions: dict[str, dict[str, Position]] = {}
 
     def set_capital(self, name: str, capital: float) -> None:
         """Follow a rebalance; the equity history restarts so drawdown isn't a capital move."""
@@ -446,6 +491,51 @@ class MetricsCalculation:
 
     def day_start(self, day: dt.date) -> float:
         return dt.datetime.combine(day, dt.time(0), self.tz).timestamp()
+
+    # -------------------------------------------------------------------- ingest
+    def _ingest(self, fills: Sequence[Fill], signal: Mapping[str, float | None]) -> None:
+        n = self._seen
+        extends = n == 0 or (len(fills) >= n and fills[n - 1].fill_id == self._last_fill_id)
+        new = fills[n:] if extends else fills
+        if not extends or any(f.ts < self._max_ts for f in new) or any(
+            b.ts < a.ts for a, b in itertools.pairwise(new)
+        ):
+            self._reset()
+            new = sorted(fills, key=lambda f: f.ts)
+        for f in new:
+            self._apply(f, signal.get(f.client_order_id))
+        self._seen = len(fills)
+        self._last_fill_id = fills[-1].fill_id if fills else None
+
+    def _apply(self, f: Fill, signal_price: float | None) -> None:
+        day = self.day_of(f.ts)
+        if day != self._last_fill_day:
+            # First fill of a new day: remember where every strategy stood before it.
+            self._open_day = day
+            self._open_positions = {n: dict(lg.positions) for n, lg in self._ledgers.items()}
+            self._last_fill_day = day
+        lg = self._ledgers.setdefault(f.strategy_id, _Ledger())
+        key = f.instrument.key
+        pos = lg.positions.get(key) or Position(f.instrument)
+        lg.positions[key] = pos.apply_fill(f)
+        lg.commissions += f.commission
+        if signal_price is not None and signal_price > 0:
+            lg.slippage += fill_slippage(f, signal_price)
+            lg.slippage_base += f.value
+        lg.traded[day] = lg.traded.get(day, 0.0) + f.value
+        for t in self._matcher.add(f, signal_price):
+            lg.trades += 1
+            lg.wins += t.is_win
+        self._max_ts = max(self._max_ts, f.ts)
+
+    def _positions_at_open(self, name: str, day: dt.date) -> dict[str, Position]:
+        lg = self._ledgers.get(name)
+        if lg is None:
+            return {}
+        if self._open_day == day:
+            return self._open_positions.get(name, {})
+        # No fill yet today: everything we hold was carried in.
+        return lg.positions
 
     # -------------------------------------------------------------------- real time
     def calculate_real_time_metrics(
@@ -460,10 +550,12 @@ class MetricsCalculation:
     ) -> MetricsSnapshot:
         """Per-strategy and portfolio metrics from all fills so far and current marks.
 
-        ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's equity,
-        drawdown and Sharpe use it when given, otherwise the sum of the strategies. ``marks`` are
-        last prices by instrument key. ``day_open_marks`` (e.g. previous closes) value positions
-        carried into the day for "P&L today"; without them the first marks seen that day are used.
+        ``fills`` is every fill so far, in arrival order (append-only between calls is the fast
+        path). ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's
+        equity, drawdown and Sharpe use it when given, otherwise the sum of the strategies.
+        ``marks`` are last prices by instrument key. ``day_open_marks`` (e.g. previous closes)
+        value positions carried into the day for "P&L today"; without them the first marks seen
+        that day are used.
         """
         now = float(now if now is not None else dt.datetime.now(dt.UTC).timestamp())
         day = self.day_of(now)
@@ -474,28 +566,16 @@ class MetricsCalculation:
             self._day_open_marks[k] = v
         for k, v in marks.items():
             self._day_open_marks.setdefault(k, v)
-        t0 = self.day_start(day)
 
         signal = {o.client_order_id: o.signal_price for o in orders}
-        trades = match_round_trips(fills, signal_prices=signal)
-        by_strat: dict[str, list[Fill]] = {}
-        for f in fills:
-            by_strat.setdefault(f.strategy_id, []).append(f)
+        self._ingest(fills, signal)
         orders_by: dict[str, list[Order]] = {}
         for o in orders:
             orders_by.setdefault(o.strategy_id, []).append(o)
-        trades_by: dict[str, list[ClosedTrade]] = {}
-        for t in trades:
-            trades_by.setdefault(t.strategy_id, []).append(t)
 
-        names = sorted(set(self.capital) | set(by_strat))
-        strategies = {
-            n: self._strategy_metrics(
-                n, by_strat.get(n, []), orders_by.get(n, []), trades_by.get(n, []), marks, now, t0, signal
-            )
-            for n in names
-        }
-        portfolio = self._portfolio_metrics(strategies, fills, orders, trades, equity, now, signal, t0)
+        names = sorted(set(self.capital) | set(self._ledgers))
+        strategies = {n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day) for n in names}
+        portfolio = self._portfolio_metrics(strategies, orders, equity, now)
         snap = MetricsSnapshot(ts=now, day=day, portfolio=portfolio, strategies=strategies)
         self.last_snapshot = snap
         return snap
@@ -517,28 +597,16 @@ class MetricsCalculation:
         return (float(dd[-1]) if dd.size else 0.0, float(dd.max()) if dd.size else 0.0, sharpe)
 
     def _strategy_metrics(
-        self,
-        name: str,
-        fills: list[Fill],
-        orders: list[Order],
-        trades: list[ClosedTrade],
-        marks: Mapping[str, float],
-        now: float,
-        t0: float,
-        signal: Mapping[str, float | None],
+        self, name: str, orders: list[Order], marks: Mapping[str, float], now: float, day: dt.date
     ) -> PerformanceMetrics:
         capital = self.capital.get(name, 0.0)
-        positions = positions_from_fills(fills)
-        realized, unrealized, gross, net = _valuation(positions, marks)
-        before = positions_from_fills([f for f in fills if f.ts < t0])
-        r0, u0, _, _ = _valuation(before, self._day_open_marks)
+        lg = self._ledgers.get(name) or _Ledger()
+        realized, unrealized, gross, net = _valuation(lg.positions, marks)
+        r0, u0, _, _ = _valuation(self._positions_at_open(name, day), self._day_open_marks)
         total = realized + unrealized
         equity = capital + total
-        hist = self._record(name, now, equity)
-        dd, mdd, sharpe = self._curve_stats(hist)
-        today = [f for f in fills if f.ts >= t0]
-        traded_today = sum(f.value for f in today)
-        slip, slip_base = _slippage(fills, signal)
+        dd, mdd, sharpe = self._curve_stats(self._record(name, now, equity))
+        traded_today = lg.traded.get(day, 0.0)
         return PerformanceMetrics(
             name=name,
             ts=now,
@@ -555,25 +623,21 @@ class MetricsCalculation:
             net_exposure=net,
             traded_value_today=traded_today,
             turnover_today=traded_today / equity if equity > 0 else math.nan,
-            closed_trades=len(trades),
-            win_rate=sum(t.is_win for t in trades) / len(trades) if trades else math.nan,
-            slippage=slip,
-            slippage_bps=slip / slip_base * 1e4 if slip_base > 0 else math.nan,
-            commissions=sum(f.commission for f in fills),
+            closed_trades=lg.trades,
+            win_rate=lg.wins / lg.trades if lg.trades else math.nan,
+            slippage=lg.slippage,
+            slippage_bps=lg.slippage / lg.slippage_base * 1e4 if lg.slippage_base > 0 else math.nan,
+            commissions=lg.commissions,
             fill_rate=fill_rate(orders),
-            open_positions=sum(1 for p in positions.values() if not p.is_flat),
+            open_positions=sum(1 for p in lg.positions.values() if not p.is_flat),
         )
 
     def _portfolio_metrics(
         self,
         strategies: Mapping[str, PerformanceMetrics],
-        fills: Sequence[Fill],
         orders: Sequence[Order],
-        trades: list[ClosedTrade],
         equity: Sequence[tuple[float, float]] | None,
         now: float,
-        signal: Mapping[str, float | None],
-        t0: float,
     ) -> PerformanceMetrics:
         s = list(strategies.values())
         capital = sum(m.capital for m in s)
@@ -585,8 +649,14 @@ class MetricsCalculation:
             curve = self._record(PORTFOLIO, now, eq)
         dd, mdd, sharpe = self._curve_stats(curve)
         traded_today = sum(m.traded_value_today for m in s)
-        slip, slip_base = _slippage(fills, signal)
-        positions = positions_from_fills(list(fills))
+        slip = sum(lg.slippage for lg in self._ledgers.values())
+        slip_base = sum(lg.slippage_base for lg in self._ledgers.values())
+        trades = sum(lg.trades for lg in self._ledgers.values())
+        wins = sum(lg.wins for lg in self._ledgers.values())
+        net_qty: dict[str, float] = {}
+        for lg in self._ledgers.values():
+            for k, p in lg.positions.items():
+                net_qty[k] = net_qty.get(k, 0.0) + p.quantity
         return PerformanceMetrics(
             name=PORTFOLIO,
             ts=now,
@@ -603,13 +673,13 @@ class MetricsCalculation:
             net_exposure=sum(m.net_exposure for m in s),
             traded_value_today=traded_today,
             turnover_today=traded_today / eq if eq > 0 else math.nan,
-            closed_trades=len(trades),
-            win_rate=sum(t.is_win for t in trades) / len(trades) if trades else math.nan,
+            closed_trades=trades,
+            win_rate=wins / trades if trades else math.nan,
             slippage=slip,
             slippage_bps=slip / slip_base * 1e4 if slip_base > 0 else math.nan,
             commissions=sum(m.commissions for m in s),
             fill_rate=fill_rate(orders),
-            open_positions=sum(1 for p in positions.values() if not p.is_flat),
+            open_positions=sum(1 for q in net_qty.values() if abs(q) > _EPS),
         )
 
     # -------------------------------------------------------------------- post trade
@@ -649,18 +719,6 @@ def _valuation(positions: Mapping[Any, Position], marks: Mapping[str, float]) ->
         gross += abs(mv)
         net += mv
     return realized, unrealized, gross, net
-
-
-def _slippage(fills: Iterable[Fill], signal: Mapping[str, float | None]) -> tuple[float, float]:
-    """(slippage money, notional of the fills that had a signal price)."""
-    total = base = 0.0
-    for f in fills:
-        sp = signal.get(f.client_order_id)
-        if sp is None or sp <= 0:
-            continue
-        total += fill_slippage(f, sp)
-        base += f.value
-    return total, base
 
 
 # ======================================================================= post-trade metrics
