@@ -31,7 +31,7 @@ def bars() -> pd.DataFrame:
 
 def _stream(strat, df: pd.DataFrame) -> np.ndarray:
     strat.reset()
-    ts = df.index.asi8 / 1e9
+    ts = df.index.as_unit("ns").asi8 / 1e9
     o, h, lo, c, v = (df[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
     return np.array([strat.on_bar(Bar("X", ts[i], o[i], h[i], lo[i], c[i], v[i])) for i in range(len(df))])
 

@@ -70,7 +70,7 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
     """(returns, periods per year) used by the annualised metrics."""
     idx = equity.index
     if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1:
-        step = pd.Timedelta(int(np.median(np.diff(idx.asi8[: min(len(idx), 10_000)]))), "ns")
+        step = pd.Timedelta(int(np.median(np.diff(idx.as_unit("ns").asi8[: min(len(idx), 10_000)]))), "ns")
         days = step.days
         weekends = float(np.isin(idx.day_of_week, (5, 6)).mean()) > 2 / 7 * 0.6
         per_year = 52.0 if days == 7 else 12.0 if 28 <= days <= 31 else 1.0 if days >= 365 else (365.0 if weekends else 252.0)
@@ -79,7 +79,7 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
             eq = equity.to_numpy(dtype=float)
         elif freq == "D":
             # Last equity of each calendar day (UTC): resample('D').last() without the cost.
-            day = idx.asi8 // 86_400_000_000_000
+            day = idx.as_unit("ns").asi8 // 86_400_000_000_000
             last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
             eq = equity.to_numpy(dtype=float)[last]
         else:

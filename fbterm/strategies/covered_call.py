@@ -60,7 +60,7 @@ def periods_per_year(index: pd.Index) -> float:
     """Bars per year from the bar spacing: 252 trading days, 6.5-hour sessions intraday."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return 252.0
-    step = float(np.median(np.diff(index.asi8[: min(len(index), 10_000)]))) / 1e9
+    step = float(np.median(np.diff(index.as_unit("ns").asi8[: min(len(index), 10_000)]))) / 1e9
     if step <= 0:
         return 252.0
     if step >= 0.9 * 86400:
