@@ -76,16 +76,39 @@ def _gap_frame(start: Any, end: Any, missing: Any) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- bar step and gaps
 
 
+def _ns(idx: pd.DatetimeIndex) -> np.ndarray:
+    """Epoch nanoseconds whatever the index's resolution (pandas 3 parses text to microseconds)."""
+    return idx.as_unit("ns").asi8
+
+
+def _bar_dates(idx: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """The trading date of each daily bar, as datetime64[D].
+
+    Daily bars are stamped at midnight of the exchange's zone (what a CSV of plain dates loads
+    as) or at midnight UTC (synthetic bars, UTC-stamped downloads); read the date in whichever
+    zone makes every stamp a midnight, else in the exchange's zone.
+    """
+    local = idx.tz_convert(timezone)
+    if (_ns(local.normalize()) != _ns(local)).any() and (_ns(idx.normalize()) == _ns(idx)).all():
+        local = idx.tz_convert("UTC")
+    return local.normalize().tz_localize(None).to_numpy().astype("datetime64[D]")
+
+
 def infer_bar_step(idx: pd.DatetimeIndex) -> pd.Timedelta | None:
     """The most common spacing between bars, or None with fewer than two bars."""
     if len(idx) < 2:
         return None
-    d = np.diff(idx.asi8)
+    d = np.diff(_ns(idx))
     d = d[d > 0]
     if not len(d):
         return None
     vals, counts = np.unique(d, return_counts=True)
-    return pd.Timedelta(int(vals[np.argmax(counts)]), unit="ns")
+    mode = int(vals[np.argmax(counts)])
+    day = _DAY.value
+    # Daily bars with many holes can have 2-4 days as their commonest spacing: still daily.
+    if day < mode < 5 * day:
+        mode = day
+    return pd.Timedelta(mode, unit="ns")
 
 
 def _expected_step(idx: pd.DatetimeIndex, bar_size: str | None) -> pd.Timedelta | None:
@@ -120,27 +143,34 @@ def _missing_counts(
     """For each consecutive pair of bars, how many expected bars lie strictly between them."""
     local = idx.tz_convert(timezone)
     if step >= _DAY:
-        days = local.normalize().tz_localize(None).to_numpy().astype("datetime64[D]")
+        days = _bar_dates(idx, timezone)
         if step == _DAY:
             if session:
                 sessions = _session_days(session)
                 pos = np.searchsorted(sessions, days)
                 return np.maximum(np.diff(pos) - 1, 0)
             return np.maximum(np.diff(np.busday_count(days[0], days)) - 1, 0)
-        d = np.diff(idx.asi8)
+        d = np.diff(_ns(idx))
         return np.maximum(np.rint(d / step.value).astype(np.int64) - 1, 0)
-    d = np.diff(idx.asi8)
-    same_day = np.diff(local.normalize().asi8) == 0
+    d = np.diff(_ns(idx))
+    same_day = np.diff(_ns(local.normalize())) == 0
     n = np.maximum(d // step.value - 1 + (d % step.value > 0), 0)
     return np.where(same_day, n, 0)
 
 
 @functools.lru_cache(maxsize=8)
 def _calendar(name: str) -> Any:
+    import warnings
+
     import exchange_calendars as xcals
 
     try:
-        return xcals.get_calendar(name, start="1990-01-01")
+        with warnings.catch_warnings():
+            # exchange-calendars still uses Series.values, which pandas 3.1 deprecates.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", FutureWarning))
+            return xcals.get_calendar(name, start="1990-01-01")
     except xcals.errors.InvalidCalendarName:
         raise ValueError(f"unknown exchange calendar {name!r} (e.g. XNYS, XLON)") from None
 
@@ -166,12 +196,10 @@ def session_mask(df: pd.DataFrame, session: str, *, daily: bool | None = None) -
         step = infer_bar_step(idx)
         daily = step is not None and step >= _DAY
     if daily:
-        local = idx.tz_convert(cal.tz).normalize().tz_localize(None)
-        days = local.to_numpy().astype("datetime64[D]")
-        return np.isin(days, _session_days(session))
-    opens = cal.opens.to_numpy().astype("datetime64[ns]").astype(np.int64)
-    closes = cal.closes.to_numpy().astype("datetime64[ns]").astype(np.int64)
-    t = idx.asi8
+        return np.isin(_bar_dates(idx, str(cal.tz)), _session_days(session))
+    opens = _ns(pd.DatetimeIndex(cal.opens))
+    closes = _ns(pd.DatetimeIndex(cal.closes))
+    t = _ns(idx)
     k = np.searchsorted(opens, t, side="right") - 1
     inside = k >= 0
     kk = np.clip(k, 0, len(closes) - 1)
@@ -259,6 +287,8 @@ def clean_data(
         raise DataError("clean_data", f"missing column(s) {', '.join(missing_cols)}")
     rep = CleanReport(rows_in=len(df))
     out = df
+    if str(out.index.unit) != "ns":
+        out = out.set_axis(out.index.as_unit("ns"))
     if out.index.tz is not None and str(out.index.tz) != "UTC":
         out = out.tz_convert("UTC")
     if not out.index.is_monotonic_increasing:
@@ -317,10 +347,12 @@ def _fill_holes(
     df: pd.DataFrame, step: pd.Timedelta, timezone: str, session: str | None
 ) -> tuple[pd.DataFrame, int]:
     idx = df.index
-    if step >= _DAY and step == _DAY:
+    if step == _DAY:
         local = idx.tz_convert(timezone)
+        if (_ns(local.normalize()) != _ns(local)).any() and (_ns(idx.normalize()) == _ns(idx)).all():
+            timezone, local = "UTC", idx.tz_convert("UTC")
         tod = local[0] - local[0].normalize()
-        days = local.normalize().tz_localize(None)
+        days = pd.DatetimeIndex(_bar_dates(idx, timezone).astype("datetime64[ns]"))
         if session:
             allowed = pd.DatetimeIndex(_session_days(session).astype("datetime64[ns]"))
             expected = allowed[(allowed >= days[0]) & (allowed <= days[-1])]
@@ -332,7 +364,7 @@ def _fill_holes(
     else:
         miss = _missing_counts(idx, step, timezone, session)
         at = np.flatnonzero(miss > 0)
-        starts = np.repeat(idx.asi8[at], miss[at])
+        starts = np.repeat(_ns(idx)[at], miss[at])
         k = np.concatenate([np.arange(1, m + 1) for m in miss[at]]) if len(at) else np.array([], np.int64)
         new_ts = pd.DatetimeIndex((starts + k * step.value).view("datetime64[ns]")).tz_localize("UTC")
     new_ts = new_ts.as_unit("ns").difference(idx.as_unit("ns"))

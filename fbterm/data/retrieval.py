@@ -222,7 +222,7 @@ def bars_to_ticks(df: pd.DataFrame, step: pd.Timedelta) -> tuple[np.ndarray, np.
     o, h, lo, c, v = (df[k].to_numpy(dtype=np.float64) for k in BAR_COLUMNS)
     up = c >= o
     prices = np.column_stack([o, np.where(up, lo, h), np.where(up, h, lo), c]).ravel()
-    ts = (df.index.asi8[:, None] + (_TICK_OFFSETS * step.value).astype(np.int64)[None, :]).ravel()
+    ts = (df.index.as_unit("ns").asi8[:, None] + (_TICK_OFFSETS * step.value).astype(np.int64)[None, :]).ravel()
     vols = np.repeat(v / 4.0, 4)
     return ts, prices, vols
 
@@ -298,7 +298,7 @@ class CSVSource:
                 continue
             step = bar_timedelta(self.bar_size)
             if len(df) > 1:
-                d = np.diff(df.index.asi8)
+                d = np.diff(df.index.as_unit("ns").asi8)
                 step = pd.Timedelta(int(np.median(d)), unit="ns")
             ts, px, vol = bars_to_ticks(df, step)
             parts.append((ts, np.full(len(ts), k, dtype=np.int64), px, vol))
