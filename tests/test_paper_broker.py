@@ -336,3 +336,13 @@ def test_option_order_without_a_pricer_is_rejected():
     opt = Option("AAPL", Right.PUT, 150.0, dt.date(2030, 1, 18))
     v.send(order(1, inst=opt))
     assert v.events[-1].status is OrderStatus.REJECTED and "no option quotes" in v.events[-1].reason
+
+
+def test_stop_that_triggers_and_fills_whole_in_one_update():
+    # Regression: marking a fully filled stop as triggered raised Filled -> Filled.
+    v = Venue()
+    v.send(order(10, typ=OrderType.STOP, stp=105.0))
+    v.b.on_market("AAPL", bar(100, 106, 99, 104))
+    (f,) = v.fills
+    assert (f.quantity, f.price) == (10, 105.0)
+    assert v.b.positions["AAPL"].quantity == 10 and v.b.orders == {}

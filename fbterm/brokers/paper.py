@@ -248,7 +248,7 @@ class PaperBroker:
             strategy_id=order.strategy_id,
         )
         updated = order.with_fill(d.quantity, d.price, ts=fill.ts)
-        if d.triggered and not updated.triggered:
+        if d.triggered and not updated.triggered and updated.is_live:  # a filled order is final
             updated = updated.transition(updated.status, triggered=True)
         if updated.is_live:
             self._put(updated)
