@@ -39,7 +39,7 @@ create_op = st.tuples(
     st.just("create"),
     st.sampled_from(SYMBOLS),
     st.sampled_from(list(Side)),
-    st.integers(1, 600),
+    st.one_of(st.integers(1, 300), st.integers(1, 3000)),
     st.sampled_from(list(OrderType)),
     st.floats(-0.04, 0.04),  # limit/stop offset from the last price
     st.sampled_from(("alpha", "beta")),
@@ -50,7 +50,7 @@ modify_op = st.tuples(st.just("modify"), st.integers(0, 50), st.integers(-50, 40
 replay_op = st.tuples(st.just("replay"), st.integers(0, 50))  # a fill / status the venue sends again
 ops_strategy = st.lists(
     st.one_of(create_op, create_op, tick_op, tick_op, tick_op, cancel_op, modify_op, replay_op),
-    min_size=1, max_size=60,
+    min_size=8, max_size=60,
 )
 
 
