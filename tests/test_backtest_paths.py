@@ -49,6 +49,15 @@ def test_fast_equals_replay(bars, name, commission) -> None:
     _assert_same(fast, replay)
 
 
+@pytest.mark.parametrize("name", ["sma_cross", "mean_reversion", "breakout"])
+def test_fast_equals_replay_on_tick_grid(name) -> None:
+    grid = synth_bars(30_000, seed=8, bar_size="1min")
+    fast, replay = _both(grid, name, cash=100_000, commission=0.0,
+                         sizing="all_in" if name != "breakout" else "fraction")
+    assert len(fast.fills) > 100
+    _assert_same(fast, replay)
+
+
 @pytest.mark.parametrize("sizing", [Sizing("fixed", 50), Sizing("cash", 5_000), Sizing("fraction", 0.5)])
 def test_sizing_modes_agree(bars, sizing) -> None:
     fast, replay = _both(bars, "sma_cross", cash=20_000, commission=0.001, sizing=sizing)

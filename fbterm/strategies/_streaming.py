@@ -117,3 +117,100 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     prev[1:] = close[:-1]
     tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
     return tr
+
+
+class PandasRollingMean:
+    """``Series.rolling(n).mean()`` one value at a time, bit for bit.
+
+    The same operations in the same order as pandas' fixed-window ``roll_mean``: Kahan
+    compensated adds and removes (separate compensations), the run-of-equal-values shortcut
+    and the sign guards. Bit equality matters: two SMAs of prices on a tick grid tie often,
+    and a last-ulp difference would turn a tie (no cross) into a cross.
+    """
+
+    __slots__ = ("_ca", "_cr", "_neg", "_nobs", "_prev", "_same", "_sum", "_win", "n")
+
+    def __init__(self, n: int):
+        self.n = n
+        self._win: deque[float] = deque()
+        self._sum = 0.0
+        self._ca = 0.0
+        self._cr = 0.0
+        self._nobs = 0
+        self._neg = 0
+        self._same = 0
+        self._prev = math.nan
+
+    def update(self, val: float) -> float:
+        win = self._win
+        if not win and self._nobs == 0:
+            self._prev = val
+        if len(win) == self.n:
+            old = win.popleft()
+            if old == old:
+                self._nobs -= 1
+                y = -old - self._cr
+                t = self._sum + y
+                self._cr = t - self._sum - y
+                self._sum = t
+                if math.copysign(1.0, old) < 0:
+                    self._neg -= 1
+        win.append(val)
+        if val == val:
+            self._nobs += 1
+            y = val - self._ca
+            t = self._sum + y
+            self._ca = t - self._sum - y
+            self._sum = t
+            if math.copysign(1.0, val) < 0:
+                self._neg += 1
+            self._same = self._same + 1 if val == self._prev else 1
+            self._prev = val
+        nobs = self._nobs
+        if nobs < self.n or nobs <= 0:
+            return math.nan
+        result = self._sum / nobs
+        if self._same >= nobs:
+            return self._prev
+        if self._neg == 0 and result < 0:
+            return 0.0
+        if self._neg == nobs and result > 0:
+            return 0.0
+        return result
+
+
+def window_mean_std(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std over ``n`` bars, summed left to right in each window.
+
+    The order of operations is that of :func:`window_stats` on one window, so the streaming
+    form agrees bit for bit (n vectorised passes: fine for the windows strategies use)."""
+    m = len(values)
+    mean = np.full(m, np.nan)
+    std = np.full(m, np.nan)
+    if m < n:
+        return mean, std
+    k = m - n + 1
+    acc = np.zeros(k)
+    for j in range(n):
+        acc = acc + values[j:j + k]
+    mu = acc / n
+    sq = np.zeros(k)
+    for j in range(n):
+        d = values[j:j + k] - mu
+        sq = sq + d * d
+    mean[n - 1:] = mu
+    std[n - 1:] = np.sqrt(sq / n)
+    return mean, std
+
+
+def window_stats(win: deque[float] | list[float], n: int) -> tuple[float, float]:
+    """Mean and population std of one full window, in :func:`window_mean_std`'s order."""
+    acc = 0.0
+    for v in win:
+        acc = acc + v
+    mu = acc / n
+    sq = 0.0
+    for v in win:
+        d = v - mu
+        sq = sq + d * d
+    return mu, math.sqrt(sq / n)

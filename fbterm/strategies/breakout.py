@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fbterm.model import Bar, Signal
-from fbterm.strategies._streaming import RollingExtreme, RollingMean, sma, true_range
+from fbterm.strategies._streaming import PandasRollingMean, RollingExtreme, sma, true_range
 from fbterm.strategies.base import (
     Param,
     StrategyContext,
@@ -88,7 +88,7 @@ class Breakout(StrategyInterface):
         n, m = self.p["window"], self.p["exit_window"]
         self._hi, self._lo = RollingExtreme(n), RollingExtreme(n, is_max=False)
         self._xhi, self._xlo = RollingExtreme(m), RollingExtreme(m, is_max=False)
-        self._atr_m = RollingMean(self.p["atr_window"])
+        self._atr_m = PandasRollingMean(self.p["atr_window"])
         self._prev = (math.nan, math.nan, math.nan, math.nan)
         self._prev_close = math.nan
         self._atr = math.nan

@@ -1,6 +1,8 @@
 """Mean reversion on Bollinger bands.
 
-z = (close - SMA(window)) / std(window) (population std). Long when z < -entry_z, short when
+z = (close - mean(window)) / std(window) (population std), each window summed left to right
+so that the streaming form agrees with the vectorised one bit for bit (prices on a tick grid
+often sit exactly on the mean, and z = 0 must not come out as +-1e-17 in one path only). Long when z < -entry_z, short when
 z > entry_z; a long is closed once z rises above -exit_z, a short once z falls below exit_z.
 Targets: +1/-1 on entries, 0 on exits, NaN otherwise.
 """
@@ -8,13 +10,14 @@ Targets: +1/-1 on entries, 0 on exits, NaN otherwise.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from fbterm.model import Bar
-from fbterm.strategies._streaming import RollingMean, rolling_std, sma
+from fbterm.strategies._streaming import window_mean_std, window_stats
 from fbterm.strategies.base import Param, StrategyError, StrategyInterface, signal_frame
 
 
@@ -52,12 +55,11 @@ class MeanReversion(StrategyInterface):
         return self.p["window"]
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
-        close = bars["close"]
+        c = bars["close"].to_numpy(dtype=float)
         n = self.p["window"]
-        mid = sma(close, n).to_numpy(dtype=float)
-        sd = rolling_std(close, n).to_numpy(dtype=float)
+        mid, sd = window_mean_std(c, n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            z = np.where(sd > 0, (close.to_numpy(dtype=float) - mid) / sd, 0.0)
+            z = np.where(sd > 0, (c - mid) / sd, 0.0)
         z[np.isnan(mid)] = np.nan
         target = band_targets(z, self.p["entry_z"], self.p["exit_z"])
         return signal_frame(bars.index, target, mid=mid, upper=mid + self.p["entry_z"] * sd,
@@ -65,14 +67,14 @@ class MeanReversion(StrategyInterface):
 
     def reset(self) -> None:
         super().reset()
-        self._m = RollingMean(self.p["window"])
+        self._win: deque[float] = deque(maxlen=self.p["window"])
         self._last_entry = math.nan
 
     def on_bar(self, bar: Bar) -> float:
-        m = self._m.update(bar.close)
-        if math.isnan(m):
+        self._win.append(bar.close)
+        if len(self._win) < self.p["window"]:
             return math.nan
-        sd = self._m.std()
+        m, sd = window_stats(self._win, self.p["window"])
         z = (bar.close - m) / sd if sd > 0 else 0.0
         ez, xz = self.p["entry_z"], self.p["exit_z"]
         last = self._last_entry

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fbterm.model import Bar
-from fbterm.strategies._streaming import RollingMean, sma
+from fbterm.strategies._streaming import PandasRollingMean, sma
 from fbterm.strategies.base import Param, StrategyError, StrategyInterface, signal_frame
 
 
@@ -59,8 +59,8 @@ class SmaCross(StrategyInterface):
 
     def reset(self) -> None:
         super().reset()
-        self._f = RollingMean(self.p["fast"])
-        self._s = RollingMean(self.p["slow"])
+        self._f = PandasRollingMean(self.p["fast"])
+        self._s = PandasRollingMean(self.p["slow"])
         self._pf = math.nan
         self._ps = math.nan
 
