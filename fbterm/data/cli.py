@@ -89,7 +89,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as e:
         raise _fail(e) from None
-    storage = DataStorage(args.data_dir or cfg.data_dir, cfg.market.timezone)
+    # A file the user names gets no binary cache beside it; the data dir does.
+    storage = DataStorage(args.data_dir or cfg.data_dir, cfg.market.timezone, cache=not args.out)
     try:
         out = Path(args.out) if args.out else storage.path_for(args.symbol, args.bar_size)
         storage.save_to_csv(df, out)
