@@ -10,7 +10,9 @@ silently turn a limit off).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -516,7 +518,8 @@ def dump_toml(data: dict[str, Any]) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            # JSON's escapes are TOML's; TOML also wants DEL escaped.
+            return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
         if isinstance(v, float):
             return repr(v)
         if isinstance(v, list):
@@ -526,7 +529,7 @@ def dump_toml(data: dict[str, Any]) -> str:
         return str(v)
 
     def _key(k: str) -> str:
-        return k if k.replace("_", "").replace("-", "").isalnum() else scalar(k)
+        return k if _BARE_KEY.fullmatch(k) else scalar(k)
 
     def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
         plain = {k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_aot(v)}
@@ -536,13 +539,16 @@ def dump_toml(data: dict[str, Any]) -> str:
             out.append(f"{_key(k)} = {scalar(v)}")
         for k, v in d.items():
             if _is_table(v):
-                table(f"{prefix}.{k}" if prefix else k, v)
+                table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
             elif _is_aot(v):
                 for item in v:
-                    table(f"{prefix}.{k}" if prefix else k, item, array=True)
+                    table(f"{prefix}.{_key(k)}" if prefix else _key(k), item, array=True)
 
     table("", data)
     return "\n".join(out).lstrip("\n") + "\n"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _is_table(v: Any) -> bool:
