@@ -129,7 +129,7 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class RiskConfig:
-    max_order_value: float = _f(250_000.0, gt=0)
+    max_order_value: float = _f(400_000.0, gt=0)
     max_position_value: float = _f(500_000.0, gt=0, help="per symbol, whole account")
     max_position_qty: float = _f(100_000.0, gt=0, help="per symbol, whole account")
     max_strategy_position_value: float = _f(300_000.0, gt=0, help="per symbol, per strategy")

@@ -18,6 +18,7 @@ import math
 import queue
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from fbterm.brokers.base import (
     ConnectionState,
 )
 from fbterm.brokers.fills import MarketUpdate
-from fbterm.config import Config
+from fbterm.config import Config, StrategyConfig
 from fbterm.journal import Journal
 from fbterm.model import (
     Bar,
@@ -45,7 +46,6 @@ from fbterm.model import (
     OrderType,
     Side,
     Signal,
-    Stock,
     Tick,
     TimeInForce,
     instrument_from_key,
@@ -60,7 +60,6 @@ from fbterm.snapshot import (
     PositionRow,
     RiskView,
     StrategyRow,
-    StrategyState,
     TradingState,
 )
 from fbterm.strategies.base import Sizing, StrategyInterface
@@ -160,7 +159,8 @@ class Engine:
         self.pace = pace
         self.market = market
         self.source = source
-        self.diagnostics = diagnostics
+        self.diagnostics = diagnostics if diagnostics is not None else _default_diagnostics(cfg)
+        self.config_snapshot = cfg
         self.symbols = list(cfg.market.symbols)
         if self.market is None and self.source is None and cfg.market.source == "simulated":
             from fbterm.data.simulated import SimulatedMarket
@@ -188,6 +188,10 @@ class Engine:
         )
         self.executor.on_error = self._on_strategy_error
         self.bars = BarBuilder(cfg.market.bar_seconds)
+        self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
+        self._strategy_configs: dict[str, StrategyConfig] = {}
+        self.control: Any = None
+        self.broker_positions: list[Any] = []
         self.feeds: dict[str, _Feed] = {s: _Feed() for s in self.symbols}
         self.prices: dict[str, float] = {}
         self.option_marks: dict[str, OptionQuote] = {}
@@ -195,6 +199,7 @@ class Engine:
         self.connection = ConnectionState.DISCONNECTED
         self.connection_message = ""
         self.ticks_processed = 0
+        self._feed_errors = 0
         self.tick_latencies: deque[float] = deque(maxlen=10_000)  # tick arrival -> order created
         self._log: deque[LogLine] = deque(maxlen=500)
         self._log_seq = 0
@@ -262,6 +267,7 @@ class Engine:
 
         for sc in self.config.strategies:
             strat = create_strategy(sc.cls, sc.name, sc.params)
+            self._strategy_configs[sc.name] = sc
             symbols = sc.symbols or self.symbols
             self.executor.add_strategy(
                 sc.name, strat, symbols, sc.capital, spec=sc.cls,
@@ -285,10 +291,15 @@ class Engine:
         return self.executor.add_strategy(name, strategy, symbols, capital, **kw)
 
     # ------------------------------------------------------------------ public API (any thread)
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the engine thread; returns when it trades, raises if it cannot start."""
+    def start(self, timeout: float = 60.0, *, control: bool = False) -> None:
+        """Start the engine thread; returns when it trades, raises if it cannot start.
+
+        ``control`` also serves the local control socket (``fbterm update`` talks to it).
+        """
         if self._thread is not None:
             raise RuntimeError("engine already started")
+        if control:
+            self._start_control()
         self._thread = threading.Thread(target=self._thread_main, name="fbterm-engine", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -300,7 +311,42 @@ class Engine:
                 raise ConnectionError(str(err) or type(err).__name__) from err
             raise err
 
+    def _start_control(self) -> None:
+        from fbterm.control import ControlError, ControlServer
+        from fbterm.ops import UpdatesManagement
+
+        updates = UpdatesManagement(self.diagnostics)
+
+        def update(req: dict[str, Any]) -> Any:
+            return self.call(lambda: updates.handle_request(self, req), timeout=60)
+
+        def status(req: dict[str, Any]) -> Any:
+            from fbterm.headless import summary_dict
+
+            return summary_dict(self.build_snapshot_threadsafe())
+
+        def command(req: dict[str, Any]) -> Any:
+            name = str(req.get("name", ""))
+            simple = {"halt": S.Halt, "reduce": S.ReduceOnly, "resume": S.Resume, "cancel_all": S.CancelAll,
+                      "flatten": S.FlattenAll, "rebalance": S.Rebalance}
+            if name not in simple:
+                raise ValueError(f"unknown command {name!r} (known: {', '.join(simple)})")
+            return {"command_id": self.submit(simple[name](source="control"))}
+
+        server = ControlServer(self.config.control_socket_path,
+                               {"update": update, "status": status, "command": command})
+        try:
+            server.start()
+        except (ControlError, OSError) as e:
+            self.log("warning", "engine", f"control socket not served: {e}")
+            return
+        self.control = server
+
     def stop(self, timeout: float = 10.0) -> None:
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                self.control.stop()
+            self.control = None
         if self._thread is None or self._loop is None:
             self._close_journal()
             return
@@ -350,7 +396,16 @@ class Engine:
         return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout)
 
     def build_snapshot_threadsafe(self) -> EngineSnapshot:
-        return self.call(self.build_snapshot)
+        snap = self.call(self.build_snapshot)
+        # The venue's own view of the account (IB: every position, not only ours).
+        self.broker_positions = self.call(self._safe_broker_positions)
+        return snap
+
+    def _safe_broker_positions(self) -> list[Any]:
+        try:
+            return list(self.broker.query_positions())
+        except Exception:
+            return []
 
     @property
     def running(self) -> bool:
@@ -377,6 +432,9 @@ class Engine:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
             self._close_journal()
+            if self.diagnostics is not None and hasattr(self.diagnostics, "close"):
+                with contextlib.suppress(Exception):
+                    self.diagnostics.close(timeout=2.0)
             self._stopped.set()
 
     async def _main(self) -> None:
@@ -473,6 +531,7 @@ class Engine:
                 bar = self.bars.on_tick(t.symbol, t.ts, t.last, t.volume)
                 self.prices[t.symbol] = t.last
                 if bar is not None:
+                    self._remember(bar)
                     self.executor.on_bar(bar, trade=False)
                     if t.symbol == self.symbols[0]:
                         produced += 1
@@ -484,7 +543,7 @@ class Engine:
     async def _feed_loop(self) -> None:
         if self.source is not None:
             async for batch in self.source.stream(self.symbols):
-                self.on_ticks(batch)
+                self._guarded_ticks(batch)
                 await asyncio.sleep(0)
             self.log("info", "engine", f"market data from {self.source.name} ended")
             return
@@ -493,7 +552,7 @@ class Engine:
         interval = 1.0 / self.config.market.simulated.ticks_per_second
         nxt = time.monotonic()
         while True:
-            self.on_ticks(self.market.next_ticks())
+            self._guarded_ticks(self.market.next_ticks())
             if not self.pace:
                 await asyncio.sleep(0)
                 continue
@@ -502,6 +561,19 @@ class Engine:
             if delay < -1.0:
                 nxt = time.monotonic()  # fell behind (a pause): don't burst to catch up
             await asyncio.sleep(max(delay, 0.0))
+
+    def _guarded_ticks(self, ticks: Sequence[Tick]) -> None:
+        # A bug met while processing one batch is reported, and the feed goes on: a dead
+        # feed would freeze every price and leave positions unwatched.
+        try:
+            self.on_ticks(ticks)
+        except Exception as e:
+            self._feed_errors += 1
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            msg = f"market data processing failed: {type(e).__name__}: {e} ({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+            if self._feed_errors <= 20 or self._feed_errors % 1000 == 0:
+                self.log("error", "engine", msg)
+            self._alert("error", "Engine error", msg, key="feed-error")
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Process market updates (engine thread). Public so benchmarks can drive it directly."""
@@ -525,10 +597,17 @@ class Engine:
             self.executor.on_price(sym, t.last, t.ts)
             bar = self.bars.on_tick(sym, t.ts, t.last, t.volume)
             if bar is not None:
+                self._remember(bar)
                 self.executor.on_bar(bar)
             if self.oms_count() != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
         self._maybe_publish()
+
+    def _remember(self, bar: Bar) -> None:
+        h = self.history.get(bar.symbol)
+        if h is None:
+            h = self.history[bar.symbol] = deque(maxlen=self.config.market.history_bars)
+        h.append(bar)
 
     def oms_count(self) -> int:
         return len(self.oms.orders)
@@ -544,6 +623,7 @@ class Engine:
             if paper is not None:
                 paper(b.symbol, MarketUpdate.from_bar(b))
             self.executor.on_price(b.symbol, b.close, b.ts)
+            self._remember(b)
             self.executor.on_bar(b)
         self._maybe_publish()
 
@@ -767,32 +847,72 @@ class Engine:
         return not rejected, msg
 
     def _update_strategy(self, cmd: S.UpdateStrategy) -> tuple[bool, str]:
+        from fbterm.ops import UpdatesManagement
+
+        res = UpdatesManagement(self.diagnostics).apply_update(
+            self, strategy=cmd.name, params=dict(cmd.params) or None, code=cmd.cls,
+        )
+        return bool(res.ok), res.message
+
+    # -- the UpdatableEngine protocol (fbterm.ops.UpdatesManagement); engine thread only ----
+    def strategy_names(self) -> list[str]:
+        return list(self.executor.slots)
+
+    def strategy_config(self, name: str) -> StrategyConfig:
+        if name not in self.executor.slots:
+            raise KeyError(name)
+        sc = self._strategy_configs.get(name)
+        if sc is None:
+            slot = self.executor.slots[name]
+            sc = StrategyConfig(name=name, cls=slot.spec, symbols=list(slot.symbols), capital=slot.capital,
+                                params=dict(slot.strategy.p))
+            self._strategy_configs[name] = sc
+        return sc
+
+    def strategy(self, name: str) -> StrategyInterface:
+        return self.executor.strategy(name)
+
+    def build_strategy(self, config: StrategyConfig) -> StrategyInterface:
         from fbterm.strategies import create_strategy
 
-        slot = self.executor.slots[cmd.name]
-        spec = cmd.cls or slot.spec
-        params = dict(slot.strategy.p)
-        if cmd.cls and cmd.cls != slot.spec:
-            params = {}
-        params.update(cmd.params)
-        new = create_strategy(spec, cmd.name, params)  # validates before anything changes
-        was = slot.state
-        self.executor.pause_strategy(cmd.name)
-        try:
-            self._replay_history(slot, new)
-            self.executor.replace_strategy(cmd.name, new)
-            slot.spec = spec
-        finally:
-            if was is StrategyState.RUNNING:
-                slot.state = StrategyState.RUNNING
-        return True, f"strategy {cmd.name} updated to {spec} {params}"
+        return create_strategy(config.cls, config.name, config.params)
 
-    def _replay_history(self, slot: StrategySlot, new: StrategyInterface) -> None:
-        """Warm a new strategy object with the bars its predecessor saw (when it kept them)."""
-        win = getattr(slot.strategy, "_window", {})
+    def validate_strategy(self, name: str, strategy: StrategyInterface) -> None:
+        """Dry run on the bars the engine has seen: analyze must give a target per bar."""
+        from fbterm.strategies.base import bars_frame
+
+        slot = self.executor.slots[name]
         for sym in slot.symbols:
-            for bar in list(win.get(sym, ())):
-                new.on_bar(bar)
+            bars = list(self.history.get(sym, ()))
+            if not bars:
+                continue
+            frame = bars_frame(bars)
+            sig = strategy.analyze(frame)
+            if "target" not in getattr(sig, "columns", ()) or len(sig) != len(frame):
+                raise ValueError(f"{name}: analyze() on {sym} must return a 'target' per bar")
+
+    def pause_strategy(self, name: str) -> None:
+        self.executor.pause_strategy(name)
+
+    def resume_strategy(self, name: str) -> None:
+        self.executor.resume_strategy(name)
+
+    def replace_strategy(self, name: str, new_strategy: StrategyInterface, config: StrategyConfig) -> StrategyInterface:
+        slot = self.executor.slots[name]
+        # Warm the new object on the bars its predecessor saw, so it trades from the next bar.
+        for sym in slot.symbols:
+            for bar in list(self.history.get(sym, ())):
+                new_strategy.on_bar(bar)
+        old = self.executor.replace_strategy(name, new_strategy)
+        slot.spec = config.cls
+        if config.capital != slot.capital:
+            self.executor.scale_strategy(name, config.capital)
+        if config.risk != self.strategy_config(name).risk:
+            from fbterm.risk import StrategyLevelRisk
+
+            slot.risk = StrategyLevelRisk(name, config.risk)
+        self._strategy_configs[name] = config
+        return old
 
     def _rebalance(self) -> tuple[bool, str]:
         try:
@@ -944,5 +1064,11 @@ class Engine:
         )
 
 
-def manual_instrument(symbol: str) -> Stock | Option:
-    return instrument_from_key(symbol)
+def _default_diagnostics(cfg: Config) -> Any:
+    """The activity log and alert channels from config (None if they cannot be opened)."""
+    try:
+        from fbterm.ops import Diagnostics
+
+        return Diagnostics.from_config(cfg)
+    except Exception:
+        return None

@@ -14,17 +14,10 @@ from fbterm.snapshot import EngineSnapshot
 
 
 def build_engine(cfg: Config) -> Any:
-    """The engine with its diagnostics (activity log, alerts) wired in."""
+    """The engine; it opens its own activity log and alert channels from ``cfg``."""
     from fbterm.engine import Engine
 
-    diagnostics = None
-    try:
-        from fbterm.ops import Diagnostics
-
-        diagnostics = Diagnostics.from_config(cfg)
-    except ImportError:
-        diagnostics = None
-    return Engine(cfg, diagnostics=diagnostics)
+    return Engine(cfg)
 
 
 def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = False) -> int:
@@ -36,8 +29,7 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        engine.start()
-        control = _start_control(engine, cfg)
+        engine.start(control=True)
         print(f"fbterm: engine running on {engine.broker.name}, {len(engine.executor.slots)} strategies, "
               f"symbols {', '.join(engine.symbols)}; journal {cfg.journal_path}", file=sys.stderr)
         t_end = time.monotonic() + duration if duration else None
@@ -51,30 +43,19 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
         for s, h in old.items():
             signal.signal(s, h)
         engine.stop()
-        if 'control' in locals() and control is not None:
-            control.close()
-        diag = getattr(engine, "diagnostics", None)
-        if diag is not None and hasattr(diag, "close"):
-            diag.close()
-    print(format_summary(snap, as_json=as_json))
+    broker_positions = engine.broker_positions
+    print(format_summary(snap, as_json=as_json, broker_positions=broker_positions))
     return 0
 
 
-def _start_control(engine: Any, cfg: Config) -> Any:
-    try:
-        from fbterm.control import serve_engine
-    except ImportError:
-        return None
-    try:
-        return serve_engine(engine, cfg)
-    except OSError as e:
-        engine.log("warning", "engine", f"control socket unavailable: {e}")
-        return None
-
-
-def summary_dict(s: EngineSnapshot) -> dict[str, Any]:
+def summary_dict(s: EngineSnapshot, broker_positions: list[Any] | None = None) -> dict[str, Any]:
     a = s.account_details
     return {
+        "account_positions": [
+            {"symbol": p.instrument.key, "quantity": p.quantity, "avg_cost": p.avg_cost,
+             "account": p.account, "market_price": p.market_price}
+            for p in (broker_positions or [])
+        ],
         "mode": s.mode,
         "broker": s.broker,
         "account": s.account,
@@ -108,8 +89,9 @@ def summary_dict(s: EngineSnapshot) -> dict[str, Any]:
     }
 
 
-def format_summary(s: EngineSnapshot, *, as_json: bool = False) -> str:
-    d = summary_dict(s)
+def format_summary(s: EngineSnapshot, *, as_json: bool = False,
+                   broker_positions: list[Any] | None = None) -> str:
+    d = summary_dict(s, broker_positions)
     if as_json:
         return json.dumps(d, indent=2)
     lines = [f"mode {d['mode']}  broker {d['broker']}  account {d['account']}  connection {d['connection']}  "
@@ -130,6 +112,12 @@ def format_summary(s: EngineSnapshot, *, as_json: bool = False) -> str:
             last = f"{p['last']:,.2f}" if p["last"] is not None else "-"
             lines.append(f"  {p['symbol']:<22}{p['quantity']:>10,.0f}{p['avg_cost']:>12,.2f}{last:>12}"
                          f"{p['unrealized_pnl']:>14,.2f}{p['realized_pnl']:>12,.2f}")
+    if d["account_positions"]:
+        lines.append("")
+        lines.append(f"ACCOUNT POSITIONS at {d['broker']} ({len(d['account_positions'])})")
+        lines.append(f"  {'symbol':<22}{'qty':>10}{'avg cost':>12}  account")
+        for p in d["account_positions"]:
+            lines.append(f"  {p['symbol']:<22}{p['quantity']:>10,.0f}{p['avg_cost']:>12,.2f}  {p['account']}")
     lines.append("")
     lines.append(f"OPEN ORDERS ({len(d['open_orders'])})")
     for o in d["open_orders"]:

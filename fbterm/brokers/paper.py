@@ -87,6 +87,9 @@ class PaperBroker:
         self.last: dict[str, MarketUpdate] = {}
         self._by_underlying: dict[str, set[str]] = {}
         self._handler: EventHandler = lambda ev: None
+        # Execution ids must stay unique across restarts (the journal de-duplicates fills by
+        # id), so they carry this session's start time.
+        self._session = f"{int(time.time() * 1000):x}"
         self._fill_ids = itertools.count(1)
         self._broker_ids = itertools.count(1)
         # Value each working order holds back from buying power, kept incrementally so a book
@@ -115,7 +118,7 @@ class PaperBroker:
         if reason:
             self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.REJECTED, reason, ts=now))
             return
-        bid = f"P{next(self._broker_ids)}"
+        bid = f"P-{self._session}-{next(self._broker_ids)}"
         live = order.transition(OrderStatus.SUBMITTED, ts=now, broker_order_id=bid, submitted_ts=now)
         self._put(live)
         self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.SUBMITTED, broker_order_id=bid, ts=now))
@@ -237,7 +240,7 @@ class PaperBroker:
                                            "cancelled: insufficient buying power at fill", ts=u.ts))
             return None
         fill = Fill(
-            fill_id=f"PF{next(self._fill_ids)}",
+            fill_id=f"PF-{self._session}-{next(self._fill_ids)}",
             client_order_id=order.client_order_id,
             instrument=inst,
             side=order.side,

@@ -236,7 +236,10 @@ class StrategyExecutor:
             if stale:
                 for o in stale:
                     if o.status is not OrderStatus.PENDING_CANCEL:
-                        self.oms.cancel_order(o.client_order_id)
+                        try:
+                            self.oms.cancel_order(o.client_order_id)
+                        except Exception as e:  # the venue refused: report it, keep going
+                            self.log("warning", "order", f"{name}: cancel {o.client_order_id} failed: {e}")
                 ctx = self.context(slot, bar.symbol, bar.close, bar.ts)
                 slot.strategy.forget_target(bar.symbol)
                 try:
