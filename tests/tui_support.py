@@ -153,3 +153,15 @@ def screen_text(app: object) -> str:
     )
     console.print(render)
     return console.export_text()
+
+
+def run_async(fn):  # type: ignore[no-untyped-def]
+    """Run an async test with asyncio.run: no pytest async plugin is required."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

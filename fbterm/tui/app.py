@@ -31,6 +31,7 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
@@ -462,7 +463,6 @@ class FbtermApp(App[int]):
         self._queued = threading.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._last_arrival: float | None = None
-        self._backtest_screen: Screen[Any] | None = None
         # Instrumentation the tests and the benchmark read.
         self.frames = 0
         self.first_frame_at: float | None = None
@@ -527,12 +527,15 @@ class FbtermApp(App[int]):
             console = self._console_screen()
         except LookupError:
             return
-        if not console.ready:
+        if not console.ready or not console.is_attached:
             return
         self.snapshot = snap
         self._last_arrival = time.monotonic()
-        was_halted = console.query_one(Banner).state is TradingState.HALTED
-        console.render_snapshot(snap)
+        try:
+            was_halted = console.query_one(Banner).state is TradingState.HALTED
+            console.render_snapshot(snap)
+        except NoMatches:
+            return  # the console is being torn down (quit) while a snapshot arrived
         top = self.screen
         if top is not console and hasattr(top, "update_snapshot"):
             top.update_snapshot(snap)
@@ -615,9 +618,11 @@ class FbtermApp(App[int]):
     def open_backtest(self) -> None:
         from fbterm.tui.backtest import BacktestScreen
 
-        if self._backtest_screen is None:
-            self._backtest_screen = BacktestScreen(self.cfg)
-        self.push_screen(self._backtest_screen)
+        # Installed, not just pushed: an installed screen survives being popped, so the last
+        # result (tables, charts) is still there when the operator comes back.
+        if not self.is_screen_installed("backtest"):
+            self.install_screen(BacktestScreen(self.cfg), name="backtest")
+        self.push_screen("backtest")
 
     # -- layout and themes -----------------------------------------------------------------
     def want_compact(self, width: int, height: int) -> bool:

@@ -263,7 +263,7 @@ class BacktestScreen(Screen[None]):
                 self.post_message(BacktestProgress(f))
 
         try:
-            from fbterm.backtest import run_backtest_job
+            from fbterm.backtest.jobs import run_backtest_job
 
             result = run_backtest_job(progress=progress, **job)
         except Exception as e:  # shown to the operator; the UI must survive a failed job
@@ -325,7 +325,7 @@ class BacktestScreen(Screen[None]):
     def _draw_charts(self, result: Any) -> None:
         from textual_plotext import PlotextPlot
 
-        from fbterm.backtest import draw_equity, draw_price_trades
+        from fbterm.backtest.analysis import draw_equity, draw_price_trades
 
         for id_, draw in (("#bt-equity", draw_equity), ("#bt-price", draw_price_trades)):
             plot = self.query_one(id_, PlotextPlot)
