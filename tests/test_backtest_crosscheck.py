@@ -75,3 +75,22 @@ def test_matches_backtesting_py(seed, fast, slow, commission) -> None:
         if commission:
             # backtesting.py counts the commissions of closed trades only
             assert t["commission"].sum() == pytest.approx(ref["Commissions [$]"], rel=1e-9)
+
+
+def test_matches_backtesting_py_on_tick_grid_with_ties() -> None:
+    # 1-minute bars on a 4-decimal grid: the SMAs tie exactly at times, and a second cross
+    # the same way closes and re-opens the position in backtesting.py; so must we.
+    bars = synth_bars(20_000, seed=42, bar_size="1min")
+    data = bars.rename(columns=str.capitalize)
+    data.index = data.index.tz_localize(None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = Backtest(data, SmaCross, cash=10_000, commission=0.001).run(n1=10, n2=20)
+    rt = ref["_trades"]
+    for mode in ("fast", "replay"):
+        res = CustomBacktester(bars, create_strategy("sma_cross", None, {"fast": 10, "slow": 20}),
+                               cash=10_000, commission=0.001, mode=mode).run_backtest()
+        assert len(res.trades) == len(rt)
+        np.testing.assert_array_equal(res.trades["entry_bar"], rt["EntryBar"])
+        np.testing.assert_array_equal(res.trades["size"], rt["Size"])
+        assert res.metrics["equity_final"] == pytest.approx(ref["Equity Final [$]"], rel=1e-4)

@@ -553,9 +553,12 @@ class CustomBacktester:
         chg_mask = np.empty(len(nn), dtype=bool)
         chg_mask[0] = True
         chg_mask[1:] = vals[1:] != vals[:-1]
-        events = nn[chg_mask].tolist()
-        inline = type(strat).execute is StrategyInterface.execute and self.risk_gate is None
+        reenter = bool(getattr(strat, "reenter_on_repeat", False))
+        # With re-entry every non-NaN target acts (a repeat closes and re-opens).
+        events = nn.tolist() if reenter else nn[chg_mask].tolist()
         stops = self.stops
+        inline = (type(strat).execute is StrategyInterface.execute and self.risk_gate is None
+                  and not (reenter and stops is not None))
         if inline and stops is None:
             self._plain_loop(book, target, [e for e in events if e + 1 < n])
             return
@@ -685,10 +688,41 @@ class CustomBacktester:
         fp: list[float] = []
         fc: list[float] = []
         floor, copysign = math.floor, math.copysign
+        reenter = bool(getattr(self.strategy, "reenter_on_repeat", False))
         tv = target[events].tolist()
         pv = o[np.asarray(events, dtype=np.int64) + 1].tolist() if events else []
         for e, t, px in zip(events, tv, pv, strict=True):
             if t == last:
+                if not (reenter and t):
+                    continue
+                # Re-entry: close at this open, then size afresh on what is left (as
+                # StrategyInterface._reenter does, operation for operation).
+                eq = cash + pos * px - abs(pos) * px * cf
+                if pos:
+                    fee = abs(pos) * px * cf if frac else commission(abs(pos), px)
+                    cash -= -pos * px + fee
+                    fb.append(e + 1)
+                    fq.append(-pos)
+                    fp.append(px)
+                    fc.append(fee)
+                    pos = 0.0
+                if mode == "all_in":
+                    units = max(eq, 0.0) * (1 - 1e-10) * abs(t) / (px * (1 + cf))
+                elif mode == "fraction":
+                    units = max(eq, 0.0) * value * abs(t) / px
+                elif mode == "cash":
+                    units = value * abs(t) / px
+                else:
+                    units = value * abs(t)
+                qty = copysign(float(floor(units + 1e-9)), t)
+                if qty:
+                    fee = abs(qty) * px * cf if frac else commission(abs(qty), px)
+                    cash -= qty * px + fee
+                    pos = qty
+                    fb.append(e + 1)
+                    fq.append(qty)
+                    fp.append(px)
+                    fc.append(fee)
                 continue
             last = t
             if not t or px <= 0:

@@ -171,6 +171,9 @@ class StrategyInterface(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    # A repeated target closes the position and opens it again, sized afresh (backtesting.py's
+    # SmaCross does ``position.close(); sell()`` on every cross, even a second one in a row).
+    reenter_on_repeat: ClassVar[bool] = False
 
     def __init__(self, strategy_id: str | None = None, **params: Any):
         self.strategy_id = strategy_id or self.name or type(self).__name__
@@ -237,13 +240,30 @@ class StrategyInterface(ABC):
             return []
         prev = self._last_target.get(ctx.symbol)
         if prev is not None and target == prev:
-            return []
+            if not (self.reenter_on_repeat and target):
+                return []
+            return self._reenter(target, ctx)
         self._last_target[ctx.symbol] = target
         qty = target_quantity(
             target, ctx.price, ctx.equity, ctx.sizing, commission_fraction=ctx.commission_fraction,
             position=ctx.position,
         )
         return self.orders_to(qty, ctx, reason=f"target {target:+g}")
+
+    def _reenter(self, target: float, ctx: StrategyContext) -> list[Signal]:
+        """Close the position, then open ``target`` sized on the equity left after closing."""
+        equity = ctx.equity - abs(ctx.position) * ctx.price * ctx.commission_fraction
+        qty = target_quantity(target, ctx.price, equity, ctx.sizing,
+                              commission_fraction=ctx.commission_fraction)
+        out = self.orders_to(0.0, ctx, reason=f"re-enter {target:+g}: close")
+        if qty:
+            out.append(Signal(
+                strategy_id=self.strategy_id, instrument=Stock(ctx.symbol),
+                side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty),
+                order_type=OrderType.MARKET, signal_price=ctx.price, ts=ctx.ts,
+                reason=f"re-enter {target:+g}",
+            ))
+        return out
 
     def orders_to(self, quantity: float, ctx: StrategyContext, *, reason: str = "",
                   instrument: Instrument | None = None) -> list[Signal]:

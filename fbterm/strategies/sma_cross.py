@@ -36,6 +36,9 @@ def crossover_targets(fast: np.ndarray, slow: np.ndarray) -> np.ndarray:
 class SmaCross(StrategyInterface):
     name: ClassVar[str] = "sma_cross"
     description: ClassVar[str] = "Long when the fast SMA crosses above the slow one, short below."
+    # Every cross is an instruction: a second cross the same way (after an exact tie) closes
+    # and re-opens, as backtesting.py's SmaCross does.
+    reenter_on_repeat: ClassVar[bool] = True
     params: ClassVar[tuple[Param, ...]] = (
         Param("fast", int, 10, "fast SMA window (bars)", min=1),
         Param("slow", int, 20, "slow SMA window (bars)", min=2),
