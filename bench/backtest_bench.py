@@ -102,7 +102,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     st = Backtest(df, SmaCross, cash=10_000, commission=0.0).run()
 print(st["# Trades"], st["Equity Final [$]"], file=sys.stderr)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
 """
 
 FB_SCRIPT = """
@@ -113,7 +113,7 @@ with contextlib.redirect_stdout(buf):
     rc = main(["backtest", "--data", sys.argv[1], "--param", "fast=10", "--param", "slow=20",
                "--cash", "10000", "--commission", "0", "--sizing", "all_in", "--json"])
 print(buf.getvalue().strip(), file=sys.stderr)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")][0])
 """
 
 

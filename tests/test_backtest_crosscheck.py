@@ -80,7 +80,7 @@ def test_matches_backtesting_py(seed, fast, slow, commission) -> None:
 def test_matches_backtesting_py_on_tick_grid_with_ties() -> None:
     # 1-minute bars on a 4-decimal grid: the SMAs tie exactly at times, and a second cross
     # the same way closes and re-opens the position in backtesting.py; so must we.
-    bars = synth_bars(20_000, seed=42, bar_size="1min")
+    bars = synth_bars(50_000, seed=42, bar_size="1min")
     data = bars.rename(columns=str.capitalize)
     data.index = data.index.tz_localize(None)
     with warnings.catch_warnings():

@@ -155,7 +155,7 @@ def _ts_seconds(index: pd.Index) -> np.ndarray:
 class _Book:
     """Cash, positions and the fill log of one backtest (both paths use it)."""
 
-    __slots__ = ("cash", "cost", "fb", "fc", "fk", "fp", "fq", "fr", "insts", "pos")
+    __slots__ = ("cash", "cost", "fb", "fc", "fk", "fp", "fq", "fr", "insts", "plain", "pos")
 
     def __init__(self, cash: float):
         self.cash = cash
@@ -168,6 +168,7 @@ class _Book:
         self.fp: list[float] = []
         self.fc: list[float] = []
         self.fr: list[str] = []
+        self.plain = False  # every fill is the one symbol's, with no reason (the hot loop)
 
     def fill(self, i: int, inst: Instrument, qty: float, price: float, commission: float,
              reason: str = "") -> None:
@@ -754,6 +755,7 @@ class CustomBacktester:
         book.fb, book.fq, book.fp, book.fc = fb, fq, fp, fc
         book.fk = [sym] * len(fb)
         book.fr = [""] * len(fb)
+        book.plain = True
         if pos:
             book.pos[sym] = pos
             book.cost[sym] = fp[-1]
@@ -813,16 +815,25 @@ class CustomBacktester:
         fq = np.asarray(book.fq, dtype=float)
         fp = np.asarray(book.fp, dtype=float)
         fc = np.asarray(book.fc, dtype=float)
-        keys = np.asarray(book.fk, dtype=object)
         sym = self.symbol
-        mults = np.array([book.insts[k].multiplier for k in book.fk], dtype=float) if len(fb) else np.zeros(0)
-        flows = np.bincount(fb, weights=fq * fp * mults + fc, minlength=n) if len(fb) else np.zeros(n)
+        m = len(fb)
+        if book.plain or set(book.fk) <= {sym}:
+            # One instrument: skip per-fill Python work (1M bars can mean 100k fills).
+            keys: Any = pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [sym])
+            mults = np.ones(m)
+            is_sym = np.ones(m, dtype=bool)
+        else:
+            keys = np.asarray(book.fk, dtype=object)
+            mults = np.array([book.insts[k].multiplier for k in book.fk], dtype=float)
+            is_sym = keys == sym
+        reasons: Any = (pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [""]) if book.plain
+                        else pd.Categorical(book.fr))
+        flows = np.bincount(fb, weights=fq * fp * mults + fc, minlength=n) if m else np.zeros(n)
         cash = self.cash - np.cumsum(flows)
-        is_sym = keys == sym if len(fb) else np.zeros(0, dtype=bool)
         position = np.cumsum(np.bincount(fb[is_sym], weights=fq[is_sym], minlength=n)) if len(fb) else np.zeros(n)
         position[np.abs(position) < 1e-9] = 0.0
         equity = cash + position * self._c
-        for key in set(book.fk) - {sym}:
+        for key in (set(book.insts) - {sym}) if not book.plain else ():
             inst = book.insts[key]
             sel = keys == key
             held = np.cumsum(np.bincount(fb[sel], weights=fq[sel], minlength=n))
@@ -831,7 +842,7 @@ class CustomBacktester:
         fills = pd.DataFrame({
             "bar": fb, "time": idx[fb] if len(fb) else pd.Index([], dtype=idx.dtype),
             "instrument": keys, "quantity": fq, "price": fp, "commission": fc,
-            "reason": np.asarray(book.fr, dtype=object),
+            "reason": reasons,
         })
         trades = trades_from_fills(fills, idx, {k: i.multiplier for k, i in book.insts.items()})
         sig = signals
@@ -869,19 +880,20 @@ def trades_from_fills(fills: pd.DataFrame, index: pd.Index, multipliers: dict[st
     Commission of a fill that both closes and opens is split by quantity. return_pct follows
     backtesting.py: the price move in % of entry, less the trade's commissions in % of entry
     value. A position still open at the end is not a trade."""
-    rows: list[tuple[Any, ...]] = []
+    parts: list[pd.DataFrame] = []
     if len(fills):
-        for key, grp in fills.groupby("instrument", sort=False):
+        for key, grp in fills.groupby("instrument", sort=False, observed=True):
             mult = float(multipliers.get(str(key), 1))
             q = grp["quantity"].to_numpy()
             p1 = np.cumsum(q)
             p1[np.abs(p1) < 1e-9] = 0.0
             p0 = np.r_[0.0, p1[:-1]]
             if np.all((p0 == 0) | (p1 == 0) | ((p0 > 0) != (p1 > 0))):
-                rows.extend(_trades_vectorised(str(key), grp, p0, p1, mult))
+                parts.append(_trades_vectorised(str(key), grp, p0, p1, mult))
             else:
-                rows.extend(_trades_walk(str(key), grp, mult))
-    df = pd.DataFrame(rows, columns=TRADE_COLUMNS[:4] + TRADE_COLUMNS[6:11])
+                parts.append(pd.DataFrame(_trades_walk(str(key), grp, mult), columns=_RAW_COLUMNS))
+    parts = [p for p in parts if len(p)]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_RAW_COLUMNS)
     if len(df):
         df = df.sort_values(["exit_bar", "entry_bar"], kind="stable").reset_index(drop=True)
         eb = df["entry_bar"].to_numpy(dtype=np.int64)
@@ -895,8 +907,11 @@ def trades_from_fills(fills: pd.DataFrame, index: pd.Index, multipliers: dict[st
     return df[TRADE_COLUMNS]
 
 
+_RAW_COLUMNS = TRADE_COLUMNS[:4] + TRADE_COLUMNS[6:11]
+
+
 def _trades_vectorised(key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarray,
-                       mult: float) -> list[tuple[Any, ...]]:
+                       mult: float) -> pd.DataFrame:
     """Fast case: every fill opens from flat, closes to flat, or reverses."""
     bar = grp["bar"].to_numpy()
     px = grp["price"].to_numpy()
@@ -906,7 +921,7 @@ def _trades_vectorised(key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarr
     closes = np.flatnonzero(p0 != 0)
     m = min(len(opens), len(closes))
     if m == 0:
-        return []
+        return pd.DataFrame(columns=_RAW_COLUMNS)
     oi, ci = opens[:m], closes[:m]
     size = p1[oi]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -916,7 +931,11 @@ def _trades_vectorised(key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarr
     comm = c_in + c_out
     pnl = size * (exit_ - entry) * mult - comm
     ret = np.sign(size) * (exit_ / entry - 1) - comm / (np.abs(size) * entry * mult)
-    return list(zip([key] * m, size, bar[oi], bar[ci], entry, exit_, pnl, ret, comm, strict=True))
+    return pd.DataFrame({
+        "instrument": pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [key]),
+        "size": size, "entry_bar": bar[oi], "exit_bar": bar[ci], "entry_price": entry,
+        "exit_price": exit_, "pnl": pnl, "return_pct": ret, "commission": comm,
+    })
 
 
 def _trades_walk(key: str, grp: pd.DataFrame, mult: float) -> list[tuple[Any, ...]]:
