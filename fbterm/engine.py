@@ -535,9 +535,7 @@ class Engine:
                     self.executor.on_bar(bar, trade=False)
                     if t.symbol == self.symbols[0]:
                         produced += 1
-        for slot in self.executor.slots.values():
-            for sym in slot.symbols:
-                slot.strategy.forget_target(sym)
+        self.executor.forget_targets()
 
     # ------------------------------------------------------------------ market data
     async def _feed_loop(self) -> None:
@@ -724,7 +722,8 @@ class Engine:
             try:
                 ok, msg = self._handle(cmd)
             except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
-                ok, msg = False, str(e).strip("'\"")
+                # A plain KeyError's str() is its repr; UnknownOrder's is already a sentence.
+                ok, msg = False, str(e.args[0] if type(e) is KeyError and e.args else e)
             except Exception as e:  # a command must never kill the engine
                 ok, msg = False, f"{type(e).__name__}: {e}"
             res = CommandResult(cmd.command_id, ok, msg, self.clock())
@@ -836,7 +835,7 @@ class Engine:
                 self._operator_exit = False
             slot = self.executor.slots.get(sid)
             if slot is not None:
-                slot.strategy.forget_target(key)
+                slot.instance(p.instrument.underlying).forget_target(p.instrument.underlying)
             if o.status is OrderStatus.REJECTED:
                 rejected.append(f"{key}: {o.reason}")
             else:
@@ -899,11 +898,10 @@ class Engine:
 
     def replace_strategy(self, name: str, new_strategy: StrategyInterface, config: StrategyConfig) -> StrategyInterface:
         slot = self.executor.slots[name]
-        # Warm the new object on the bars its predecessor saw, so it trades from the next bar.
-        for sym in slot.symbols:
-            for bar in list(self.history.get(sym, ())):
-                new_strategy.on_bar(bar)
-        old = self.executor.replace_strategy(name, new_strategy)
+        # Warm the new objects on the bars their predecessors saw, so they trade from the next bar.
+        old = self.executor.replace_strategy(
+            name, new_strategy, {sym: list(self.history.get(sym, ())) for sym in slot.symbols}
+        )
         slot.spec = config.cls
         if config.capital != slot.capital:
             self.executor.scale_strategy(name, config.capital)

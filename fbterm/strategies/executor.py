@@ -8,17 +8,18 @@ and pauses it; the others keep trading.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from fbterm.config import StrategyRiskConfig
-from fbterm.model import Bar, OptionQuote, Order, OrderStatus, Position, Signal
+from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
 from fbterm.risk import StrategyLevelRisk
 from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
@@ -49,6 +50,20 @@ class StrategySlot:
     day_start_equity: float | None = None
     day: int | None = None
     history: list[tuple[float, float]] = field(default_factory=list)  # (ts, equity) samples
+    # One strategy object per symbol: streaming state (moving averages, channels) must never
+    # mix two symbols' prices. ``strategy`` is the first symbol's, and the template.
+    instances: dict[str, StrategyInterface] = field(default_factory=dict)
+
+    def instance(self, symbol: str) -> StrategyInterface:
+        inst = self.instances.get(symbol)
+        if inst is None:
+            inst = self.instances[symbol] = clone_strategy(self.strategy) if self.instances else self.strategy
+        return inst
+
+
+def clone_strategy(s: StrategyInterface) -> StrategyInterface:
+    """A fresh object of the same class and parameters (no streaming state)."""
+    return type(s)(s.strategy_id, **s.p)
 
 
 class StrategyExecutor:
@@ -122,17 +137,30 @@ class StrategyExecutor:
         slot.state = StrategyState.RUNNING
         slot.error = ""
 
-    def replace_strategy(self, name: str, new: StrategyInterface) -> StrategyInterface:
-        """Swap in a new strategy object, keeping positions, orders and capital."""
+    def replace_strategy(
+        self, name: str, new: StrategyInterface, history: Mapping[str, Sequence[Bar]] | None = None
+    ) -> StrategyInterface:
+        """Swap in a new strategy object, keeping positions, orders and capital.
+
+        Each symbol's new instance is warmed on ``history`` (bars it would have seen) and
+        starts from the old instance's last target, so a swap does not re-trade a position.
+        """
         slot = self._slot(name)
         old = slot.strategy
         new.strategy_id = name
-        # The new code starts from the same targets, so a swap does not re-trade a held position.
-        for sym in slot.symbols:
-            t = old.last_target(sym)
+        instances: dict[str, StrategyInterface] = {}
+        for i, sym in enumerate(slot.symbols):
+            inst = new if i == 0 else clone_strategy(new)
+            for bar in (history or {}).get(sym, ()):
+                inst.on_bar(bar)
+            prev = slot.instances.get(sym)
+            t = prev.last_target(sym) if prev is not None else None
+            inst.forget_target(sym)
             if t is not None:
-                new._last_target[sym] = t
+                inst._last_target[sym] = t
+            instances[sym] = inst
         slot.strategy = new
+        slot.instances = instances
         return old
 
     def set_halted(self, halted: bool) -> None:
@@ -211,42 +239,43 @@ class StrategyExecutor:
 
     # -- running -------------------------------------------------------------------------
     def run_strategy(self, name: str, bar: Bar, *, trade: bool = True) -> list[Order]:
-        """Feed one closed bar to one strategy; with ``trade``, send the orders it asks for."""
+        """Feed one closed bar to one strategy; with ``trade``, send the orders it asks for.
+
+        The strategy sees its position *including* what it already has working, so a
+        partially filled order is not sent again. When it turns the other way, its working
+        orders in that symbol are cancelled first and it is asked again from its filled
+        position: two opposite orders of one strategy never work at once.
+        """
         slot = self._slot(name)
         if slot.state is StrategyState.ERROR:
             return []
+        strat = slot.instance(bar.symbol)
         try:
-            target = slot.strategy.on_bar(bar)
-            if not trade or slot.state is not StrategyState.RUNNING:
+            target = strat.on_bar(bar)
+            if not trade or slot.state is not StrategyState.RUNNING or math.isnan(target):
                 return []
-            if math.isnan(target):
-                return []
-            ctx = self.context(slot, bar.symbol, bar.close, bar.ts)
-            signals = slot.strategy.execute(target, ctx)
+            working = [o for o in self.oms.open.values()
+                       if o.strategy_id == name and o.instrument.underlying == bar.symbol]
+            ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=working)
+            signals = net_signals(strat.execute(target, ctx))
+            if signals and working and _opposes(signals, working):
+                for o in working:
+                    if o.status is not OrderStatus.PENDING_CANCEL:
+                        try:
+                            self.oms.cancel_order(o.client_order_id)
+                        except Exception as e:  # the venue refused: report it, keep going
+                            self.log("warning", "order", f"{name}: cancel {o.client_order_id} failed: {e}")
+                strat.forget_target(bar.symbol)
+                still = [o for o in self.oms.open.values()
+                         if o.strategy_id == name and o.instrument.underlying == bar.symbol]
+                ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=still)
+                signals = net_signals(strat.execute(target, ctx))
         except Exception as e:  # one strategy's bug must not stop the others
             self._fail(slot, e)
             return []
         if signals:
             slot.last_signal = f"{bar.symbol} {target:+g}"
             slot.last_signal_ts = self.clock()
-            # A new target supersedes what the strategy still has working in this symbol;
-            # leaving it would trade both the old intent and the new one.
-            stale = [o for o in self.oms.open.values()
-                     if o.strategy_id == name and o.instrument.underlying == bar.symbol]
-            if stale:
-                for o in stale:
-                    if o.status is not OrderStatus.PENDING_CANCEL:
-                        try:
-                            self.oms.cancel_order(o.client_order_id)
-                        except Exception as e:  # the venue refused: report it, keep going
-                            self.log("warning", "order", f"{name}: cancel {o.client_order_id} failed: {e}")
-                ctx = self.context(slot, bar.symbol, bar.close, bar.ts)
-                slot.strategy.forget_target(bar.symbol)
-                try:
-                    signals = slot.strategy.execute(target, ctx)
-                except Exception as e:
-                    self._fail(slot, e)
-                    return []
         return self._send(slot, signals)
 
     def on_bar(self, bar: Bar, *, trade: bool = True) -> list[Order]:
@@ -257,7 +286,7 @@ class StrategyExecutor:
 
     def run_on_frame(self, name: str, bars: pd.DataFrame, symbol: str) -> pd.DataFrame:
         """The strategy's vectorised signals on a frame (what the UI shows as 'last signal')."""
-        return self._slot(name).strategy.analyze(bars)
+        return self._slot(name).instance(symbol).analyze(bars)
 
     def on_price(self, symbol: str, price: float, ts: float) -> list[Order]:
         """Stop-loss / take-profit checks for every strategy holding ``symbol``."""
@@ -276,15 +305,19 @@ class StrategyExecutor:
             sig = slot.risk.on_price(pos, price, ts)
             if sig is not None:
                 self.log("warning", "risk", f"{slot.name}: {sig.reason}; closing {symbol} {pos.quantity:+g}")
-                slot.strategy.forget_target(symbol)
+                slot.instance(symbol).forget_target(symbol)
                 sent = self._send(slot, [sig])
                 if not sent or sent[0].status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
                     slot.risk.exit_done(symbol)
                 out.extend(sent)
         return out
 
-    def context(self, slot: StrategySlot, symbol: str, price: float, ts: float) -> StrategyContext:
+    def context(self, slot: StrategySlot, symbol: str, price: float, ts: float,
+                working: Sequence[Order] = ()) -> StrategyContext:
         positions = {key: p.quantity for key, p in self.positions_of(slot.name).items()}
+        for o in working:
+            if o.status is not OrderStatus.PENDING_CANCEL:
+                positions[o.symbol] = positions.get(o.symbol, 0.0) + o.side.sign * o.remaining
         return StrategyContext(
             strategy_id=slot.name,
             symbol=symbol,
@@ -311,6 +344,13 @@ class StrategyExecutor:
             out.append(order)
         return out
 
+    def forget_targets(self, name: str | None = None) -> None:
+        """Let every (or one) strategy act on its next target even if it repeats."""
+        for slot in self.slots.values():
+            if name is None or slot.name == name:
+                for sym in slot.symbols:
+                    slot.instance(sym).forget_target(sym)
+
     def _fail(self, slot: StrategySlot, e: BaseException) -> None:
         slot.state = StrategyState.ERROR
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
@@ -319,3 +359,35 @@ class StrategyExecutor:
         self.log("error", "strategy", f"{slot.name} stopped: {slot.error}")
         if self.on_error:
             self.on_error(slot, e)
+
+
+def net_signals(signals: Sequence[Signal]) -> list[Signal]:
+    """Market intents for one instrument netted into one (or none).
+
+    backtesting.py-style strategies close and re-open in two steps; at a live venue that is
+    two commissions for nothing, so the executor sends the net. Non-market intents pass as
+    they are.
+    """
+    if len(signals) < 2:
+        return list(signals)
+    out: list[Signal] = []
+    net: dict[str, float] = {}
+    first: dict[str, Signal] = {}
+    for sig in signals:
+        if sig.order_type is not OrderType.MARKET:
+            out.append(sig)
+            continue
+        key = sig.instrument.key
+        first.setdefault(key, sig)
+        net[key] = net.get(key, 0.0) + sig.side.sign * sig.quantity
+    for key, qty in net.items():
+        if abs(qty) < 1e-9:
+            continue
+        s0 = first[key]
+        out.append(dataclasses.replace(s0, side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty)))
+    return out
+
+
+def _opposes(signals: Sequence[Signal], working: Sequence[Order]) -> bool:
+    sides = {(o.instrument.key, o.side) for o in working}
+    return any((s.instrument.key, s.side.opposite) in sides for s in signals)
