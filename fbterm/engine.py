@@ -200,6 +200,7 @@ class Engine:
         self.connection_message = ""
         self.ticks_processed = 0
         self._feed_errors = 0
+        self._activity_failed = False
         self.tick_latencies: deque[float] = deque(maxlen=10_000)  # tick arrival -> order created
         self._log: deque[LogLine] = deque(maxlen=500)
         self._log_seq = 0
@@ -684,18 +685,18 @@ class Engine:
         if kind == "fill":
             f: Fill = obj  # type: ignore[assignment]
             self.log("info", "fill", f"{f.strategy_id}: {f.side.value} {f.quantity:g} {f.instrument.key} "
-                                     f"@ {f.price:,.4g} (comm {f.commission:.2f})")
-            self._activity("fill", f.to_dict())
+                                     f"@ {f.price:,.4g} (comm {f.commission:.2f})", **f.to_dict())
         elif kind == "order":
             o: Order = obj  # type: ignore[assignment]
             if o.status is OrderStatus.REJECTED:
                 self._alert("warning", "Order rejected", f"{o.client_order_id} {o.side.value} {o.quantity:g} "
                             f"{o.symbol} ({o.strategy_id}): {o.reason}", key=f"reject:{o.strategy_id}:{o.reason[:30]}")
-            elif o.status in (OrderStatus.SUBMITTED,) and o.revision == 0 and o.strategy_id != "manual":
-                pass
-            if o.status.is_terminal or o.status is OrderStatus.SUBMITTED:
-                self._activity("order", {"id": o.client_order_id, "status": o.status.value, "reason": o.reason,
-                                         "strategy": o.strategy_id, "symbol": o.symbol})
+            # Every order event goes to the activity log (not the pane: fills already say it).
+            self._activity("order", f"{o.client_order_id} {o.status.value}" + (f": {o.reason}" if o.reason else ""),
+                           order_id=o.client_order_id, status=o.status.value, reason=o.reason,
+                           strategy=o.strategy_id, symbol=o.symbol, side=o.side.value, qty=o.quantity,
+                           filled=o.filled_quantity, order_type=o.order_type.value, lmt=o.limit_price,
+                           stp=o.stop_price)
         elif kind == "message":
             m: BrokerMessage = obj  # type: ignore[assignment]
             self.log(m.level if m.level in ("info", "warning", "error") else "warning", "broker",
@@ -728,9 +729,8 @@ class Engine:
                 ok, msg = False, f"{type(e).__name__}: {e}"
             res = CommandResult(cmd.command_id, ok, msg, self.clock())
             self._results.append(res)
-            self.log("info" if ok else "warning", "command", ("OK " if ok else "FAILED ") + msg)
-            self._activity("command", {"command": type(cmd).__name__, "ok": ok, "message": msg,
-                                       "source": cmd.source})
+            self.log("info" if ok else "warning", "command", ("OK " if ok else "FAILED ") + msg,
+                     command=type(cmd).__name__, ok=ok, source=cmd.source, command_id=cmd.command_id)
             self._publish(force=True)
 
     def _handle(self, cmd: S.Command) -> tuple[bool, str]:
@@ -956,17 +956,21 @@ class Engine:
             self._maybe_publish()
 
     # ------------------------------------------------------------------ logging & alerts
-    def log(self, level: str, kind: str, message: str) -> None:
+    def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
+        """A line for the console's log pane and the activity log (JSON lines)."""
         self._log_seq += 1
         self._log.append(LogLine(self._log_seq, self.clock(), level, kind, message))
-        if self.diagnostics is not None:
-            with contextlib.suppress(Exception):
-                self.diagnostics.log_activity(kind, message, level=level)
+        self._activity(kind, message, level=level, **fields)
 
-    def _activity(self, kind: str, fields: dict[str, Any]) -> None:
+    def _activity(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> None:
         if self.diagnostics is not None:
-            with contextlib.suppress(Exception):
-                self.diagnostics.log_activity(kind, fields.get("message", kind), level="info", **fields)
+            try:
+                self.diagnostics.log_activity(kind, message, level=level, **fields)
+            except Exception as e:  # the log must never stop trading; say so once
+                if not self._activity_failed:
+                    self._activity_failed = True
+                    self._log.append(LogLine(self._log_seq, self.clock(), "error", "engine",
+                                             f"activity log write failed: {e}"))
 
     def _alert(self, severity: str, title: str, body: str, *, key: str) -> None:
         if self.diagnostics is not None:
