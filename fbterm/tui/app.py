@@ -178,7 +178,7 @@ class ConsoleScreen(Screen[None]):
                 risk.can_focus = True
                 yield risk
                 yield LogPane(id="log", classes="pane")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         for pid, title in PANES:
