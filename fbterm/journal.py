@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+# One compact encoder, built once (json.dumps with separators builds a new one per call).
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 class JournalError(RuntimeError):
@@ -109,8 +113,7 @@ class Journal:
             self._seq += 1
             self.conn.execute(
                 "INSERT INTO order_events(seq, ts, kind, order_id, data) VALUES (?,?,?,?,?)",
-                (self._seq, ts or time.time(), kind, order.client_order_id,
-                 json.dumps(order.to_dict(), separators=(",", ":"))),
+                (self._seq, ts or time.time(), kind, order.client_order_id, _dumps(order.to_dict())),
             )
 
     def record_fill(self, fill: Fill) -> bool:
@@ -119,8 +122,7 @@ class Journal:
             self._seq += 1
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO fills(fill_id, seq, order_id, ts, data) VALUES (?,?,?,?,?)",
-                (fill.fill_id, self._seq, fill.client_order_id, fill.ts,
-                 json.dumps(fill.to_dict(), separators=(",", ":"))),
+                (fill.fill_id, self._seq, fill.client_order_id, fill.ts, _dumps(fill.to_dict())),
             )
             return cur.rowcount == 1
 
@@ -169,8 +171,5 @@ class Journal:
         return [(ts, kind, Order.from_dict(json.loads(d))) for ts, kind, d in rows]
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self.conn.close()
-            except sqlite3.ProgrammingError:
-                pass
+        with self._lock, suppress(sqlite3.ProgrammingError):
+            self.conn.close()
