@@ -141,9 +141,17 @@ def _run(args: argparse.Namespace) -> int:
         else:
             import pandas as pd
 
+            shown = table
+            if "error" in table:
+                failed = table[table["error"].notna()]
+                shown = table[table["error"].isna()].drop(columns="error")
+                if len(failed):
+                    reasons = sorted(set(failed["error"].astype(str)))
+                    print(f"{len(failed)} of {len(table)} combinations skipped: {reasons[0]}"
+                          + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""))
             with pd.option_context("display.max_rows", 200, "display.width", 200,
                                    "display.float_format", "{:,.4f}".format):
-                print(table.head(50).to_string(index=False))
+                print(shown.head(50).to_string(index=False))
         return 0
 
     bars = load_bars(args.data)
