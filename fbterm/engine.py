@@ -397,10 +397,13 @@ class Engine:
         return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout)
 
     def build_snapshot_threadsafe(self) -> EngineSnapshot:
-        snap = self.call(self.build_snapshot)
-        # The venue's own view of the account (IB: every position, not only ours).
-        self.broker_positions = self.call(self._safe_broker_positions)
-        return snap
+        def both() -> EngineSnapshot:
+            # Taken together on the engine thread, so the venue's view (IB: every position,
+            # not only ours) and ours describe the same moment.
+            self.broker_positions = self._safe_broker_positions()
+            return self.build_snapshot()
+
+        return self.call(both)
 
     def _safe_broker_positions(self) -> list[Any]:
         try:
