@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -56,17 +57,20 @@ class Option:
     multiplier: int = 100
     exchange: str = "SMART"
     currency: str = "USD"
+    # The key, formatted once: it is looked up on every tick, fill and risk check.
+    _key: str = field(default="", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.right, Right):
             object.__setattr__(self, "right", Right(str(self.right).upper()[:1]))
         if self.strike <= 0:
             raise ValueError(f"option strike must be > 0, got {self.strike}")
+        strike = f"{self.strike:g}"
+        object.__setattr__(self, "_key", f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}")
 
     @property
     def key(self) -> str:
-        strike = f"{self.strike:g}"
-        return f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}"
+        return self._key
 
     @property
     def symbol(self) -> str:
@@ -82,6 +86,7 @@ Instrument = Stock | Option
 _OPTION_KEY = re.compile(r"^(?P<und>[A-Z0-9.\-]+) (?P<exp>\d{8}) (?P<right>[CP])(?P<strike>\d+(?:\.\d+)?)$")
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and instruments are immutable
 def instrument_from_key(key: str) -> Instrument:
     """Parse ``AAPL`` or ``AAPL 20250117 C150`` back into an instrument."""
     m = _OPTION_KEY.match(key.strip())

@@ -304,8 +304,8 @@ class PaperBroker:
         return self.cash + net
 
     def _free_equity(self) -> float:
-        _, gross = self._marked_positions()
-        return self.equity() * self.cfg.leverage - gross
+        net, gross = self._marked_positions()  # once: marking options prices each of them
+        return (self.cash + net) * self.cfg.leverage - gross
 
     def buying_power(self) -> float:
         """Equity x leverage, less what positions and working orders that add risk use."""
