@@ -456,6 +456,7 @@ class Engine:
         tasks = [
             asyncio.create_task(self._feed_loop(), name="feed"),
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+            asyncio.create_task(self._publish_loop(), name="publish"),
         ]
         try:
             await self._stop_event.wait()
@@ -603,7 +604,6 @@ class Engine:
                 self.executor.on_bar(bar)
             if self.oms_count() != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
-        self._maybe_publish()
 
     def _remember(self, bar: Bar) -> None:
         h = self.history.get(bar.symbol)
@@ -627,7 +627,6 @@ class Engine:
             self.executor.on_price(b.symbol, b.close, b.ts)
             self._remember(b)
             self.executor.on_bar(b)
-        self._maybe_publish()
 
     def mark(self, key: str) -> float | None:
         px = self.prices.get(key)
@@ -956,7 +955,6 @@ class Engine:
                 last_rebalance = now
                 ok, msg = self._rebalance()
                 self.log("info" if ok else "warning", "metrics", msg)
-            self._maybe_publish()
 
     # ------------------------------------------------------------------ logging & alerts
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
@@ -981,12 +979,20 @@ class Engine:
                 self.diagnostics.send_alert(severity, title, body, key=key)
 
     # ------------------------------------------------------------------ snapshots
-    def _maybe_publish(self) -> None:
-        if not self._subscribers:
-            return
-        now = time.monotonic()
-        if any(now - e[2] >= e[1] for e in self._subscribers):
-            self._publish()
+    async def _publish_loop(self) -> None:
+        """Snapshots on a steady clock, whatever the tick rate: a burst never floods the UI
+        and a quiet market never starves it."""
+        nxt = time.monotonic()
+        while True:
+            interval = min((e[1] for e in self._subscribers), default=0.1)
+            nxt += interval
+            delay = nxt - time.monotonic()
+            if delay < -interval:
+                nxt = time.monotonic()
+                delay = 0.0
+            await asyncio.sleep(max(delay, 0.0))
+            if self._subscribers:
+                self._publish()
 
     def _publish(self, force: bool = False, running: bool = True) -> None:
         now = time.monotonic()

@@ -303,6 +303,13 @@ class PortfolioLevelRisk:
         current = inputs.position(key) if inputs else 0.0
         reducing = reduces_position(current, order.signed_quantity)
         if operator and not reducing and inputs:
+            # Flattening one strategy can grow the account's net position when another
+            # strategy holds the other side; it still only shrinks the strategy's own risk.
+            own = inputs.strategy_position(order.strategy_id, key)
+            reducing = reduces_position(own, order.signed_quantity) or (
+                abs(own + order.signed_quantity) < 1e-9 and own != 0
+            )
+        if operator and not reducing and inputs:
             # A flatten closes each strategy's own position; with two strategies on opposite
             # sides of one symbol, one leg grows the *net* position until the other fills.
             reducing = reduces_position(inputs.strategy_position(order.strategy_id, key),

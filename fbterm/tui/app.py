@@ -697,7 +697,7 @@ def run_app(cfg: Config) -> int:
     from fbterm.engine import Engine
 
     engine = Engine(cfg)
-    engine.start()  # ConnectionError goes to the CLI, which prints it as one line
+    engine.start(control=True)  # ConnectionError goes to the CLI, which prints it as one line
     app = FbtermApp(engine, cfg, keymap=keymap)
     code: int | None = 1
     try:
