@@ -230,6 +230,10 @@ def test_books_see_fills_partials_cancels_and_refusals():
             assert st_ == [OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED]
             assert b.oms.position("AAPL") == 300 and b.oms.position("AAPL", "alpha") == 300
             assert len(b.oms.fills) == 2
+            first, second = b.ids()[:2]
+            assert [k for _, k, _ in b.journal.order_history(first)] == ["new", "Submitted", "fill", "fill"]
+            assert [(k, o.status) for _, k, o in b.journal.order_history(second)][-2:] == \
+                [("cancel-request", OrderStatus.PENDING_CANCEL), ("Cancelled", OrderStatus.CANCELLED)]
         finally:
             b.journal.close()
 
