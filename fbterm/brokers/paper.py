@@ -208,8 +208,6 @@ class PaperBroker:
                 if update is None:
                     continue
                 self.last[order.instrument.key] = update
-            if update.ts < order.created_ts - 1e-6 and order.order_type.value == "MKT":
-                continue  # an update older than the order is not "the next price"
             f = self._try_fill(order, update)
             if f is not None:
                 fills.append(f)
@@ -247,7 +245,7 @@ class PaperBroker:
             quantity=d.quantity,
             price=d.price,
             commission=commission,
-            ts=max(u.ts, order.created_ts),
+            ts=u.ts,
             strategy_id=order.strategy_id,
         )
         updated = order.with_fill(d.quantity, d.price, ts=fill.ts)

@@ -8,6 +8,7 @@ and pauses it; the others keep trading.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -56,14 +57,24 @@ class StrategySlot:
 
     def instance(self, symbol: str) -> StrategyInterface:
         inst = self.instances.get(symbol)
-        if inst is None:
-            inst = self.instances[symbol] = clone_strategy(self.strategy) if self.instances else self.strategy
+        if inst is None:  # a symbol it was not registered for (a hot update's new symbol)
+            inst = self.instances[symbol] = clone_strategy(self.strategy)
+            inst.reset()
         return inst
 
 
 def clone_strategy(s: StrategyInterface) -> StrategyInterface:
-    """A fresh object of the same class and parameters (no streaming state)."""
-    return type(s)(s.strategy_id, **s.p)
+    """A copy of ``s`` as it is now; taken before any bar, it is a fresh instance with the
+    same parameters (a deep copy keeps whatever a custom ``__init__`` set up)."""
+    return copy.deepcopy(s)
+
+
+def per_symbol(s: StrategyInterface, symbols: Sequence[str]) -> dict[str, StrategyInterface]:
+    """``s`` for the first symbol and fresh copies of it for the others."""
+    out: dict[str, StrategyInterface] = {}
+    for i, sym in enumerate(symbols):
+        out[sym] = s if i == 0 else clone_strategy(s)
+    return out
 
 
 class StrategyExecutor:
@@ -111,6 +122,7 @@ class StrategyExecutor:
             sizing=sizing or Sizing("fraction", 1.0 / max(len(symbols), 1)),
             risk=StrategyLevelRisk(name, risk), peak_equity=float(capital),
             state=StrategyState.RUNNING if enabled else StrategyState.PAUSED,
+            instances=per_symbol(strategy, tuple(symbols)),
         )
         self.slots[name] = slot
         for s in slot.symbols:
@@ -148,9 +160,8 @@ class StrategyExecutor:
         slot = self._slot(name)
         old = slot.strategy
         new.strategy_id = name
-        instances: dict[str, StrategyInterface] = {}
-        for i, sym in enumerate(slot.symbols):
-            inst = new if i == 0 else clone_strategy(new)
+        instances = per_symbol(new, slot.symbols)
+        for sym, inst in instances.items():
             for bar in (history or {}).get(sym, ()):
                 inst.on_bar(bar)
             prev = slot.instances.get(sym)
@@ -158,7 +169,6 @@ class StrategyExecutor:
             inst.forget_target(sym)
             if t is not None:
                 inst._last_target[sym] = t
-            instances[sym] = inst
         slot.strategy = new
         slot.instances = instances
         return old

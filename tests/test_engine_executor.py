@@ -1,0 +1,158 @@
+"""Executor behaviours the live engine relies on: per-symbol strategy state, netted intents,
+no opposite working orders, and the operator's flatten through a halt with two strategies on
+one symbol. Everything runs for real: engine, paper broker, SQLite journal."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from fbterm import snapshot as S
+from fbterm.config import Config, config_from_dict
+from fbterm.engine import Engine
+from fbterm.journal import Journal
+from fbterm.model import Bar, OrderType, Side, Signal, Stock, Tick
+from fbterm.snapshot import TradingState
+from fbterm.strategies.base import StrategyContext, StrategyInterface, signal_frame
+from fbterm.strategies.executor import net_signals
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class LastClose(StrategyInterface):
+    """Remembers the last close it saw: any mixing of symbols shows up at once."""
+
+    name: ClassVar[str] = "last_close"
+
+    def reset(self) -> None:
+        super().reset()
+        self.closes: list[tuple[str, float]] = []
+
+    def check(self) -> None:
+        self.reset()
+
+    def analyze(self, bars):
+        return signal_frame(bars.index, math.nan)
+
+    def on_bar(self, bar: Bar) -> float:
+        self.closes.append((bar.symbol, bar.close))
+        return math.nan
+
+
+class Fixed(StrategyInterface):
+    """Target +1 from the first bar on (or -1 with ``short``)."""
+
+    name: ClassVar[str] = "fixed"
+
+    def __init__(self, strategy_id: str | None = None, short: bool = False):
+        self.short = short
+        super().__init__(strategy_id)
+
+    def analyze(self, bars):
+        return signal_frame(bars.index, -1.0 if self.short else 1.0)
+
+    def on_bar(self, bar: Bar) -> float:
+        return -1.0 if self.short else 1.0
+
+
+def cfg(tmp_path: Path) -> Config:
+    return config_from_dict({
+        "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+        "journal": {"path": str(tmp_path / "journal.sqlite")},
+        "risk": {"max_orders_per_second": 1000.0},
+        "broker": {"paper": {"participation": 1.0}},
+    })
+
+
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+    e = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0)
+    e.reconcile()
+    return e
+
+
+def ticks(e: Engine, t: float, prices: dict[str, float]) -> None:
+    e.on_ticks([Tick(s, t, p - 0.01, p + 0.01, p, 1e6) for s, p in prices.items()])
+
+
+def test_each_symbol_gets_its_own_strategy_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path, monkeypatch)
+    slot = e.add_strategy("lc", LastClose("lc"), ["AAPL", "MSFT"], 100_000)
+    for i in range(5):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0 + i, "MSFT": 400.0 + i})
+    aapl, msft = slot.instances["AAPL"], slot.instances["MSFT"]
+    assert aapl is not msft
+    assert {s for s, _ in aapl.closes} == {"AAPL"}
+    assert {s for s, _ in msft.closes} == {"MSFT"}
+    assert len(aapl.closes) == len(msft.closes) == 4  # four bars closed per symbol
+
+
+def test_close_and_reopen_intents_are_netted() -> None:
+    inst = Stock("AAPL")
+    close = Signal("s", inst, Side.SELL, 100)
+    reopen = Signal("s", inst, Side.BUY, 100)
+    assert net_signals([close, reopen]) == []
+    grow = Signal("s", inst, Side.BUY, 150)
+    (net,) = net_signals([close, grow])
+    assert (net.side, net.quantity) == (Side.BUY, 50)
+    limit = Signal("s", inst, Side.BUY, 5, OrderType.LIMIT, limit_price=99.0)
+    assert net_signals([limit, close]) == [limit, close]
+
+
+def test_a_partially_filled_order_is_not_sent_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path, monkeypatch)
+    e.broker.participation = 0.00002  # 20 shares of a 1e6-volume tick: fills trickle in
+    e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
+    for i in range(6):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    orders = [o for o in e.oms.orders.values() if o.strategy_id == "fx"]
+    assert len(orders) == 1, [(o.side, o.quantity, o.status) for o in orders]
+    assert orders[0].filled_quantity > 0
+
+
+def test_a_turn_cancels_what_works_before_sending_the_other_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path, monkeypatch)
+    e.broker.participation = 0.00002
+    strat = Fixed("fx")
+    slot = e.add_strategy("fx", strat, ["AAPL"], 100_000)
+    for i in range(3):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    slot.instances["AAPL"].short = True
+    for i in range(3, 5):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    working = [o for o in e.oms.open.values() if o.strategy_id == "fx"]
+    assert len({o.side for o in working}) <= 1, [(o.side, o.status) for o in working]
+    first = next(o for o in e.oms.orders.values() if o.side is Side.BUY)
+    assert first.status.value in ("Cancelled", "Filled")
+
+
+def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path, monkeypatch)
+    e.add_strategy("long", Fixed("long"), ["AAPL"], 100_000)
+    e.add_strategy("short", Fixed("short", short=True), ["AAPL"], 50_000)
+    for i in range(4):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    assert e.oms.position("AAPL", "long") > 0 > e.oms.position("AAPL", "short")
+    e.risk.halt_trading("test")
+    ok, msg = e._handle(S.FlattenAll())
+    assert ok, msg
+    ticks(e, 1010.0, {"AAPL": 100.0})
+    assert e.risk.state is TradingState.HALTED
+    assert e.oms.position("AAPL", "long") == 0
+    assert e.oms.position("AAPL", "short") == 0
+    assert e.oms.position("AAPL") == 0
+
+
+def test_a_strategy_turning_inside_a_halt_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = engine(tmp_path, monkeypatch)
+    e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
+    e.risk.halt_trading("test")
+    n = len(e.oms.orders)
+    for i in range(4):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    assert len(e.oms.orders) == n
+    ctx = StrategyContext("fx", "AAPL", 100.0, 0.0, 100_000, 0.0)
+    assert Fixed("fx").execute(1.0, ctx)  # the strategy would trade; the engine held it back
