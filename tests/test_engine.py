@@ -459,7 +459,9 @@ def test_cli_headless_run_prints_json(tmp_path: Path):
     d = json.loads(r.stdout)
     assert d["mode"] == "PAPER" and d["broker"] == "paper" and d["trading_state"] == "ACTIVE"
     assert d["ticks_processed"] > 0
-    assert {s["name"] for s in d["strategies"]} == {"sma_fast", "meanrev_spy", "breakout_nvda", "covered_aapl"}
+    from fbterm.config import DEFAULT_STRATEGIES
+
+    assert {s["name"] for s in d["strategies"]} == {s["name"] for s in DEFAULT_STRATEGIES}
     assert all(s["state"] == "running" for s in d["strategies"]), d["strategies"]
     # What it printed is what the journal holds. The summary snapshot is taken while the
     # engine still runs (fills can follow it before stop()), so it must equal the journal's
