@@ -309,11 +309,6 @@ class PortfolioLevelRisk:
             reducing = reduces_position(own, order.signed_quantity) or (
                 abs(own + order.signed_quantity) < 1e-9 and own != 0
             )
-        if operator and not reducing and inputs:
-            # A flatten closes each strategy's own position; with two strategies on opposite
-            # sides of one symbol, one leg grows the *net* position until the other fills.
-            reducing = reduces_position(inputs.strategy_position(order.strategy_id, key),
-                                        order.signed_quantity)
         if self.state is TradingState.HALTED and not (operator and reducing):
             return f"halted: trading is HALTED ({self.reason or 'operator'})"
         if self.state is TradingState.REDUCING and not reducing:
