@@ -396,6 +396,18 @@ class Engine:
 
         return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout)
 
+    def stop_feed(self) -> None:
+        """Stop taking market data (thread-safe); orders, commands and the venue stay up.
+
+        A final summary taken after this describes a state that no new tick can change.
+        """
+        def _cancel() -> None:
+            task = getattr(self, "_feed_task", None)
+            if task is not None:
+                task.cancel()
+
+        self.call(_cancel)
+
     def build_snapshot_threadsafe(self) -> EngineSnapshot:
         def both() -> EngineSnapshot:
             # Taken together on the engine thread, so the venue's view (IB: every position,
@@ -453,8 +465,9 @@ class Engine:
         self._publish(force=True)
         self._ready.set()
         self._drain_commands()
+        self._feed_task = asyncio.create_task(self._feed_loop(), name="feed")
         tasks = [
-            asyncio.create_task(self._feed_loop(), name="feed"),
+            self._feed_task,
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
             asyncio.create_task(self._publish_loop(), name="publish"),
         ]

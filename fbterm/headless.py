@@ -38,6 +38,8 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
             if left is not None and left <= 0:
                 break
             done.wait(min(left, 0.5) if left is not None else 0.5)
+        engine.stop_feed()
+        time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
         snap = engine.build_snapshot_threadsafe()
     finally:
         for s, h in old.items():
