@@ -80,6 +80,7 @@ class SimulatedMarketConfig:
     jump_intensity: float = _f(0.0005, ge=0, le=1, help="chance of a jump per tick")
     jump_std: float = _f(0.02, ge=0, le=1)
     spread_bps: float = _f(2.0, ge=0, le=1000)
+    daily_volume: float = _f(20_000_000.0, gt=0, help="shares a symbol trades in a session")
     time_scale: float = _f(20.0, gt=0, help="simulated seconds per real second")
     risk_free_rate: float = _f(0.04, ge=0, le=1)
     prices: dict[str, float] = _f(

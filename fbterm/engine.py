@@ -168,6 +168,7 @@ class Engine:
             self.market = SimulatedMarket(self.symbols, cfg.market.simulated)
         self.journal = journal or Journal(cfg.journal_path, synchronous=cfg.journal.synchronous)
         self.broker: Broker = broker or self._make_broker()
+        self._group_commits = bool(getattr(self.broker, "in_process", False))
         if self.source is None and cfg.market.source != "simulated":
             self.source = self._make_source()
         self.inputs = EngineInputs(self)
@@ -236,7 +237,7 @@ class Engine:
             return BrokerIntegration(cfg.broker.ib, min_order_id=int(row[0] or 0) + 1)  # type: ignore[return-value]
         from fbterm.brokers.paper import PaperBroker
 
-        pricer = self.market.option_quote if self.market is not None else None
+        pricer = self._cached_option_quote if self.market is not None else None
         return PaperBroker(cfg.broker.paper, symbols=self.symbols, option_pricer=pricer, clock=self.clock)
 
     def _make_source(self) -> TickSource:
@@ -592,7 +593,20 @@ class Engine:
             self._alert("error", "Engine error", msg, key="feed-error")
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
-        """Process market updates (engine thread). Public so benchmarks can drive it directly."""
+        """Process market updates (engine thread). Public so benchmarks can drive it directly.
+
+        With an in-process venue (paper) everything one batch causes — orders, acks, fills —
+        commits to the journal together at the end of the batch: nothing of it is visible
+        outside the engine before then, and the venue itself dies with the process.
+        """
+        if self._group_commits:
+            with self.journal.group():
+                self._on_ticks(ticks)
+        else:
+            self._on_ticks(ticks)
+
+    def _on_ticks(self, ticks: Sequence[Tick]) -> None:
+        self.executor.epoch += 1
         now = self.clock()
         paper = getattr(self.broker, "on_market", None)
         for t in ticks:
@@ -629,6 +643,7 @@ class Engine:
 
     def on_bars(self, bars: Sequence[Bar]) -> None:
         """Feed closed bars directly (CSV replay, IB 5-second bars)."""
+        self.executor.epoch += 1
         paper = getattr(self.broker, "on_market", None)
         now = self.clock()
         for b in bars:
@@ -647,14 +662,23 @@ class Engine:
             return px
         if " " in key and self.market is not None:
             try:
-                opt = instrument_from_key(key)
-                q = self.market.option_quote(opt)
+                q = self._cached_option_quote(instrument_from_key(key))  # type: ignore[arg-type]
             except Exception:
                 return None
-            if q is not None:
-                self.option_marks[key] = q
-                return q.mid
+            return q.mid if q is not None else None
         return None
+
+    def _cached_option_quote(self, opt: Option) -> OptionQuote | None:
+        """The simulated option quote, priced once per market step (Black–Scholes is not free,
+        and marks are read for every exposure and P&L figure)."""
+        q = self.option_marks.get(opt.key)
+        now = self.market.ts  # type: ignore[union-attr]
+        if q is not None and q.ts == now:
+            return q
+        q = self.market.option_quote(opt)  # type: ignore[union-attr]
+        if q is not None:
+            self.option_marks[opt.key] = q
+        return q
 
     def _option_chain(self, underlying: str) -> Sequence[OptionQuote]:
         chain = self.market.option_chain(underlying)  # type: ignore[union-attr]

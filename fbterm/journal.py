@@ -106,6 +106,26 @@ class Journal:
             if outer:
                 self.conn.execute("COMMIT")
 
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Group writes into one commit that happens even if the body raises.
+
+        For work whose every step has already been applied in memory when it is journaled
+        (an engine step against an in-process venue): rolling back would leave memory ahead
+        of the journal, which is the one thing the journal must never allow.
+        """
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if outer:
+                    self.conn.execute("COMMIT")
+
     # -- writes --------------------------------------------------------------------------
     def record_order(self, kind: str, order: Order, ts: float | None = None) -> None:
         with self._lock:

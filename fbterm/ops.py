@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -181,23 +182,60 @@ class ActivityEntry:
         return f"{when} {self.level.upper():<7} {self.kind:<16} {self.message}" + (f"  {extra}" if extra else "")
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_secret(key: str) -> bool:
+    k = key.lower()
+    return any(w in k for w in _SECRET_WORDS)
+
+
 def _redact(fields: Mapping[str, Any]) -> dict[str, Any]:
     # A secret handed to the log by mistake must not reach a file an operator may share.
-    return {
-        k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in fields.items()
-    }
+    return {k: ("***" if _is_secret(k) else v) for k, v in fields.items()}
 
 
-class _RotatingHandler(logging.handlers.RotatingFileHandler):
-    def doRollover(self) -> None:
-        # The stdlib handler never rolls over with backupCount=0, so the file would grow
-        # without bound; "0 backups" here means "truncate and start again".
-        if self.backupCount > 0:
-            super().doRollover()
-            return
-        if self.stream:
-            self.stream.close()
-        self.stream = open(self.baseFilename, "w", encoding=self.encoding)  # noqa: SIM115
+class _RotatingWriter:
+    """Appends lines to a file and rotates it by size (``name.1`` ... ``name.N``).
+
+    Written directly rather than through logging handlers: the engine logs every order event
+    and fill, and a LogRecord plus a stat per line was a third of its fill path. Each line
+    is flushed so ``fbterm log --follow`` sees it at once. ``backups=0`` truncates instead
+    (the stdlib handler would never roll over and the file would grow without bound).
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._f: Any = None
+        self._size = 0
+
+    def write(self, line: str) -> None:
+        data = line + "\n"
+        n = len(data.encode("utf-8")) if not data.isascii() else len(data)
+        if self._f is None:
+            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._size = self._f.tell()
+        if self._size and self._size + n > self.max_bytes:
+            self._rotate()
+        self._f.write(data)
+        self._f.flush()
+        self._size += n
+
+    def _rotate(self) -> None:
+        self._f.close()
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                src = self.path.with_name(f"{self.path.name}.{i}")
+                if src.exists():
+                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
 
 
 class ActivityLog:
@@ -218,11 +256,11 @@ class ActivityLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_rank = _level_rank(level)
-        self._handler = _RotatingHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True)
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._writer = _RotatingWriter(self.path, max_bytes, backups)
         self._lock = threading.Lock()
         self._recent: deque[ActivityEntry] = deque(maxlen=memory)
         self._seq = 0
+        self.write_errors = 0
 
     def log(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> ActivityEntry | None:
         if _level_rank(level) < self.min_rank:
@@ -231,8 +269,10 @@ class ActivityLog:
             self._seq += 1
             entry = ActivityEntry(time.time(), level.lower(), kind, message, _redact(fields), self._seq)
             self._recent.append(entry)
-            record = logging.LogRecord("fbterm.activity", logging.INFO, str(self.path), 0, entry.to_json(), None, None)
-            self._handler.handle(record)
+            try:
+                self._writer.write(entry.to_json())
+            except OSError:
+                self.write_errors += 1  # a full disk must not stop trading; the entry stays in memory
         return entry
 
     def recent(self, n: int | None = None, *, level: str | None = None, kind: str | None = None) -> list[ActivityEntry]:
@@ -248,7 +288,7 @@ class ActivityLog:
 
     def close(self) -> None:
         with self._lock:
-            self._handler.close()
+            self._writer.close()
 
 
 def _filter(entries: list[ActivityEntry], level: str | None, kinds: Sequence[str] | None) -> list[ActivityEntry]:

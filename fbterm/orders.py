@@ -84,6 +84,9 @@ class OrderManagement:
         self.fills_by_order: dict[str, list[Fill]] = {}
         self.positions: dict[str, Position] = {}
         self.strategy_positions: dict[tuple[str, str], Position] = {}
+        # The same positions grouped by strategy: a strategy's P&L is read on every bar it
+        # trades, and must not cost a scan of every strategy's book.
+        self.by_strategy: dict[str, dict[str, Position]] = {}
         self._history: dict[str, list[tuple[float, str, OrderStatus]]] = {}
         self._fill_ids: set[str] = set()
         self._listeners: list[Listener] = []
@@ -362,6 +365,8 @@ class OrderManagement:
                             pos.instrument, pos.quantity, pos.avg_cost, pos.realized_pnl - delta,
                             pos.commissions + delta, pos.strategy_id, pos.opened_ts,
                         )
+                        if not isinstance(key, str):
+                            self.by_strategy.setdefault(key[0], {})[key[1]] = book[key]  # type: ignore[index]
                 self._emit("commission", self.fills[i])
                 break
 
@@ -371,7 +376,8 @@ class OrderManagement:
         self.positions[key] = pos.apply_fill(fill)
         skey = (fill.strategy_id, key)
         spos = self.strategy_positions.get(skey) or Position(fill.instrument, strategy_id=fill.strategy_id)
-        self.strategy_positions[skey] = spos.apply_fill(fill)
+        new = self.strategy_positions[skey] = spos.apply_fill(fill)
+        self.by_strategy.setdefault(fill.strategy_id, {})[key] = new
 
     # -- storage -------------------------------------------------------------------------
     def _journal_order(self, kind: str, order: Order) -> None:

@@ -114,12 +114,10 @@ class StrategyLevelRisk:
         self.cfg = cfg or StrategyRiskConfig()
         self._marks: dict[str, _Watermark] = {}
         self._exiting: set[str] = set()
-
-    @property
-    def active(self) -> bool:
         c = self.cfg
-        return any(v is not None for v in (c.stop_loss_pct, c.stop_loss_abs, c.take_profit_pct,
-                                           c.take_profit_abs, c.trailing_stop_pct))
+        # Read on every tick for every strategy: decided once.
+        self.active = any(v is not None for v in (c.stop_loss_pct, c.stop_loss_abs, c.take_profit_pct,
+                                                  c.take_profit_abs, c.trailing_stop_pct))
 
     def _exit(self, pos: Position, price: float, reason: str, ts: float | None) -> Signal:
         self._exiting.add(pos.symbol)

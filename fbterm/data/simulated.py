@@ -220,7 +220,10 @@ class SimulatedMarket:
         ask = np.maximum(np.ceil((mid + half) * 100.0 - 1e-9) / 100.0, bid)
         last = np.where(side, ask, bid)
         # Volume per tick: lognormal, heavier in stress and on big moves.
-        base = 100.0 * np.where(regime, _STRESSED_VOLUME, 1.0) * (1.0 + 200.0 * np.abs(step))
+        # A liquid name trades its daily volume over a 6.5-hour session; a tick carries what
+        # trades in the market time it stands for, so order sizes and fills stay in proportion.
+        per_tick = c.daily_volume / 23_400.0 * self.dt_seconds
+        base = per_tick * np.where(regime, _STRESSED_VOLUME, 1.0) * (1.0 + 200.0 * np.abs(step))
         volume = np.maximum(np.rint(base * np.exp(0.75 * vol_z)), 1.0)
 
         self._regime = regime[-1].copy()

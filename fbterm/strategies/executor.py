@@ -97,6 +97,8 @@ class StrategyExecutor:
         self.log = log or (lambda level, kind, msg: None)
         self.clock = clock
         self.slots: dict[str, StrategySlot] = {}
+        self.epoch = 0  # bumped by the engine once per market-data step
+        self._equity_cache: dict[str, tuple[int, float]] = {}
         self._by_symbol: dict[str, list[StrategySlot]] = {}
         self.on_error: Callable[[StrategySlot, BaseException], None] | None = None
 
@@ -182,23 +184,29 @@ class StrategyExecutor:
 
     # -- positions and equity ------------------------------------------------------------
     def positions_of(self, name: str) -> dict[str, Position]:
-        return {key: p for (sid, key), p in self.oms.strategy_positions.items() if sid == name and not p.is_flat}
+        return {key: p for key, p in self.oms.by_strategy.get(name, {}).items() if not p.is_flat}
 
     def pnl(self, name: str) -> tuple[float, float]:
         """(realised, unrealised) P&L of a strategy, unrealised at the current marks."""
         realized = unrealized = 0.0
-        for (sid, key), p in self.oms.strategy_positions.items():
-            if sid != name:
-                continue
+        for key, p in self.oms.by_strategy.get(name, {}).items():
             realized += p.realized_pnl
             if not p.is_flat:
                 unrealized += p.unrealized_pnl(self.marks(key))
         return realized, unrealized
 
     def equity(self, name: str) -> float:
+        """Capital plus P&L at current marks, computed at most once per engine step (``epoch``):
+        strategies size orders from it on every bar, and a step's own fills move it by far
+        less than a share's worth."""
         slot = self._slot(name)
+        cached = self._equity_cache.get(name)
+        if cached is not None and cached[0] == self.epoch:
+            return cached[1]
         r, u = self.pnl(name)
-        return slot.capital + r + u
+        eq = slot.capital + r + u
+        self._equity_cache[name] = (self.epoch, eq)
+        return eq
 
     def sample_equity(self, ts: float | None = None) -> None:
         """Record each strategy's equity (for drawdown, Sharpe and the Kelly sizing)."""
@@ -226,6 +234,7 @@ class StrategyExecutor:
         if not math.isfinite(capital) or capital < 0:
             raise ValueError(f"strategy {name}: capital must be >= 0, got {capital!r}")
         old, slot.capital = slot.capital, float(capital)
+        self._equity_cache.pop(name, None)
         # Keep equity continuous: P&L so far stays P&L; the peak follows the allocation.
         slot.peak_equity = max(slot.peak_equity + (slot.capital - old), slot.capital)
         self.log("info", "strategy", f"{name}: allocation {old:,.0f} -> {slot.capital:,.0f}")
