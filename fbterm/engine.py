@@ -189,6 +189,15 @@ class Engine:
         )
         self.executor.on_error = self._on_strategy_error
         self.bars = BarBuilder(cfg.market.bar_seconds)
+        from fbterm.metrics import MetricsCalculation
+
+        self.metrics = MetricsCalculation(
+            rolling_window=cfg.metrics.rolling_window, timezone=cfg.market.timezone,
+        )
+        self.metrics_snapshot: Any = None
+        self._metrics_stored = 0.0
+        self._metrics_at = 0.0
+        self._report_day: Any = None
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
         self._strategy_configs: dict[str, StrategyConfig] = {}
         self.control: Any = None
@@ -480,6 +489,9 @@ class Engine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self.oms.fills:
+                self.update_metrics(store=True)
+                self.write_daily_report()
             self.log("info", "engine", "engine stopped")
             self._publish(force=True, running=False)
             with contextlib.suppress(Exception):
@@ -987,11 +999,67 @@ class Engine:
             if reason:
                 self._alert("critical", "Risk limit breached", reason, key=f"breach:{reason[:20]}")
             self.executor.sample_equity(now)
+            if now - self._metrics_at >= 1.0:
+                self._metrics_at = now
+                self.update_metrics(now)
             iv = self.config.metrics.rebalance_interval
             if iv > 0 and now - last_rebalance >= iv:
                 last_rebalance = now
                 ok, msg = self._rebalance()
                 self.log("info" if ok else "warning", "metrics", msg)
+
+    # ------------------------------------------------------------------ metrics
+    def update_metrics(self, now: float | None = None, *, store: bool | None = None) -> Any:
+        """Real-time metrics per strategy and for the portfolio (engine thread).
+
+        Stored in the journal database every 10 s (and on demand), and the day's post-trade
+        report is written to the report directory when the trading day rolls.
+        """
+        from fbterm.metrics import store_metrics
+
+        now = now or self.clock()
+        for name, slot in self.executor.slots.items():
+            if self.metrics.capital.get(name) != slot.capital:
+                self.metrics.set_capital(name, slot.capital)
+        marks = {k: m for k in self.oms.positions if (m := self.mark(k)) is not None}
+        try:
+            snap = self.metrics.calculate_real_time_metrics(
+                self.oms.fills, marks, orders=list(self.oms.orders.values())[-5000:], now=now,
+            )
+        except Exception as e:  # metrics must never stop trading
+            self.log("error", "metrics", f"real-time metrics failed: {type(e).__name__}: {e}")
+            return None
+        self.metrics_snapshot = snap
+        if store or (store is None and now - self._metrics_stored >= 10.0):
+            self._metrics_stored = now
+            try:
+                post = self.metrics.calculate_post_trade_metrics(self.oms.fills)
+                store_metrics(self.journal.conn, snap, post.trades)
+            except Exception as e:
+                self.log("error", "metrics", f"storing metrics failed: {type(e).__name__}: {e}")
+        day = snap.day
+        if self._report_day is None:
+            self._report_day = day
+        elif day != self._report_day:
+            self.write_daily_report(self._report_day)
+            self._report_day = day
+        return snap
+
+    def write_daily_report(self, day: Any = None) -> list[Any]:
+        """The day's closed trades (CSV) and summary (JSON) under the report directory."""
+        try:
+            post = self.metrics.calculate_post_trade_metrics(
+                self.oms.fills, orders=list(self.oms.orders.values())[-20000:]
+            )
+            day = day or (self.metrics_snapshot.day if self.metrics_snapshot else None)
+            if day is None:
+                return []
+            paths = self.metrics.write_daily_report(self.config.report_dir, day, post)
+        except Exception as e:
+            self.log("error", "metrics", f"daily report failed: {type(e).__name__}: {e}")
+            return []
+        self.log("info", "metrics", f"daily report for {day}: {', '.join(str(p) for p in paths)}")
+        return paths
 
     # ------------------------------------------------------------------ logging & alerts
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
@@ -1068,7 +1136,9 @@ class Engine:
                 p.unrealized_pnl(last), p.realized_pnl, p.multiplier, delta, holders,
             ))
         strategies = []
+        ms = self.metrics_snapshot
         for name, slot in self.executor.slots.items():
+            pm = ms.strategies.get(name) if ms is not None else None
             realized, unrealized = self.executor.pnl(name)
             eq = slot.capital + realized + unrealized
             pos = self.executor.positions_of(name)
@@ -1079,6 +1149,8 @@ class Engine:
             strategies.append(StrategyRow(
                 name, slot.spec, slot.state, slot.capital, slot.symbols, pos_text, day_pnl,
                 realized + unrealized, trades, slot.last_signal, slot.error, eq, max(dd, 0.0),
+                sharpe=_finite(pm.rolling_sharpe) if pm else None,
+                win_rate_pct=_finite(pm.win_rate * 100) if pm else None,
                 params=tuple(slot.strategy.p.items()),
             ))
         gross = self.gross_exposure()
@@ -1110,6 +1182,10 @@ class Engine:
             results=tuple(self._results), ticks_processed=self.ticks_processed,
             fills_total=len(self.oms.fills), running=running,
         )
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def _default_diagnostics(cfg: Config) -> Any:

@@ -1,0 +1,146 @@
+"""Issue 8 on the real engine: metrics stored in the journal and shown in snapshots, the daily
+report, hot updates (parameters and code) that keep positions, a broken update that rolls back
+and alerts, and the control socket that `fbterm update` talks to. Real engine, paper broker,
+SQLite journal, Unix socket; alerts go to Diagnostics with no channel enabled (logged only)."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fbterm import snapshot as S
+from fbterm.config import Config, config_from_dict
+from fbterm.engine import Engine
+from fbterm.model import Tick
+
+pytestmark = pytest.mark.timeout(90)
+
+T0 = 1_800_000_000.0
+
+
+def cfg(tmp_path: Path, **extra) -> Config:
+    return config_from_dict({
+        "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+        "journal": {"path": str(tmp_path / "journal.sqlite")},
+        "log": {"path": str(tmp_path / "activity.jsonl")},
+        "data": {"dir": str(tmp_path / "data")},
+        "control": {"socket": str(tmp_path / "ctl.sock")},
+        "risk": {"max_orders_per_second": 1000.0},
+        "broker": {"paper": {"participation": 1.0}},
+        "strategies": [
+            {"name": "sma", "class": "sma_cross", "symbols": ["AAPL"], "capital": 100_000,
+             "params": {"fast": 2, "slow": 4}},
+        ],
+        **extra,
+    })
+
+
+def drive(e: Engine, prices: list[float], t0: float = T0) -> None:
+    for i, p in enumerate(prices):
+        e.on_ticks([Tick("AAPL", t0 + i, p - 0.01, p + 0.01, p, 1e6), Tick("MSFT", t0 + i, 99.99, 100.01, 100.0, 1e6)])
+
+
+ZIGZAG = [100, 101, 102, 103, 104, 103, 101, 99, 97, 96, 97, 99, 102, 105, 107, 106, 103, 100, 97, 95,
+          96, 99, 103, 106, 108]
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+    e = Engine(cfg(tmp_path), warmup_bars=0)
+    e.reconcile()
+    yield e
+    e.stop()
+
+
+def test_metrics_reach_the_snapshot_the_journal_and_the_daily_report(engine: Engine, tmp_path: Path) -> None:
+    drive(engine, ZIGZAG)
+    assert engine.oms.fills, "the zigzag must make the SMA cross trade"
+    snap = engine.update_metrics(store=True)
+    assert "sma" in snap.strategies
+    row = next(r for r in engine.build_snapshot().strategies if r.name == "sma")
+    assert row.win_rate_pct is not None
+    con = sqlite3.connect(tmp_path / "journal.sqlite")
+    names = {n for (n,) in con.execute("SELECT name FROM metrics_snapshots")}
+    assert "sma" in names
+    (n_trades,) = con.execute("SELECT COUNT(*) FROM trades").fetchone()
+    assert n_trades >= 1
+    paths = engine.write_daily_report()
+    assert paths and all(p.exists() for p in paths)
+    assert any(p.suffix == ".csv" for p in paths)
+
+
+def test_hot_update_of_parameters_keeps_the_position(engine: Engine) -> None:
+    drive(engine, ZIGZAG)
+    before = engine.oms.position("AAPL", "sma")
+    assert before != 0
+    ok, msg = engine._handle(S.UpdateStrategy(name="sma", params={"fast": 3}))
+    assert ok, msg
+    assert engine.executor.slots["sma"].strategy.p["fast"] == 3
+    assert engine.oms.position("AAPL", "sma") == before
+    assert engine.strategy_config("sma").params["fast"] == 3
+
+
+def test_hot_update_of_code_and_a_broken_one_that_rolls_back(engine: Engine, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "userstrats"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mine.py").write_text(textwrap.dedent('''
+        from fbterm.strategies.sma_cross import SmaCross
+
+        class Mine(SmaCross):
+            name = "mine"
+    '''))
+    (pkg / "broken.py").write_text(textwrap.dedent('''
+        from fbterm.strategies.sma_cross import SmaCross
+
+        class Broken(SmaCross):
+            name = "broken"
+
+            def analyze(self, bars):
+                raise RuntimeError("this code is broken")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    drive(engine, ZIGZAG)
+    pos = engine.oms.position("AAPL", "sma")
+    ok, msg = engine._handle(S.UpdateStrategy(name="sma", cls="userstrats.mine:Mine"))
+    assert ok, msg
+    assert type(engine.executor.slots["sma"].strategy).__name__ == "Mine"
+    assert engine.oms.position("AAPL", "sma") == pos
+
+    ok, msg = engine._handle(S.UpdateStrategy(name="sma", cls="userstrats.broken:Broken"))
+    assert not ok
+    assert "broken" in msg.lower()
+    assert type(engine.executor.slots["sma"].strategy).__name__ == "Mine"  # rolled back / never swapped
+    assert engine.oms.position("AAPL", "sma") == pos
+    alerts = [e for e in engine.diagnostics.recent_activity() if e.kind.startswith("alert")]
+    assert alerts, "a refused update raises an alert"
+    sys.modules.pop("userstrats.mine", None)
+    sys.modules.pop("userstrats.broken", None)
+
+
+def test_fbterm_update_over_the_control_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fbterm.control import send_request
+
+    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+    c = cfg(tmp_path, market={"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0,
+                              "simulated": {"ticks_per_second": 20.0}})
+    e = Engine(c)
+    e.start(control=True)
+    try:
+        sock = c.control_socket_path
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        res = send_request(sock, "update", strategy="sma", params={"fast": 3})
+        assert res["ok"], res
+        assert e.call(lambda: e.executor.slots["sma"].strategy.p["fast"]) == 3
+        bad = send_request(sock, "update", strategy="sma", params={"fast": 10})
+        assert not bad["ok"]
+        status = send_request(sock, "status")
+        assert status["mode"] == "PAPER"
+    finally:
+        e.stop()
