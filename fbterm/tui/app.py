@@ -47,6 +47,7 @@ from fbterm.snapshot import (
     Halt,
     NewOrder,
     PauseStrategy,
+    Rebalance,
     ReduceOnly,
     Resume,
     ResumeStrategy,
@@ -351,6 +352,25 @@ class ConsoleScreen(Screen[None]):
 
     def action_backtest(self) -> None:
         self.fb.open_backtest()
+
+    def action_update_strategy(self) -> None:
+        from fbterm.tui.dialogs import UpdateStrategyDialog
+
+        s = self.query_one(StrategiesTable).selected_strategy
+        if s is None:
+            self.fb.notify("No strategy selected: pick one in the Strategies pane (3).", severity="warning")
+            return
+
+        def done(cmd: Any) -> None:
+            if cmd is not None:
+                self.fb.send(cmd, f"update {cmd.name}")
+
+        self.app.push_screen(UpdateStrategyDialog(s), done)
+
+    def action_rebalance(self) -> None:
+        self.fb.confirm_then("rebalance", "Rebalance by half Kelly?",
+                             "Each strategy's capital is set from its own return history (capped).",
+                             lambda: self.fb.send(Rebalance(), "rebalance"))
 
     def action_metrics(self) -> None:
         from fbterm.tui.metrics import MetricsScreen

@@ -1,4 +1,4 @@
-"""Dialogs: confirm, order ticket, modify, flatten, filter.
+"""Dialogs: confirm, order ticket, modify, flatten, filter, strategy update.
 
 Each dialog validates everything before it dismisses: an invalid entry shows an inline error
 under the fields and the dialog stays open, so nothing reaches the engine until the input is
@@ -29,7 +29,14 @@ from fbterm.model import (
     instrument_from_key,
     validate_order_fields,
 )
-from fbterm.snapshot import FlattenAll, ModifyOrder, NewOrder, PositionRow
+from fbterm.snapshot import (
+    FlattenAll,
+    ModifyOrder,
+    NewOrder,
+    PositionRow,
+    StrategyRow,
+    UpdateStrategy,
+)
 from fbterm.tui import fmt
 
 T = TypeVar("T")
@@ -339,3 +346,52 @@ class FilterDialog(Dialog[str]):
         if len(text) > 64:
             raise InputError("filter: at most 64 characters")
         return text.strip()
+
+
+class UpdateStrategyDialog(Dialog[UpdateStrategy]):
+    """Hot-update a running strategy: new parameter values and, optionally, new code.
+
+    Parameters are checked against the strategy class's own declarations before anything is
+    sent; the engine then validates again (a dry run on recent bars) and rolls back on failure.
+    """
+
+    OK_LABEL = "Update (ctrl+s)"
+
+    def __init__(self, row: StrategyRow) -> None:
+        super().__init__()
+        self.row = row
+        self.TITLE_TEXT = f"Update {row.name} ({row.cls}): positions and orders stay"
+
+    def fields(self) -> ComposeResult:
+        for name, value in self.row.params:
+            yield self._row(name, Input(str(value), id=f"p-{name}", compact=True))
+        yield self._row("Code", Input("", placeholder="package.module:Class (optional)", id="code", compact=True))
+
+    @staticmethod
+    def _row(text: str, widget: Input) -> Horizontal:
+        label = Label(text, classes="field-label")
+        label.styles.width = 16  # parameter names are longer than the order ticket's labels
+        return Horizontal(label, widget, classes="field")
+
+    def on_mount(self) -> None:
+        inputs = list(self.query(Input))
+        if inputs:
+            inputs[0].focus()
+
+    def build(self) -> UpdateStrategy:
+        from fbterm.strategies import StrategyError, load_strategy_class
+
+        code = self.query_one("#code", Input).value.strip()
+        if code and ":" not in code:
+            raise InputError(f"code: expected 'package.module:Class', got {code!r}")
+        given = {name: self.query_one(f"#p-{name}", Input).value.strip() for name, _ in self.row.params}
+        changed = {k: v for k, v in given.items() if v != str(dict(self.row.params)[k])}
+        if not changed and not code:
+            raise InputError("nothing changed")
+        try:
+            cls = load_strategy_class(self.row.cls)
+            merged = cls.validate_params({**{k: v for k, v in self.row.params}, **given})
+            cls(self.row.name, **merged)  # cross-parameter rules (e.g. fast < slow)
+        except StrategyError as e:
+            raise InputError(str(e)) from None
+        return UpdateStrategy(name=self.row.name, params={k: merged[k] for k in changed}, cls=code or None)

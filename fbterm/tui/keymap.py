@@ -46,6 +46,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("modify_order", "m", "modify_order", "Modify", "Modify the selected order", show=False),
     ActionSpec("pause_strategy", "p", "pause_strategy", "Pause", "Pause or resume the selected strategy", show=False),
     ActionSpec("backtest", "b", "backtest", "Backtest", "Run a backtest (strategy, parameters, data file)", show=False),
+    ActionSpec("update_strategy", "u", "update_strategy", "Update", "Hot-update the selected strategy's parameters or code", show=False),
+    ActionSpec("rebalance", "k", "rebalance", "Rebalance", "Rebalance strategy capital by half Kelly", show=False),
     ActionSpec("metrics", "s", "metrics", "Stats", "Strategy metrics and engine statistics", show=False),
     ActionSpec("filter", "slash", "filter", "Filter", "Filter the focused table or the log", show=False),
     ActionSpec("sort", "o", "sort_next", "Sort", "Sort the focused table by the next column", show=False),
@@ -75,6 +77,7 @@ CONFIRM_DEFAULTS: dict[str, bool] = {
     "cancel_order": False,
     "cancel_all": True,
     "pause_strategy": False,
+    "rebalance": True,
     "quit": True,
 }
 
