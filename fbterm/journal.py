@@ -90,21 +90,8 @@ class Journal:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Group writes into one transaction: everything inside commits together or not at all."""
-        with self._lock:
-            outer = self._depth == 0
-            if outer:
-                self.conn.execute("BEGIN")
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                self._depth -= 1
-                if outer:
-                    self.conn.execute("ROLLBACK")
-                raise
-            self._depth -= 1
-            if outer:
-                self.conn.execute("COMMIT")
+        with self._transaction(rollback_on_error=True):
+            yield
 
     @contextmanager
     def group(self) -> Iterator[None]:
@@ -114,17 +101,27 @@ class Journal:
         (an engine step against an in-process venue): rolling back would leave memory ahead
         of the journal, which is the one thing the journal must never allow.
         """
+        with self._transaction(rollback_on_error=False):
+            yield
+
+    @contextmanager
+    def _transaction(self, *, rollback_on_error: bool) -> Iterator[None]:
+        # Nested groups join the outermost one; only it begins and ends the transaction.
         with self._lock:
             outer = self._depth == 0
             if outer:
                 self.conn.execute("BEGIN")
             self._depth += 1
+            failed = False
             try:
                 yield
+            except BaseException:
+                failed = True
+                raise
             finally:
                 self._depth -= 1
                 if outer:
-                    self.conn.execute("COMMIT")
+                    self.conn.execute("ROLLBACK" if failed and rollback_on_error else "COMMIT")
 
     # -- writes --------------------------------------------------------------------------
     def record_order(self, kind: str, order: Order, ts: float | None = None) -> None:
