@@ -616,6 +616,7 @@ class Engine:
                 self._on_ticks(ticks)
         else:
             self._on_ticks(ticks)
+        self._maybe_publish()  # after the commit: a snapshot never shows what is not journaled
 
     def _on_ticks(self, ticks: Sequence[Tick]) -> None:
         self.executor.epoch += 1
@@ -1099,13 +1100,25 @@ class Engine:
             if self._subscribers:
                 self._publish()
 
+    def _maybe_publish(self) -> None:
+        # Also checked after every market-data step: when the feed keeps the engine busy, the
+        # publish timer can wake late, and the screen must not slow down with the market.
+        if self._subscribers:
+            now = time.monotonic()
+            if any(now - e[2] >= e[1] for e in self._subscribers):
+                self._publish()
+
     def _publish(self, force: bool = False, running: bool = True) -> None:
         now = time.monotonic()
         due = [e for e in self._subscribers if force or now - e[2] >= e[1]]
         snap = self.build_snapshot(running=running)
         self._snapshot = snap
         for e in due:
-            e[2] = now
+            # A forced (extra) publish leaves the cadence alone. A regular one keeps it: the
+            # next slot is last slot + interval, not "interval after we got round to it",
+            # or every late wake-up would stretch the period and 10 Hz would become 9.
+            if now - e[2] >= e[1]:
+                e[2] = e[2] + e[1] if now - e[2] < 2 * e[1] else now
             try:
                 e[0](snap)
             except Exception as ex:  # a broken subscriber is dropped, not the engine
