@@ -68,7 +68,7 @@ class HeaderBar(Horizontal):
         if snap.latency_ms_p50 is None:
             lat = "lat –"
         else:
-            lat = f"{snap.latency_ms_p50:.0f}/{(snap.latency_ms_p99 or 0):.0f}ms"
+            lat = f"{_ms(snap.latency_ms_p50)}/{_ms(snap.latency_ms_p99 or 0.0)}ms"
             if self.size.width >= 100:
                 lat = "lat " + lat
         self.query_one("#hdr-latency", Part).set(lat)
@@ -79,3 +79,12 @@ class HeaderBar(Horizontal):
         )
         # The clock is the engine's: frozen snapshots render the same clock every time.
         self.query_one("#hdr-clock", Part).set(time.strftime("%H:%M:%S", time.localtime(snap.ts)))
+
+
+def _ms(v: float) -> str:
+    """Milliseconds that stay readable from microseconds (a paper ack) to seconds (a slow gateway)."""
+    if v < 1:
+        return f"{v:.2f}"
+    if v < 10:
+        return f"{v:.1f}"
+    return f"{v:.0f}"
