@@ -99,6 +99,7 @@ class PerformanceAnalysis:
         if plt is None:
             import plotext as plt
         plt.clear_figure()
+        plt.theme("clear")  # the terminal's own background: readable on dark and light terminals
         plt.subplots(3, 1)
         if width or height:
             plt.plotsize(width or 100, height or 45)

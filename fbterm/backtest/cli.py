@@ -30,9 +30,11 @@ def register(subparsers: Any) -> None:
                    help="sizing value: units (fixed), currency (cash), share of equity (fraction)")
     p.add_argument("--mode", default="fast", choices=("fast", "replay"),
                    help="fast: analyze once (default); replay: bar by bar as live")
-    p.add_argument("--stop-loss", type=float, dest="stop_loss", metavar="PCT", help="stop-loss, % from entry")
-    p.add_argument("--take-profit", type=float, dest="take_profit", metavar="PCT", help="take-profit, % from entry")
-    p.add_argument("--trailing-stop", type=float, dest="trailing_stop", metavar="PCT", help="trailing stop, %")
+    p.add_argument("--on-bad-rows", choices=("error", "drop", "repair"), default="error", dest="on_bad_rows",
+                   help="bad CSV rows: refuse the file (default), drop them, or repair what can be")
+    p.add_argument("--stop-loss", type=float, dest="stop_loss", metavar="PCT", help="stop-loss, %% from entry")
+    p.add_argument("--take-profit", type=float, dest="take_profit", metavar="PCT", help="take-profit, %% from entry")
+    p.add_argument("--trailing-stop", type=float, dest="trailing_stop", metavar="PCT", help="trailing stop, %%")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--plot", action="store_true", help="draw equity, price/trades and returns in the terminal")
     p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv, fills.csv, report.html there")
@@ -154,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(shown.head(50).to_string(index=False))
         return 0
 
-    bars = load_bars(args.data)
+    bars = load_bars(args.data, args.on_bad_rows)
     strat = create_strategy(args.strategy, None, params)
     risk = None
     if args.stop_loss or args.take_profit or args.trailing_stop:

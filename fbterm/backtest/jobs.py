@@ -24,15 +24,18 @@ from fbterm.strategies.base import StrategyError
 Progress = Callable[[float], None]
 
 
-def load_bars(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Bars from any CSV that DataStorage loads (its binary cache makes reloads fast)."""
+def load_bars(path: str | os.PathLike[str], on_bad_rows: str = "error") -> pd.DataFrame:
+    """Bars from any CSV that DataStorage loads (its binary cache makes reloads fast).
+
+    ``on_bad_rows`` = "drop" or "repair" skips or mends bad rows instead of refusing the file.
+    """
     from fbterm.data.storage import DataError, DataStorage
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise BacktestError(f"{p}: no such file")
     try:
-        return DataStorage(p.parent).load_from_csv(p)
+        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)  # type: ignore[arg-type]
     except DataError as e:
         raise BacktestError(str(e)) from None
     except (OSError, ValueError, UnicodeDecodeError) as e:

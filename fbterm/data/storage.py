@@ -529,7 +529,7 @@ def _parse_frame(
             if on_bad_rows == "error":
                 raise DataError(
                     where, f"duplicate timestamp {pd.Timestamp(ts[i], tz='UTC')} (again on line "
-                    f"{glines[i + 1]}); use on_bad_rows='drop' to keep the last", line=int(glines[i]),
+                    f"{glines[i + 1]}); load with on-bad-rows drop to keep the last", line=int(glines[i]),
                 )  # fmt: skip
             for j in np.flatnonzero(dup)[:_MAX_EXAMPLES]:
                 report.examples.append(f"line {glines[j]}: duplicate timestamp (line {glines[j + 1]} kept)")

@@ -1,0 +1,53 @@
+"""Every command's --help renders (a stray '%' in a help string breaks argparse only at help
+time), `fbterm --version` works, and `fbterm backtest --on-bad-rows drop` takes a damaged file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fbterm import __version__
+from fbterm.cli import build_parser, main
+
+COMMANDS = [
+    [], ["check-config"], ["run"], ["data"], ["data", "synth"], ["data", "show"], ["data", "clean"],
+    ["data", "list"], ["backtest"], ["log"], ["update"], ["alert-test"],
+]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "fbterm")
+def test_help_renders(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*cmd, "--help"])
+    assert exc.value.code == 0
+    assert "usage: fbterm" in capsys.readouterr().out
+
+
+def test_every_subcommand_is_covered() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    listed = {c[0] for c in COMMANDS if c}
+    assert set(sub.choices) <= listed
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "fbterm", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"fbterm {__version__}"
+
+
+def test_backtest_drops_bad_rows_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = ["Date,Open,High,Low,Close,Volume"]
+    price = 100.0
+    for i in range(300):
+        price *= 1.01 if (i // 7) % 2 else 0.99
+        rows.append(f"2020-01-{1 + i % 28:02d}T{i // 28:02d}:00:00,{price},{price * 1.01},{price * 0.99},{price},1000")
+    rows[50] = "2020-02-01,10,5,9,9,1000"  # high < low
+    rows[60] = "2020-02-02,10,11,9,n/a,1000"  # not a number
+    f = tmp_path / "bars.csv"
+    f.write_text("\n".join(rows) + "\n")
+    assert main(["backtest", "--data", str(f), "--strategy", "sma_cross", "--json"]) == 2
+    assert "line 51" in capsys.readouterr().err
+    assert main(["backtest", "--data", str(f), "--strategy", "sma_cross", "--on-bad-rows", "drop", "--json"]) == 0
+    assert '"bars": 298' in capsys.readouterr().out
