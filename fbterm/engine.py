@@ -175,6 +175,9 @@ class Engine:
         self.risk = PortfolioLevelRisk(cfg.risk, self.inputs, clock=clock, on_state_change=self._on_risk_state)
         self.oms = OrderManagement(self.broker, self.journal, risk_check=self._gate, clock=clock)
         self.oms.subscribe(self._on_oms_event)
+        self._fills_by_strategy: dict[str, int] = {}
+        for f in self.oms.fills:
+            self._fills_by_strategy[f.strategy_id] = self._fills_by_strategy.get(f.strategy_id, 0) + 1
         self.queue = OrderQueue(maxsize=10_000)
         commission_fraction = (
             cfg.broker.paper.commission_fraction if cfg.broker.paper.commission == "percent" else 0.0
@@ -511,6 +514,16 @@ class Engine:
         """Compare the journal with the venue after a (re)start; report every difference."""
         notes: list[str] = []
         paper = getattr(self.broker, "in_process", False)
+        if paper:
+            # A DAY order does not outlive its trading day; the paper venue expires it at a
+            # restart the way a real venue would have at the close.
+            today = _trading_day(self.clock())
+            for o in list(self.oms.open.values()):
+                if o.tif is TimeInForce.DAY and _trading_day(o.created_ts) < today:
+                    with contextlib.suppress(IllegalTransition):
+                        self.oms._apply_status(o, OrderStatus.CANCELLED,
+                                               reason="expired: DAY order from an earlier session")
+                    notes.append(f"{o.client_order_id}: DAY order from an earlier session expired")
         restored_open = list(self.oms.open.values())
         if paper and hasattr(self.broker, "restore"):
             self.broker.restore(self.oms.fills, [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT])
@@ -736,6 +749,7 @@ class Engine:
     def _on_oms_event(self, kind: str, obj: object) -> None:
         if kind == "fill":
             f: Fill = obj  # type: ignore[assignment]
+            self._fills_by_strategy[f.strategy_id] = self._fills_by_strategy.get(f.strategy_id, 0) + 1
             self.log("info", "fill", f"{f.strategy_id}: {f.side.value} {f.quantity:g} {f.instrument.key} "
                                      f"@ {f.price:,.4g} (comm {f.commission:.2f})", **f.to_dict())
         elif kind == "order":
@@ -1156,12 +1170,13 @@ class Engine:
             eq = slot.capital + realized + unrealized
             pos = self.executor.positions_of(name)
             pos_text = ", ".join(f"{k} {p.quantity:+g}" for k, p in sorted(pos.items())) or "flat"
-            trades = sum(1 for f in self.oms.fills if f.strategy_id == name)
+            trades = pm.closed_trades if pm else 0
             day_pnl = eq - slot.day_start_equity if slot.day_start_equity is not None else 0.0
             dd = (1 - eq / slot.peak_equity) * 100 if slot.peak_equity > 0 else 0.0
             strategies.append(StrategyRow(
                 name, slot.spec, slot.state, slot.capital, slot.symbols, pos_text, day_pnl,
                 realized + unrealized, trades, slot.last_signal, slot.error, eq, max(dd, 0.0),
+                fills=self._fills_by_strategy.get(name, 0),
                 sharpe=_finite(pm.rolling_sharpe) if pm else None,
                 win_rate_pct=_finite(pm.win_rate * 100) if pm else None,
                 params=tuple(slot.strategy.p.items()),
@@ -1195,6 +1210,11 @@ class Engine:
             results=tuple(self._results), ticks_processed=self.ticks_processed,
             fills_total=len(self.oms.fills), running=running,
         )
+
+
+def _trading_day(ts: float) -> int:
+    """Trading days roll at 20:00 UTC, after the US close (the same boundary the risk uses)."""
+    return int((ts - 4 * 3600) // 86_400)
 
 
 def _finite(v: float | None) -> float | None:

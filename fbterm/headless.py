@@ -84,7 +84,8 @@ def summary_dict(s: EngineSnapshot, broker_positions: list[Any] | None = None) -
         ],
         "strategies": [
             {"name": r.name, "class": r.cls, "state": r.state.value, "allocation": r.allocation,
-             "position": r.position, "pnl": r.pnl_total, "fills": r.trades, "error": r.error}
+             "position": r.position, "pnl": r.pnl_total, "fills": r.fills, "trades": r.trades,
+             "error": r.error}
             for r in s.strategies
         ],
         "latency_ms": {"p50": s.latency_ms_p50, "p99": s.latency_ms_p99},

@@ -55,7 +55,7 @@ class StrategyRow:
     position: str  # e.g. "AAPL +300, MSFT -120"
     pnl_today: float
     pnl_total: float
-    trades: int
+    trades: int  # closed round trips
     last_signal: str
     error: str = ""
     equity: float = 0.0
@@ -63,6 +63,7 @@ class StrategyRow:
     sharpe: float | None = None
     win_rate_pct: float | None = None
     params: tuple[tuple[str, object], ...] = ()
+    fills: int = 0
 
 
 @dataclass(frozen=True, slots=True)

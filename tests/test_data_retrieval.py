@@ -203,7 +203,10 @@ def test_simulated_source_streams_paced_batches(monkeypatch: pytest.MonkeyPatch)
     batches = asyncio.run(take(src.stream(["MSFT"]), 5))
     assert [[t.symbol for t in b] for b in batches] == [["MSFT"]] * 5
     assert [b[0].ts for b in batches] == [1e9 + k * market.dt_seconds for k in range(1, 6)]
-    assert len(delays) == 4 and all(0 < d <= 0.05 * k for k, d in enumerate(delays, start=1))
+    # Pacing sleeps until each batch is due (never longer); a stall on a busy machine makes a
+    # batch already due, which sleeps 0: the bound, not the exact figure, is the contract.
+    assert len(delays) == 4 and all(0 <= d <= 0.05 * k for k, d in enumerate(delays, start=1))
+    assert any(d > 0 for d in delays)
     with pytest.raises(DataError, match="unknown symbol"):
         asyncio.run(take(src.stream(["TSLA"]), 1))
 

@@ -156,3 +156,31 @@ def test_a_strategy_turning_inside_a_halt_sends_nothing(tmp_path: Path, monkeypa
     assert len(e.oms.orders) == n
     ctx = StrategyContext("fx", "AAPL", 100.0, 0.0, 100_000, 0.0)
     assert Fixed("fx").execute(1.0, ctx)  # the strategy would trade; the engine held it back
+
+
+def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fbterm.model import OrderStatus, TimeInForce
+
+    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+    day1 = 1_800_000_000.0
+    e = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0,
+               clock=lambda: day1)
+    e.reconcile()
+    ticks(e, day1, {"AAPL": 100.0})
+    for tif in (TimeInForce.DAY, TimeInForce.GTC):
+        ok, msg = e._handle(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
+                                       limit_price=99.0, tif=tif))
+        assert ok, msg
+    day_id, gtc_id = sorted(e.oms.open)
+    e.journal.close()
+
+    e2 = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0,
+                clock=lambda: day1 + 86_400)
+    notes = e2.reconcile()
+    assert e2.oms.orders[day_id].status is OrderStatus.CANCELLED
+    assert "expired" in e2.oms.orders[day_id].reason
+    assert e2.oms.orders[gtc_id].status is OrderStatus.SUBMITTED
+    assert gtc_id in e2.broker.orders  # still working at the (restored) paper venue
+    assert any("expired" in n for n in notes)
+    e2.journal.close()
