@@ -1005,8 +1005,9 @@ class Engine:
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
+            market_open = self._market_open(now)
             for sym, f in self.feeds.items():
-                if f.last_wall and not f.stale and now - f.last_wall > stale_after:
+                if market_open and f.last_wall and not f.stale and now - f.last_wall > stale_after:
                     f.stale = True
                     self.log("warning", "data", f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)")
             eq = self.equity()
@@ -1022,6 +1023,27 @@ class Engine:
                 last_rebalance = now
                 ok, msg = self._rebalance()
                 self.log("info" if ok else "warning", "metrics", msg)
+
+    def _market_open(self, now: float) -> bool:
+        """Whether silence on a feed means something: always for the simulated market and
+        replays; for IB only while the exchange is open (a quiet feed at night is normal)."""
+        if self.config.market.source != "ib":
+            return True
+        minute = int(now // 60)
+        cached = getattr(self, "_open_cache", None)
+        if cached is not None and cached[0] == minute:
+            return cached[1]
+        try:
+            import exchange_calendars as xcals
+            import pandas as pd
+
+            cal = getattr(self, "_calendar", None) or xcals.get_calendar("XNYS")
+            self._calendar = cal
+            is_open = bool(cal.is_open_on_minute(pd.Timestamp(minute * 60, unit="s", tz="UTC")))
+        except Exception:
+            is_open = True  # unknown: better a false "stale" than a silent dead feed
+        self._open_cache = (minute, is_open)
+        return is_open
 
     # ------------------------------------------------------------------ metrics
     def update_metrics(self, now: float | None = None, *, store: bool | None = None) -> Any:

@@ -184,3 +184,18 @@ def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
     assert gtc_id in e2.broker.orders  # still working at the (restored) paper venue
     assert any("expired" in n for n in notes)
     e2.journal.close()
+
+
+def test_ib_feeds_are_only_judged_stale_while_the_exchange_is_open(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from fbterm.config import with_overrides
+
+    e = Engine.__new__(Engine)  # only the calendar logic: no broker connection needed
+    e.config = with_overrides(cfg(tmp_path), **{"market.source": "ib"})
+    ts = lambda s: pd.Timestamp(s, tz="UTC").timestamp()  # noqa: E731
+    assert e._market_open(ts("2026-11-24 15:00"))  # a Tuesday afternoon in New York
+    assert not e._market_open(ts("2026-11-24 03:00"))  # the middle of the night
+    assert not e._market_open(ts("2026-11-26 15:00"))  # Thanksgiving
+    e.config = cfg(tmp_path)  # the simulated market never sleeps
+    assert e._market_open(ts("2026-11-24 03:00"))
