@@ -302,11 +302,7 @@ class BacktestScreen(Screen[None]):
         table.add_column("Metric", width=28, key="k")
         table.add_column("Value", width=24, key="v")
         for k, v in result.metrics.items():
-            if isinstance(v, float):
-                text = f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
-            else:
-                text = str(v)
-            table.add_row(str(k), text, key=str(k))
+            table.add_row(str(k), _value(v), key=str(k))
 
     def _show_trades(self, result: Any) -> None:
         table: DataTable[str] = self.query_one("#bt-trades", DataTable)
@@ -320,7 +316,7 @@ class BacktestScreen(Screen[None]):
         for c in cols:
             table.add_column(str(c), width=14, key=str(c))
         for i, row in enumerate(trades[cols].head(2000).itertuples(index=False)):
-            table.add_row(*(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in row), key=str(i))
+            table.add_row(*(_value(v) for v in row), key=str(i))
 
     def _draw_charts(self, result: Any) -> None:
         from textual_plotext import PlotextPlot
@@ -339,3 +335,18 @@ class BacktestScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.app.pop_screen()
+
+
+def _value(v: Any) -> str:
+    """A metric or trade field as an operator reads it: money with separators, no exponents."""
+    if isinstance(v, bool) or not isinstance(v, float | int):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if v != v:  # NaN
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.2f}"
+    if abs(v) >= 1 or v == 0:
+        return f"{v:,.4f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:,.0f}"
+    return f"{v:.4g}"
