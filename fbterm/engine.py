@@ -189,6 +189,7 @@ class Engine:
             marks=self.mark,
             log=self.log,
             clock=clock,
+            queue=self.queue,
         )
         self.executor.on_error = self._on_strategy_error
         self.bars = BarBuilder(cfg.market.bar_seconds)

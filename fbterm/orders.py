@@ -449,11 +449,15 @@ class OrderQueue:
         return self._q.qsize()
 
     def submit_all(self, oms: OrderManagement, max_items: int = 1000) -> list[Order]:
-        """Dequeue up to ``max_items`` and create them, journaled in one transaction."""
+        """Dequeue up to ``max_items`` and create them, in FIFO order.
+
+        With an in-process venue the whole batch is journaled in one transaction; a remote
+        venue's orders each commit before they leave the process, batch or not.
+        """
         batch = self.dequeue_batch(max_items)
         if not batch:
             return []
-        if oms.journal is None:
+        if oms.journal is None or not getattr(oms.broker, "in_process", False):
             return [oms.create_order(s) for s in batch]
         with oms.journal.batch():
             return [oms.create_order(s) for s in batch]

@@ -199,3 +199,38 @@ def test_ib_feeds_are_only_judged_stale_while_the_exchange_is_open(tmp_path: Pat
     assert not e._market_open(ts("2026-11-26 15:00"))  # Thanksgiving
     e.config = cfg(tmp_path)  # the simulated market never sleeps
     assert e._market_open(ts("2026-11-24 03:00"))
+
+
+class TwoLegs(StrategyInterface):
+    """Asks for two limit orders at once (limits are not netted)."""
+
+    name: ClassVar[str] = "two_legs"
+
+    def analyze(self, bars):
+        return signal_frame(bars.index, 1.0)
+
+    def on_bar(self, bar: Bar) -> float:
+        return 1.0
+
+    def execute(self, signals, ctx: StrategyContext) -> list[Signal]:
+        if self._last_target.get(ctx.symbol) == 1.0:
+            return []
+        self._last_target[ctx.symbol] = 1.0
+        inst = Stock(ctx.symbol)
+        return [Signal(self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.99),
+                Signal(self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.98)]
+
+
+def test_strategy_orders_go_through_the_order_queue_and_a_full_queue_is_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fbterm.orders import OrderQueue
+
+    e = engine(tmp_path, monkeypatch)
+    e.executor.queue = e.queue = OrderQueue(maxsize=1)
+    e.add_strategy("legs", TwoLegs("legs"), ["AAPL"], 100_000)
+    for i in range(3):
+        ticks(e, 1000.0 + i, {"AAPL": 100.0})
+    sent = [o for o in e.oms.orders.values() if o.strategy_id == "legs"]
+    assert len(sent) == 1  # the first leg went through the queue...
+    assert len(e.queue) == 0  # ...which the executor drained
+    assert any("order queue full" in line.message and line.level == "error" for line in e._log)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from fbterm.config import StrategyRiskConfig
 from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
+from fbterm.orders import OrderQueue, QueueFull
 from fbterm.risk import StrategyLevelRisk
 from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
@@ -89,6 +90,7 @@ class StrategyExecutor:
         marks: Callable[[str], float | None] | None = None,
         log: LogFn | None = None,
         clock: Callable[[], float] = time.time,
+        queue: OrderQueue | None = None,
     ):
         self.oms = oms
         self.commission_fraction = commission_fraction
@@ -96,6 +98,7 @@ class StrategyExecutor:
         self.marks = marks or (lambda key: None)
         self.log = log or (lambda level, kind, msg: None)
         self.clock = clock
+        self.queue = queue
         self.slots: dict[str, StrategySlot] = {}
         self.epoch = 0  # bumped by the engine once per market-data step
         self._equity_cache: dict[str, tuple[int, float]] = {}
@@ -352,9 +355,22 @@ class StrategyExecutor:
         )
 
     def _send(self, slot: StrategySlot, signals: list[Signal]) -> list[Order]:
+        """Hand the intents to OrderManagement, through the OrderQueue when there is one."""
+        if not signals:
+            return []
+        if self.queue is None:
+            orders = [self.oms.create_order(sig) for sig in signals]
+        else:
+            queued = 0
+            for sig in signals:
+                try:
+                    self.queue.enqueue_order(sig)
+                    queued += 1
+                except QueueFull as e:  # never a silent drop: the operator hears of it
+                    self.log("error", "order", f"{slot.name}: {e}")
+            orders = self.queue.submit_all(self.oms, max_items=queued) if queued else []
         out = []
-        for sig in signals:
-            order = self.oms.create_order(sig)
+        for order in orders:
             slot.orders_sent += 1
             if order.status is OrderStatus.REJECTED:
                 slot.orders_rejected += 1
