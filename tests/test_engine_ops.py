@@ -144,3 +144,46 @@ def test_fbterm_update_over_the_control_socket(tmp_path: Path, monkeypatch: pyte
         assert status["mode"] == "PAPER"
     finally:
         e.stop()
+
+
+def test_a_drawdown_halt_reaches_the_operator_by_email(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Engine -> PortfolioLevelRisk breach -> halt -> Diagnostics -> a real SMTP server on loopback."""
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.envelopes: list = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            return "250 Message accepted"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+    for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    c = cfg(tmp_path, alerts={"email": {"enabled": True, "host": "127.0.0.1", "port": port, "security": "none",
+                                        "sender": "fbterm@test.local", "recipients": ["ops@test.local"]}})
+    e = Engine(c, warmup_bars=0)
+    try:
+        e.reconcile()
+        e.risk.update_equity(1_000_000.0)
+        reason = e.risk.update_equity(850_000.0)  # a 15% fall against the 10% limit
+        assert reason and reason.startswith("max_drawdown")
+        assert e.risk.state.value == "HALTED"
+        assert e.diagnostics.flush(10.0)
+        subjects = [email.message_from_bytes(env.content, policy=email.policy.default)["Subject"]
+                    for env in inbox.envelopes]
+        assert any("halted" in (s or "").lower() for s in subjects), subjects
+    finally:
+        e.stop()
+        smtp.stop()
