@@ -53,6 +53,7 @@ CASES = {
     "help": (["question_mark"], {}),
     "metrics": (["s"], {}),
     "backtest": (["b"], {}),
+    "update_strategy": (["3", "u"], {}),
 }
 
 
