@@ -522,8 +522,8 @@ class Engine:
             for o in list(self.oms.open.values()):
                 if o.tif is TimeInForce.DAY and _trading_day(o.created_ts) < today:
                     with contextlib.suppress(IllegalTransition):
-                        self.oms._apply_status(o, OrderStatus.CANCELLED,
-                                               reason="expired: DAY order from an earlier session")
+                        self.oms.close_locally(o.client_order_id, OrderStatus.CANCELLED,
+                                               "expired: DAY order from an earlier session")
                     notes.append(f"{o.client_order_id}: DAY order from an earlier session expired")
         restored_open = list(self.oms.open.values())
         if paper and hasattr(self.broker, "restore"):
@@ -533,7 +533,7 @@ class Engine:
                 # Journaled but never acknowledged: the process died between journal and venue.
                 msg = "lost before the venue acknowledged it (restart)"
                 with contextlib.suppress(IllegalTransition):
-                    self.oms._apply_status(o, OrderStatus.REJECTED, reason=msg)
+                    self.oms.close_locally(o.client_order_id, OrderStatus.REJECTED, msg)
                 notes.append(f"{o.client_order_id}: {msg}")
         try:
             venue_open = {b.client_order_id for b in self.broker.query_open_orders() if b.client_order_id}

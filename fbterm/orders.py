@@ -229,6 +229,15 @@ class OrderManagement:
         self.broker.modify_order(proposed)
         return self.orders[order_id]
 
+    def close_locally(self, order_id: str, status: OrderStatus, reason: str) -> Order:
+        """Record a final status the venue cannot tell us (reconciliation after a restart: a
+        DAY order from an earlier session, an order that never reached the venue)."""
+        if not status.is_terminal:
+            raise ValueError(f"close_locally needs a final status, got {status.value}")
+        order = self._get(order_id)
+        self._apply_status(order, status, reason=reason)
+        return self.orders[order_id]
+
     # -- queries -------------------------------------------------------------------------
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         if strategy_id is None:
