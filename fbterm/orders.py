@@ -9,6 +9,7 @@ memory, never behind.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import queue
 import threading
@@ -326,17 +327,26 @@ class OrderManagement:
             fill = Fill(fill.fill_id, fill.client_order_id, fill.instrument, fill.side, fill.quantity,
                         fill.price, fill.commission, fill.ts, order.strategy_id)
         new_order = None
-        if order is not None:
+        if order is None:
+            self._emit("message", BrokerMessage(
+                0, f"fill {fill.fill_id} for unknown order {fill.client_order_id}: {fill.side.value} "
+                   f"{fill.quantity:g} {fill.instrument.key} @ {fill.price:g} recorded; positions follow the venue",
+                fill.client_order_id, "error", fill.ts))
+        elif order.status.is_terminal:
+            # A fill after cancel/reject: the venue is the truth; record it, keep the status.
+            self._emit("message", BrokerMessage(
+                0, f"order {order.client_order_id} is {order.status.value} but the venue reports a fill of "
+                   f"{fill.quantity:g} @ {fill.price:g}; recorded", order.client_order_id, "warning", fill.ts))
+        else:
             if fill.quantity > order.remaining + 1e-9:
-                raise OrderError(
-                    f"order {order.client_order_id}: fill {fill.fill_id} of {fill.quantity:g} exceeds "
-                    f"remaining {order.remaining:g}"
-                )
-            if order.status.is_terminal:
-                # A fill after cancel/reject: the venue is the truth; record it, keep the status.
-                new_order = None
-            else:
-                new_order = order.with_fill(fill.quantity, fill.price, ts=fill.ts)
+                # An overfill is the venue's word against ours: keep the fill (positions must match
+                # the venue) and say so loudly, never drop it.
+                self._emit("message", BrokerMessage(
+                    0, f"order {order.client_order_id}: venue filled {fill.quantity:g} with only "
+                       f"{order.remaining:g} remaining; recorded as filled", order.client_order_id, "error",
+                    fill.ts))
+                order = dataclasses.replace(order, quantity=order.filled_quantity + fill.quantity)
+            new_order = order.with_fill(fill.quantity, fill.price, ts=fill.ts)
         if self.journal is not None:
             with self.journal.batch():
                 if not self.journal.record_fill(fill):
