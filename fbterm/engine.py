@@ -267,7 +267,10 @@ class Engine:
 
             rt = IBSource(self.broker, market_data_type=cfg.broker.ib.market_data_type,
                           request_timeout=cfg.broker.ib.request_timeout)
-        retrieval = DataRetrieval(storage, realtime=rt)
+        # IB also serves history (for warming strategies up), cached through DataStorage.
+        historical = rt if cfg.market.source == "ib" else None
+        retrieval = DataRetrieval(storage, historical=historical, realtime=rt)
+        self.retrieval = retrieval
 
         class _RetrievalFeed:
             name = rt.name
@@ -476,6 +479,7 @@ class Engine:
         self.log("info", "engine", f"connected to {self.broker.name} ({self.connection.value})")
         self.reconcile()
         self.warm_up()
+        await self.warm_up_from_history()
         self._publish(force=True)
         self._ready.set()
         self._drain_commands()
@@ -493,6 +497,7 @@ class Engine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            self._stop_requested = True  # from here on a disconnect is ours, not news
             if self.oms.fills:
                 self.update_metrics(store=True)
                 self.write_daily_report()
@@ -581,6 +586,43 @@ class Engine:
                     if t.symbol == self.symbols[0]:
                         produced += 1
         self.executor.forget_targets()
+
+    async def warm_up_from_history(self) -> int:
+        """Live data: feed strategies recent history (through DataRetrieval, so it is cached)
+        so they trade from the first live bar instead of waiting for their windows to fill.
+
+        A failure is logged and the engine starts cold; it is never fatal.
+        """
+        retrieval = getattr(self, "retrieval", None)
+        if retrieval is None or retrieval.historical is None or not self.executor.slots:
+            return 0
+        import pandas as pd
+
+        longest = max(sl.strategy.warmup() for sl in self.executor.slots.values())
+        bars_wanted = 2 * longest + 5
+        secs = self.config.market.bar_seconds
+        bar_size = f"{int(secs)}s" if secs < 60 or secs % 60 else f"{int(secs // 60)}m"
+        end = pd.Timestamp(self.clock(), unit="s", tz="UTC").floor(f"{int(secs)}s")
+        start = end - pd.Timedelta(seconds=secs * bars_wanted)
+        fed = 0
+        for sym in self.symbols:
+            try:
+                df = await asyncio.wait_for(
+                    retrieval.afetch_historical_data(sym, start, end, bar_size), self.config.broker.ib.request_timeout
+                )
+            except Exception as e:
+                self.log("warning", "data", f"{sym}: no history to warm strategies up ({type(e).__name__}: {e})")
+                continue
+            for ts, row in zip(df.index, df.itertuples(index=False), strict=True):
+                bar = Bar(sym, ts.timestamp(), row.open, row.high, row.low, row.close, row.volume)
+                self._remember(bar)
+                self.prices[sym] = bar.close
+                self.executor.on_bar(bar, trade=False)
+                fed += 1
+        self.executor.forget_targets()
+        if fed:
+            self.log("info", "data", f"strategies warmed up on {fed} historical {bar_size} bars")
+        return fed
 
     # ------------------------------------------------------------------ market data
     async def _feed_loop(self) -> None:
@@ -772,9 +814,10 @@ class Engine:
             c: ConnectionEvent = obj  # type: ignore[assignment]
             self.connection = c.state
             self.connection_message = c.message
-            level = "info" if c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) else "error"
+            fine = c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) or self._stop_requested
+            level = "info" if fine else "error"
             self.log(level, "broker", f"connection {c.state.value}: {c.message}")
-            if c.state is ConnectionState.DISCONNECTED:
+            if c.state is ConnectionState.DISCONNECTED and not self._stop_requested:
                 self._alert("error", "Broker disconnected", c.message or "connection lost", key="disconnect")
 
     def _on_strategy_error(self, slot: StrategySlot, e: BaseException) -> None:

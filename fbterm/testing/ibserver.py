@@ -1013,10 +1013,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", help="bars CSV (columns ts,open,high,low,close,volume) served for every symbol")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    bars: pd.DataFrame | None = None
+    bars: Any = None
     if args.csv:
         bars = pd.read_csv(args.csv, index_col=0, parse_dates=True)
         bars.index = pd.DatetimeIndex(bars.index, tz="UTC" if bars.index.tz is None else None, name="ts")
+    else:
+        # Two hours of 5-second bars ending now: a client asking for recent history (fbterm
+        # warming its strategies up) gets some, as it would from a real gateway.
+        now = pd.Timestamp.now(tz="UTC").floor("5s")
+        bars = synthetic_bars(start=str((now - pd.Timedelta(hours=2)).tz_localize(None)), periods=1440,
+                              freq="5s")
     srv = IBTestServer(host=args.host, port=args.port, accounts=[args.account],
                        market_fill_price=args.fill_price, tick_interval=args.tick_interval,
                        bars=bars)
