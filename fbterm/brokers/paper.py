@@ -83,6 +83,7 @@ class PaperBroker:
         self.cash = self.cfg.cash
         self.account = self.cfg.account
         self.positions: dict[str, Position] = {}
+        self._open: dict[str, Position] = {}  # the non-flat subset of positions
         self.orders: dict[str, Order] = {}
         self.last: dict[str, MarketUpdate] = {}
         self._by_underlying: dict[str, set[str]] = {}
@@ -272,7 +273,11 @@ class PaperBroker:
     def _book(self, fill: Fill) -> None:
         key = fill.instrument.key
         pos = self.positions.get(key) or Position(fill.instrument)
-        self.positions[key] = pos.apply_fill(fill)
+        new = self.positions[key] = pos.apply_fill(fill)
+        if new.is_flat:
+            self._open.pop(key, None)
+        else:
+            self._open[key] = new
         self.cash -= fill.signed_quantity * fill.price * fill.instrument.multiplier + fill.commission
 
     # -- account -------------------------------------------------------------------------
@@ -287,9 +292,7 @@ class PaperBroker:
 
     def _marked_positions(self) -> tuple[float, float]:
         net = gross = 0.0
-        for pos in self.positions.values():
-            if pos.is_flat:
-                continue
+        for pos in self._open.values():  # buying power is checked per order: skip flat books
             mark = self._mark(pos.instrument)
             px = pos.avg_cost if mark is None else mark
             v = pos.quantity * px * pos.multiplier
