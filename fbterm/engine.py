@@ -185,7 +185,7 @@ class Engine:
         self.executor = StrategyExecutor(
             self.oms,
             commission_fraction=commission_fraction,
-            option_chain=self._option_chain if self.market is not None else None,
+            option_chain=self._option_chain if self.market is not None else self._no_option_chain,
             marks=self.mark,
             log=self.log,
             clock=clock,
@@ -748,6 +748,15 @@ class Engine:
         if q is not None:
             self.option_marks[opt.key] = q
         return q
+
+    def _no_option_chain(self, underlying: str) -> Sequence[OptionQuote]:
+        # Without a simulated market there is no chain to choose from, and a strategy must not
+        # invent option contracts a live venue may not list: option legs are skipped.
+        if not getattr(self, "_said_no_chain", False):
+            self._said_no_chain = True
+            self.log("warning", "strategy", f"no option chain from {self.config.market.source} market data: "
+                                            "option legs (covered calls) are skipped; stock legs trade")
+        return ()
 
     def _option_chain(self, underlying: str) -> Sequence[OptionQuote]:
         chain = self.market.option_chain(underlying)  # type: ignore[union-attr]
