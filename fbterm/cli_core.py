@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("path", nargs="?", help="config file (default: ./config.toml or built-in defaults)")
     p.set_defaults(handler=cmd_check_config)
 
+    p = sub.add_parser("strategies", help="list strategies and their parameters (types, defaults, bounds)")
+    p.add_argument("spec", nargs="?", help="one strategy: a built-in name or package.module:ClassName")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_strategies)
+
     p = sub.add_parser("run", help="run the engine (headless with --headless)")
     add_broker_options(p)
     p.add_argument("--headless", action="store_true", help="no console: run, then print a summary")
@@ -58,18 +63,66 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def check_strategies(cfg: Config) -> None:
+    """Build every configured strategy once, so a bad class or parameter stops start-up with
+    the key path (``config.toml: strategies[1].params.fast: ...``), not a traceback later."""
+    from fbterm.strategies import StrategyError, create_strategy
+
+    for i, sc in enumerate(cfg.strategies):
+        try:
+            create_strategy(sc.cls, sc.name, sc.params)
+        except StrategyError as e:
+            text = str(e)
+            key = f"strategies[{i}].class"
+            if text.startswith("parameter "):
+                name = text.split(":", 1)[0].removeprefix("parameter ").removeprefix(f"{sc.name}.")
+                key = f"strategies[{i}].params.{name}"
+                text = text.split(":", 1)[1].strip()
+            raise CLIError(f"{cfg.source}: {key}: {text}") from None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from fbterm.config import dump_toml, to_dict
 
     cfg = resolve_config(args)
+    check_strategies(cfg)
     sys.stdout.write(f"# {cfg.source}: OK\n")
     sys.stdout.write(f"# journal: {cfg.journal_path}\n# data dir: {cfg.data_dir}\n")
     sys.stdout.write(dump_toml(to_dict(cfg)))
     return EXIT_OK
 
 
+def cmd_strategies(args: argparse.Namespace) -> int:
+    import json
+
+    from fbterm.strategies import STRATEGIES, StrategyError, load_strategy_class
+
+    try:
+        classes = [load_strategy_class(args.spec)] if args.spec else list(STRATEGIES.values())
+    except StrategyError as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        print(json.dumps({c.name or c.__name__: {"description": c.description, "params": c.describe_params()}
+                          for c in classes}, indent=2, default=str))
+        return EXIT_OK
+    for c in classes:
+        doc = (c.description or (c.__doc__ or "").strip().splitlines()[0] if (c.description or c.__doc__) else "")
+        print(f"{c.name or c.__name__}: {doc}")
+        for p in c.params:
+            bounds = []
+            if p.min is not None:
+                bounds.append(f">= {p.min:g}")
+            if p.max is not None:
+                bounds.append(f"<= {p.max:g}")
+            extra = f"  ({', '.join(bounds)})" if bounds else ""
+            print(f"  {p.name:<14}{p.type.__name__:<7}default {p.default!s:<8}{p.help}{extra}")
+        print()
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
+    check_strategies(cfg)
     if not args.headless:
         return run_console(args, cfg)
     from fbterm.headless import run_headless
@@ -81,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
-    cfg = cfg or resolve_config(args)
+    if cfg is None:
+        cfg = resolve_config(args)
+        check_strategies(cfg)
     if not sys.stdout.isatty() and not os.environ.get("FBTERM_FORCE_TUI"):
         raise CLIError(
             "the console needs a terminal; use 'fbterm run --headless' without one", EXIT_USAGE

@@ -13,7 +13,7 @@ from fbterm import __version__
 from fbterm.cli import build_parser, main
 
 COMMANDS = [
-    [], ["check-config"], ["run"], ["data"], ["data", "synth"], ["data", "show"], ["data", "clean"],
+    [], ["check-config"], ["strategies"], ["run"], ["data"], ["data", "synth"], ["data", "show"], ["data", "clean"],
     ["data", "list"], ["backtest"], ["log"], ["update"], ["alert-test"],
 ]
 
@@ -51,3 +51,28 @@ def test_backtest_drops_bad_rows_on_request(tmp_path: Path, capsys: pytest.Captu
     assert "line 51" in capsys.readouterr().err
     assert main(["backtest", "--data", str(f), "--strategy", "sma_cross", "--on-bad-rows", "drop", "--json"]) == 0
     assert '"bars": 298' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    ('class = "sma_cross"\nparams = { fast = 30, slow = 20 }', "strategies[0].params.fast: must be < slow (20), got 30"),
+    ('class = "sma_cross"\nparams = { fastt = 3 }', "strategies[0].params.fastt: unknown for sma_cross (known: fast, slow)"),
+    ('class = "sma_cross"\nparams = { fast = "x" }', "strategies[0].params.fast: expected int, got 'x'"),
+    ('class = "nomod.x:Y"', "strategies[0].class: strategy 'nomod.x:Y': module 'nomod' not found"),
+])
+def test_bad_strategy_config_is_one_line_naming_the_key(strategy: str, expected: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "config.toml"
+    f.write_text(f'[[strategies]]\nname = "x"\nsymbols = ["AAPL"]\n{strategy}\n')
+    assert main(["check-config", str(f)]) == 2
+    assert main(["run", "--headless", "--config", str(f), "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fbterm: {f}: {expected}"] * 2
+
+
+def test_strategies_lists_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sma_cross", "mean_reversion", "breakout", "covered_call"):
+        assert f"{name}:" in out
+    assert "fast" in out and "default 10" in out
+    assert main(["strategies", "nope"]) == 2
