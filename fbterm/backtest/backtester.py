@@ -689,6 +689,11 @@ class CustomBacktester:
         fp: list[float] = []
         fc: list[float] = []
         floor, copysign = math.floor, math.copysign
+        # Bound appends held in locals: the loop runs once per signal change (tens of
+        # thousands of times on a million bars) and attribute lookups are a real share of it.
+        fb_add, fq_add, fp_add, fc_add = fb.append, fq.append, fp.append, fc.append
+        all_in, fraction, cash_mode = mode == "all_in", mode == "fraction", mode == "cash"
+        keep = 1 - 1e-10
         reenter = bool(getattr(self.strategy, "reenter_on_repeat", False))
         tv = target[events].tolist()
         pv = o[np.asarray(events, dtype=np.int64) + 1].tolist() if events else []
@@ -702,16 +707,16 @@ class CustomBacktester:
                 if pos:
                     fee = abs(pos) * px * cf if frac else commission(abs(pos), px)
                     cash -= -pos * px + fee
-                    fb.append(e + 1)
-                    fq.append(-pos)
-                    fp.append(px)
-                    fc.append(fee)
+                    fb_add(e + 1)
+                    fq_add(-pos)
+                    fp_add(px)
+                    fc_add(fee)
                     pos = 0.0
-                if mode == "all_in":
-                    units = max(eq, 0.0) * (1 - 1e-10) * abs(t) / (px * (1 + cf))
-                elif mode == "fraction":
+                if all_in:
+                    units = max(eq, 0.0) * keep * abs(t) / (px * (1 + cf))
+                elif fraction:
                     units = max(eq, 0.0) * value * abs(t) / px
-                elif mode == "cash":
+                elif cash_mode:
                     units = value * abs(t) / px
                 else:
                     units = value * abs(t)
@@ -720,23 +725,23 @@ class CustomBacktester:
                     fee = abs(qty) * px * cf if frac else commission(abs(qty), px)
                     cash -= qty * px + fee
                     pos = qty
-                    fb.append(e + 1)
-                    fq.append(qty)
-                    fp.append(px)
-                    fc.append(fee)
+                    fb_add(e + 1)
+                    fq_add(qty)
+                    fp_add(px)
+                    fc_add(fee)
                 continue
             last = t
             if not t or px <= 0:
                 qty = 0.0
             else:
-                if mode == "all_in":
+                if all_in:
                     eq = cash + pos * px
                     if pos and (pos > 0) != (t > 0):
                         eq -= abs(pos) * px * cf
-                    units = max(eq, 0.0) * (1 - 1e-10) * abs(t) / (px * (1 + cf))
-                elif mode == "fraction":
+                    units = max(eq, 0.0) * keep * abs(t) / (px * (1 + cf))
+                elif fraction:
                     units = max(cash + pos * px, 0.0) * value * abs(t) / px
-                elif mode == "cash":
+                elif cash_mode:
                     units = value * abs(t) / px
                 else:
                     units = value * abs(t)
@@ -747,10 +752,10 @@ class CustomBacktester:
             fee = abs(delta) * px * cf if frac else commission(abs(delta), px)
             cash -= delta * px + fee
             pos = qty
-            fb.append(e + 1)
-            fq.append(delta)
-            fp.append(px)
-            fc.append(fee)
+            fb_add(e + 1)
+            fq_add(delta)
+            fp_add(px)
+            fc_add(fee)
         book.cash = cash
         book.fb, book.fq, book.fp, book.fc = fb, fq, fp, fc
         book.fk = [sym] * len(fb)
