@@ -76,3 +76,19 @@ def test_strategies_lists_parameters(capsys: pytest.CaptureFixture[str]) -> None
         assert f"{name}:" in out
     assert "fast" in out and "default 10" in out
     assert main(["strategies", "nope"]) == 2
+
+
+def test_sweep_drops_bad_rows_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = ["Date,Open,High,Low,Close,Volume"]
+    price = 100.0
+    for i in range(200):
+        price *= 1.01 if (i // 6) % 2 else 0.99
+        rows.append(f"2021-{1 + i // 28:02d}-{1 + i % 28:02d},{price},{price * 1.01},{price * 0.99},{price},1000")
+    rows[30] = "2021-02-02,10,5,9,9,1000"  # high < low
+    f = tmp_path / "bars.csv"
+    f.write_text("\n".join(rows) + "\n")
+    args = ["backtest", "--data", str(f), "--strategy", "sma_cross", "--sweep", "fast=3:6:3", "--param",
+            "slow=10", "--workers", "1", "--json"]
+    assert main(args) == 2
+    assert main([*args, "--on-bad-rows", "drop"]) == 0
+    assert '"results"' in capsys.readouterr().out

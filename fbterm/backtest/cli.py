@@ -126,7 +126,9 @@ def _run(args: argparse.Namespace) -> int:
         grid = sweep_grid(args.sweep, params)
         bar = _Bar(f"sweep {len(grid)} runs", tty)
         try:
-            table = run_sweep(args.data, args.strategy, grid, cash=args.cash, commission=args.commission,
+            # Bad rows dropped or repaired once here; the workers then share the clean frame.
+            data = args.data if args.on_bad_rows == "error" else load_bars(args.data, args.on_bad_rows)
+            table = run_sweep(data, args.strategy, grid, cash=args.cash, commission=args.commission,
                               sizing=args.sizing, workers=args.workers, cluster=args.cluster,
                               progress=bar, rank_by=args.rank)
         finally:
