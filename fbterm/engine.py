@@ -51,7 +51,7 @@ from fbterm.model import (
     instrument_from_key,
 )
 from fbterm.orders import OrderManagement, OrderQueue, UnknownOrder
-from fbterm.risk import PortfolioLevelRisk
+from fbterm.risk import PortfolioLevelRisk, trading_day
 from fbterm.snapshot import (
     CommandResult,
     EngineSnapshot,
@@ -160,7 +160,6 @@ class Engine:
         self.market = market
         self.source = source
         self.diagnostics = diagnostics if diagnostics is not None else _default_diagnostics(cfg)
-        self.config_snapshot = cfg
         self.symbols = list(cfg.market.symbols)
         if self.market is None and self.source is None and cfg.market.source == "simulated":
             from fbterm.data.simulated import SimulatedMarket
@@ -523,9 +522,9 @@ class Engine:
         if paper:
             # A DAY order does not outlive its trading day; the paper venue expires it at a
             # restart the way a real venue would have at the close.
-            today = _trading_day(self.clock())
+            today = trading_day(self.clock())
             for o in list(self.oms.open.values()):
-                if o.tif is TimeInForce.DAY and _trading_day(o.created_ts) < today:
+                if o.tif is TimeInForce.DAY and trading_day(o.created_ts) < today:
                     with contextlib.suppress(IllegalTransition):
                         self.oms.close_locally(o.client_order_id, OrderStatus.CANCELLED,
                                                "expired: DAY order from an earlier session")
@@ -1231,8 +1230,8 @@ class Engine:
             if isinstance(p.instrument, Option):
                 q = self.option_marks.get(key)
                 delta = q.delta if q else None
-            holders = tuple(sorted(sid for (sid, k), sp in self.oms.strategy_positions.items()
-                                   if k == key and not sp.is_flat))
+            holders = tuple(sorted(sid for sid, book in self.oms.by_strategy.items()
+                                   if key in book and not book[key].is_flat))
             positions.append(PositionRow(
                 key, p.quantity, p.avg_cost, last, p.market_value(last) if last is not None else 0.0,
                 p.unrealized_pnl(last), p.realized_pnl, p.multiplier, delta, holders,
@@ -1285,11 +1284,6 @@ class Engine:
             results=tuple(self._results), ticks_processed=self.ticks_processed,
             fills_total=len(self.oms.fills), running=running,
         )
-
-
-def _trading_day(ts: float) -> int:
-    """Trading days roll at 20:00 UTC, after the US close (the same boundary the risk uses)."""
-    return int((ts - 4 * 3600) // 86_400)
 
 
 def _finite(v: float | None) -> float | None:

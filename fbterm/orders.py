@@ -90,6 +90,7 @@ class OrderManagement:
         self.by_strategy: dict[str, dict[str, Position]] = {}
         self._history: dict[str, list[tuple[float, str, OrderStatus]]] = {}
         self._fill_ids: set[str] = set()
+        self._fill_index: dict[str, int] = {}  # fill id -> place in self.fills (commission reports)
         self._listeners: list[Listener] = []
         self._seq = itertools.count(1)
         self.ack_latencies: list[float] = []  # seconds, create -> acknowledged
@@ -115,6 +116,7 @@ class OrderManagement:
         self.open = {k: o for k, o in self.orders.items() if o.is_live}
         for f in state.fills:
             self._apply_fill_to_positions(f)
+            self._fill_index[f.fill_id] = len(self.fills)
             self.fills.append(f)
             self.fills_by_order.setdefault(f.client_order_id, []).append(f)
             self._fill_ids.add(f.fill_id)
@@ -355,6 +357,7 @@ class OrderManagement:
                 if new_order is not None:
                     self.journal.record_order("fill", new_order)
         self._fill_ids.add(fill.fill_id)
+        self._fill_index[fill.fill_id] = len(self.fills)
         self.fills.append(fill)
         self.fills_by_order.setdefault(fill.client_order_id, []).append(fill)
         self._apply_fill_to_positions(fill)
@@ -371,23 +374,25 @@ class OrderManagement:
             updated = self.journal.update_fill_commission(ev.fill_id, ev.commission)
             if updated is None:
                 return
-        for i, f in enumerate(self.fills):
-            if f.fill_id == ev.fill_id:
-                delta = ev.commission - f.commission
-                self.fills[i] = Fill(f.fill_id, f.client_order_id, f.instrument, f.side, f.quantity,
-                                     f.price, ev.commission, f.ts, f.strategy_id)
-                for key in (f.instrument.key, (f.strategy_id, f.instrument.key)):
-                    book = self.positions if isinstance(key, str) else self.strategy_positions
-                    pos = book.get(key)  # type: ignore[call-overload]
-                    if pos is not None:
-                        book[key] = Position(  # type: ignore[index]
-                            pos.instrument, pos.quantity, pos.avg_cost, pos.realized_pnl - delta,
-                            pos.commissions + delta, pos.strategy_id, pos.opened_ts,
-                        )
-                        if not isinstance(key, str):
-                            self.by_strategy.setdefault(key[0], {})[key[1]] = book[key]  # type: ignore[index]
-                self._emit("commission", self.fills[i])
-                break
+        i = self._fill_index.get(ev.fill_id)
+        if i is None:
+            return
+        f = self.fills[i]
+        delta = ev.commission - f.commission
+        f = self.fills[i] = dataclasses.replace(f, commission=ev.commission)
+        key = f.instrument.key
+
+        def charged(pos: Position) -> Position:
+            return dataclasses.replace(pos, realized_pnl=pos.realized_pnl - delta,
+                                       commissions=pos.commissions + delta)
+
+        if key in self.positions:
+            self.positions[key] = charged(self.positions[key])
+        skey = (f.strategy_id, key)
+        if skey in self.strategy_positions:
+            spos = self.strategy_positions[skey] = charged(self.strategy_positions[skey])
+            self.by_strategy.setdefault(f.strategy_id, {})[key] = spos
+        self._emit("commission", f)
 
     def _apply_fill_to_positions(self, fill: Fill) -> None:
         key = fill.instrument.key

@@ -36,6 +36,11 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     return float(max(dd.max(), 0.0))
 
 
+def trading_day(ts: float) -> int:
+    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close."""
+    return int((ts - 4 * 3600) // 86_400)
+
+
 def drawdown_now(equity: float, peak: float) -> float:
     return 0.0 if peak <= 0 else max(1.0 - equity / peak, 0.0)
 
@@ -256,7 +261,7 @@ class PortfolioLevelRisk:
     def update_equity(self, equity: float, ts: float | None = None) -> str | None:
         """Record the account's equity; halts and returns the reason when a limit is breached."""
         now = ts or self.clock()
-        day = int((now - 4 * 3600) // 86_400)  # trading days roll at 20:00 UTC (after the US close)
+        day = trading_day(now)
         if self._day != day or self.day_start_equity is None:
             self._day, self.day_start_equity = day, equity
         self.equity = equity

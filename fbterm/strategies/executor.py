@@ -22,7 +22,7 @@ import pandas as pd
 from fbterm.config import StrategyRiskConfig
 from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
 from fbterm.orders import OrderQueue, QueueFull
-from fbterm.risk import StrategyLevelRisk
+from fbterm.risk import StrategyLevelRisk, trading_day
 from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
@@ -214,7 +214,7 @@ class StrategyExecutor:
     def sample_equity(self, ts: float | None = None) -> None:
         """Record each strategy's equity (for drawdown, Sharpe and the Kelly sizing)."""
         now = ts or self.clock()
-        day = int((now - 4 * 3600) // 86_400)
+        day = trading_day(now)
         for slot in self.slots.values():
             eq = self.equity(slot.name)
             slot.peak_equity = max(slot.peak_equity, eq)

@@ -509,6 +509,8 @@ class FbtermApp(App[int]):
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGHUP, signal.SIGTERM):
+                # Event loops without signal support (Windows, some embedded runners) raise
+                # here; the console then simply relies on the terminal closing its input.
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, self._on_hangup, sig)
 

@@ -120,7 +120,11 @@ class Dialog(ModalScreen[T]):
         self.dismiss(result)
 
     def build(self) -> T:
-        raise NotImplementedError
+        """The command (or value) the dialog stands for; raise InputError to keep it open.
+
+        Every concrete dialog defines it: a dialog without one has nothing to submit.
+        """
+        raise TypeError(f"{type(self).__name__} must define build()")
 
 
 def _field(label: str, widget: Any) -> Horizontal:
