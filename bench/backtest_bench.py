@@ -42,7 +42,9 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 def run_fbterm(bars: pd.DataFrame, mode: str):
     strat = create_strategy("sma_cross", None, {"fast": FAST, "slow": SLOW})
-    return CustomBacktester(bars, strat, cash=10_000, commission=0.0, sizing="all_in", mode=mode).run_backtest()
+    return CustomBacktester(
+        bars, strat, cash=10_000, commission=0.0, sizing="all_in", mode=mode
+    ).run_backtest()
 
 
 def run_backtesting(bars: pd.DataFrame):
@@ -80,8 +82,15 @@ def run_vectorbt(bars: pd.DataFrame):
     s = vbt.MA.run(close, SLOW).ma
     entries = (f > s) & (f.shift(1) < s.shift(1))
     exits = (f < s) & (f.shift(1) > s.shift(1))
-    return vbt.Portfolio.from_signals(close, entries, exits, short_entries=exits, short_exits=entries,
-                                      price=bars["open"].shift(-1), init_cash=10_000)
+    return vbt.Portfolio.from_signals(
+        close,
+        entries,
+        exits,
+        short_entries=exits,
+        short_exits=entries,
+        price=bars["open"].shift(-1),
+        init_cash=10_000,
+    )
 
 
 BT_SCRIPT = """
@@ -119,7 +128,9 @@ print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")]
 
 def whole_process(script: str, csv: Path) -> tuple[float, float, str]:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", script, str(csv)], capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", script, str(csv)], capture_output=True, text=True, check=True
+    )
     wall = time.perf_counter() - t
     return wall, int(p.stdout.strip().splitlines()[-1]) / 1024.0, p.stderr.strip()[:200]
 
@@ -149,7 +160,12 @@ def main() -> None:
         t_fast, r_fast = best_of(lambda b=bars: run_fbterm(b, "fast"), args.repeat)
         t_rep, r_rep = best_of(lambda b=bars: run_fbterm(b, "replay"), 1)
         assert r_fast.trades.equals(r_rep.trades), "fast and replay disagree"
-        row = {"bars": n, "trades": len(r_fast.trades), "fast_bars_s": n / t_fast, "replay_bars_s": n / t_rep}
+        row = {
+            "bars": n,
+            "trades": len(r_fast.trades),
+            "fast_bars_s": n / t_fast,
+            "replay_bars_s": n / t_rep,
+        }
         if have_bt and n <= args.skip_backtesting_above:
             t_bt, st = best_of(lambda b=bars: run_backtesting(b), 1)
             assert st["# Trades"] == len(r_fast.trades), "backtesting.py disagrees"
@@ -178,11 +194,17 @@ def main() -> None:
         cold = whole_process(FB_SCRIPT, csv)
         warm = whole_process(FB_SCRIPT, csv)
         print(f"\nwhole command on {n:,} bars (CSV):")
-        print(f"  fbterm backtest, first run (parses CSV, writes cache): {cold[0]:6.2f} s  peak {cold[1]:6.0f} MB")
-        print(f"  fbterm backtest, cached:                               {warm[0]:6.2f} s  peak {warm[1]:6.0f} MB")
+        print(
+            f"  fbterm backtest, first run (parses CSV, writes cache): {cold[0]:6.2f} s  peak {cold[1]:6.0f} MB"
+        )
+        print(
+            f"  fbterm backtest, cached:                               {warm[0]:6.2f} s  peak {warm[1]:6.0f} MB"
+        )
         if have_bt:
             bt = whole_process(BT_SCRIPT, csv)
-            print(f"  backtesting.py whole process (pandas read_csv):        {bt[0]:6.2f} s  peak {bt[1]:6.0f} MB")
+            print(
+                f"  backtesting.py whole process (pandas read_csv):        {bt[0]:6.2f} s  peak {bt[1]:6.0f} MB"
+            )
             print(f"  ratio (cached): {bt[0] / warm[0]:.1f}x, (first run): {bt[0] / cold[0]:.1f}x")
 
 

@@ -81,7 +81,9 @@ def main() -> None:
     print(f"  save_to_csv (atomic)       {t_save:7.3f} s")
     print(f"  pandas.read_csv            {t_plain:7.3f} s   (timestamps left as text)")
     print(f"  read_csv parse_dates       {t_plain_dates:7.3f} s   (index_col=0, parse_dates=True)")
-    print(f"  load_from_csv (no cache)   {t_load:7.3f} s   {ratio:.2f}x plain read_csv  [target <= 1.5x]")
+    print(
+        f"  load_from_csv (no cache)   {t_load:7.3f} s   {ratio:.2f}x plain read_csv  [target <= 1.5x]"
+    )
     print(f"  load_from_csv (cached)     {t_cached:7.3f} s")
     print(f"  clean_data                 {t_clean:7.3f} s   ({rep.summary()})")
     print(f"  load + clean               {t_load + t_clean:7.3f} s   [target < 2 s]")

@@ -49,14 +49,18 @@ async def bench(port: int, n: int, burst: int) -> tuple[list[float], float]:
         fut: asyncio.Future[float] = loop.create_future()
         waiting[coid] = fut
         t0 = time.perf_counter()
-        broker.execute_order(Order(coid, inst, Side.BUY if i % 2 else Side.SELL, 1, strategy_id="bench"))
+        broker.execute_order(
+            Order(coid, inst, Side.BUY if i % 2 else Side.SELL, 1, strategy_id="bench")
+        )
         t1 = await asyncio.wait_for(fut, 10)
         latencies.append(t1 - t0)
     filled = 0
     all_done = loop.create_future()
     t0 = time.perf_counter()
     for i in range(burst):
-        broker.execute_order(Order(f"burst{i}", inst, Side.BUY if i % 2 else Side.SELL, 1, strategy_id="bench"))
+        broker.execute_order(
+            Order(f"burst{i}", inst, Side.BUY if i % 2 else Side.SELL, 1, strategy_id="bench")
+        )
     await asyncio.wait_for(all_done, 120)
     rate = burst / (time.perf_counter() - t0)
     await broker.stop()
@@ -73,8 +77,10 @@ def main() -> None:
     q = statistics.quantiles(lat, n=100)
     ms = 1e3
     print(f"IB loopback round trip, execute_order() -> FillEvent, {len(lat)} orders (sequential):")
-    print(f"  p50 {q[49] * ms:.3f} ms   p99 {q[98] * ms:.3f} ms   mean {statistics.fmean(lat) * ms:.3f} ms"
-          f"   max {max(lat) * ms:.3f} ms")
+    print(
+        f"  p50 {q[49] * ms:.3f} ms   p99 {q[98] * ms:.3f} ms   mean {statistics.fmean(lat) * ms:.3f} ms"
+        f"   max {max(lat) * ms:.3f} ms"
+    )
     print(f"  sequential: {len(lat) / sum(lat):,.0f} orders/s")
     print(f"  burst of {args.burst} (pipelined, throttle off): {rate:,.0f} orders/s")
 

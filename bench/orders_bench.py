@@ -50,8 +50,12 @@ def setup(path: Path) -> tuple[OrderManagement, PaperBroker, Journal]:
 
 def signals(n: int) -> list[Signal]:
     insts = [Stock(s) for s in SYMBOLS]
-    return [Signal("bench", insts[i % len(insts)], Side.BUY if (i // 4) % 2 == 0 else Side.SELL, 1 + i % 5)
-            for i in range(n)]
+    return [
+        Signal(
+            "bench", insts[i % len(insts)], Side.BUY if (i // 4) % 2 == 0 else Side.SELL, 1 + i % 5
+        )
+        for i in range(n)
+    ]
 
 
 def run_single(path: Path, n: int, fill_every: int) -> dict[str, float]:
@@ -76,9 +80,17 @@ def run_single(path: Path, n: int, fill_every: int) -> dict[str, float]:
     fills = len(oms.fills)
     acks = oms.ack_latencies
     j.close()
-    return {"orders": n, "seconds": elapsed, "orders_per_s": n / elapsed, "fills": fills,
-            "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3, "max_ms": max(lat) * 1e3,
-            "ack_p50_ms": pct(acks, 0.5) * 1e3, "ack_p99_ms": pct(acks, 0.99) * 1e3}
+    return {
+        "orders": n,
+        "seconds": elapsed,
+        "orders_per_s": n / elapsed,
+        "fills": fills,
+        "p50_ms": pct(lat, 0.5) * 1e3,
+        "p99_ms": pct(lat, 0.99) * 1e3,
+        "max_ms": max(lat) * 1e3,
+        "ack_p50_ms": pct(acks, 0.5) * 1e3,
+        "ack_p99_ms": pct(acks, 0.99) * 1e3,
+    }
 
 
 def run_batched(path: Path, n: int, batch: int) -> dict[str, float]:
@@ -89,7 +101,7 @@ def run_batched(path: Path, n: int, batch: int) -> dict[str, float]:
     clock = time.perf_counter
     t_start = clock()
     for k in range(0, n, batch):
-        for s in sigs[k:k + batch]:
+        for s in sigs[k : k + batch]:
             q.enqueue_order(s)
         t0 = clock()
         out = q.submit_all(oms, max_items=batch)
@@ -99,13 +111,20 @@ def run_batched(path: Path, n: int, batch: int) -> dict[str, float]:
     elapsed = clock() - t_start
     j.close()
     per_order = [b / batch for b in per_batch]
-    return {"orders": n, "seconds": elapsed, "orders_per_s": n / elapsed,
-            "batch_p50_ms": pct(per_batch, 0.5) * 1e3, "batch_p99_ms": pct(per_batch, 0.99) * 1e3,
-            "per_order_p50_ms": pct(per_order, 0.5) * 1e3}
+    return {
+        "orders": n,
+        "seconds": elapsed,
+        "orders_per_s": n / elapsed,
+        "batch_p50_ms": pct(per_batch, 0.5) * 1e3,
+        "batch_p99_ms": pct(per_batch, 0.99) * 1e3,
+        "per_order_p50_ms": pct(per_order, 0.5) * 1e3,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--fill-every", type=int, default=100)
@@ -122,15 +141,23 @@ def main(argv: list[str] | None = None) -> int:
         single = run_single(Path(d) / "a.sqlite", args.orders, 0)
         filled = run_single(Path(d) / "b.sqlite", args.orders, args.fill_every)
         batched = run_batched(Path(d) / "c.sqlite", args.orders, args.batch)
-    print(f"orders bench: {args.orders:,} orders, journal on (WAL, synchronous=NORMAL), Python {sys.version.split()[0]}")
-    print(f"  single, one commit per order : {single['orders_per_s']:>10,.0f} orders/s   "
-          f"create->ack p50 {single['p50_ms']:.3f} ms  p99 {single['p99_ms']:.3f} ms  max {single['max_ms']:.1f} ms")
-    print(f"  single + fills every {args.fill_every:<4}    : {filled['orders_per_s']:>10,.0f} orders/s   "
-          f"create->ack p50 {filled['p50_ms']:.3f} ms  p99 {filled['p99_ms']:.3f} ms  "
-          f"({filled['fills']:,.0f} fills journaled)")
-    print(f"  batched submit_all x{args.batch:<6}  : {batched['orders_per_s']:>10,.0f} orders/s   "
-          f"batch p50 {batched['batch_p50_ms']:.2f} ms  p99 {batched['batch_p99_ms']:.2f} ms  "
-          f"(per order {batched['per_order_p50_ms'] * 1e3:.1f} us)")
+    print(
+        f"orders bench: {args.orders:,} orders, journal on (WAL, synchronous=NORMAL), Python {sys.version.split()[0]}"
+    )
+    print(
+        f"  single, one commit per order : {single['orders_per_s']:>10,.0f} orders/s   "
+        f"create->ack p50 {single['p50_ms']:.3f} ms  p99 {single['p99_ms']:.3f} ms  max {single['max_ms']:.1f} ms"
+    )
+    print(
+        f"  single + fills every {args.fill_every:<4}    : {filled['orders_per_s']:>10,.0f} orders/s   "
+        f"create->ack p50 {filled['p50_ms']:.3f} ms  p99 {filled['p99_ms']:.3f} ms  "
+        f"({filled['fills']:,.0f} fills journaled)"
+    )
+    print(
+        f"  batched submit_all x{args.batch:<6}  : {batched['orders_per_s']:>10,.0f} orders/s   "
+        f"batch p50 {batched['batch_p50_ms']:.2f} ms  p99 {batched['batch_p99_ms']:.2f} ms  "
+        f"(per order {batched['per_order_p50_ms'] * 1e3:.1f} us)"
+    )
     ok = single["orders_per_s"] >= 20_000 and single["p99_ms"] < 1.0
     print(f"  target >= 20,000 orders/s and p99 < 1 ms (single): {'MET' if ok else 'MISSED'}")
     return 0

@@ -94,15 +94,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if len(sent_at) > n_sent:
                     to_send.append(sent_at[n_sent] - t_key)
                 snap = engine.latest()
-                res = [r for r in (snap.results if snap else ()) if r.message.startswith("halt:") and r.ts >= wall]
+                res = [
+                    r
+                    for r in (snap.results if snap else ())
+                    if r.message.startswith("halt:") and r.ts >= wall
+                ]
                 if res:
                     to_engine.append(res[0].ts - wall)
                 await pilot.press("h")  # resume
                 deadline = time.perf_counter() + 5
-                while (app.snapshot is None or app.snapshot.risk.state is not TradingState.ACTIVE) and time.perf_counter() < deadline:
+                while (
+                    app.snapshot is None or app.snapshot.risk.state is not TradingState.ACTIVE
+                ) and time.perf_counter() < deadline:
                     await asyncio.sleep(0.005)
                 await asyncio.sleep(0.05)
-            for name, vals in (("key_to_engine_halt", to_engine), ("key_to_banner", to_banner), ("key_to_send", to_send)):
+            for name, vals in (
+                ("key_to_engine_halt", to_engine),
+                ("key_to_banner", to_banner),
+                ("key_to_send", to_send),
+            ):
                 out[f"{name}_p50_ms"] = 1000 * pct(vals, 50)
                 out[f"{name}_p99_ms"] = 1000 * pct(vals, 99)
                 out[f"{name}_n"] = len(vals)
@@ -113,24 +123,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--symbols", type=int, default=50)
-    p.add_argument("--tps", type=float, default=10_000.0, help="ticks per second, all symbols together")
+    p.add_argument(
+        "--tps", type=float, default=10_000.0, help="ticks per second, all symbols together"
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="length of the steady measurement")
-    p.add_argument("--halts", type=int, default=30, help="halt/resume cycles for the latency figures")
+    p.add_argument(
+        "--halts", type=int, default=30, help="halt/resume cycles for the latency figures"
+    )
     p.add_argument("--hz", type=float, default=10.0, help="console refresh rate (ui.refresh_hz)")
     args = p.parse_args()
     r = asyncio.run(run(args))
-    print(f"fbterm console benchmark: {args.symbols} symbols, {args.tps:,.0f} ticks/s requested, "
-          f"refresh {args.hz:g} Hz, headless 120x40, python {sys.version.split()[0]}")
+    print(
+        f"fbterm console benchmark: {args.symbols} symbols, {args.tps:,.0f} ticks/s requested, "
+        f"refresh {args.hz:g} Hz, headless 120x40, python {sys.version.split()[0]}"
+    )
     print(f"  ticks processed          {r['ticks_per_s']:>10,.0f} /s")
     print(f"  startup to first frame   {r['startup_s'] * 1000:>10.0f} ms   (target < 1500)")
     print(f"  frames rendered          {r['fps']:>10.1f} /s   (target >= 10)")
     print(f"  UI thread CPU            {r['ui_cpu_pct']:>10.1f} %")
-    for name, label in (("key_to_send", "key 'h' -> command sent"),
-                        ("key_to_engine_halt", "key 'h' -> engine halted"),
-                        ("key_to_banner", "key 'h' -> HALTED banner")):
-        print(f"  {label:<25}p50 {r[name + '_p50_ms']:>6.1f} ms  p99 {r[name + '_p99_ms']:>6.1f} ms  (n={r[name + '_n']})")
+    for name, label in (
+        ("key_to_send", "key 'h' -> command sent"),
+        ("key_to_engine_halt", "key 'h' -> engine halted"),
+        ("key_to_banner", "key 'h' -> HALTED banner"),
+    ):
+        print(
+            f"  {label:<25}p50 {r[name + '_p50_ms']:>6.1f} ms  p99 {r[name + '_p99_ms']:>6.1f} ms  (n={r[name + '_n']})"
+        )
     # The engine publishes at most --hz snapshots a second; every one it sends is rendered,
     # so frames/s can only approach --hz from below.
     print(f"  frames / refresh_hz      {r['fps'] / args.hz:>10.0%}")

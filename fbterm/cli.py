@@ -39,14 +39,23 @@ class CLIError(Exception):
 def add_broker_options(p: argparse.ArgumentParser) -> None:
     """Options that pick and reach the venue; shared by the console and ``run``."""
     g = p.add_argument_group("broker")
-    g.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml if present)")
+    g.add_argument(
+        "--config", metavar="PATH", help="config file (default: ./config.toml if present)"
+    )
     g.add_argument("--broker", choices=("paper", "ib"), help="execution venue (overrides config)")
     g.add_argument("--host", help="IB Gateway/TWS host")
-    g.add_argument("--port", type=int, help="IB Gateway/TWS port (4002 paper gateway, 7497 TWS paper)")
+    g.add_argument(
+        "--port", type=int, help="IB Gateway/TWS port (4002 paper gateway, 7497 TWS paper)"
+    )
     g.add_argument("--client-id", type=int, dest="client_id", help="IB API client id")
     g.add_argument("--account", help="IB account id")
-    g.add_argument("--read-only", action="store_true", default=None, dest="read_only",
-                   help="connect without order permissions")
+    g.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        dest="read_only",
+        help="connect without order permissions",
+    )
     g.add_argument("--journal", metavar="PATH", help="journal database (overrides config)")
 
 

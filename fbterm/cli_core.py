@@ -16,19 +16,30 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("check-config", help="validate a config file and print the effective config")
-    p.add_argument("path", nargs="?", help="config file (default: ./config.toml or built-in defaults)")
+    p.add_argument(
+        "path", nargs="?", help="config file (default: ./config.toml or built-in defaults)"
+    )
     p.set_defaults(handler=cmd_check_config)
 
-    p = sub.add_parser("strategies", help="list strategies and their parameters (types, defaults, bounds)")
-    p.add_argument("spec", nargs="?", help="one strategy: a built-in name or package.module:ClassName")
+    p = sub.add_parser(
+        "strategies", help="list strategies and their parameters (types, defaults, bounds)"
+    )
+    p.add_argument(
+        "spec", nargs="?", help="one strategy: a built-in name or package.module:ClassName"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_strategies)
 
     p = sub.add_parser("run", help="run the engine (headless with --headless)")
     add_broker_options(p)
     p.add_argument("--headless", action="store_true", help="no console: run, then print a summary")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_run)
 
@@ -55,7 +66,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
                 "ui.theme": getattr(args, "theme", None),
             },
         )
-        if cfg.broker.kind == "ib" and getattr(args, "broker", None) == "ib" and cfg.market.source == "simulated":
+        if (
+            cfg.broker.kind == "ib"
+            and getattr(args, "broker", None) == "ib"
+            and cfg.market.source == "simulated"
+        ):
             # Asking for IB on the command line means IB's market data too.
             cfg = with_overrides(cfg, **{"market.source": "ib"})
     except ConfigError as e:
@@ -102,11 +117,26 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     except StrategyError as e:
         raise CLIError(str(e)) from None
     if args.json:
-        print(json.dumps({c.name or c.__name__: {"description": c.description, "params": c.describe_params()}
-                          for c in classes}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    c.name or c.__name__: {
+                        "description": c.description,
+                        "params": c.describe_params(),
+                    }
+                    for c in classes
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return EXIT_OK
     for c in classes:
-        doc = (c.description or (c.__doc__ or "").strip().splitlines()[0] if (c.description or c.__doc__) else "")
+        doc = (
+            c.description or (c.__doc__ or "").strip().splitlines()[0]
+            if (c.description or c.__doc__)
+            else ""
+        )
         print(f"{c.name or c.__name__}: {doc}")
         for p in c.params:
             bounds = []

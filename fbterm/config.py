@@ -244,7 +244,11 @@ class Config:
     # -- resolved paths ------------------------------------------------------------------
     @property
     def journal_path(self) -> Path:
-        return Path(self.journal.path).expanduser() if self.journal.path else user_dir() / "journal.sqlite"
+        return (
+            Path(self.journal.path).expanduser()
+            if self.journal.path
+            else user_dir() / "journal.sqlite"
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -256,11 +260,17 @@ class Config:
 
     @property
     def control_socket_path(self) -> Path:
-        return Path(self.control.socket).expanduser() if self.control.socket else user_dir() / "control.sock"
+        return (
+            Path(self.control.socket).expanduser()
+            if self.control.socket
+            else user_dir() / "control.sock"
+        )
 
     @property
     def report_dir(self) -> Path:
-        return Path(self.metrics.report_dir).expanduser() if self.metrics.report_dir else self.data_dir
+        return (
+            Path(self.metrics.report_dir).expanduser() if self.metrics.report_dir else self.data_dir
+        )
 
 
 def user_dir() -> Path:
@@ -466,14 +476,34 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 DEFAULT_STRATEGIES: list[dict[str, Any]] = [
-    {"name": "sma_fast", "class": "sma_cross", "symbols": ["AAPL", "MSFT"], "capital": 200_000,
-     "params": {"fast": 5, "slow": 12}},
-    {"name": "meanrev_spy", "class": "mean_reversion", "symbols": ["SPY"], "capital": 150_000,
-     "params": {"window": 10, "entry_z": 1.2}},
-    {"name": "breakout_nvda", "class": "breakout", "symbols": ["NVDA"], "capital": 150_000,
-     "params": {"window": 10}},
-    {"name": "covered_aapl", "class": "covered_call", "symbols": ["AAPL"], "capital": 100_000,
-     "params": {}},
+    {
+        "name": "sma_fast",
+        "class": "sma_cross",
+        "symbols": ["AAPL", "MSFT"],
+        "capital": 200_000,
+        "params": {"fast": 5, "slow": 12},
+    },
+    {
+        "name": "meanrev_spy",
+        "class": "mean_reversion",
+        "symbols": ["SPY"],
+        "capital": 150_000,
+        "params": {"window": 10, "entry_z": 1.2},
+    },
+    {
+        "name": "breakout_nvda",
+        "class": "breakout",
+        "symbols": ["NVDA"],
+        "capital": 150_000,
+        "params": {"window": 10},
+    },
+    {
+        "name": "covered_aapl",
+        "class": "covered_call",
+        "symbols": ["AAPL"],
+        "capital": 100_000,
+        "params": {},
+    },
 ]
 
 
@@ -533,7 +563,9 @@ def dump_toml(data: dict[str, Any]) -> str:
         return k if _BARE_KEY.fullmatch(k) else scalar(k)
 
     def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
-        plain = {k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_aot(v)}
+        plain = {
+            k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_aot(v)
+        }
         if prefix:
             out.append(f"\n[[{prefix}]]" if array else f"\n[{prefix}]")
         for k, v in plain.items():

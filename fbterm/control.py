@@ -36,7 +36,9 @@ class ControlError(Exception):
 
 def _check_path_length(path: Path) -> None:
     if len(os.fsencode(str(path))) > _SUN_PATH_MAX:
-        raise ControlError(f"control socket path is too long for a Unix socket ({len(str(path))} > {_SUN_PATH_MAX}): {path}")
+        raise ControlError(
+            f"control socket path is too long for a Unix socket ({len(str(path))} > {_SUN_PATH_MAX}): {path}"
+        )
 
 
 class _RequestHandler(socketserver.StreamRequestHandler):
@@ -143,7 +145,10 @@ class ControlServer:
             self._server = None
             raise
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="fbterm-control", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="fbterm-control",
+            daemon=True,
         )
         self._thread.start()
 
@@ -202,7 +207,9 @@ class ControlClient:
             raise ControlError(f"no running fbterm is listening on {self.path}") from None
         except PermissionError:
             s.close()
-            raise ControlError(f"permission denied on {self.path} (owned by another user?)") from None
+            raise ControlError(
+                f"permission denied on {self.path} (owned by another user?)"
+            ) from None
         self._sock = s
         self._file = s.makefile("rb")
 

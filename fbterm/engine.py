@@ -171,15 +171,21 @@ class Engine:
         if self.source is None and cfg.market.source != "simulated":
             self.source = self._make_source()
         self.inputs = EngineInputs(self)
-        self.risk = PortfolioLevelRisk(cfg.risk, self.inputs, clock=clock, on_state_change=self._on_risk_state)
+        self.risk = PortfolioLevelRisk(
+            cfg.risk, self.inputs, clock=clock, on_state_change=self._on_risk_state
+        )
         self.oms = OrderManagement(self.broker, self.journal, risk_check=self._gate, clock=clock)
         self.oms.subscribe(self._on_oms_event)
         self._fills_by_strategy: dict[str, int] = {}
         for f in self.oms.fills:
-            self._fills_by_strategy[f.strategy_id] = self._fills_by_strategy.get(f.strategy_id, 0) + 1
+            self._fills_by_strategy[f.strategy_id] = (
+                self._fills_by_strategy.get(f.strategy_id, 0) + 1
+            )
         self.queue = OrderQueue(maxsize=10_000)
         commission_fraction = (
-            cfg.broker.paper.commission_fraction if cfg.broker.paper.commission == "percent" else 0.0
+            cfg.broker.paper.commission_fraction
+            if cfg.broker.paper.commission == "percent"
+            else 0.0
         )
         self.executor = StrategyExecutor(
             self.oms,
@@ -195,7 +201,8 @@ class Engine:
         from fbterm.metrics import MetricsCalculation
 
         self.metrics = MetricsCalculation(
-            rolling_window=cfg.metrics.rolling_window, timezone=cfg.market.timezone,
+            rolling_window=cfg.metrics.rolling_window,
+            timezone=cfg.market.timezone,
         )
         self.metrics_snapshot: Any = None
         self._metrics_stored = 0.0
@@ -250,7 +257,9 @@ class Engine:
         from fbterm.brokers.paper import PaperBroker
 
         pricer = self._cached_option_quote if self.market is not None else None
-        return PaperBroker(cfg.broker.paper, symbols=self.symbols, option_pricer=pricer, clock=self.clock)
+        return PaperBroker(
+            cfg.broker.paper, symbols=self.symbols, option_pricer=pricer, clock=self.clock
+        )
 
     def _make_source(self) -> TickSource:
         """Market data for ``market.source = csv | ib``, through the seed's DataRetrieval."""
@@ -260,12 +269,17 @@ class Engine:
         cfg = self.config
         storage = DataStorage(cfg.data_dir, cfg.market.timezone)
         if cfg.market.source == "csv":
-            rt: Any = CSVSource(cfg.market.csv.path, cfg.market.csv.speed, timezone=cfg.market.timezone)
+            rt: Any = CSVSource(
+                cfg.market.csv.path, cfg.market.csv.speed, timezone=cfg.market.timezone
+            )
         else:
             from fbterm.data.ib_source import IBSource
 
-            rt = IBSource(self.broker, market_data_type=cfg.broker.ib.market_data_type,
-                          request_timeout=cfg.broker.ib.request_timeout)
+            rt = IBSource(
+                self.broker,
+                market_data_type=cfg.broker.ib.market_data_type,
+                request_timeout=cfg.broker.ib.request_timeout,
+            )
         # IB also serves history (for warming strategies up), cached through DataStorage.
         historical = rt if cfg.market.source == "ib" else None
         retrieval = DataRetrieval(storage, historical=historical, realtime=rt)
@@ -287,8 +301,14 @@ class Engine:
             self._strategy_configs[sc.name] = sc
             symbols = sc.symbols or self.symbols
             self.executor.add_strategy(
-                sc.name, strat, symbols, sc.capital, spec=sc.cls,
-                sizing=self._sizing(sc.sizing, sc.capital, len(symbols)), risk=sc.risk, enabled=sc.enabled,
+                sc.name,
+                strat,
+                symbols,
+                sc.capital,
+                spec=sc.cls,
+                sizing=self._sizing(sc.sizing, sc.capital, len(symbols)),
+                risk=sc.risk,
+                enabled=sc.enabled,
             )
 
     @staticmethod
@@ -302,8 +322,14 @@ class Engine:
             return Sizing("all_in", 1.0)
         return Sizing("fraction", 0.95 / n)
 
-    def add_strategy(self, name: str, strategy: StrategyInterface, symbols: Sequence[str], capital: float,
-                     **kw: Any) -> StrategySlot:
+    def add_strategy(
+        self,
+        name: str,
+        strategy: StrategyInterface,
+        symbols: Sequence[str],
+        capital: float,
+        **kw: Any,
+    ) -> StrategySlot:
         """Register a strategy before :meth:`start` (tests and embedding)."""
         return self.executor.add_strategy(name, strategy, symbols, capital, **kw)
 
@@ -344,14 +370,22 @@ class Engine:
 
         def command(req: dict[str, Any]) -> Any:
             name = str(req.get("name", ""))
-            simple = {"halt": S.Halt, "reduce": S.ReduceOnly, "resume": S.Resume, "cancel_all": S.CancelAll,
-                      "flatten": S.FlattenAll, "rebalance": S.Rebalance}
+            simple = {
+                "halt": S.Halt,
+                "reduce": S.ReduceOnly,
+                "resume": S.Resume,
+                "cancel_all": S.CancelAll,
+                "flatten": S.FlattenAll,
+                "rebalance": S.Rebalance,
+            }
             if name not in simple:
                 raise ValueError(f"unknown command {name!r} (known: {', '.join(simple)})")
             return {"command_id": self.submit(simple[name](source="control"))}
 
-        server = ControlServer(self.config.control_socket_path,
-                               {"update": update, "status": status, "command": command})
+        server = ControlServer(
+            self.config.control_socket_path,
+            {"update": update, "status": status, "command": command},
+        )
         try:
             server.start()
         except (ControlError, OSError) as e:
@@ -381,7 +415,9 @@ class Engine:
                 loop.call_soon_threadsafe(self._drain_commands)
         return cmd.command_id
 
-    def subscribe(self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0
+    ) -> Callable[[], None]:
         """Call ``callback(snapshot)`` on the engine thread at most ``hz`` times a second.
 
         Keep the callback tiny (a Textual app: ``post_message`` only). Returns unsubscribe.
@@ -417,6 +453,7 @@ class Engine:
 
         A final summary taken after this describes a state that no new tick can change.
         """
+
         def _cancel() -> None:
             task = getattr(self, "_feed_task", None)
             if task is not None:
@@ -526,12 +563,18 @@ class Engine:
             for o in list(self.oms.open.values()):
                 if o.tif is TimeInForce.DAY and trading_day(o.created_ts) < today:
                     with contextlib.suppress(IllegalTransition):
-                        self.oms.close_locally(o.client_order_id, OrderStatus.CANCELLED,
-                                               "expired: DAY order from an earlier session")
+                        self.oms.close_locally(
+                            o.client_order_id,
+                            OrderStatus.CANCELLED,
+                            "expired: DAY order from an earlier session",
+                        )
                     notes.append(f"{o.client_order_id}: DAY order from an earlier session expired")
         restored_open = list(self.oms.open.values())
         if paper and hasattr(self.broker, "restore"):
-            self.broker.restore(self.oms.fills, [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT])
+            self.broker.restore(
+                self.oms.fills,
+                [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT],
+            )
         for o in restored_open:
             if o.status is OrderStatus.PENDING_SUBMIT:
                 # Journaled but never acknowledged: the process died between journal and venue.
@@ -540,14 +583,18 @@ class Engine:
                     self.oms.close_locally(o.client_order_id, OrderStatus.REJECTED, msg)
                 notes.append(f"{o.client_order_id}: {msg}")
         try:
-            venue_open = {b.client_order_id for b in self.broker.query_open_orders() if b.client_order_id}
+            venue_open = {
+                b.client_order_id for b in self.broker.query_open_orders() if b.client_order_id
+            }
         except Exception as e:
             venue_open = None
             notes.append(f"could not query open orders: {e}")
         if venue_open is not None:
             for o in list(self.oms.open.values()):
                 if o.client_order_id not in venue_open:
-                    notes.append(f"{o.client_order_id}: open in the journal, unknown to {self.broker.name}")
+                    notes.append(
+                        f"{o.client_order_id}: open in the journal, unknown to {self.broker.name}"
+                    )
             for cid in venue_open - set(self.oms.orders):
                 notes.append(f"{cid}: working at {self.broker.name}, not in the journal")
         try:
@@ -561,8 +608,11 @@ class Engine:
             notes.append(f"could not query positions: {e}")
         n_orders, n_fills = len(self.oms.orders), len(self.oms.fills)
         if n_orders or n_fills:
-            self.log("info", "engine", f"journal restored: {n_orders} orders, {n_fills} fills, "
-                                       f"{len(self.oms.open)} open")
+            self.log(
+                "info",
+                "engine",
+                f"journal restored: {n_orders} orders, {n_fills} fills, {len(self.oms.open)} open",
+            )
         for n in notes:
             self.log("warning", "reconcile", n)
         return notes
@@ -607,10 +657,15 @@ class Engine:
         for sym in self.symbols:
             try:
                 df = await asyncio.wait_for(
-                    retrieval.afetch_historical_data(sym, start, end, bar_size), self.config.broker.ib.request_timeout
+                    retrieval.afetch_historical_data(sym, start, end, bar_size),
+                    self.config.broker.ib.request_timeout,
                 )
             except Exception as e:
-                self.log("warning", "data", f"{sym}: no history to warm strategies up ({type(e).__name__}: {e})")
+                self.log(
+                    "warning",
+                    "data",
+                    f"{sym}: no history to warm strategies up ({type(e).__name__}: {e})",
+                )
                 continue
             for ts, row in zip(df.index, df.itertuples(index=False), strict=True):
                 bar = Bar(sym, ts.timestamp(), row.open, row.high, row.low, row.close, row.volume)
@@ -690,7 +745,9 @@ class Engine:
                 f.stale = False
                 self.log("info", "data", f"{sym}: market data resumed")
             if paper is not None:
-                paper(sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask))
+                paper(
+                    sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
+                )
             n_before = self.oms_count()
             self.executor.on_price(sym, t.last, t.ts)
             bar = self.bars.on_tick(sym, t.ts, t.last, t.volume)
@@ -753,8 +810,12 @@ class Engine:
         # invent option contracts a live venue may not list: option legs are skipped.
         if not getattr(self, "_said_no_chain", False):
             self._said_no_chain = True
-            self.log("warning", "strategy", f"no option chain from {self.config.market.source} market data: "
-                                            "option legs (covered calls) are skipped; stock legs trade")
+            self.log(
+                "warning",
+                "strategy",
+                f"no option chain from {self.config.market.source} market data: "
+                "option legs (covered calls) are skipped; stock legs trade",
+            )
         return ()
 
     def _option_chain(self, underlying: str) -> Sequence[OptionQuote]:
@@ -786,7 +847,12 @@ class Engine:
         self.executor.set_halted(state is TradingState.HALTED)
         if state is TradingState.HALTED:
             self.log("error", "risk", f"TRADING HALTED: {reason}")
-            self._alert("critical", "Trading halted", f"fbterm halted trading: {reason}", key=f"halt:{reason[:40]}")
+            self._alert(
+                "critical",
+                "Trading halted",
+                f"fbterm halted trading: {reason}",
+                key=f"halt:{reason[:40]}",
+            )
             if self.config.risk.cancel_orders_on_halt:
                 n = self._cancel_all("halt")
                 if n:
@@ -800,36 +866,68 @@ class Engine:
     def _on_oms_event(self, kind: str, obj: object) -> None:
         if kind == "fill":
             f: Fill = obj  # type: ignore[assignment]
-            self._fills_by_strategy[f.strategy_id] = self._fills_by_strategy.get(f.strategy_id, 0) + 1
-            self.log("info", "fill", f"{f.strategy_id}: {f.side.value} {f.quantity:g} {f.instrument.key} "
-                                     f"@ {f.price:,.4g} (comm {f.commission:.2f})", **f.to_dict())
+            self._fills_by_strategy[f.strategy_id] = (
+                self._fills_by_strategy.get(f.strategy_id, 0) + 1
+            )
+            self.log(
+                "info",
+                "fill",
+                f"{f.strategy_id}: {f.side.value} {f.quantity:g} {f.instrument.key} "
+                f"@ {f.price:,.4g} (comm {f.commission:.2f})",
+                **f.to_dict(),
+            )
         elif kind == "order":
             o: Order = obj  # type: ignore[assignment]
             if o.status is OrderStatus.REJECTED:
-                self._alert("warning", "Order rejected", f"{o.client_order_id} {o.side.value} {o.quantity:g} "
-                            f"{o.symbol} ({o.strategy_id}): {o.reason}", key=f"reject:{o.strategy_id}:{o.reason[:30]}")
+                self._alert(
+                    "warning",
+                    "Order rejected",
+                    f"{o.client_order_id} {o.side.value} {o.quantity:g} "
+                    f"{o.symbol} ({o.strategy_id}): {o.reason}",
+                    key=f"reject:{o.strategy_id}:{o.reason[:30]}",
+                )
             # Every order event goes to the activity log (not the pane: fills already say it).
-            self._activity("order", f"{o.client_order_id} {o.status.value}" + (f": {o.reason}" if o.reason else ""),
-                           order_id=o.client_order_id, status=o.status.value, reason=o.reason,
-                           strategy=o.strategy_id, symbol=o.symbol, side=o.side.value, qty=o.quantity,
-                           filled=o.filled_quantity, order_type=o.order_type.value, lmt=o.limit_price,
-                           stp=o.stop_price)
+            self._activity(
+                "order",
+                f"{o.client_order_id} {o.status.value}" + (f": {o.reason}" if o.reason else ""),
+                order_id=o.client_order_id,
+                status=o.status.value,
+                reason=o.reason,
+                strategy=o.strategy_id,
+                symbol=o.symbol,
+                side=o.side.value,
+                qty=o.quantity,
+                filled=o.filled_quantity,
+                order_type=o.order_type.value,
+                lmt=o.limit_price,
+                stp=o.stop_price,
+            )
         elif kind == "message":
             m: BrokerMessage = obj  # type: ignore[assignment]
-            self.log(m.level if m.level in ("info", "warning", "error") else "warning", "broker",
-                     f"[{m.code}] {m.message}" if m.code else m.message)
+            self.log(
+                m.level if m.level in ("info", "warning", "error") else "warning",
+                "broker",
+                f"[{m.code}] {m.message}" if m.code else m.message,
+            )
         elif kind == "connection":
             c: ConnectionEvent = obj  # type: ignore[assignment]
             self.connection = c.state
             self.connection_message = c.message
-            fine = c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) or self._stop_requested
+            fine = (
+                c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY)
+                or self._stop_requested
+            )
             level = "info" if fine else "error"
             self.log(level, "broker", f"connection {c.state.value}: {c.message}")
             if c.state is ConnectionState.DISCONNECTED and not self._stop_requested:
-                self._alert("error", "Broker disconnected", c.message or "connection lost", key="disconnect")
+                self._alert(
+                    "error", "Broker disconnected", c.message or "connection lost", key="disconnect"
+                )
 
     def _on_strategy_error(self, slot: StrategySlot, e: BaseException) -> None:
-        self._alert("error", f"Strategy {slot.name} stopped", slot.error, key=f"strategy:{slot.name}")
+        self._alert(
+            "error", f"Strategy {slot.name} stopped", slot.error, key=f"strategy:{slot.name}"
+        )
 
     # ------------------------------------------------------------------ commands
     def _drain_commands(self) -> None:
@@ -847,8 +945,15 @@ class Engine:
                 ok, msg = False, f"{type(e).__name__}: {e}"
             res = CommandResult(cmd.command_id, ok, msg, self.clock())
             self._results.append(res)
-            self.log("info" if ok else "warning", "command", ("OK " if ok else "FAILED ") + msg,
-                     command=type(cmd).__name__, ok=ok, source=cmd.source, command_id=cmd.command_id)
+            self.log(
+                "info" if ok else "warning",
+                "command",
+                ("OK " if ok else "FAILED ") + msg,
+                command=type(cmd).__name__,
+                ok=ok,
+                source=cmd.source,
+                command_id=cmd.command_id,
+            )
             self._publish(force=True)
 
     def _handle(self, cmd: S.Command) -> tuple[bool, str]:
@@ -873,8 +978,13 @@ class Engine:
             n = self._cancel_all("operator")
             return True, f"cancel all: {n} orders cancelled"
         if isinstance(cmd, S.ModifyOrder):
-            o = self.oms.modify_order(cmd.client_order_id, quantity=cmd.quantity, order_type=cmd.order_type,
-                                      limit_price=cmd.limit_price, stop_price=cmd.stop_price)
+            o = self.oms.modify_order(
+                cmd.client_order_id,
+                quantity=cmd.quantity,
+                order_type=cmd.order_type,
+                limit_price=cmd.limit_price,
+                stop_price=cmd.stop_price,
+            )
             terms = f"{o.quantity:g} {o.order_type.value}"
             if o.limit_price is not None:
                 terms += f" lmt {o.limit_price:g}"
@@ -904,10 +1014,23 @@ class Engine:
         sym = cmd.symbol.strip().upper() if " " not in cmd.symbol.strip() else cmd.symbol.strip()
         inst = instrument_from_key(sym)
         if inst.underlying not in self.symbols:
-            return False, f"new order: unknown symbol {inst.underlying!r} (trading {', '.join(self.symbols)})"
-        sig = Signal(cmd.strategy_id, inst, cmd.side, cmd.quantity, cmd.order_type, cmd.limit_price,
-                     cmd.stop_price, cmd.tif, signal_price=self.mark(inst.key), ts=self.clock(),
-                     reason="operator")
+            return (
+                False,
+                f"new order: unknown symbol {inst.underlying!r} (trading {', '.join(self.symbols)})",
+            )
+        sig = Signal(
+            cmd.strategy_id,
+            inst,
+            cmd.side,
+            cmd.quantity,
+            cmd.order_type,
+            cmd.limit_price,
+            cmd.stop_price,
+            cmd.tif,
+            signal_price=self.mark(inst.key),
+            ts=self.clock(),
+            reason="operator",
+        )
         o = self.oms.create_order(sig)
         desc = f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} {o.order_type.value}"
         if o.status is OrderStatus.REJECTED:
@@ -942,8 +1065,18 @@ class Engine:
                     continue
                 off = cmd.limit_offset_pct / 100
                 kw["limit_price"] = round(last * (1 - off if side is Side.SELL else 1 + off), 2)
-            sig = Signal(sid, p.instrument, side, abs(p.quantity), otype,
-                         tif=TimeInForce.DAY, signal_price=last, ts=self.clock(), reason="flatten", **kw)
+            sig = Signal(
+                sid,
+                p.instrument,
+                side,
+                abs(p.quantity),
+                otype,
+                tif=TimeInForce.DAY,
+                signal_price=last,
+                ts=self.clock(),
+                reason="flatten",
+                **kw,
+            )
             # Getting flat is what a halt is for: the operator's closing orders pass the gate
             # in any trading state (they can only shrink positions).
             self._operator_exit = True
@@ -967,7 +1100,10 @@ class Engine:
         from fbterm.ops import UpdatesManagement
 
         res = UpdatesManagement(self.diagnostics).apply_update(
-            self, strategy=cmd.name, params=dict(cmd.params) or None, code=cmd.cls,
+            self,
+            strategy=cmd.name,
+            params=dict(cmd.params) or None,
+            code=cmd.cls,
         )
         return bool(res.ok), res.message
 
@@ -981,8 +1117,13 @@ class Engine:
         sc = self._strategy_configs.get(name)
         if sc is None:
             slot = self.executor.slots[name]
-            sc = StrategyConfig(name=name, cls=slot.spec, symbols=list(slot.symbols), capital=slot.capital,
-                                params=dict(slot.strategy.p))
+            sc = StrategyConfig(
+                name=name,
+                cls=slot.spec,
+                symbols=list(slot.symbols),
+                capital=slot.capital,
+                params=dict(slot.strategy.p),
+            )
             self._strategy_configs[name] = sc
         return sc
 
@@ -1014,7 +1155,9 @@ class Engine:
     def resume_strategy(self, name: str) -> None:
         self.executor.resume_strategy(name)
 
-    def replace_strategy(self, name: str, new_strategy: StrategyInterface, config: StrategyConfig) -> StrategyInterface:
+    def replace_strategy(
+        self, name: str, new_strategy: StrategyInterface, config: StrategyConfig
+    ) -> StrategyInterface:
         slot = self.executor.slots[name]
         # Warm the new objects on the bars their predecessors saw, so they trade from the next bar.
         old = self.executor.replace_strategy(
@@ -1046,7 +1189,8 @@ class Engine:
         if not res.applied:
             return True, f"rebalance: no change ({res.reason})"
         moves = ", ".join(
-            f"{n} {res.old_allocations[n]:,.0f} -> {res.new_allocations[n]:,.0f}" for n in res.new_allocations
+            f"{n} {res.old_allocations[n]:,.0f} -> {res.new_allocations[n]:,.0f}"
+            for n in res.new_allocations
         )
         return True, f"rebalance (half Kelly): {moves}"
 
@@ -1061,7 +1205,11 @@ class Engine:
             for sym, f in self.feeds.items():
                 if market_open and f.last_wall and not f.stale and now - f.last_wall > stale_after:
                     f.stale = True
-                    self.log("warning", "data", f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)")
+                    self.log(
+                        "warning",
+                        "data",
+                        f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)",
+                    )
             eq = self.equity()
             reason = self.risk.update_equity(eq, now)
             if reason:
@@ -1113,7 +1261,10 @@ class Engine:
         marks = {k: m for k in self.oms.positions if (m := self.mark(k)) is not None}
         try:
             snap = self.metrics.calculate_real_time_metrics(
-                self.oms.fills, marks, orders=list(self.oms.orders.values())[-5000:], now=now,
+                self.oms.fills,
+                marks,
+                orders=list(self.oms.orders.values())[-5000:],
+                now=now,
             )
         except Exception as e:  # metrics must never stop trading
             self.log("error", "metrics", f"real-time metrics failed: {type(e).__name__}: {e}")
@@ -1164,8 +1315,15 @@ class Engine:
             except Exception as e:  # the log must never stop trading; say so once
                 if not self._activity_failed:
                     self._activity_failed = True
-                    self._log.append(LogLine(self._log_seq, self.clock(), "error", "engine",
-                                             f"activity log write failed: {e}"))
+                    self._log.append(
+                        LogLine(
+                            self._log_seq,
+                            self.clock(),
+                            "error",
+                            "engine",
+                            f"activity log write failed: {e}",
+                        )
+                    )
 
     def _alert(self, severity: str, title: str, body: str, *, key: str) -> None:
         if self.diagnostics is not None:
@@ -1230,12 +1388,27 @@ class Engine:
             if isinstance(p.instrument, Option):
                 q = self.option_marks.get(key)
                 delta = q.delta if q else None
-            holders = tuple(sorted(sid for sid, book in self.oms.by_strategy.items()
-                                   if key in book and not book[key].is_flat))
-            positions.append(PositionRow(
-                key, p.quantity, p.avg_cost, last, p.market_value(last) if last is not None else 0.0,
-                p.unrealized_pnl(last), p.realized_pnl, p.multiplier, delta, holders,
-            ))
+            holders = tuple(
+                sorted(
+                    sid
+                    for sid, book in self.oms.by_strategy.items()
+                    if key in book and not book[key].is_flat
+                )
+            )
+            positions.append(
+                PositionRow(
+                    key,
+                    p.quantity,
+                    p.avg_cost,
+                    last,
+                    p.market_value(last) if last is not None else 0.0,
+                    p.unrealized_pnl(last),
+                    p.realized_pnl,
+                    p.multiplier,
+                    delta,
+                    holders,
+                )
+            )
         strategies = []
         ms = self.metrics_snapshot
         for name, slot in self.executor.slots.items():
@@ -1247,20 +1420,39 @@ class Engine:
             trades = pm.closed_trades if pm else 0
             day_pnl = eq - slot.day_start_equity if slot.day_start_equity is not None else 0.0
             dd = (1 - eq / slot.peak_equity) * 100 if slot.peak_equity > 0 else 0.0
-            strategies.append(StrategyRow(
-                name, slot.spec, slot.state, slot.capital, slot.symbols, pos_text, day_pnl,
-                realized + unrealized, trades, slot.last_signal, slot.error, eq, max(dd, 0.0),
-                fills=self._fills_by_strategy.get(name, 0),
-                sharpe=_finite(pm.rolling_sharpe) if pm else None,
-                win_rate_pct=_finite(pm.win_rate * 100) if pm else None,
-                params=tuple(slot.strategy.p.items()),
-            ))
+            strategies.append(
+                StrategyRow(
+                    name,
+                    slot.spec,
+                    slot.state,
+                    slot.capital,
+                    slot.symbols,
+                    pos_text,
+                    day_pnl,
+                    realized + unrealized,
+                    trades,
+                    slot.last_signal,
+                    slot.error,
+                    eq,
+                    max(dd, 0.0),
+                    fills=self._fills_by_strategy.get(name, 0),
+                    sharpe=_finite(pm.rolling_sharpe) if pm else None,
+                    win_rate_pct=_finite(pm.win_rate * 100) if pm else None,
+                    params=tuple(slot.strategy.p.items()),
+                )
+            )
         gross = self.gross_exposure()
         eq = acct.equity if acct else self.risk.equity
         risk = RiskView(
-            self.risk.state, self.risk.reason, eq, max(self.risk.peak, eq),
+            self.risk.state,
+            self.risk.reason,
+            eq,
+            max(self.risk.peak, eq),
             (1 - eq / self.risk.peak) * 100 if self.risk.peak > 0 else 0.0,
-            self.risk.daily_pnl, gross, self.risk.orders_per_second(), self.risk.gauges(gross),
+            self.risk.daily_pnl,
+            gross,
+            self.risk.orders_per_second(),
+            self.risk.gauges(gross),
         )
         feeds = tuple(
             FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
@@ -1272,17 +1464,32 @@ class Engine:
         if len(self.oms.ack_latencies) > 5000:
             del self.oms.ack_latencies[:-1000]
         live = self.config.broker.kind == "ib"
-        read_only = self.connection is ConnectionState.READ_ONLY or (live and self.config.broker.ib.read_only)
+        read_only = self.connection is ConnectionState.READ_ONLY or (
+            live and self.config.broker.ib.read_only
+        )
         mode = "READ-ONLY" if read_only else ("LIVE" if live else "PAPER")
         return EngineSnapshot(
-            seq=self._snap_seq, ts=now, mode=mode, broker=self.broker.name,
-            account=acct.account if acct else "", connection=self.connection.value,
-            connection_message=self.connection_message, account_details=acct,
-            positions=tuple(positions), open_orders=tuple(self.oms.open.values()),
-            strategies=tuple(strategies), risk=risk, feeds=feeds, log=tuple(self._log)[-200:],
-            latency_ms_p50=p50, latency_ms_p99=p99, last_prices=dict(self.prices),
-            results=tuple(self._results), ticks_processed=self.ticks_processed,
-            fills_total=len(self.oms.fills), running=running,
+            seq=self._snap_seq,
+            ts=now,
+            mode=mode,
+            broker=self.broker.name,
+            account=acct.account if acct else "",
+            connection=self.connection.value,
+            connection_message=self.connection_message,
+            account_details=acct,
+            positions=tuple(positions),
+            open_orders=tuple(self.oms.open.values()),
+            strategies=tuple(strategies),
+            risk=risk,
+            feeds=feeds,
+            log=tuple(self._log)[-200:],
+            latency_ms_p50=p50,
+            latency_ms_p99=p99,
+            last_prices=dict(self.prices),
+            results=tuple(self._results),
+            ticks_processed=self.ticks_processed,
+            fills_total=len(self.oms.fills),
+            running=running,
         )
 
 

@@ -129,7 +129,13 @@ class Journal:
             self._seq += 1
             self.conn.execute(
                 "INSERT INTO order_events(seq, ts, kind, order_id, data) VALUES (?,?,?,?,?)",
-                (self._seq, ts or time.time(), kind, order.client_order_id, _dumps(order.to_dict())),
+                (
+                    self._seq,
+                    ts or time.time(),
+                    kind,
+                    order.client_order_id,
+                    _dumps(order.to_dict()),
+                ),
             )
 
     def record_fill(self, fill: Fill) -> bool:
@@ -150,7 +156,8 @@ class Journal:
             d = json.loads(row[0])
             d["commission"] = commission
             self.conn.execute(
-                "UPDATE fills SET data=? WHERE fill_id=?", (json.dumps(d, separators=(",", ":")), fill_id)
+                "UPDATE fills SET data=? WHERE fill_id=?",
+                (json.dumps(d, separators=(",", ":")), fill_id),
             )
             return Fill.from_dict(d)
 
@@ -175,9 +182,14 @@ class Journal:
                 o = Order.from_dict(json.loads(data))
                 orders[o.client_order_id] = o
                 n += 1
-            fills = [Fill.from_dict(json.loads(d)) for (d,) in self.conn.execute("SELECT data FROM fills ORDER BY seq")]
+            fills = [
+                Fill.from_dict(json.loads(d))
+                for (d,) in self.conn.execute("SELECT data FROM fills ORDER BY seq")
+            ]
         except (sqlite3.DatabaseError, ValueError, KeyError) as e:
-            raise JournalError(f"{self.path}: journal is damaged or not an fbterm journal: {e}") from None
+            raise JournalError(
+                f"{self.path}: journal is damaged or not an fbterm journal: {e}"
+            ) from None
         return JournalState(orders=orders, fills=fills, events=n + len(fills))
 
     def order_history(self, order_id: str) -> list[tuple[float, str, Order]]:

@@ -131,7 +131,9 @@ def simple_returns(equity: Sequence[float]) -> np.ndarray:
     return r
 
 
-def sharpe_ratio(returns: Sequence[float], periods_per_year: float = 252.0, risk_free: float = 0.0) -> float:
+def sharpe_ratio(
+    returns: Sequence[float], periods_per_year: float = 252.0, risk_free: float = 0.0
+) -> float:
     """Annualised Sharpe of per-period returns; NaN when undefined (fewer than 2, or flat)."""
     r = _finite(returns)
     if r.size < 2:
@@ -142,7 +144,9 @@ def sharpe_ratio(returns: Sequence[float], periods_per_year: float = 252.0, risk
     return (float(r.mean()) - risk_free) / sd * math.sqrt(periods_per_year)
 
 
-def rolling_sharpe(returns: Sequence[float], window: int, periods_per_year: float = 252.0) -> np.ndarray:
+def rolling_sharpe(
+    returns: Sequence[float], window: int, periods_per_year: float = 252.0
+) -> np.ndarray:
     """Sharpe over each trailing window; the first ``window - 1`` entries are NaN."""
     if window < 2:
         raise ValueError(f"window must be >= 2, got {window}")
@@ -284,8 +288,14 @@ class FifoMatcher:
             entry_comm = lot.commission_left * share_entry
             entry_slip = lot.slippage_left * share_entry
             closed.append(
-                _closed_trade(lot.fill, f, q, entry_comm + f.commission * share_exit,
-                              entry_slip + slip * share_exit, self.price_paths.get(f.instrument.key))
+                _closed_trade(
+                    lot.fill,
+                    f,
+                    q,
+                    entry_comm + f.commission * share_exit,
+                    entry_slip + slip * share_exit,
+                    self.price_paths.get(f.instrument.key),
+                )
             )
             lot.remaining -= q
             lot.commission_left -= entry_comm
@@ -323,7 +333,12 @@ def match_round_trips(
 
 
 def _closed_trade(
-    entry: Fill, exit_: Fill, qty: float, commissions: float, slippage: float, path: PricePath | None
+    entry: Fill,
+    exit_: Fill,
+    qty: float,
+    commissions: float,
+    slippage: float,
+    path: PricePath | None,
 ) -> ClosedTrade:
     direction = entry.side.sign
     mult = entry.instrument.multiplier
@@ -398,8 +413,10 @@ class PerformanceMetrics:
     open_positions: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 PORTFOLIO = "portfolio"
@@ -497,8 +514,10 @@ class MetricsCalculation:
         n = self._seen
         extends = n == 0 or (len(fills) >= n and fills[n - 1].fill_id == self._last_fill_id)
         new = fills[n:] if extends else fills
-        if not extends or any(f.ts < self._max_ts for f in new) or any(
-            b.ts < a.ts for a, b in itertools.pairwise(new)
+        if (
+            not extends
+            or any(f.ts < self._max_ts for f in new)
+            or any(b.ts < a.ts for a, b in itertools.pairwise(new))
         ):
             self._reset()
             new = sorted(fills, key=lambda f: f.ts)
@@ -574,7 +593,9 @@ class MetricsCalculation:
             orders_by.setdefault(o.strategy_id, []).append(o)
 
         names = sorted(set(self.capital) | set(self._ledgers))
-        strategies = {n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day) for n in names}
+        strategies = {
+            n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day) for n in names
+        }
         portfolio = self._portfolio_metrics(strategies, orders, equity, now)
         snap = MetricsSnapshot(ts=now, day=day, portfolio=portfolio, strategies=strategies)
         self.last_snapshot = snap
@@ -591,7 +612,7 @@ class MetricsCalculation:
     def _curve_stats(self, series: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
         values = [v for _, v in series]
         dd = drawdown_series(values)
-        tail = list(series)[-(self.rolling_window + 1):]
+        tail = list(series)[-(self.rolling_window + 1) :]
         rets = simple_returns([v for _, v in tail])
         sharpe = sharpe_ratio(rets, periods_per_year_from_ts([t for t, _ in tail]))
         return (float(dd[-1]) if dd.size else 0.0, float(dd.max()) if dd.size else 0.0, sharpe)
@@ -701,11 +722,15 @@ class MetricsCalculation:
     ) -> list[Path]:
         """Write the day's trades (CSV) and summary (JSON); uses the last computed results."""
         if post is None:
-            post = PostTradeMetrics(self.last_trades, daily_aggregates(self.last_trades, self.day_of))
+            post = PostTradeMetrics(
+                self.last_trades, daily_aggregates(self.last_trades, self.day_of)
+            )
         return write_daily_report(directory, day, post, self.day_of, self.last_snapshot)
 
 
-def _valuation(positions: Mapping[Any, Position], marks: Mapping[str, float]) -> tuple[float, float, float, float]:
+def _valuation(
+    positions: Mapping[Any, Position], marks: Mapping[str, float]
+) -> tuple[float, float, float, float]:
     realized = unrealized = gross = net = 0.0
     for p in positions.values():
         realized += p.realized_pnl
@@ -759,7 +784,9 @@ class PostTradeMetrics:
         return [d for d in self.daily if d.day == day]
 
 
-def daily_aggregates(trades: Iterable[ClosedTrade], day_of: Callable[[float], dt.date]) -> list[DailyTradeStats]:
+def daily_aggregates(
+    trades: Iterable[ClosedTrade], day_of: Callable[[float], dt.date]
+) -> list[DailyTradeStats]:
     """Per (exit day, strategy) aggregates, plus a ``portfolio`` row per day."""
     groups: dict[tuple[dt.date, str], list[ClosedTrade]] = {}
     for t in trades:
@@ -767,7 +794,9 @@ def daily_aggregates(trades: Iterable[ClosedTrade], day_of: Callable[[float], dt
         groups.setdefault((d, t.strategy_id), []).append(t)
         groups.setdefault((d, PORTFOLIO), []).append(t)
     out = []
-    for (d, name), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == PORTFOLIO, kv[0][1])):
+    for (d, name), ts in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == PORTFOLIO, kv[0][1])
+    ):
         n = len(ts)
         out.append(
             DailyTradeStats(
@@ -881,14 +910,26 @@ def store_metrics(
     conn.executescript(_SCHEMA)
     with conn:
         if snapshot is not None:
-            rows = [(PORTFOLIO, snapshot.portfolio)] + [("strategy", m) for m in snapshot.strategies.values()]
+            rows = [(PORTFOLIO, snapshot.portfolio)] + [
+                ("strategy", m) for m in snapshot.strategies.values()
+            ]
             conn.executemany(
                 "INSERT OR REPLACE INTO metrics_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        snapshot.ts, scope, m.name, m.equity, m.total_pnl, m.pnl_today, m.drawdown,
-                        _nan_none(m.rolling_sharpe), m.gross_exposure, _nan_none(m.turnover_today),
-                        _nan_none(m.win_rate), m.slippage, _nan_none(m.fill_rate),
+                        snapshot.ts,
+                        scope,
+                        m.name,
+                        m.equity,
+                        m.total_pnl,
+                        m.pnl_today,
+                        m.drawdown,
+                        _nan_none(m.rolling_sharpe),
+                        m.gross_exposure,
+                        _nan_none(m.turnover_today),
+                        _nan_none(m.win_rate),
+                        m.slippage,
+                        _nan_none(m.fill_rate),
                         json.dumps(m.to_dict()),
                     )
                     for scope, m in rows
@@ -958,7 +999,9 @@ class RebalanceResult:
         return {d.strategy: d.new_capital for d in self.decisions}
 
 
-def kelly_for(history: StrategyHistory | Sequence[float], min_observations: int) -> tuple[str, int, float, str]:
+def kelly_for(
+    history: StrategyHistory | Sequence[float], min_observations: int
+) -> tuple[str, int, float, str]:
     """(method, observations, full Kelly, reason); method "skipped" when history is too short."""
     if not isinstance(history, StrategyHistory):
         history = StrategyHistory(returns=tuple(history), method="continuous")
@@ -969,11 +1012,21 @@ def kelly_for(history: StrategyHistory | Sequence[float], min_observations: int)
         method = "continuous" if rets.size >= min_observations or pnls.size == 0 else "discrete"
     if method == "continuous":
         if rets.size < min_observations:
-            return "skipped", int(rets.size), math.nan, f"{rets.size} returns < {min_observations} needed"
+            return (
+                "skipped",
+                int(rets.size),
+                math.nan,
+                f"{rets.size} returns < {min_observations} needed",
+            )
         k = kelly_continuous(rets)
         return "continuous", int(rets.size), k, f"mean/var of {rets.size} returns"
     if pnls.size < min_observations:
-        return "skipped", int(pnls.size), math.nan, f"{pnls.size} trades < {min_observations} needed"
+        return (
+            "skipped",
+            int(pnls.size),
+            math.nan,
+            f"{pnls.size} trades < {min_observations} needed",
+        )
     w, r = win_rate_and_payoff(pnls)
     k = w if math.isinf(r) else kelly_discrete(w, r)
     return "discrete", int(pnls.size), k, f"W={w:.3f} R={r:.3f} over {pnls.size} trades"
@@ -1021,7 +1074,9 @@ class Optimization:
         min_obs = self.min_observations if min_observations is None else min_observations
         scale = getattr(executor_or_callback, "scale_strategy", executor_or_callback)
         if not callable(scale):
-            raise TypeError("executor_or_callback needs scale_strategy(name, capital) or to be callable")
+            raise TypeError(
+                "executor_or_callback needs scale_strategy(name, capital) or to be callable"
+            )
         total = float(sum(current.values()) if total_capital is None else total_capital)
         names = sorted(set(current) | set(histories))
         infos = {n: kelly_for(histories.get(n, ()), min_obs) for n in names}
@@ -1029,8 +1084,16 @@ class Optimization:
         if not eligible or total <= 0:
             why = "no strategy has enough history" if total > 0 else "no capital to allocate"
             decisions = tuple(
-                KellyDecision(n, infos[n][0], infos[n][1], infos[n][2], current.get(n, 0.0) / total if total > 0 else 0.0,
-                              current.get(n, 0.0), current.get(n, 0.0), infos[n][3])
+                KellyDecision(
+                    n,
+                    infos[n][0],
+                    infos[n][1],
+                    infos[n][2],
+                    current.get(n, 0.0) / total if total > 0 else 0.0,
+                    current.get(n, 0.0),
+                    current.get(n, 0.0),
+                    infos[n][3],
+                )
                 for n in names
             )
             self._log(f"half-Kelly rebalance skipped: {why}", why=why)
@@ -1061,7 +1124,11 @@ class Optimization:
                     applied = True
                     self._log(
                         f"rebalance {n}: {old:,.2f} -> {new:,.2f} (half Kelly {frac:.4f})",
-                        strategy=n, old=old, new=new, kelly=k, fraction=frac,
+                        strategy=n,
+                        old=old,
+                        new=new,
+                        kelly=k,
+                        fraction=frac,
                     )
                 except Exception as e:  # one refusal must not stop the others being rebalanced
                     errors.append(f"{n}: {e}")

@@ -66,7 +66,9 @@ class Option:
         if self.strike <= 0:
             raise ValueError(f"option strike must be > 0, got {self.strike}")
         strike = f"{self.strike:g}"
-        object.__setattr__(self, "_key", f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}")
+        object.__setattr__(
+            self, "_key", f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}"
+        )
 
     @property
     def key(self) -> str:
@@ -83,7 +85,9 @@ class Option:
 
 Instrument = Stock | Option
 
-_OPTION_KEY = re.compile(r"^(?P<und>[A-Z0-9.\-]+) (?P<exp>\d{8}) (?P<right>[CP])(?P<strike>\d+(?:\.\d+)?)$")
+_OPTION_KEY = re.compile(
+    r"^(?P<und>[A-Z0-9.\-]+) (?P<exp>\d{8}) (?P<right>[CP])(?P<strike>\d+(?:\.\d+)?)$"
+)
 
 
 @functools.lru_cache(maxsize=8192)  # pure, and instruments are immutable
@@ -161,9 +165,7 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.SUBMITTED: frozenset(
         {S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.REJECTED}
     ),
-    S.PARTIALLY_FILLED: frozenset(
-        {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED}
-    ),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED}),
     S.PENDING_CANCEL: frozenset(
         {S.PENDING_CANCEL, S.SUBMITTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED}
     ),
@@ -267,7 +269,9 @@ class Order:
     def with_fill(self, quantity: float, price: float, *, ts: float | None = None) -> Order:
         """The order after a fill of ``quantity`` at ``price`` (status follows the totals)."""
         if quantity <= 0:
-            raise OrderError(f"order {self.client_order_id}: fill quantity must be > 0, got {quantity}")
+            raise OrderError(
+                f"order {self.client_order_id}: fill quantity must be > 0, got {quantity}"
+            )
         if quantity > self.remaining + 1e-9:
             raise OrderError(
                 f"order {self.client_order_id}: fill of {quantity:g} exceeds remaining {self.remaining:g}"
@@ -292,7 +296,10 @@ class Order:
         """A live order with new terms. Quantity may not drop below what has already filled."""
         if not self.status.is_live or self.status is OrderStatus.PENDING_CANCEL:
             raise IllegalTransition(
-                self.client_order_id, self.status, self.status, "only a working order can be modified"
+                self.client_order_id,
+                self.status,
+                self.status,
+                "only a working order can be modified",
             )
         new_type = order_type or self.order_type
         new_qty = self.quantity if quantity is None else float(quantity)
@@ -371,7 +378,13 @@ class Order:
 
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 # Fields a status change may set without re-running the order's validation.
-_FREE_FIELDS = frozenset(_ORDER_FIELDS) - {"client_order_id", "quantity", "order_type", "limit_price", "stop_price"}
+_FREE_FIELDS = frozenset(_ORDER_FIELDS) - {
+    "client_order_id",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+}
 
 
 def _evolve(order: Order, changes: dict[str, Any]) -> Order:
@@ -398,12 +411,16 @@ def validate_order_fields(
         raise OrderError(f"{where}: quantity must be > 0, got {quantity!r}")
     if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         if limit_price is None or not math.isfinite(limit_price) or limit_price <= 0:
-            raise OrderError(f"{where}: {order_type.value} needs a limit price > 0, got {limit_price!r}")
+            raise OrderError(
+                f"{where}: {order_type.value} needs a limit price > 0, got {limit_price!r}"
+            )
     elif limit_price is not None:
         raise OrderError(f"{where}: {order_type.value} takes no limit price")
     if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
         if stop_price is None or not math.isfinite(stop_price) or stop_price <= 0:
-            raise OrderError(f"{where}: {order_type.value} needs a stop price > 0, got {stop_price!r}")
+            raise OrderError(
+                f"{where}: {order_type.value} needs a stop price > 0, got {stop_price!r}"
+            )
     elif stop_price is not None:
         raise OrderError(f"{where}: {order_type.value} takes no stop price")
 
@@ -531,7 +548,9 @@ def positions_from_fills(fills: list[Fill], *, by_strategy: bool = False) -> dic
     out: dict[Any, Position] = {}
     for f in fills:
         k = (f.strategy_id, f.instrument.key) if by_strategy else f.instrument.key
-        pos = out.get(k) or Position(f.instrument, strategy_id=f.strategy_id if by_strategy else None)
+        pos = out.get(k) or Position(
+            f.instrument, strategy_id=f.strategy_id if by_strategy else None
+        )
         out[k] = pos.apply_fill(f)
     return out
 

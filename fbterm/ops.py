@@ -164,7 +164,13 @@ class ActivityEntry:
     def to_json(self) -> str:
         when = dt.datetime.fromtimestamp(self.ts, dt.UTC).isoformat(timespec="milliseconds")
         return json.dumps(
-            {"ts": when, "level": self.level, "kind": self.kind, "message": self.message, "fields": self.fields},
+            {
+                "ts": when,
+                "level": self.level,
+                "kind": self.kind,
+                "message": self.message,
+                "fields": self.fields,
+            },
             default=str,
             ensure_ascii=False,
         )
@@ -174,12 +180,20 @@ class ActivityEntry:
         d = json.loads(line)
         ts = d["ts"]
         ts = dt.datetime.fromisoformat(ts).timestamp() if isinstance(ts, str) else float(ts)
-        return cls(ts, d.get("level", "info"), d.get("kind", ""), d.get("message", ""), d.get("fields") or {})
+        return cls(
+            ts,
+            d.get("level", "info"),
+            d.get("kind", ""),
+            d.get("message", ""),
+            d.get("fields") or {},
+        )
 
     def format(self) -> str:
         when = dt.datetime.fromtimestamp(self.ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         extra = " ".join(f"{k}={v}" for k, v in self.fields.items())
-        return f"{when} {self.level.upper():<7} {self.kind:<16} {self.message}" + (f"  {extra}" if extra else "")
+        return f"{when} {self.level.upper():<7} {self.kind:<16} {self.message}" + (
+            f"  {extra}" if extra else ""
+        )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -262,20 +276,28 @@ class ActivityLog:
         self._seq = 0
         self.write_errors = 0
 
-    def log(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> ActivityEntry | None:
+    def log(
+        self, kind: str, message: str, *, level: str = "info", **fields: Any
+    ) -> ActivityEntry | None:
         if _level_rank(level) < self.min_rank:
             return None
         with self._lock:
             self._seq += 1
-            entry = ActivityEntry(time.time(), level.lower(), kind, message, _redact(fields), self._seq)
+            entry = ActivityEntry(
+                time.time(), level.lower(), kind, message, _redact(fields), self._seq
+            )
             self._recent.append(entry)
             try:
                 self._writer.write(entry.to_json())
             except OSError:
-                self.write_errors += 1  # a full disk must not stop trading; the entry stays in memory
+                self.write_errors += (
+                    1  # a full disk must not stop trading; the entry stays in memory
+                )
         return entry
 
-    def recent(self, n: int | None = None, *, level: str | None = None, kind: str | None = None) -> list[ActivityEntry]:
+    def recent(
+        self, n: int | None = None, *, level: str | None = None, kind: str | None = None
+    ) -> list[ActivityEntry]:
         with self._lock:
             items = list(self._recent)
         items = _filter(items, level, [kind] if kind else None)
@@ -291,7 +313,9 @@ class ActivityLog:
             self._writer.close()
 
 
-def _filter(entries: list[ActivityEntry], level: str | None, kinds: Sequence[str] | None) -> list[ActivityEntry]:
+def _filter(
+    entries: list[ActivityEntry], level: str | None, kinds: Sequence[str] | None
+) -> list[ActivityEntry]:
     if level:
         r = _level_rank(level)
         entries = [e for e in entries if _LEVEL_RANK.get(e.level, 1) >= r]
@@ -449,7 +473,12 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, cfg: EmailAlertConfig, env: Mapping[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        cfg: EmailAlertConfig,
+        env: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.cfg = cfg
         self.env = env
         self.ssl_context = ssl_context
@@ -474,7 +503,9 @@ class EmailChannel:
         ctx = self.ssl_context or ssl.create_default_context()
         try:
             if cfg.security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=ctx)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=cfg.timeout, context=ctx
+                )
             else:
                 smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
             try:
@@ -495,7 +526,11 @@ class EmailChannel:
 
 
 def _http_post(
-    url: str, data: bytes, headers: Mapping[str, str], timeout: float, secrets: Sequence[str | None],
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    secrets: Sequence[str | None],
     ssl_context: ssl.SSLContext | None,
 ) -> None:
     req = urllib.request.Request(url, data=data, headers=dict(headers), method="POST")
@@ -513,7 +548,9 @@ def _http_post(
         # same request cannot succeed, except for timeouts and throttling.
         permanent = 400 <= e.code < 500 and e.code not in (408, 425, 429)
         detail = e.read(300).decode("utf-8", "replace") if e.fp else ""
-        raise DeliveryError(_scrub(f"HTTP {e.code} {e.reason}: {detail}", secrets), permanent=permanent) from None
+        raise DeliveryError(
+            _scrub(f"HTTP {e.code} {e.reason}: {detail}", secrets), permanent=permanent
+        ) from None
     except (urllib.error.URLError, OSError) as e:
         raise DeliveryError(_scrub(f"{type(e).__name__}: {e}", secrets)) from None
 
@@ -524,7 +561,9 @@ class TwilioChannel:
     name = "sms"
     DEFAULT_URL = "https://api.twilio.com"
 
-    def __init__(self, cfg: SMSAlertConfig, env: Mapping[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, cfg: SMSAlertConfig, env: Mapping[str, str], ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.cfg = cfg
         self.env = env
         self.ssl_context = ssl_context
@@ -541,9 +580,14 @@ class TwilioChannel:
         base = (cfg.url or self.DEFAULT_URL).rstrip("/")
         sid = urllib.parse.quote(cfg.account_sid, safe="")
         url = f"{base}/2010-04-01/Accounts/{sid}/Messages.json"
-        data = urllib.parse.urlencode({"To": destination, "From": cfg.sender, "Body": alert.short()}).encode()
+        data = urllib.parse.urlencode(
+            {"To": destination, "From": cfg.sender, "Body": alert.short()}
+        ).encode()
         auth = base64.b64encode(f"{cfg.account_sid}:{token}".encode()).decode()
-        headers = {"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {
+            "Authorization": f"Basic {auth}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         _http_post(url, data, headers, cfg.timeout, [token, auth], self.ssl_context)
 
 
@@ -552,7 +596,9 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, cfg: SMSAlertConfig, env: Mapping[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, cfg: SMSAlertConfig, env: Mapping[str, str], ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.cfg = cfg
         self.env = env
         self.ssl_context = ssl_context
@@ -576,7 +622,14 @@ class WebhookChannel:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        _http_post(destination, json.dumps(payload).encode(), headers, self.cfg.timeout, [token], self.ssl_context)
+        _http_post(
+            destination,
+            json.dumps(payload).encode(),
+            headers,
+            self.cfg.timeout,
+            [token],
+            self.ssl_context,
+        )
 
 
 # ================================================================================= outbox
@@ -626,8 +679,20 @@ class AlertOutbox:
             self.conn.executemany(
                 "INSERT INTO outbox (channel, destination, severity, kind, title, body, key, created_ts, next_ts)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                [(c, d, alert.severity.value, alert.kind, alert.title, alert.body, alert.key, alert.ts, now)
-                 for c, d in targets],
+                [
+                    (
+                        c,
+                        d,
+                        alert.severity.value,
+                        alert.kind,
+                        alert.title,
+                        alert.body,
+                        alert.key,
+                        alert.ts,
+                        now,
+                    )
+                    for c, d in targets
+                ],
             )
 
     def items(self, due_before: float | None = None) -> list[OutboxItem]:
@@ -638,7 +703,15 @@ class AlertOutbox:
             args = (due_before,)
         rows = self.conn.execute(q + " ORDER BY id", args).fetchall()
         return [
-            OutboxItem(r[0], r[1], r[2], Alert(Severity(r[3]), r[5], r[6], r[7], r[4], r[8]), r[9], r[10], r[11])
+            OutboxItem(
+                r[0],
+                r[1],
+                r[2],
+                Alert(Severity(r[3]), r[5], r[6], r[7], r[4], r[8]),
+                r[9],
+                r[10],
+                r[11],
+            )
             for r in rows
         ]
 
@@ -743,7 +816,9 @@ class Diagnostics:
     def start(self) -> None:
         if self._worker is None:
             ready = threading.Event()
-            self._worker = threading.Thread(target=self._run, args=(ready,), name="fbterm-alerts", daemon=True)
+            self._worker = threading.Thread(
+                target=self._run, args=(ready,), name="fbterm-alerts", daemon=True
+            )
             self._worker.start()
             ready.wait(10.0)
 
@@ -766,11 +841,15 @@ class Diagnostics:
         self.close()
 
     # ------------------------------------------------------------------ activity
-    def log_activity(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> ActivityEntry | None:
+    def log_activity(
+        self, kind: str, message: str, *, level: str = "info", **fields: Any
+    ) -> ActivityEntry | None:
         """Append one structured entry (JSON line) to the activity log; thread-safe."""
         return self.activity.log(kind, message, level=level, **fields)
 
-    def recent_activity(self, n: int | None = None, *, level: str | None = None, kind: str | None = None) -> list[ActivityEntry]:
+    def recent_activity(
+        self, n: int | None = None, *, level: str | None = None, kind: str | None = None
+    ) -> list[ActivityEntry]:
         return self.activity.recent(n, level=level, kind=kind)
 
     def activity_since(self, seq: int) -> list[ActivityEntry]:
@@ -812,7 +891,13 @@ class Diagnostics:
         if self._closed:
             return AlertDecision.CLOSED
         if sev.rank < Severity(self.cfg.min_severity).rank:
-            self.log_activity("alert", f"{title}", level="debug", severity=sev.value, decision="below_min_severity")
+            self.log_activity(
+                "alert",
+                f"{title}",
+                level="debug",
+                severity=sev.value,
+                decision="below_min_severity",
+            )
             return AlertDecision.BELOW_MIN_SEVERITY
         now = self._clock()
         with self._lock:
@@ -823,7 +908,10 @@ class Diagnostics:
             else:
                 while self._sent_times and now - self._sent_times[0] >= 60.0:
                     self._sent_times.popleft()
-                if sev is not Severity.CRITICAL and len(self._sent_times) >= self.cfg.rate_limit_per_minute:
+                if (
+                    sev is not Severity.CRITICAL
+                    and len(self._sent_times) >= self.cfg.rate_limit_per_minute
+                ):
                     self._suppressed += 1
                     decision = AlertDecision.RATE_LIMITED
                 else:
@@ -832,15 +920,26 @@ class Diagnostics:
                     suppressed, self._suppressed = self._suppressed, 0
                     decision = AlertDecision.QUEUED if self.channels else AlertDecision.LOGGED_ONLY
         if decision in (AlertDecision.DUPLICATE, AlertDecision.RATE_LIMITED):
-            self.log_activity("alert", f"suppressed ({decision.value}): {title}", level="info",
-                              severity=sev.value, key=key)
+            self.log_activity(
+                "alert",
+                f"suppressed ({decision.value}): {title}",
+                level="info",
+                severity=sev.value,
+                key=key,
+            )
             return decision
         if suppressed:
             body = f"{body}\n\n({suppressed} other alert(s) were suppressed by de-dup/rate limit.)"
         alert = Alert(sev, title, body, key, kind)
         level = "warning" if sev.rank <= Severity.WARNING.rank else "error"
-        self.log_activity("alert", f"{sev.value.upper()}: {title}", level=level, key=key, alert_kind=kind,
-                          channels=sorted(self.channels))
+        self.log_activity(
+            "alert",
+            f"{sev.value.upper()}: {title}",
+            level=level,
+            key=key,
+            alert_kind=kind,
+            channels=sorted(self.channels),
+        )
         if decision is AlertDecision.QUEUED:
             with self._cond:
                 self._pending += 1  # counted now so flush() sees it even before the worker does
@@ -920,7 +1019,9 @@ class Diagnostics:
                     elif isinstance(it, _Flush):
                         flush_gen = max(flush_gen, it.gen)
                     elif isinstance(it, Alert):
-                        targets = [(c.name, d) for c in self.channels.values() for d in c.destinations()]
+                        targets = [
+                            (c.name, d) for c in self.channels.values() for d in c.destinations()
+                        ]
                         box.add(it, targets, time.time())
                         with self._cond:
                             self._pending += len(targets) - 1
@@ -935,7 +1036,9 @@ class Diagnostics:
                     return
         except Exception:  # the worker must never die silently: say so where operators look
             log.exception("alert worker crashed")
-            self.log_activity("alert", "alert worker crashed; alerts stay in the outbox", level="error")
+            self.log_activity(
+                "alert", "alert worker crashed; alerts stay in the outbox", level="error"
+            )
         finally:
             box.close()
 
@@ -945,8 +1048,11 @@ class Diagnostics:
             ch = self.channels.get(item.channel)
             if ch is None:
                 box.remove(item.id)
-                self.log_activity("alert", f"dropped {item.alert.title!r}: channel {item.channel} no longer enabled",
-                                  level="warning")
+                self.log_activity(
+                    "alert",
+                    f"dropped {item.alert.title!r}: channel {item.channel} no longer enabled",
+                    level="warning",
+                )
                 continue
             try:
                 ch.deliver(item.alert, item.destination)
@@ -955,21 +1061,37 @@ class Diagnostics:
                 if e.permanent or attempts >= self.cfg.retry_max_attempts:
                     box.remove(item.id)
                     why = "permanent error" if e.permanent else f"{attempts} attempts"
-                    self.log_activity("alert", f"gave up on {item.alert.title!r} via {item.channel} ({why}): {e}",
-                                      level="error", channel=item.channel, destination=item.destination)
+                    self.log_activity(
+                        "alert",
+                        f"gave up on {item.alert.title!r} via {item.channel} ({why}): {e}",
+                        level="error",
+                        channel=item.channel,
+                        destination=item.destination,
+                    )
                 else:
                     delay = min(self.cfg.retry_initial_delay * 2 ** (attempts - 1), MAX_BACKOFF)
                     box.reschedule(item.id, attempts, time.time() + delay, str(e))
-                    self.log_activity("alert", f"delivery via {item.channel} failed, retry in {delay:.0f}s: {e}",
-                                      level="warning", channel=item.channel, attempts=attempts)
+                    self.log_activity(
+                        "alert",
+                        f"delivery via {item.channel} failed, retry in {delay:.0f}s: {e}",
+                        level="warning",
+                        channel=item.channel,
+                        attempts=attempts,
+                    )
                 continue
             except Exception as e:  # a bug in a channel must not lose the alert or kill the worker
-                box.reschedule(item.id, item.attempts + 1, time.time() + self.cfg.retry_initial_delay, repr(e))
+                box.reschedule(
+                    item.id, item.attempts + 1, time.time() + self.cfg.retry_initial_delay, repr(e)
+                )
                 log.exception("alert channel %s failed unexpectedly", item.channel)
                 continue
             box.remove(item.id)
-            self.log_activity("alert", f"delivered {item.alert.title!r} via {item.channel}",
-                              channel=item.channel, attempts=item.attempts + 1)
+            self.log_activity(
+                "alert",
+                f"delivered {item.alert.title!r} via {item.channel}",
+                channel=item.channel,
+                attempts=item.attempts + 1,
+            )
 
 
 # ========================================================================= live updates
@@ -1083,19 +1205,26 @@ class UpdatesManagement:
         Call on the engine thread.
         """
         if config is not None and (strategy or params or code):
-            return self._refused("config", (), "give either a config or a strategy update, not both")
+            return self._refused(
+                "config", (), "give either a config or a strategy update, not both"
+            )
         try:
             if config is not None:
                 kind = "config"
                 plan, not_applied, reload_specs = self._plan_config(engine, config)
             elif strategy:
                 kind = "code" if code else "params"
-                plan, not_applied, reload_specs = self._plan_strategy(engine, strategy, params or {}, code)
+                plan, not_applied, reload_specs = self._plan_strategy(
+                    engine, strategy, params or {}, code
+                )
             else:
                 return self._refused("params", (), "nothing to update: name a strategy or a config")
         except UpdateError as e:
-            return self._refused("config" if config is not None else ("code" if code else "params"),
-                                 (strategy,) if strategy else (), str(e))
+            return self._refused(
+                "config" if config is not None else ("code" if code else "params"),
+                (strategy,) if strategy else (),
+                str(e),
+            )
         names = tuple(n for n, _ in plan)
         if not plan:
             msg = "no strategy changes"
@@ -1156,8 +1285,14 @@ class UpdatesManagement:
             if problems:
                 msg += "; rollback problems: " + "; ".join(problems)
             self._log(msg, level="error", update=kind, strategies=list(names))
-            self._alert(Severity.CRITICAL if problems else Severity.ERROR, f"update of {', '.join(names)} failed", msg)
-            return UpdateResult(False, kind, names, msg, rolled_back=True, not_applied=tuple(not_applied))
+            self._alert(
+                Severity.CRITICAL if problems else Severity.ERROR,
+                f"update of {', '.join(names)} failed",
+                msg,
+            )
+            return UpdateResult(
+                False, kind, names, msg, rolled_back=True, not_applied=tuple(not_applied)
+            )
         msg = f"updated {', '.join(names)}"
         if not_applied:
             msg += "; needs a restart: " + ", ".join(not_applied)
@@ -1182,7 +1317,9 @@ class UpdatesManagement:
         try:
             old = engine.strategy_config(name)
         except KeyError:
-            raise UpdateError(f"no strategy named {name!r} (running: {', '.join(engine.strategy_names())})") from None
+            raise UpdateError(
+                f"no strategy named {name!r} (running: {', '.join(engine.strategy_names())})"
+            ) from None
         if code is not None and ":" not in code:
             raise UpdateError(f"--code must be 'package.module:ClassName', got {code!r}")
         if not params and code is None:
@@ -1215,13 +1352,19 @@ class UpdatesManagement:
         current = getattr(engine, "config", None)
         if isinstance(current, Config):
             a, b = to_dict(current), to_dict(config)
-            not_applied += [f"[{k}]" for k in sorted(a) if k != "strategies" and a.get(k) != b.get(k)]
+            not_applied += [
+                f"[{k}]" for k in sorted(a) if k != "strategies" and a.get(k) != b.get(k)
+            ]
         return plan, not_applied, reload_specs
 
     # ------------------------------------------------------------------ rollback
     def _roll_back(
-        self, engine: UpdatableEngine, swapped: list[tuple[str, Any]], old_cfgs: Mapping[str, StrategyConfig],
-        current: str, stage: str,
+        self,
+        engine: UpdatableEngine,
+        swapped: list[tuple[str, Any]],
+        old_cfgs: Mapping[str, StrategyConfig],
+        current: str,
+        stage: str,
     ) -> list[str]:
         problems: list[str] = []
         done = {n for n, _ in swapped}
@@ -1240,7 +1383,9 @@ class UpdatesManagement:
                 engine.replace_strategy(name, old, old_cfgs[name])
                 engine.resume_strategy(name)
             except Exception as e:
-                problems.append(f"{name}: rollback failed: {type(e).__name__}: {e}; it stays paused")
+                problems.append(
+                    f"{name}: rollback failed: {type(e).__name__}: {e}; it stays paused"
+                )
         return problems
 
     @staticmethod
@@ -1258,13 +1403,17 @@ class UpdatesManagement:
         return UpdateResult(False, kind, names, msg)
 
     def _log(self, message: str, *, level: str = "info", **fields: Any) -> None:
-        getattr(log, "warning" if level == "warning" else "error" if level == "error" else "info")(message)
+        getattr(log, "warning" if level == "warning" else "error" if level == "error" else "info")(
+            message
+        )
         if self.diagnostics is not None:
             self.diagnostics.log_activity("update", message, level=level, **fields)
 
     def _alert(self, severity: Severity, title: str, body: str) -> None:
         if self.diagnostics is not None:
-            self.diagnostics.alert(AlertKind.UPDATE_FAILED, title, body, severity=severity, key=f"update:{title}")
+            self.diagnostics.alert(
+                AlertKind.UPDATE_FAILED, title, body, severity=severity, key=f"update:{title}"
+            )
 
 
 __all__ = [

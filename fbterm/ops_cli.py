@@ -17,28 +17,63 @@ LEVELS = ("debug", "info", "warning", "error")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("log", help="show the activity log (commands, orders, alerts, strategy changes)")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (finds the log)")
-    p.add_argument("--file", metavar="PATH", help="read this log file instead of the configured one")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new entries (Ctrl-C stops)")
+    p = sub.add_parser(
+        "log", help="show the activity log (commands, orders, alerts, strategy changes)"
+    )
+    p.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (finds the log)"
+    )
+    p.add_argument(
+        "--file", metavar="PATH", help="read this log file instead of the configured one"
+    )
+    p.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new entries (Ctrl-C stops)"
+    )
     p.add_argument("--level", choices=LEVELS, help="only entries at this level or above")
-    p.add_argument("--kind", action="append", metavar="K",
-                   help="only entries of this kind (order, alert, command, strategy, update, ...); repeatable")
-    p.add_argument("-n", "--tail", type=int, default=50, metavar="N",
-                   help="show the last N matching entries first (default 50; 0 for none)")
-    p.add_argument("--all", action="store_true", help="show every matching entry, not just the tail")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="K",
+        help="only entries of this kind (order, alert, command, strategy, update, ...); repeatable",
+    )
+    p.add_argument(
+        "-n",
+        "--tail",
+        type=int,
+        default=50,
+        metavar="N",
+        help="show the last N matching entries first (default 50; 0 for none)",
+    )
+    p.add_argument(
+        "--all", action="store_true", help="show every matching entry, not just the tail"
+    )
     p.add_argument("--json", action="store_true", help="print raw JSON lines")
     p.set_defaults(handler=cmd_log)
 
-    p = sub.add_parser("update", help="hot-update a strategy or the strategies config of a running fbterm")
+    p = sub.add_parser(
+        "update", help="hot-update a strategy or the strategies config of a running fbterm"
+    )
     p.add_argument("--strategy", metavar="NAME", help="strategy to update")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="new parameter value (TOML syntax: 5, 1.2, true, \"text\"); repeatable")
-    p.add_argument("--code", metavar="MODULE:CLASS", help="re-load the strategy's code from this class")
-    p.add_argument("--config", dest="update_config", metavar="PATH",
-                   help="apply the [[strategies]] of this config file")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help='new parameter value (TOML syntax: 5, 1.2, true, "text"); repeatable',
+    )
+    p.add_argument(
+        "--code", metavar="MODULE:CLASS", help="re-load the strategy's code from this class"
+    )
+    p.add_argument(
+        "--config",
+        dest="update_config",
+        metavar="PATH",
+        help="apply the [[strategies]] of this config file",
+    )
     p.add_argument("--socket", metavar="PATH", help="control socket (default: from the config)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the engine (default 60)")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the engine (default 60)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=cmd_update)
 
@@ -69,7 +104,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     def show(entry: Any) -> None:
         sys.stdout.write((entry.to_json() if args.json else entry.format()) + "\n")
 
-    entries = read_activity_log(path, level=args.level, kinds=args.kind, tail=None if args.all else args.tail)
+    entries = read_activity_log(
+        path, level=args.level, kinds=args.kind, tail=None if args.all else args.tail
+    )
     for e in entries:
         show(e)
     sys.stdout.flush()
@@ -121,7 +158,9 @@ def cmd_update(args: argparse.Namespace) -> int:
     if args.update_config and (args.strategy or args.param or args.code):
         raise CLIError("give either --config or --strategy (with --param/--code), not both")
     if not args.update_config and not args.strategy:
-        raise CLIError("nothing to update: give --strategy NAME (with --param/--code) or --config PATH")
+        raise CLIError(
+            "nothing to update: give --strategy NAME (with --param/--code) or --config PATH"
+        )
     if args.strategy and not (args.param or args.code):
         raise CLIError("--strategy needs --param K=V and/or --code MODULE:CLASS")
     if args.code is not None and ":" not in args.code:
@@ -172,16 +211,22 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
     # A scratch outbox and log: a failed test must not be retried later by the running engine,
     # and this process must not rotate the engine's activity log under it.
     with tempfile.TemporaryDirectory(prefix="fbterm-alert-test-") as tmp:
-        diag = Diagnostics(cfg.alerts, Path(tmp) / "activity.jsonl", Path(tmp) / "outbox.sqlite", start=False)
+        diag = Diagnostics(
+            cfg.alerts, Path(tmp) / "activity.jsonl", Path(tmp) / "outbox.sqlite", start=False
+        )
         try:
             if not diag.channels:
-                raise CLIError("no alert channel is enabled: set alerts.email.enabled or alerts.sms.enabled",
-                               EXIT_USAGE)
+                raise CLIError(
+                    "no alert channel is enabled: set alerts.email.enabled or alerts.sms.enabled",
+                    EXIT_USAGE,
+                )
             results = diag.deliver_now(args.severity, "test alert", args.message)
         finally:
             diag.close(flush=False)
     if not results:
-        raise CLIError("alert channels are enabled but have no recipients/URL configured", EXIT_USAGE)
+        raise CLIError(
+            "alert channels are enabled but have no recipients/URL configured", EXIT_USAGE
+        )
     failed = 0
     for dest, err in results.items():
         if err is None:

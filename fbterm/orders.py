@@ -123,8 +123,8 @@ class OrderManagement:
         n = 0
         prefix = f"{self.id_prefix}-"
         for k in self.orders:
-            if k.startswith(prefix) and k[len(prefix):].isdigit():
-                n = max(n, int(k[len(prefix):]))
+            if k.startswith(prefix) and k[len(prefix) :].isdigit():
+                n = max(n, int(k[len(prefix) :]))
         self._seq = itertools.count(n + 1)
 
     def next_id(self) -> str:
@@ -200,7 +200,11 @@ class OrderManagement:
         except Exception as e:
             current = self.orders[order_id]
             if current.status is OrderStatus.PENDING_CANCEL:
-                back = OrderStatus.PARTIALLY_FILLED if current.filled_quantity else OrderStatus.SUBMITTED
+                back = (
+                    OrderStatus.PARTIALLY_FILLED
+                    if current.filled_quantity
+                    else OrderStatus.SUBMITTED
+                )
                 self._apply_status(current, back, reason=f"cancel refused: {e}")
             raise
         return self.orders[order_id]
@@ -221,8 +225,11 @@ class OrderManagement:
         """
         order = self._get(order_id)
         proposed = order.modified(
-            quantity=quantity, order_type=order_type, limit_price=limit_price,
-            stop_price=stop_price, ts=self.clock(),
+            quantity=quantity,
+            order_type=order_type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            ts=self.clock(),
         )
         if self.risk_check:
             reason = self.risk_check(proposed)
@@ -248,7 +255,11 @@ class OrderManagement:
         return [o for o in self.open.values() if o.strategy_id == strategy_id]
 
     def position(self, key: str, strategy_id: str | None = None) -> float:
-        pos = self.strategy_positions.get((strategy_id, key)) if strategy_id else self.positions.get(key)
+        pos = (
+            self.strategy_positions.get((strategy_id, key))
+            if strategy_id
+            else self.positions.get(key)
+        )
         return pos.quantity if pos else 0.0
 
     def _get(self, order_id: str) -> Order:
@@ -275,19 +286,39 @@ class OrderManagement:
     def _on_status(self, ev: OrderStatusEvent) -> None:
         order = self.orders.get(ev.client_order_id)
         if order is None:
-            self._emit("message", BrokerMessage(0, f"status for unknown order {ev.client_order_id}: {ev.status}",
-                                                ev.client_order_id, "warning", ev.ts))
+            self._emit(
+                "message",
+                BrokerMessage(
+                    0,
+                    f"status for unknown order {ev.client_order_id}: {ev.status}",
+                    ev.client_order_id,
+                    "warning",
+                    ev.ts,
+                ),
+            )
             return
         if ev.status is order.status and ev.status is not OrderStatus.SUBMITTED:
             return
         if ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
             return  # quantities move with fills, not with status echoes
         if order.status.is_terminal:
-            self._emit("message", BrokerMessage(0, f"order {order.client_order_id} is {order.status.value}; "
-                                                   f"ignored late {ev.status.value}", order.client_order_id,
-                                                "info", ev.ts))
+            self._emit(
+                "message",
+                BrokerMessage(
+                    0,
+                    f"order {order.client_order_id} is {order.status.value}; "
+                    f"ignored late {ev.status.value}",
+                    order.client_order_id,
+                    "info",
+                    ev.ts,
+                ),
+            )
             return
-        if ev.status is OrderStatus.SUBMITTED and order.filled_quantity and order.status is not OrderStatus.PENDING_CANCEL:
+        if (
+            ev.status is OrderStatus.SUBMITTED
+            and order.filled_quantity
+            and order.status is not OrderStatus.PENDING_CANCEL
+        ):
             return
         status = ev.status
         if status is OrderStatus.SUBMITTED and order.filled_quantity:
@@ -302,7 +333,9 @@ class OrderManagement:
                 self.ack_latencies.append(time.perf_counter() - t0)
         self._apply_status(order, status, reason=ev.reason, **changes)
 
-    def _apply_status(self, order: Order, status: OrderStatus, reason: str = "", **changes: object) -> None:
+    def _apply_status(
+        self, order: Order, status: OrderStatus, reason: str = "", **changes: object
+    ) -> None:
         if reason:
             changes["reason"] = reason
         new = order.transition(status, ts=self.clock(), **changes)  # type: ignore[arg-type]
@@ -314,8 +347,11 @@ class OrderManagement:
         if order is None or not order.is_live:
             return
         new = order.modified(
-            quantity=ev.quantity, order_type=ev.order_type,
-            limit_price=ev.limit_price, stop_price=ev.stop_price, ts=ev.ts or self.clock(),
+            quantity=ev.quantity,
+            order_type=ev.order_type,
+            limit_price=ev.limit_price,
+            stop_price=ev.stop_price,
+            ts=ev.ts or self.clock(),
         )
         self._journal_order("modified", new)
         self._store(new, "modified")
@@ -326,27 +362,58 @@ class OrderManagement:
         order = self.orders.get(fill.client_order_id)
         if order is not None and order.strategy_id != fill.strategy_id:
             # Attribution follows our order, whatever the venue echoed back.
-            fill = Fill(fill.fill_id, fill.client_order_id, fill.instrument, fill.side, fill.quantity,
-                        fill.price, fill.commission, fill.ts, order.strategy_id)
+            fill = Fill(
+                fill.fill_id,
+                fill.client_order_id,
+                fill.instrument,
+                fill.side,
+                fill.quantity,
+                fill.price,
+                fill.commission,
+                fill.ts,
+                order.strategy_id,
+            )
         new_order = None
         if order is None:
-            self._emit("message", BrokerMessage(
-                0, f"fill {fill.fill_id} for unknown order {fill.client_order_id}: {fill.side.value} "
-                   f"{fill.quantity:g} {fill.instrument.key} @ {fill.price:g} recorded; positions follow the venue",
-                fill.client_order_id, "error", fill.ts))
+            self._emit(
+                "message",
+                BrokerMessage(
+                    0,
+                    f"fill {fill.fill_id} for unknown order {fill.client_order_id}: {fill.side.value} "
+                    f"{fill.quantity:g} {fill.instrument.key} @ {fill.price:g} recorded; positions follow the venue",
+                    fill.client_order_id,
+                    "error",
+                    fill.ts,
+                ),
+            )
         elif order.status.is_terminal:
             # A fill after cancel/reject: the venue is the truth; record it, keep the status.
-            self._emit("message", BrokerMessage(
-                0, f"order {order.client_order_id} is {order.status.value} but the venue reports a fill of "
-                   f"{fill.quantity:g} @ {fill.price:g}; recorded", order.client_order_id, "warning", fill.ts))
+            self._emit(
+                "message",
+                BrokerMessage(
+                    0,
+                    f"order {order.client_order_id} is {order.status.value} but the venue reports a fill of "
+                    f"{fill.quantity:g} @ {fill.price:g}; recorded",
+                    order.client_order_id,
+                    "warning",
+                    fill.ts,
+                ),
+            )
         else:
             if fill.quantity > order.remaining + 1e-9:
                 # An overfill is the venue's word against ours: keep the fill (positions must match
                 # the venue) and say so loudly, never drop it.
-                self._emit("message", BrokerMessage(
-                    0, f"order {order.client_order_id}: venue filled {fill.quantity:g} with only "
-                       f"{order.remaining:g} remaining; recorded as filled", order.client_order_id, "error",
-                    fill.ts))
+                self._emit(
+                    "message",
+                    BrokerMessage(
+                        0,
+                        f"order {order.client_order_id}: venue filled {fill.quantity:g} with only "
+                        f"{order.remaining:g} remaining; recorded as filled",
+                        order.client_order_id,
+                        "error",
+                        fill.ts,
+                    ),
+                )
                 order = dataclasses.replace(order, quantity=order.filled_quantity + fill.quantity)
             new_order = order.with_fill(fill.quantity, fill.price, ts=fill.ts)
         if self.journal is not None:
@@ -383,8 +450,9 @@ class OrderManagement:
         key = f.instrument.key
 
         def charged(pos: Position) -> Position:
-            return dataclasses.replace(pos, realized_pnl=pos.realized_pnl - delta,
-                                       commissions=pos.commissions + delta)
+            return dataclasses.replace(
+                pos, realized_pnl=pos.realized_pnl - delta, commissions=pos.commissions + delta
+            )
 
         if key in self.positions:
             self.positions[key] = charged(self.positions[key])
@@ -399,7 +467,9 @@ class OrderManagement:
         pos = self.positions.get(key) or Position(fill.instrument)
         self.positions[key] = pos.apply_fill(fill)
         skey = (fill.strategy_id, key)
-        spos = self.strategy_positions.get(skey) or Position(fill.instrument, strategy_id=fill.strategy_id)
+        spos = self.strategy_positions.get(skey) or Position(
+            fill.instrument, strategy_id=fill.strategy_id
+        )
         new = self.strategy_positions[skey] = spos.apply_fill(fill)
         self.by_strategy.setdefault(fill.strategy_id, {})[key] = new
 
@@ -443,7 +513,9 @@ class OrderQueue:
         self._q: queue.Queue[QueuedOrder] = queue.Queue(maxsize)
         self._lock = threading.Lock()
 
-    def enqueue_order(self, signal: Signal, *, block: bool = False, timeout: float | None = None) -> None:
+    def enqueue_order(
+        self, signal: Signal, *, block: bool = False, timeout: float | None = None
+    ) -> None:
         try:
             self._q.put(QueuedOrder(signal), block=block, timeout=timeout)
         except queue.Full:

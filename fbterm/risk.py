@@ -78,7 +78,11 @@ def stop_loss_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str |
     """Why the stop-loss fires for ``pos`` at ``price``, or None. Pure."""
     if pos.is_flat or price <= 0:
         return None
-    move = (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1) if pos.avg_cost else 0.0
+    move = (
+        (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1)
+        if pos.avg_cost
+        else 0.0
+    )
     if cfg.stop_loss_pct is not None and move <= -cfg.stop_loss_pct / 100:
         return f"stop_loss: {move * 100:.2f}% <= -{cfg.stop_loss_pct:g}%"
     pnl = pos.unrealized_pnl(price)
@@ -90,7 +94,11 @@ def stop_loss_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str |
 def take_profit_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
     if pos.is_flat or price <= 0:
         return None
-    move = (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1) if pos.avg_cost else 0.0
+    move = (
+        (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1)
+        if pos.avg_cost
+        else 0.0
+    )
     if cfg.take_profit_pct is not None and move >= cfg.take_profit_pct / 100:
         return f"take_profit: {move * 100:.2f}% >= {cfg.take_profit_pct:g}%"
     pnl = pos.unrealized_pnl(price)
@@ -121,8 +129,16 @@ class StrategyLevelRisk:
         self._exiting: set[str] = set()
         c = self.cfg
         # Read on every tick for every strategy: decided once.
-        self.active = any(v is not None for v in (c.stop_loss_pct, c.stop_loss_abs, c.take_profit_pct,
-                                                  c.take_profit_abs, c.trailing_stop_pct))
+        self.active = any(
+            v is not None
+            for v in (
+                c.stop_loss_pct,
+                c.stop_loss_abs,
+                c.take_profit_pct,
+                c.take_profit_abs,
+                c.trailing_stop_pct,
+            )
+        )
 
     def _exit(self, pos: Position, price: float, reason: str, ts: float | None) -> Signal:
         self._exiting.add(pos.symbol)
@@ -137,7 +153,9 @@ class StrategyLevelRisk:
             reason=reason,
         )
 
-    def apply_stop_loss(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
+    def apply_stop_loss(
+        self, pos: Position, price: float, ts: float | None = None
+    ) -> Signal | None:
         """A closing order when the stop-loss (fixed or trailing) is hit, else None."""
         if pos.is_flat:
             self._marks.pop(pos.symbol, None)
@@ -149,14 +167,18 @@ class StrategyLevelRisk:
         if reason is None and self.cfg.trailing_stop_pct is not None:
             wm = self._marks.get(pos.symbol)
             if wm is None or wm.quantity * pos.quantity <= 0:
-                wm = self._marks[pos.symbol] = _Watermark(pos.quantity, max(price, pos.avg_cost)
-                                                          if pos.quantity > 0 else min(price, pos.avg_cost))
+                wm = self._marks[pos.symbol] = _Watermark(
+                    pos.quantity,
+                    max(price, pos.avg_cost) if pos.quantity > 0 else min(price, pos.avg_cost),
+                )
             wm.quantity = pos.quantity
             wm.best = max(wm.best, price) if pos.quantity > 0 else min(wm.best, price)
             reason = trailing_stop_hit(pos.quantity, wm.best, price, self.cfg.trailing_stop_pct)
         return self._exit(pos, price, reason, ts) if reason else None
 
-    def apply_take_profit(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
+    def apply_take_profit(
+        self, pos: Position, price: float, ts: float | None = None
+    ) -> Signal | None:
         if pos.is_flat or pos.symbol in self._exiting:
             return None
         reason = take_profit_hit(pos, price, self.cfg)
@@ -326,8 +348,10 @@ class PortfolioLevelRisk:
                     continue
                 dist = abs(px - last) / last * 100
                 if dist > self.cfg.price_collar_pct:
-                    return (f"price_collar: {label} {px:,.2f} is {dist:.1f}% from last {last:,.2f} "
-                            f"> {self.cfg.price_collar_pct:g}%")
+                    return (
+                        f"price_collar: {label} {px:,.2f} is {dist:.1f}% from last {last:,.2f} "
+                        f"> {self.cfg.price_collar_pct:g}%"
+                    )
         now = self.clock()
         self._trim(now)
         if len(self._accepted) + 1 > self.cfg.max_orders_per_second:
@@ -335,7 +359,9 @@ class PortfolioLevelRisk:
         if not reducing:
             stale = inputs.stale_age(order.instrument.underlying) if inputs else None
             if stale is not None:
-                return f"stale_data: {order.instrument.underlying} has had no update for {stale:.1f} s"
+                return (
+                    f"stale_data: {order.instrument.underlying} has had no update for {stale:.1f} s"
+                )
             if price is None or not math.isfinite(price) or price <= 0:
                 return f"no_price: no last price for {key} to value the order"
             value = order.quantity * price * mult
@@ -350,9 +376,13 @@ class PortfolioLevelRisk:
             if inputs:
                 s_now = inputs.strategy_position(order.strategy_id, key)
                 s_value = abs(s_now + order.signed_quantity) * price * mult
-                if s_value > self.cfg.max_strategy_position_value and abs(s_now + order.signed_quantity) > abs(s_now):
-                    return (f"max_strategy_position_value: {order.strategy_id} {key} {_money(s_value)} "
-                            f"> {_money(self.cfg.max_strategy_position_value)}")
+                if s_value > self.cfg.max_strategy_position_value and abs(
+                    s_now + order.signed_quantity
+                ) > abs(s_now):
+                    return (
+                        f"max_strategy_position_value: {order.strategy_id} {key} {_money(s_value)} "
+                        f"> {_money(self.cfg.max_strategy_position_value)}"
+                    )
                 gross = inputs.gross_exposure()
                 added = (abs(new_qty) - abs(current)) * price * mult
                 if gross + added > self.cfg.max_gross_exposure:
@@ -367,13 +397,32 @@ class PortfolioLevelRisk:
         loss = max(-self.daily_pnl, 0.0)
         ops = self.orders_per_second()
         return (
-            Gauge("drawdown", dd, c.max_drawdown_pct, level_of(dd, c.max_drawdown_pct, w),
-                  f"{dd:.2f}% / {c.max_drawdown_pct:g}%"),
-            Gauge("daily loss", loss, c.daily_loss_limit, level_of(loss, c.daily_loss_limit, w),
-                  f"{_money(loss)} / {_money(c.daily_loss_limit)}"),
-            Gauge("gross exposure", gross_exposure, c.max_gross_exposure,
-                  level_of(gross_exposure, c.max_gross_exposure, w),
-                  f"{_money(gross_exposure)} / {_money(c.max_gross_exposure)}"),
-            Gauge("orders/s", ops, c.max_orders_per_second, level_of(ops, c.max_orders_per_second, w),
-                  f"{ops:.0f} / {c.max_orders_per_second:g}"),
+            Gauge(
+                "drawdown",
+                dd,
+                c.max_drawdown_pct,
+                level_of(dd, c.max_drawdown_pct, w),
+                f"{dd:.2f}% / {c.max_drawdown_pct:g}%",
+            ),
+            Gauge(
+                "daily loss",
+                loss,
+                c.daily_loss_limit,
+                level_of(loss, c.daily_loss_limit, w),
+                f"{_money(loss)} / {_money(c.daily_loss_limit)}",
+            ),
+            Gauge(
+                "gross exposure",
+                gross_exposure,
+                c.max_gross_exposure,
+                level_of(gross_exposure, c.max_gross_exposure, w),
+                f"{_money(gross_exposure)} / {_money(c.max_gross_exposure)}",
+            ),
+            Gauge(
+                "orders/s",
+                ops,
+                c.max_orders_per_second,
+                level_of(ops, c.max_orders_per_second, w),
+                f"{ops:.0f} / {c.max_orders_per_second:g}",
+            ),
         )

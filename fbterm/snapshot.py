@@ -247,6 +247,17 @@ class Stop(_Cmd):
 
 
 Command = (
-    Halt | ReduceOnly | Resume | NewOrder | CancelOrder | CancelAll | ModifyOrder | FlattenAll
-    | PauseStrategy | ResumeStrategy | UpdateStrategy | Rebalance | Stop
+    Halt
+    | ReduceOnly
+    | Resume
+    | NewOrder
+    | CancelOrder
+    | CancelAll
+    | ModifyOrder
+    | FlattenAll
+    | PauseStrategy
+    | ResumeStrategy
+    | UpdateStrategy
+    | Rebalance
+    | Stop
 )

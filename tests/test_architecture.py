@@ -21,7 +21,9 @@ def lint_imports() -> str | None:
 
 @pytest.mark.skipif(lint_imports() is None, reason="import-linter is not installed")
 def test_import_linter_contracts_in_pyproject_are_kept():
-    r = subprocess.run([lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "0 broken" in out and "2 kept" in out, out
@@ -29,8 +31,16 @@ def test_import_linter_contracts_in_pyproject_are_kept():
 
 @pytest.mark.parametrize(
     "module",
-    ["fbterm.engine", "fbterm.headless", "fbterm.orders", "fbterm.brokers.paper", "fbterm.risk",
-     "fbterm.strategies", "fbterm.config", "fbterm.cli"],
+    [
+        "fbterm.engine",
+        "fbterm.headless",
+        "fbterm.orders",
+        "fbterm.brokers.paper",
+        "fbterm.risk",
+        "fbterm.strategies",
+        "fbterm.config",
+        "fbterm.cli",
+    ],
 )
 def test_importing_the_core_loads_neither_textual_nor_ib_async(module: str):
     # A fresh interpreter: what this test process already imported must not hide a leak.

@@ -30,14 +30,47 @@ def csv(tmp_path_factory) -> str:
 
 def test_json_keys_and_out_files(csv, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    rc = main(["backtest", "--data", csv, "--strategy", "sma_cross", "--param", "fast=10",
-               "--param", "slow=20", "--cash", "10000", "--commission", "0.002", "--sizing", "all_in",
-               "--json", "--out", str(out)])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            csv,
+            "--strategy",
+            "sma_cross",
+            "--param",
+            "fast=10",
+            "--param",
+            "slow=20",
+            "--cash",
+            "10000",
+            "--commission",
+            "0.002",
+            "--sizing",
+            "all_in",
+            "--json",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
-    for key in ("return_pct", "buy_hold_return_pct", "max_drawdown_pct", "sharpe", "sortino", "trades",
-                "win_rate_pct", "equity_final", "exposure_pct", "cagr_pct", "calmar", "sqn",
-                "profit_factor", "commissions", "max_drawdown_duration_s"):
+    for key in (
+        "return_pct",
+        "buy_hold_return_pct",
+        "max_drawdown_pct",
+        "sharpe",
+        "sortino",
+        "trades",
+        "win_rate_pct",
+        "equity_final",
+        "exposure_pct",
+        "cagr_pct",
+        "calmar",
+        "sqn",
+        "profit_factor",
+        "commissions",
+        "max_drawdown_duration_s",
+    ):
         assert key in doc
     assert doc["params"] == {"fast": 10, "slow": 20}
     trades = pd.read_csv(out / "trades.csv")
@@ -45,7 +78,11 @@ def test_json_keys_and_out_files(csv, tmp_path, capsys) -> None:
     eq = pd.read_csv(out / "equity.csv")
     assert len(eq) == 800 and eq["equity"].iloc[-1] == pytest.approx(doc["equity_final"])
     html = (out / "report.html").read_text()
-    assert "<svg" in html and "Max. Drawdown" in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        "<svg" in html
+        and "Max. Drawdown" in html
+        and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    )
 
 
 def test_table_and_plot(csv, capsys) -> None:
@@ -54,15 +91,18 @@ def test_table_and_plot(csv, capsys) -> None:
     assert "Sharpe Ratio" in out and "# Trades" in out and "Price and trades" in out
 
 
-@pytest.mark.parametrize(("args", "msg"), [
-    (["--strategy", "nope"], "unknown strategy 'nope'"),
-    (["--param", "fast=abc"], "expected int"),
-    (["--param", "speed=3"], "speed: unknown"),
-    (["--param", "slow=5000"], "window longer than the data"),
-    (["--strategy", "fbterm.nothing_here:X"], "not found"),
-    (["--commission", "lots"], "commission"),
-    (["--sweep", "fast=9:1"], "STOP >= START"),
-])
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--param", "fast=abc"], "expected int"),
+        (["--param", "speed=3"], "speed: unknown"),
+        (["--param", "slow=5000"], "window longer than the data"),
+        (["--strategy", "fbterm.nothing_here:X"], "not found"),
+        (["--commission", "lots"], "commission"),
+        (["--sweep", "fast=9:1"], "STOP >= START"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(csv, capsys, args, msg) -> None:
     rc = main(["backtest", "--data", csv, *args])
     err = capsys.readouterr().err
@@ -84,7 +124,8 @@ def test_strategy_raising_is_one_line(tmp_path, monkeypatch, csv, capsys) -> Non
         "class Boom(StrategyInterface):\n"
         "    name = 'boom'\n"
         "    def analyze(self, bars):\n"
-        "        raise RuntimeError('no signal today')\n")
+        "        raise RuntimeError('no signal today')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["backtest", "--data", csv, "--strategy", "boomstrat:Boom"]) == 2
     assert "boom raised RuntimeError: no signal today" in capsys.readouterr().err
@@ -95,8 +136,22 @@ def test_sweep_grid_and_processes(csv, capsys) -> None:
     assert parse_sweep("entry_z=1:2:0.5") == ("entry_z", [1.0, 1.5, 2.0])
     grid = sweep_grid(["fast=5:15:5", "slow=20:30:10"])
     assert len(grid) == 6 and {"fast": 5, "slow": 20} in grid
-    rc = main(["backtest", "--data", csv, "--sweep", "fast=5:15:5", "--sweep", "slow=20:30:10",
-               "--json", "--workers", "2", "--rank", "return_pct"])
+    rc = main(
+        [
+            "backtest",
+            "--data",
+            csv,
+            "--sweep",
+            "fast=5:15:5",
+            "--sweep",
+            "slow=20:30:10",
+            "--json",
+            "--workers",
+            "2",
+            "--rank",
+            "return_pct",
+        ]
+    )
     assert rc == 0
     rows = json.loads(capsys.readouterr().out)["results"]
     assert len(rows) == 6
@@ -110,22 +165,34 @@ def test_sweep_grid_and_processes(csv, capsys) -> None:
 
 def test_sweep_on_dask_local_cluster(csv) -> None:
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
-        table = run_sweep(csv, "sma_cross", sweep_grid(["fast=5:10:5", "slow=20:30:10"]),
-                          cluster=cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        table = run_sweep(
+            csv,
+            "sma_cross",
+            sweep_grid(["fast=5:10:5", "slow=20:30:10"]),
+            cluster=cluster.scheduler_address,
+        )
     local = run_sweep(csv, "sma_cross", sweep_grid(["fast=5:10:5", "slow=20:30:10"]), workers=1)
-    pd.testing.assert_frame_equal(table.sort_values(["fast", "slow"]).reset_index(drop=True),
-                                  local.sort_values(["fast", "slow"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        table.sort_values(["fast", "slow"]).reset_index(drop=True),
+        local.sort_values(["fast", "slow"]).reset_index(drop=True),
+    )
 
 
 def test_run_backtest_job_progress_and_charts(csv) -> None:
     seen: list[float] = []
-    res = run_backtest_job(csv, "mean_reversion", {"window": 15}, 10_000, 0.001, "all_in",
-                           seen.append, mode="replay")
+    res = run_backtest_job(
+        csv, "mean_reversion", {"window": 15}, 10_000, 0.001, "all_in", seen.append, mode="replay"
+    )
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
     assert {"return_pct", "sharpe"} <= set(res.metrics.index)
-    assert len(res.equity) == 800 and list(res.trades.columns)[:3] == ["instrument", "size", "entry_bar"]
+    assert len(res.equity) == 800 and list(res.trades.columns)[:3] == [
+        "instrument",
+        "size",
+        "entry_bar",
+    ]
     import plotext as plt
 
     plt.clear_figure()

@@ -39,9 +39,16 @@ class SmaCross(Strategy):
             self.sell()
 
 
-@pytest.mark.parametrize(("seed", "fast", "slow", "commission"), [
-    (1, 10, 20, 0.002), (2, 5, 30, 0.002), (3, 3, 7, 0.0), (4, 20, 50, 0.001), (5, 10, 20, 0.0005),
-])
+@pytest.mark.parametrize(
+    ("seed", "fast", "slow", "commission"),
+    [
+        (1, 10, 20, 0.002),
+        (2, 5, 30, 0.002),
+        (3, 3, 7, 0.0),
+        (4, 20, 50, 0.001),
+        (5, 10, 20, 0.0005),
+    ],
+)
 def test_matches_backtesting_py(seed, fast, slow, commission) -> None:
     bars = synth_bars(1500, seed=seed, volatility=0.4)
     data = bars.rename(columns=str.capitalize)
@@ -52,8 +59,14 @@ def test_matches_backtesting_py(seed, fast, slow, commission) -> None:
     rt = ref["_trades"]
     assert len(rt) > 10
     for mode in ("fast", "replay"):
-        res = CustomBacktester(bars, create_strategy("sma_cross", None, {"fast": fast, "slow": slow}),
-                               cash=10_000, commission=commission, sizing="all_in", mode=mode).run_backtest()
+        res = CustomBacktester(
+            bars,
+            create_strategy("sma_cross", None, {"fast": fast, "slow": slow}),
+            cash=10_000,
+            commission=commission,
+            sizing="all_in",
+            mode=mode,
+        ).run_backtest()
         t, m = res.trades, res.metrics
         assert len(t) == len(rt) == m["trades"] == ref["# Trades"]
         np.testing.assert_array_equal(t["entry_bar"], rt["EntryBar"])
@@ -64,7 +77,9 @@ def test_matches_backtesting_py(seed, fast, slow, commission) -> None:
         np.testing.assert_allclose(t["pnl"], rt["PnL"], rtol=1e-9, atol=1e-6)
         np.testing.assert_allclose(t["return_pct"], rt["ReturnPct"], rtol=1e-9, atol=1e-12)
         assert m["equity_final"] == pytest.approx(ref["Equity Final [$]"], rel=1e-4)
-        np.testing.assert_allclose(res.equity.to_numpy(), ref["_equity_curve"]["Equity"].to_numpy(), rtol=1e-9)
+        np.testing.assert_allclose(
+            res.equity.to_numpy(), ref["_equity_curve"]["Equity"].to_numpy(), rtol=1e-9
+        )
         assert m["return_pct"] == pytest.approx(ref["Return [%]"], rel=1e-6)
         assert m["buy_hold_return_pct"] == pytest.approx(ref["Buy & Hold Return [%]"], rel=1e-12)
         assert m["win_rate_pct"] == pytest.approx(ref["Win Rate [%]"])
@@ -88,8 +103,13 @@ def test_matches_backtesting_py_on_tick_grid_with_ties() -> None:
         ref = Backtest(data, SmaCross, cash=10_000, commission=0.001).run(n1=10, n2=20)
     rt = ref["_trades"]
     for mode in ("fast", "replay"):
-        res = CustomBacktester(bars, create_strategy("sma_cross", None, {"fast": 10, "slow": 20}),
-                               cash=10_000, commission=0.001, mode=mode).run_backtest()
+        res = CustomBacktester(
+            bars,
+            create_strategy("sma_cross", None, {"fast": 10, "slow": 20}),
+            cash=10_000,
+            commission=0.001,
+            mode=mode,
+        ).run_backtest()
         assert len(res.trades) == len(rt)
         np.testing.assert_array_equal(res.trades["entry_bar"], rt["EntryBar"])
         np.testing.assert_array_equal(res.trades["size"], rt["Size"])

@@ -15,12 +15,21 @@ from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable, performa
 
 def _trades(pnls: list[float], rets: list[float], idx: pd.DatetimeIndex) -> pd.DataFrame:
     n = len(pnls)
-    df = pd.DataFrame({
-        "instrument": ["X"] * n, "size": [1.0] * n, "entry_bar": list(range(n)),
-        "exit_bar": [i + 1 for i in range(n)], "entry_time": idx[:n], "exit_time": idx[1:n + 1],
-        "entry_price": [1.0] * n, "exit_price": [1.0] * n, "pnl": pnls, "return_pct": rets,
-        "commission": [0.0] * n,
-    })
+    df = pd.DataFrame(
+        {
+            "instrument": ["X"] * n,
+            "size": [1.0] * n,
+            "entry_bar": list(range(n)),
+            "exit_bar": [i + 1 for i in range(n)],
+            "entry_time": idx[:n],
+            "exit_time": idx[1 : n + 1],
+            "entry_price": [1.0] * n,
+            "exit_price": [1.0] * n,
+            "pnl": pnls,
+            "return_pct": rets,
+            "commission": [0.0] * n,
+        }
+    )
     df["duration"] = df["exit_time"] - df["entry_time"]
     return df[TRADE_COLUMNS]
 
@@ -50,7 +59,9 @@ def test_sharpe_sortino_drawdown_daily() -> None:
 
 
 def test_intraday_uses_daily_returns() -> None:
-    idx = pd.date_range("2024-01-01", periods=4 * 24 * 10, freq="15min", tz="UTC")  # 10 days, weekends in
+    idx = pd.date_range(
+        "2024-01-01", periods=4 * 24 * 10, freq="15min", tz="UTC"
+    )  # 10 days, weekends in
     eq = pd.Series(np.linspace(100, 110, len(idx)), index=idx)
     m = performance_metrics(eq, _trades([], [], idx), eq)
     daily = eq.resample("D").last().to_numpy()
@@ -72,7 +83,9 @@ def test_drawdown_episodes_and_trade_stats() -> None:
     assert m["expectancy"] == pytest.approx(5.0)
     pnl = np.array([10.0, -5.0, 20.0, -5.0])
     assert m["sqn"] == pytest.approx(2 * pnl.mean() / pnl.std(ddof=1))
-    assert m["best_trade_pct"] == pytest.approx(20.0) and m["worst_trade_pct"] == pytest.approx(-5.0)
+    assert m["best_trade_pct"] == pytest.approx(20.0) and m["worst_trade_pct"] == pytest.approx(
+        -5.0
+    )
     assert m["kelly"] == pytest.approx(0.5 - 0.5 / (15 / 5))
     assert m["commissions"] == 3.5 and m["return_pct"] == pytest.approx(21.0)
     assert set(METRIC_LABELS) <= set(m.index)

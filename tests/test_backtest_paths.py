@@ -43,8 +43,13 @@ def _assert_same(a, b) -> None:
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 @pytest.mark.parametrize("commission", [0.002, "ib"])
 def test_fast_equals_replay(bars, name, commission) -> None:
-    fast, replay = _both(bars, name, cash=100_000, commission=commission,
-                         sizing="all_in" if name != "breakout" else "fraction")
+    fast, replay = _both(
+        bars,
+        name,
+        cash=100_000,
+        commission=commission,
+        sizing="all_in" if name != "breakout" else "fraction",
+    )
     assert len(fast.fills) > 3
     _assert_same(fast, replay)
 
@@ -52,13 +57,20 @@ def test_fast_equals_replay(bars, name, commission) -> None:
 @pytest.mark.parametrize("name", ["sma_cross", "mean_reversion", "breakout"])
 def test_fast_equals_replay_on_tick_grid(name) -> None:
     grid = synth_bars(30_000, seed=8, bar_size="1min")
-    fast, replay = _both(grid, name, cash=100_000, commission=0.0,
-                         sizing="all_in" if name != "breakout" else "fraction")
+    fast, replay = _both(
+        grid,
+        name,
+        cash=100_000,
+        commission=0.0,
+        sizing="all_in" if name != "breakout" else "fraction",
+    )
     assert len(fast.fills) > 100
     _assert_same(fast, replay)
 
 
-@pytest.mark.parametrize("sizing", [Sizing("fixed", 50), Sizing("cash", 5_000), Sizing("fraction", 0.5)])
+@pytest.mark.parametrize(
+    "sizing", [Sizing("fixed", 50), Sizing("cash", 5_000), Sizing("fraction", 0.5)]
+)
 def test_sizing_modes_agree(bars, sizing) -> None:
     fast, replay = _both(bars, "sma_cross", cash=20_000, commission=0.001, sizing=sizing)
     _assert_same(fast, replay)
@@ -67,14 +79,23 @@ def test_sizing_modes_agree(bars, sizing) -> None:
 
 
 @pytest.mark.parametrize("name", ["sma_cross", "mean_reversion", "breakout"])
-@pytest.mark.parametrize("risk", [
-    StrategyRiskConfig(stop_loss_pct=2.0, take_profit_pct=4.0),
-    StrategyRiskConfig(trailing_stop_pct=3.0),
-    StrategyRiskConfig(stop_loss_abs=1.5, take_profit_abs=3.0),
-])
+@pytest.mark.parametrize(
+    "risk",
+    [
+        StrategyRiskConfig(stop_loss_pct=2.0, take_profit_pct=4.0),
+        StrategyRiskConfig(trailing_stop_pct=3.0),
+        StrategyRiskConfig(stop_loss_abs=1.5, take_profit_abs=3.0),
+    ],
+)
 def test_stops_agree(bars, name, risk) -> None:
-    fast, replay = _both(bars, name, cash=50_000, commission=0.001, risk=risk,
-                         sizing="all_in" if name != "breakout" else "fraction")
+    fast, replay = _both(
+        bars,
+        name,
+        cash=50_000,
+        commission=0.001,
+        risk=risk,
+        sizing="all_in" if name != "breakout" else "fraction",
+    )
     assert (fast.fills["reason"].isin(["stop", "take-profit"])).any()
     _assert_same(fast, replay)
 
@@ -82,7 +103,9 @@ def test_stops_agree(bars, name, risk) -> None:
 def _ramp(prices: list[float]) -> pd.DataFrame:
     idx = pd.date_range("2024-01-01", periods=len(prices), freq="D", tz="UTC")
     p = np.asarray(prices, dtype=float)
-    return pd.DataFrame({"open": p, "high": p * 1.001, "low": p * 0.999, "close": p, "volume": 1e6}, index=idx)
+    return pd.DataFrame(
+        {"open": p, "high": p * 1.001, "low": p * 0.999, "close": p, "volume": 1e6}, index=idx
+    )
 
 
 class _LongAt(StrategyInterface):
@@ -99,8 +122,14 @@ def test_stop_loss_triggers_at_the_right_bar() -> None:
     prices = [100, 100, 100, 100, 99, 97, 95, 90, 90]
     df = _ramp(prices)
     for mode in ("fast", "replay"):
-        res = CustomBacktester(df, _LongAt(), cash=10_000, sizing=Sizing("fixed", 10),
-                               risk=StrategyRiskConfig(stop_loss_pct=5.0), mode=mode).run_backtest()
+        res = CustomBacktester(
+            df,
+            _LongAt(),
+            cash=10_000,
+            sizing=Sizing("fixed", 10),
+            risk=StrategyRiskConfig(stop_loss_pct=5.0),
+            mode=mode,
+        ).run_backtest()
         f = res.fills
         assert f["bar"].tolist() == [3, 6]
         assert f["price"].iloc[1] == pytest.approx(95.0)  # at the stop, not the gap
@@ -110,8 +139,13 @@ def test_stop_loss_triggers_at_the_right_bar() -> None:
 def test_take_profit_gap_fills_at_open() -> None:
     prices = [100, 100, 100, 100, 101, 120, 120]
     df = _ramp(prices)
-    res = CustomBacktester(df, _LongAt(), cash=10_000, sizing=Sizing("fixed", 10),
-                           risk=StrategyRiskConfig(take_profit_pct=10.0)).run_backtest()
+    res = CustomBacktester(
+        df,
+        _LongAt(),
+        cash=10_000,
+        sizing=Sizing("fixed", 10),
+        risk=StrategyRiskConfig(take_profit_pct=10.0),
+    ).run_backtest()
     assert res.fills["bar"].tolist() == [3, 5]
     assert res.fills["price"].iloc[1] == 120.0  # opened beyond the target: the open
 
@@ -121,15 +155,19 @@ def test_risk_gate_rejects_and_paths_agree(bars) -> None:
         value = order.quantity * (order.signal_price or 0)
         return f"max_order_value: {value:,.0f} > 15,000" if value > 15_000 else None
 
-    fast, replay = _both(bars, "sma_cross", cash=10_000, commission=0.0, sizing="fraction",
-                         risk_gate=gate)
-    assert len(fast.rejected) > 0 and fast.rejected["reason"].str.startswith("max_order_value").all()
+    fast, replay = _both(
+        bars, "sma_cross", cash=10_000, commission=0.0, sizing="fraction", risk_gate=gate
+    )
+    assert (
+        len(fast.rejected) > 0 and fast.rejected["reason"].str.startswith("max_order_value").all()
+    )
     _assert_same(fast, replay)
 
 
 def test_signal_on_last_bar_never_fills_and_open_trade_is_marked(bars) -> None:
-    res = CustomBacktester(bars, create_strategy("sma_cross", None, {"fast": 5, "slow": 12}),
-                           cash=10_000).run_backtest()
+    res = CustomBacktester(
+        bars, create_strategy("sma_cross", None, {"fast": 5, "slow": 12}), cash=10_000
+    ).run_backtest()
     assert res.fills["bar"].max() <= len(bars) - 1
     pos = res.position.iloc[-1]
     assert pos != 0  # reversal system: always in the market after the first cross

@@ -13,8 +13,19 @@ from fbterm import __version__
 from fbterm.cli import build_parser, main
 
 COMMANDS = [
-    [], ["check-config"], ["strategies"], ["run"], ["data"], ["data", "synth"], ["data", "show"], ["data", "clean"],
-    ["data", "list"], ["backtest"], ["log"], ["update"], ["alert-test"],
+    [],
+    ["check-config"],
+    ["strategies"],
+    ["run"],
+    ["data"],
+    ["data", "synth"],
+    ["data", "show"],
+    ["data", "clean"],
+    ["data", "list"],
+    ["backtest"],
+    ["log"],
+    ["update"],
+    ["alert-test"],
 ]
 
 
@@ -33,34 +44,70 @@ def test_every_subcommand_is_covered() -> None:
 
 
 def test_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "fbterm", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fbterm", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"fbterm {__version__}"
 
 
-def test_backtest_drops_bad_rows_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backtest_drops_bad_rows_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = ["Date,Open,High,Low,Close,Volume"]
     price = 100.0
     for i in range(300):
         price *= 1.01 if (i // 7) % 2 else 0.99
-        rows.append(f"2020-01-{1 + i % 28:02d}T{i // 28:02d}:00:00,{price},{price * 1.01},{price * 0.99},{price},1000")
+        rows.append(
+            f"2020-01-{1 + i % 28:02d}T{i // 28:02d}:00:00,{price},{price * 1.01},{price * 0.99},{price},1000"
+        )
     rows[50] = "2020-02-01,10,5,9,9,1000"  # high < low
     rows[60] = "2020-02-02,10,11,9,n/a,1000"  # not a number
     f = tmp_path / "bars.csv"
     f.write_text("\n".join(rows) + "\n")
     assert main(["backtest", "--data", str(f), "--strategy", "sma_cross", "--json"]) == 2
     assert "line 51" in capsys.readouterr().err
-    assert main(["backtest", "--data", str(f), "--strategy", "sma_cross", "--on-bad-rows", "drop", "--json"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--data",
+                str(f),
+                "--strategy",
+                "sma_cross",
+                "--on-bad-rows",
+                "drop",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert '"bars": 298' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("strategy", "expected"), [
-    ('class = "sma_cross"\nparams = { fast = 30, slow = 20 }', "strategies[0].params.fast: must be < slow (20), got 30"),
-    ('class = "sma_cross"\nparams = { fastt = 3 }', "strategies[0].params.fastt: unknown for sma_cross (known: fast, slow)"),
-    ('class = "sma_cross"\nparams = { fast = "x" }', "strategies[0].params.fast: expected int, got 'x'"),
-    ('class = "nomod.x:Y"', "strategies[0].class: strategy 'nomod.x:Y': module 'nomod' not found"),
-])
-def test_bad_strategy_config_is_one_line_naming_the_key(strategy: str, expected: str, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (
+            'class = "sma_cross"\nparams = { fast = 30, slow = 20 }',
+            "strategies[0].params.fast: must be < slow (20), got 30",
+        ),
+        (
+            'class = "sma_cross"\nparams = { fastt = 3 }',
+            "strategies[0].params.fastt: unknown for sma_cross (known: fast, slow)",
+        ),
+        (
+            'class = "sma_cross"\nparams = { fast = "x" }',
+            "strategies[0].params.fast: expected int, got 'x'",
+        ),
+        (
+            'class = "nomod.x:Y"',
+            "strategies[0].class: strategy 'nomod.x:Y': module 'nomod' not found",
+        ),
+    ],
+)
+def test_bad_strategy_config_is_one_line_naming_the_key(
+    strategy: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "config.toml"
     f.write_text(f'[[strategies]]\nname = "x"\nsymbols = ["AAPL"]\n{strategy}\n')
     assert main(["check-config", str(f)]) == 2
@@ -78,17 +125,33 @@ def test_strategies_lists_parameters(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["strategies", "nope"]) == 2
 
 
-def test_sweep_drops_bad_rows_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_drops_bad_rows_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = ["Date,Open,High,Low,Close,Volume"]
     price = 100.0
     for i in range(200):
         price *= 1.01 if (i // 6) % 2 else 0.99
-        rows.append(f"2021-{1 + i // 28:02d}-{1 + i % 28:02d},{price},{price * 1.01},{price * 0.99},{price},1000")
+        rows.append(
+            f"2021-{1 + i // 28:02d}-{1 + i % 28:02d},{price},{price * 1.01},{price * 0.99},{price},1000"
+        )
     rows[30] = "2021-02-02,10,5,9,9,1000"  # high < low
     f = tmp_path / "bars.csv"
     f.write_text("\n".join(rows) + "\n")
-    args = ["backtest", "--data", str(f), "--strategy", "sma_cross", "--sweep", "fast=3:6:3", "--param",
-            "slow=10", "--workers", "1", "--json"]
+    args = [
+        "backtest",
+        "--data",
+        str(f),
+        "--strategy",
+        "sma_cross",
+        "--sweep",
+        "fast=3:6:3",
+        "--param",
+        "slow=10",
+        "--workers",
+        "1",
+        "--json",
+    ]
     assert main(args) == 2
     assert main([*args, "--on-bad-rows", "drop"]) == 0
     assert '"results"' in capsys.readouterr().out

@@ -42,47 +42,124 @@ def strat(**kw) -> dict:
     ("data", "expected"),
     [
         # unknown keys, with a suggestion when one is close
-        ({"risk": {"max_order_vale": 5}}, "config.toml: risk.max_order_vale: unknown key (did you mean 'max_order_value'?)"),
+        (
+            {"risk": {"max_order_vale": 5}},
+            "config.toml: risk.max_order_vale: unknown key (did you mean 'max_order_value'?)",
+        ),
         ({"brokr": {}}, "config.toml: brokr: unknown key (did you mean 'broker'?)"),
         ({"risk": {"zzz": 1}}, "config.toml: risk.zzz: unknown key"),
-        ({"strategies": [strat(paramz={})]}, "config.toml: strategies[0].paramz: unknown key (did you mean 'params'?)"),
+        (
+            {"strategies": [strat(paramz={})]},
+            "config.toml: strategies[0].paramz: unknown key (did you mean 'params'?)",
+        ),
         # wrong types
-        ({"risk": {"max_order_value": "x"}}, "config.toml: risk.max_order_value: expected a number, got str 'x'"),
-        ({"risk": {"max_order_value": True}}, "config.toml: risk.max_order_value: expected a number, got bool True"),
-        ({"broker": {"ib": {"port": 4002.5}}}, "config.toml: broker.ib.port: expected an integer, got float 4002.5"),
-        ({"broker": {"ib": {"read_only": "yes"}}}, "config.toml: broker.ib.read_only: expected true or false, got str 'yes'"),
-        ({"market": {"symbols": "AAPL"}}, "config.toml: market.symbols: expected list of str, got str 'AAPL'"),
-        ({"market": {"symbols": ["AAPL", 5]}}, "config.toml: market.symbols[1]: expected a string, got int 5"),
+        (
+            {"risk": {"max_order_value": "x"}},
+            "config.toml: risk.max_order_value: expected a number, got str 'x'",
+        ),
+        (
+            {"risk": {"max_order_value": True}},
+            "config.toml: risk.max_order_value: expected a number, got bool True",
+        ),
+        (
+            {"broker": {"ib": {"port": 4002.5}}},
+            "config.toml: broker.ib.port: expected an integer, got float 4002.5",
+        ),
+        (
+            {"broker": {"ib": {"read_only": "yes"}}},
+            "config.toml: broker.ib.read_only: expected true or false, got str 'yes'",
+        ),
+        (
+            {"market": {"symbols": "AAPL"}},
+            "config.toml: market.symbols: expected list of str, got str 'AAPL'",
+        ),
+        (
+            {"market": {"symbols": ["AAPL", 5]}},
+            "config.toml: market.symbols[1]: expected a string, got int 5",
+        ),
         ({"risk": 5}, "config.toml: risk: expected a table, got int 5"),
-        ({"strategies": {"name": "x"}}, "config.toml: strategies: expected list of table, got a table"),
+        (
+            {"strategies": {"name": "x"}},
+            "config.toml: strategies: expected list of table, got a table",
+        ),
         # negative / zero / out-of-range limits
-        ({"risk": {"max_order_value": -5}}, "config.toml: risk.max_order_value: must be > 0, got -5"),
-        ({"risk": {"max_drawdown_pct": 0}}, "config.toml: risk.max_drawdown_pct: must be > 0, got 0"),
-        ({"risk": {"price_collar_pct": 150}}, "config.toml: risk.price_collar_pct: must be <= 100, got 150"),
-        ({"risk": {"daily_loss_limit": float("nan")}}, "config.toml: risk.daily_loss_limit: must be a number, got nan"),
+        (
+            {"risk": {"max_order_value": -5}},
+            "config.toml: risk.max_order_value: must be > 0, got -5",
+        ),
+        (
+            {"risk": {"max_drawdown_pct": 0}},
+            "config.toml: risk.max_drawdown_pct: must be > 0, got 0",
+        ),
+        (
+            {"risk": {"price_collar_pct": 150}},
+            "config.toml: risk.price_collar_pct: must be <= 100, got 150",
+        ),
+        (
+            {"risk": {"daily_loss_limit": float("nan")}},
+            "config.toml: risk.daily_loss_limit: must be a number, got nan",
+        ),
         ({"broker": {"paper": {"cash": 0}}}, "config.toml: broker.paper.cash: must be > 0, got 0"),
-        ({"broker": {"paper": {"leverage": 0.5}}}, "config.toml: broker.paper.leverage: must be >= 1, got 0.5"),
+        (
+            {"broker": {"paper": {"leverage": 0.5}}},
+            "config.toml: broker.paper.leverage: must be >= 1, got 0.5",
+        ),
         ({"market": {"history_bars": 5}}, "config.toml: market.history_bars: must be > 10, got 5"),
-        ({"strategies": [strat(capital=-1)]}, "config.toml: strategies[0].capital: must be > 0, got -1"),
-        ({"market": {"simulated": {"prices": {"AAPL": -3}}}}, "config.toml: market.simulated.prices.AAPL: must be > 0, got -3"),
+        (
+            {"strategies": [strat(capital=-1)]},
+            "config.toml: strategies[0].capital: must be > 0, got -1",
+        ),
+        (
+            {"market": {"simulated": {"prices": {"AAPL": -3}}}},
+            "config.toml: market.simulated.prices.AAPL: must be > 0, got -3",
+        ),
         # bad choices
-        ({"broker": {"kind": "etrade"}}, "config.toml: broker.kind: must be one of 'paper', 'ib', got 'etrade'"),
-        ({"journal": {"synchronous": "sometimes"}}, "config.toml: journal.synchronous: must be one of 'OFF', 'NORMAL', 'FULL', got 'sometimes'"),
-        ({"strategies": [strat(sizing="yolo")]}, "config.toml: strategies[0].sizing: must be one of 'fixed', 'cash', 'fraction', 'all_in', got 'yolo'"),
+        (
+            {"broker": {"kind": "etrade"}},
+            "config.toml: broker.kind: must be one of 'paper', 'ib', got 'etrade'",
+        ),
+        (
+            {"journal": {"synchronous": "sometimes"}},
+            "config.toml: journal.synchronous: must be one of 'OFF', 'NORMAL', 'FULL', got 'sometimes'",
+        ),
+        (
+            {"strategies": [strat(sizing="yolo")]},
+            "config.toml: strategies[0].sizing: must be one of 'fixed', 'cash', 'fraction', 'all_in', got 'yolo'",
+        ),
         # strategies: unknown class, duplicates, symbols not traded, required keys
-        ({"strategies": [strat(**{"class": "sma_crosss"})]}, "config.toml: strategies[0].class: unknown strategy 'sma_crosss'"),
-        ({"strategies": [strat(), strat()]}, "config.toml: strategies[1].name: duplicate strategy name 's1'"),
-        ({"strategies": [strat(symbols=["TSLA"])]}, "config.toml: strategies[0].symbols: 'TSLA' is not in market.symbols"),
+        (
+            {"strategies": [strat(**{"class": "sma_crosss"})]},
+            "config.toml: strategies[0].class: unknown strategy 'sma_crosss'",
+        ),
+        (
+            {"strategies": [strat(), strat()]},
+            "config.toml: strategies[1].name: duplicate strategy name 's1'",
+        ),
+        (
+            {"strategies": [strat(symbols=["TSLA"])]},
+            "config.toml: strategies[0].symbols: 'TSLA' is not in market.symbols",
+        ),
         ({"strategies": [{"class": "sma_cross"}]}, "config.toml: strategies[0].name: is required"),
         ({"strategies": [{"name": "x"}]}, "config.toml: strategies[0].class: is required"),
         ({"strategies": [strat(name=" ")]}, "config.toml: strategies[0].name: must not be empty"),
         # whole-config rules
         ({"market": {"symbols": ["AAPL", "AAPL"]}}, "config.toml: market.symbols: has duplicates"),
-        ({"market": {"symbols": ["aapl"]}}, "config.toml: market.symbols: symbols are upper-case tickers, got 'aapl'"),
-        ({"market": {"timezone": "Mars/Olympus"}}, "config.toml: market.timezone: unknown time zone 'Mars/Olympus'"),
-        ({"market": {"source": "csv"}}, "config.toml: market.csv.path: is required when market.source = 'csv'"),
-        ({"broker": {"ib": {"reconnect_initial_delay": 5.0, "reconnect_max_delay": 1.0}}},
-         "config.toml: broker.ib.reconnect_max_delay: must be >= broker.ib.reconnect_initial_delay"),
+        (
+            {"market": {"symbols": ["aapl"]}},
+            "config.toml: market.symbols: symbols are upper-case tickers, got 'aapl'",
+        ),
+        (
+            {"market": {"timezone": "Mars/Olympus"}},
+            "config.toml: market.timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            {"market": {"source": "csv"}},
+            "config.toml: market.csv.path: is required when market.source = 'csv'",
+        ),
+        (
+            {"broker": {"ib": {"reconnect_initial_delay": 5.0, "reconnect_max_delay": 1.0}}},
+            "config.toml: broker.ib.reconnect_max_delay: must be >= broker.ib.reconnect_initial_delay",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_the_reason(data, expected):
@@ -90,13 +167,17 @@ def test_bad_config_names_the_key_and_the_reason(data, expected):
 
 
 def test_good_config_is_typed_and_frozen():
-    cfg = config_from_dict({
-        "broker": {"paper": {"cash": 50_000}},  # an integer where a float is expected is fine
-        "market": {"symbols": ["AAPL", "SPY"]},
-        "risk": {"max_order_value": 20_000},
-        "strategies": [strat(symbols=["SPY"], params={"fast": 3, "slow": 9}),
-                       {"name": "mine", "class": "my_pkg.mod:MyStrategy"}],
-    })
+    cfg = config_from_dict(
+        {
+            "broker": {"paper": {"cash": 50_000}},  # an integer where a float is expected is fine
+            "market": {"symbols": ["AAPL", "SPY"]},
+            "risk": {"max_order_value": 20_000},
+            "strategies": [
+                strat(symbols=["SPY"], params={"fast": 3, "slow": 9}),
+                {"name": "mine", "class": "my_pkg.mod:MyStrategy"},
+            ],
+        }
+    )
     assert cfg.broker.paper.cash == 50_000.0 and isinstance(cfg.broker.paper.cash, float)
     assert cfg.risk.max_order_value == 20_000.0
     assert [s.cls for s in cfg.strategies] == ["sma_cross", "my_pkg.mod:MyStrategy"]
@@ -116,7 +197,9 @@ def test_file_errors(tmp_path: Path):
         load_config(bad)
     latin = tmp_path / "latin.toml"
     latin.write_bytes('[broker.paper]\naccount = "caf\xe9"\n'.encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"latin\.toml: not UTF-8 text \(invalid continuation byte at byte \d+\)"):
+    with pytest.raises(
+        ConfigError, match=r"latin\.toml: not UTF-8 text \(invalid continuation byte at byte \d+\)"
+    ):
         load_config(latin)
     a_dir = tmp_path / "adir"
     a_dir.mkdir()
@@ -141,14 +224,21 @@ def roundtrip(cfg: Config) -> Config:
 
 
 def test_effective_config_dump_round_trips():
-    cfg = config_from_dict({"strategies": [strat(params={"fast": 3, "slow": 9}, risk={"stop_loss_pct": 2.0})],
-                            "ui": {"keys": {"halt": "ctrl+h"}, "confirm": {"flatten": False}}})
+    cfg = config_from_dict(
+        {
+            "strategies": [strat(params={"fast": 3, "slow": 9}, risk={"stop_loss_pct": 2.0})],
+            "ui": {"keys": {"halt": "ctrl+h"}, "confirm": {"flatten": False}},
+        }
+    )
     assert roundtrip(cfg) == cfg
     assert roundtrip(default_config()) == default_config()
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(max_size=30), st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=10), max_size=3))
+@given(
+    st.text(max_size=30),
+    st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=10), max_size=3),
+)
 def test_dump_round_trips_any_string(account, keys):
     # Operators put any text in strings (accounts, paths, key names): check-config must print
     # TOML that reads back to the same config.
@@ -161,13 +251,21 @@ def test_dump_round_trips_any_string(account, keys):
 
 def fbterm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FBTERM_HOME": str(cwd / "home")}
-    return subprocess.run([sys.executable, "-m", "fbterm", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "fbterm", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_check_config_prints_the_effective_config(tmp_path: Path):
     p = tmp_path / "config.toml"
-    p.write_text('[risk]\nmax_order_value = 12345\n\n[[strategies]]\nname = "a"\nclass = "sma_cross"\n')
+    p.write_text(
+        '[risk]\nmax_order_value = 12345\n\n[[strategies]]\nname = "a"\nclass = "sma_cross"\n'
+    )
     r = fbterm("check-config", str(p), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"# {p}: OK\n")
@@ -191,7 +289,9 @@ def test_check_config_fails_with_one_line_and_exit_2(tmp_path: Path):
     assert r.returncode == 2 and "config.toml: risk.max_order_value" in r.stderr
 
 
-@pytest.mark.skipif(not (REPO / "config.toml").is_file(), reason="no shipped config.toml in this checkout")
+@pytest.mark.skipif(
+    not (REPO / "config.toml").is_file(), reason="no shipped config.toml in this checkout"
+)
 def test_shipped_config_loads():
     cfg = load_config(REPO / "config.toml")
     assert cfg.market.symbols

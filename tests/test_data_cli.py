@@ -29,7 +29,11 @@ def test_synth_show_clean_round(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(df) == 500
     assert main(["data", "show", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "rows      500 good of 500 read" in shown and "gaps      0" in shown and "bad rows  0" in shown
+    assert (
+        "rows      500 good of 500 read" in shown
+        and "gaps      0" in shown
+        and "bad rows  0" in shown
+    )
     cleaned = tmp_path / "daily.csv"
     assert main(["data", "clean", str(out), str(cleaned), "--resample", "1d"]) == 0
     # 500 hours from 2020-01-01 00:00 UTC touch 22 New York days (the first is Dec 31 there).

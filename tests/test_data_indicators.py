@@ -98,8 +98,13 @@ def test_indicators_match_independent_formulas(seed: int) -> None:
     dc = ind.donchian(bars, 5)
     close_enough(dc["upper"], [math.nan] * 4 + [max(h[i - 4 : i + 1]) for i in range(4, len(h))])
     close_enough(dc["lower"], [math.nan] * 4 + [min(lo[i - 4 : i + 1]) for i in range(4, len(lo))])
-    close_enough(ind.returns(bars["close"]), [math.nan] + [c[i] / c[i - 1] - 1 for i in range(1, len(c))])
-    close_enough(ind.log_returns(bars["close"]), [math.nan] + [math.log(c[i] / c[i - 1]) for i in range(1, len(c))])
+    close_enough(
+        ind.returns(bars["close"]), [math.nan] + [c[i] / c[i - 1] - 1 for i in range(1, len(c))]
+    )
+    close_enough(
+        ind.log_returns(bars["close"]),
+        [math.nan] + [math.log(c[i] / c[i - 1]) for i in range(1, len(c))],
+    )
 
 
 def test_sma_is_exactly_pandas_rolling_mean_like_backtesting_py() -> None:

@@ -46,7 +46,13 @@ def test_clean_sorts_dedupes_and_removes_impossible_rows() -> None:
         ("2024-01-09", 12, 13, 11, 12.5, 10),
     ])  # fmt: skip
     pd.testing.assert_frame_equal(out, expected)
-    assert (rep.rows_in, rep.rows_out, rep.duplicates, rep.impossible, rep.unsorted) == (7, 3, 1, 3, True)
+    assert (rep.rows_in, rep.rows_out, rep.duplicates, rep.impossible, rep.unsorted) == (
+        7,
+        3,
+        1,
+        3,
+        True,
+    )
     # Between Jan 3 and Jan 9 four weekdays are missing (4, 5, 8 were removed; 6-7 are a weekend).
     assert rep.gaps["missing"].tolist() == [3]
     validate_bars(out, "cleaned")
@@ -136,7 +142,9 @@ def test_daily_gaps_with_an_exchange_calendar_skip_holidays() -> None:
 
 def test_session_filter_keeps_regular_hours() -> None:
     idx = pd.date_range("2024-01-02 13:00", "2024-01-02 22:00", freq="30min", tz="UTC")
-    df = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}, index=idx)
+    df = pd.DataFrame(
+        {"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}, index=idx
+    )
     out, rep = clean_data(df, session="XNYS", report=True)
     # NYSE in January: 09:30-16:00 New York = 14:30-21:00 UTC, the close excluded.
     assert out.index[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
@@ -198,11 +206,17 @@ def test_resample_intraday_to_daily_in_exchange_time() -> None:
 
 def test_transform_data_adds_returns_and_indicators() -> None:
     df = synth_bars(100, seed=2)
-    out = transform_data(df, log_returns=True, indicators=["sma_5", "rsi_14", "bb_20_2.5", "atr_14"])
+    out = transform_data(
+        df, log_returns=True, indicators=["sma_5", "rsi_14", "bb_20_2.5", "atr_14"]
+    )
     np.testing.assert_allclose(out["return"].iloc[1], df["close"].iloc[1] / df["close"].iloc[0] - 1)
-    np.testing.assert_allclose(out["log_return"].iloc[1], np.log(df["close"].iloc[1] / df["close"].iloc[0]))
+    np.testing.assert_allclose(
+        out["log_return"].iloc[1], np.log(df["close"].iloc[1] / df["close"].iloc[0])
+    )
     pd.testing.assert_series_equal(out["sma_5"], df["close"].rolling(5).mean(), check_names=False)
-    assert {"bb_20_2.5_mid", "bb_20_2.5_upper", "bb_20_2.5_lower", "rsi_14", "atr_14"} <= set(out.columns)
+    assert {"bb_20_2.5_mid", "bb_20_2.5_upper", "bb_20_2.5_lower", "rsi_14", "atr_14"} <= set(
+        out.columns
+    )
     assert list(out.columns[:5]) == ["open", "high", "low", "close", "volume"]
     weekly = transform_data(df, returns=False, resample="1w")
     assert list(weekly.columns) == ["open", "high", "low", "close", "volume"] and len(weekly) == 21

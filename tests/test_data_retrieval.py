@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ class CountingSource:
         self.bars = bars
         self.calls: list[tuple[pd.Timestamp, pd.Timestamp]] = []
 
-    def fetch_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str) -> pd.DataFrame:
+    def fetch_bars(
+        self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str
+    ) -> pd.DataFrame:
         self.calls.append((start, end))
         return self.bars.loc[(self.bars.index >= start) & (self.bars.index < end)]
 
@@ -71,7 +73,9 @@ def test_second_request_for_a_covered_range_does_not_call_the_source(tmp_path: P
 
 
 def test_coverage_stops_before_the_bar_in_progress(tmp_path: Path) -> None:
-    src = CountingSource(synth_bars(5, start=pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=2)))
+    src = CountingSource(
+        synth_bars(5, start=pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=2))
+    )
     dr = DataRetrieval(DataStorage(tmp_path), src)
     start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=10)
     dr.fetch_historical_data("X", start, None, "1d")
@@ -84,7 +88,9 @@ def test_no_source_serves_cache_or_says_why(tmp_path: Path) -> None:
     DataRetrieval(st, CountingSource()).fetch_historical_data("AAPL", "2020-02-01", "2020-03-01")
     offline = DataRetrieval(st)
     assert len(offline.fetch_historical_data("AAPL", "2020-02-03", "2020-02-10")) == 5
-    with pytest.raises(DataError, match="AAPL 1d bars are not cached for this range and no historical source"):
+    with pytest.raises(
+        DataError, match="AAPL 1d bars are not cached for this range and no historical source"
+    ):
         offline.fetch_historical_data("AAPL", "2020-01-01", "2020-02-10")
     with pytest.raises(ValueError, match="must be after start"):
         offline.fetch_historical_data("AAPL", "2020-02-10", "2020-02-01")
@@ -101,7 +107,9 @@ def test_bad_source_data_is_refused_with_the_source_named(tmp_path: Path) -> Non
 
 def test_async_sources(tmp_path: Path) -> None:
     class AsyncSource(CountingSource):
-        async def fetch_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str) -> pd.DataFrame:  # type: ignore[override]
+        async def fetch_bars(
+            self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str
+        ) -> pd.DataFrame:  # type: ignore[override]
             await asyncio.sleep(0)
             return super().fetch_bars(symbol, start, end, bar_size)
 
@@ -211,7 +219,9 @@ def test_simulated_source_streams_paced_batches(monkeypatch: pytest.MonkeyPatch)
         asyncio.run(take(src.stream(["TSLA"]), 1))
 
 
-def test_fetch_realtime_data_through_data_retrieval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_realtime_data_through_data_retrieval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record_sleeps(monkeypatch)
     market = SimulatedMarket(["AAPL", "MSFT"], SimulatedMarketConfig(seed=1), 1e9)
     dr = DataRetrieval(DataStorage(tmp_path), realtime=SimulatedSource(market))
@@ -224,7 +234,9 @@ def test_fetch_realtime_data_through_data_retrieval(tmp_path: Path, monkeypatch:
 def test_simulated_history_is_deterministic_and_ends_at_the_start_price(tmp_path: Path) -> None:
     cfg = SimulatedMarketConfig(seed=4, prices={"AAPL": 190.0})
     src = SimulatedSource(SimulatedMarket(["AAPL"], cfg, 1e9))
-    fetch: Callable[[], pd.DataFrame] = lambda: src.fetch_bars("AAPL", T("2024-01-01"), T("2024-03-01"), "1d")  # noqa: E731
+    def fetch() -> pd.DataFrame:
+        return src.fetch_bars("AAPL", T("2024-01-01"), T("2024-03-01"), "1d")
+
     a = fetch()
     pd.testing.assert_frame_equal(a, fetch())
     assert a["close"].iloc[-1] == 190.0 and (a.index.day_of_week < 5).all() and len(a) == 44

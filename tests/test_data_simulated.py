@@ -94,7 +94,9 @@ def test_regimes_switch_and_stress_widens_spreads() -> None:
 def test_jumps_fatten_the_tails() -> None:
     base = dict(seed=9, regime_switch_prob=0.0, volatility=0.2)
     plain = SimulatedMarket(["X"], SimulatedMarketConfig(**base, jump_intensity=0.0), T0)
-    jumpy = SimulatedMarket(["X"], SimulatedMarketConfig(**base, jump_intensity=0.05, jump_std=0.05), T0)
+    jumpy = SimulatedMarket(
+        ["X"], SimulatedMarketConfig(**base, jump_intensity=0.05, jump_std=0.05), T0
+    )
     rp, rj = [], []
     for _ in range(4000):
         plain.next_ticks()
@@ -117,9 +119,13 @@ def test_black_scholes_reference_values_and_parity() -> None:
         assert c - p == pytest.approx(s - k * math.exp(-0.03 * t), abs=1e-9)
         for right in ("C", "P"):
             h = 1e-4 * s
-            fd = (bs_price(s + h, k, t, 0.03, vol, right) - bs_price(s - h, k, t, 0.03, vol, right)) / (2 * h)
+            fd = (
+                bs_price(s + h, k, t, 0.03, vol, right) - bs_price(s - h, k, t, 0.03, vol, right)
+            ) / (2 * h)
             assert bs_delta(s, k, t, 0.03, vol, right) == pytest.approx(fd, abs=1e-6)
-        assert bs_delta(s, k, t, 0.03, vol, "C") - bs_delta(s, k, t, 0.03, vol, "P") == pytest.approx(1.0)
+        assert bs_delta(s, k, t, 0.03, vol, "C") - bs_delta(
+            s, k, t, 0.03, vol, "P"
+        ) == pytest.approx(1.0)
 
 
 def test_black_scholes_at_expiry_is_intrinsic() -> None:
@@ -153,7 +159,9 @@ def test_option_chain_and_quotes() -> None:
     t = (close.timestamp() - T0) / (365 * 86400)
     theo = bs_price(m.mid("AAPL"), 185.0, t, m.cfg.risk_free_rate, q.iv, Right.CALL)
     assert q.bid <= theo <= q.ask
-    assert q.delta == pytest.approx(bs_delta(m.mid("AAPL"), 185.0, t, m.cfg.risk_free_rate, q.iv, "C"))
+    assert q.delta == pytest.approx(
+        bs_delta(m.mid("AAPL"), 185.0, t, m.cfg.risk_free_rate, q.iv, "C")
+    )
     assert q.iv == pytest.approx(m.volatility("AAPL"), rel=0.01)  # at the money: the regime's vol
     with pytest.raises(KeyError):
         m.option_quote(Option("TSLA", Right.CALL, 100.0, expiries[0]))

@@ -52,7 +52,9 @@ def test_round_trip_is_exact(tmp_path: Path, cache: bool) -> None:
     p = st.save_to_csv(df, tmp_path / "x.csv")
     for _ in range(2):  # the second load may come from the cache
         back = st.load_from_csv(p)
-        pd.testing.assert_frame_equal(back, validate_bars(df, "df"), check_exact=True, check_freq=False)
+        pd.testing.assert_frame_equal(
+            back, validate_bars(df, "df"), check_exact=True, check_freq=False
+        )
     assert back.index.name == "ts" and str(back.index.dtype) == "datetime64[ns, UTC]"
     assert list(back.columns) == list(BAR_COLUMNS)
     assert all(back[c].dtype == np.float64 for c in BAR_COLUMNS)
@@ -81,7 +83,10 @@ def test_storage_layout_save_load_list_append(storage: DataStorage) -> None:
     assert storage.append("AAPL", "1d", b) == 0
     storage.append("MSFT", "5 mins", synth_bars(3, bar_size="5m"))
     listed = storage.list()
-    assert [(s.symbol, s.bar_size, s.rows) for s in listed] == [("AAPL", "1d", 15), ("MSFT", "5m", 3)]
+    assert [(s.symbol, s.bar_size, s.rows) for s in listed] == [
+        ("AAPL", "1d", 15),
+        ("MSFT", "5m", 3),
+    ]
     assert listed[0].start == merged.index[0] and listed[0].end == merged.index[-1]
     sym, bar, rows, start, end = listed[1]  # still a plain tuple
     assert (sym, bar, rows, start < end) == ("MSFT", "5m", 3, True)
@@ -183,13 +188,19 @@ def test_parse_timestamps_unparsable_become_nat() -> None:
 
 
 def test_unsorted_file_is_sorted_and_reported(tmp_path: Path) -> None:
-    p = write(tmp_path, "ts,open,high,low,close,volume\n2020-01-03T15:00:00Z,1,1,1,1,1\n2020-01-02T15:00:00Z,2,2,2,2,2\n")
+    p = write(
+        tmp_path,
+        "ts,open,high,low,close,volume\n2020-01-03T15:00:00Z,1,1,1,1,1\n2020-01-02T15:00:00Z,2,2,2,2,2\n",
+    )
     df, rep = DataStorage(tmp_path, cache=False).load_from_csv(p, report=True)
     assert df["open"].tolist() == [2.0, 1.0] and rep.sorted and rep.bad_rows == 0
 
 
 def test_blank_lines_are_skipped_and_lines_still_counted(tmp_path: Path) -> None:
-    p = write(tmp_path, "ts,open,high,low,close,volume\n2020-01-02T15:00:00Z,1,1,1,1,1\n\n2020-01-03T15:00:00Z,1,0.5,1,1,1\n")
+    p = write(
+        tmp_path,
+        "ts,open,high,low,close,volume\n2020-01-02T15:00:00Z,1,1,1,1,1\n\n2020-01-03T15:00:00Z,1,0.5,1,1,1\n",
+    )
     with pytest.raises(DataError, match=r"bars\.csv: line 4: high < low"):
         DataStorage(tmp_path, cache=False).load_from_csv(p)
 
@@ -203,8 +214,10 @@ GOOD = "2020-01-02T15:00:00Z,10,11,9,10.5,100\n"
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("2020-01-03T15:00:00Z,10,11,9,10.5,100\nnot a date,10,11,9,10.5,100\n",
-         r"line 4: unparsable date 'not a date'"),
+        (
+            "2020-01-03T15:00:00Z,10,11,9,10.5,100\nnot a date,10,11,9,10.5,100\n",
+            r"line 4: unparsable date 'not a date'",
+        ),
         ("2020-01-03T15:00:00Z,10,11,9,abc,100\n", r"line 3: close is not a number: 'abc'"),
         ("2020-01-03T15:00:00Z,10,9,11,10.5,100\n", r"line 3: high < low \(9 < 11\)"),
         ("2020-01-03T15:00:00Z,10,11,9,10.5,-5\n", r"line 3: negative volume -5"),
@@ -213,7 +226,10 @@ GOOD = "2020-01-02T15:00:00Z,10,11,9,10.5,100\n"
         ("2020-01-03T15:00:00Z,10,10.2,9,10.5,100\n", r"line 3: high 10.2 is below open/close"),
         ("2020-01-03T15:00:00Z,10,11,10.2,10.5,100\n", r"line 3: low 10.2 is above open/close"),
         ("2020-01-03T15:00:00Z,10,11,9,10.5,100,7\n", r"line 3: expected 6 fields, found 7"),
-        ("2020-01-02T15:00:00Z,10,11,9,10.5,100\n", r"line 2: duplicate timestamp .* \(again on line 3\)"),
+        (
+            "2020-01-02T15:00:00Z,10,11,9,10.5,100\n",
+            r"line 2: duplicate timestamp .* \(again on line 3\)",
+        ),
         (",10,11,9,10.5,100\n", r"line 3: missing date"),
     ],
 )
@@ -229,7 +245,10 @@ def test_bad_rows_are_named(tmp_path: Path, body: str, message: str) -> None:
     ("text", "message"),
     [
         ("", r"file is empty"),
-        ("ts,open,high,low,close\n" + GOOD, r"line 1: missing column\(s\) volume \(found: ts, open"),
+        (
+            "ts,open,high,low,close\n" + GOOD,
+            r"line 1: missing column\(s\) volume \(found: ts, open",
+        ),
         ("date,price,volume\n", r"missing column\(s\) open, high, low, close"),
     ],
 )
@@ -285,8 +304,12 @@ def test_repair_fixes_what_it_can(tmp_path: Path) -> None:
     assert df.iloc[1].tolist() == [10.5, 11.0, 9.0, 10.8, 1.0]
     assert df.iloc[2].tolist() == [10.0, 11.0, 9.0, 10.0, 1.0]
     assert df.iloc[3].tolist() == [10.0, 11.0, 9.9, 11.0, 0.0]
-    assert rep.repaired == {"missing open": 1, "high < low": 1,
-                            "high/low not containing open/close": 1, "bad volume": 1}
+    assert rep.repaired == {
+        "missing open": 1,
+        "high < low": 1,
+        "high/low not containing open/close": 1,
+        "bad volume": 1,
+    }
     assert rep.dropped == {"unrepairable close": 1}
     validate_bars(df, "repaired")
 

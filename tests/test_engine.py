@@ -68,12 +68,14 @@ class Boom(Scripted):
 
 
 def config(tmp_path: Path, strategies: list[dict] | None = None, **risk: Any) -> Config:
-    return config_from_dict({
-        "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0, "stale_after": 10.0},
-        "journal": {"path": str(tmp_path / "journal.sqlite")},
-        "risk": {"max_orders_per_second": 1000.0, **risk},
-        "strategies": strategies or [],
-    })
+    return config_from_dict(
+        {
+            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0, "stale_after": 10.0},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "risk": {"max_orders_per_second": 1000.0, **risk},
+            "strategies": strategies or [],
+        }
+    )
 
 
 @pytest.fixture
@@ -89,11 +91,15 @@ class Rig:
         self.clock = Clock()
         self.cfg = config(tmp_path, **risk)
         self.journal_path = tmp_path / "journal.sqlite"
-        self.engine = Engine(self.cfg, journal=Journal(self.journal_path), clock=self.clock, warmup_bars=0)
+        self.engine = Engine(
+            self.cfg, journal=Journal(self.journal_path), clock=self.clock, warmup_bars=0
+        )
         self.px = {"AAPL": 100.0, "MSFT": 50.0}
         self.sent: list[str] = []
 
-    def add(self, name: str, strat: StrategyInterface, units: float = 10, symbols=("AAPL",)) -> None:
+    def add(
+        self, name: str, strat: StrategyInterface, units: float = 10, symbols=("AAPL",)
+    ) -> None:
         self.engine.add_strategy(name, strat, list(symbols), 100_000, sizing=Sizing("fixed", units))
 
     def ticks(self, n: int = 1, symbols=("AAPL", "MSFT"), move: float = 0.0) -> None:
@@ -157,8 +163,9 @@ def test_two_strategies_on_one_symbol_keep_their_own_positions(rig: Rig):
     e.journal.close()
     j = Journal(rig.journal_path)
     again = OrderManagement(PaperBroker(rig.cfg.broker.paper), j)
-    assert {k: p.quantity for k, p in again.strategy_positions.items()} == \
-        {k: p.quantity for k, p in e.oms.strategy_positions.items()}
+    assert {k: p.quantity for k, p in again.strategy_positions.items()} == {
+        k: p.quantity for k, p in e.oms.strategy_positions.items()
+    }
     j.close()
 
 
@@ -201,7 +208,13 @@ def test_halted_engine_submits_nothing(home: Path):
     broker = CountingPaperBroker(cfg.broker.paper, symbols=cfg.market.symbols, clock=clock)
     e = Engine(cfg, broker=broker, journal=Journal(home / "j.sqlite"), clock=clock, warmup_bars=0)
     r = Rig.__new__(Rig)
-    r.clock, r.cfg, r.engine, r.px, r.journal_path = clock, cfg, e, {"AAPL": 100.0, "MSFT": 50.0}, home / "j.sqlite"
+    r.clock, r.cfg, r.engine, r.px, r.journal_path = (
+        clock,
+        cfg,
+        e,
+        {"AAPL": 100.0, "MSFT": 50.0},
+        home / "j.sqlite",
+    )
     try:
         r.add("flip", Scripted([1, -1] * 20), units=5)
         r.ticks(4)
@@ -229,8 +242,15 @@ def test_halt_cancels_open_orders_when_configured(home: Path, cancel_on_halt: bo
         r.ticks(1)
         ids = []
         for px in (99.0, 98.0):
-            res = r.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=5, order_type=OrderType.LIMIT,
-                                       limit_price=px))
+            res = r.command(
+                S.NewOrder(
+                    symbol="AAPL",
+                    side=Side.BUY,
+                    quantity=5,
+                    order_type=OrderType.LIMIT,
+                    limit_price=px,
+                )
+            )
             assert res.ok, res.message
             ids.append(res.message.split()[2])
         assert r.command(S.Halt(reason="drill")).ok
@@ -269,8 +289,11 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
     e = rig.engine
     held = {k: p.quantity for k, p in e.oms.strategy_positions.items() if not p.is_flat}
     assert held == {("a", "AAPL"): 10, ("b", "AAPL"): -7, ("m", "MSFT"): 3, ("manual", "AAPL"): 2}
-    rig.command(S.NewOrder(symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LIMIT,
-                           limit_price=49.0))  # a working order, cancelled by the flatten
+    rig.command(
+        S.NewOrder(
+            symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LIMIT, limit_price=49.0
+        )
+    )  # a working order, cancelled by the flatten
     assert rig.command(S.Halt()).ok
     res = rig.command(S.FlattenAll())
     assert res.ok and res.message == "flatten: 4 closing orders sent"
@@ -285,8 +308,11 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
 
 def test_cancel_and_modify_commands_report_outcomes(rig: Rig):
     rig.ticks(1)
-    res = rig.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
-                                 limit_price=98.0))
+    res = rig.command(
+        S.NewOrder(
+            symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, limit_price=98.0
+        )
+    )
     assert res.ok and res.message.endswith(": Submitted")
     oid = res.message.split()[2]
     res = rig.command(S.ModifyOrder(client_order_id=oid, quantity=20, limit_price=99.0))
@@ -314,8 +340,14 @@ def test_stop_loss_closes_through_the_gate(home: Path):
     try:
         from fbterm.config import StrategyRiskConfig
 
-        r.engine.add_strategy("sl", Scripted([1]), ["AAPL"], 100_000, sizing=Sizing("fixed", 10),
-                              risk=StrategyRiskConfig(stop_loss_pct=2.0))
+        r.engine.add_strategy(
+            "sl",
+            Scripted([1]),
+            ["AAPL"],
+            100_000,
+            sizing=Sizing("fixed", 10),
+            risk=StrategyRiskConfig(stop_loss_pct=2.0),
+        )
         r.ticks(3)
         assert strategy_qty(r.engine, "sl") == 10
         r.ticks(10, move=-0.005)  # about -5% over the path
@@ -369,6 +401,7 @@ def test_stale_data_blocks_new_entries(home: Path):
     e = Engine(cfg, source=SilentSource(), journal=Journal(home / "j.sqlite"), clock=clock)
     e.start()
     try:
+
         def tick(sym: str, p: float) -> None:
             e.on_ticks([Tick(sym, clock.t, p - 0.01, p + 0.01, p, 100.0)])
 
@@ -383,7 +416,9 @@ def test_stale_data_blocks_new_entries(home: Path):
         assert result_of(e, S.NewOrder(symbol="MSFT", side=Side.BUY, quantity=1)).ok
         e.call(lambda: tick("AAPL", 100.0))  # data resumes: entries pass again
         assert result_of(e, S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1)).ok
-        assert any("AAPL: market data resumed" in ln.message for ln in e.build_snapshot_threadsafe().log)
+        assert any(
+            "AAPL: market data resumed" in ln.message for ln in e.build_snapshot_threadsafe().log
+        )
     finally:
         e.stop()
     assert not e.running
@@ -397,8 +432,16 @@ def test_threaded_commands_and_snapshots(home: Path):
     e.start()
     try:
         e.call(lambda: e.on_ticks([Tick("AAPL", clock.t, 99.99, 100.01, 100.0, 100.0)]))
-        res = result_of(e, S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=3, order_type=OrderType.LIMIT,
-                                      limit_price=99.5))
+        res = result_of(
+            e,
+            S.NewOrder(
+                symbol="AAPL",
+                side=Side.BUY,
+                quantity=3,
+                order_type=OrderType.LIMIT,
+                limit_price=99.5,
+            ),
+        )
         oid = res.message.split()[2]
         assert result_of(e, S.ModifyOrder(client_order_id=oid, quantity=4)).ok
         clock.t += 1
@@ -416,19 +459,32 @@ def test_threaded_commands_and_snapshots(home: Path):
 
 
 def test_headless_engine_run_ends_with_positions_equal_to_journal_fills(home: Path):
-    cfg = config_from_dict({
-        "journal": {"path": str(home / "journal.sqlite")},
-        "risk": {"max_orders_per_second": 1000.0},
-        "strategies": [
-            {"name": "sma", "class": "sma_cross", "symbols": ["AAPL", "MSFT"], "params": {"fast": 2, "slow": 4}},
-            {"name": "mr", "class": "mean_reversion", "symbols": ["AAPL", "SPY"],
-             "params": {"window": 10, "entry_z": 0.5}},
-        ],
-    })
+    cfg = config_from_dict(
+        {
+            "journal": {"path": str(home / "journal.sqlite")},
+            "risk": {"max_orders_per_second": 1000.0},
+            "strategies": [
+                {
+                    "name": "sma",
+                    "class": "sma_cross",
+                    "symbols": ["AAPL", "MSFT"],
+                    "params": {"fast": 2, "slow": 4},
+                },
+                {
+                    "name": "mr",
+                    "class": "mean_reversion",
+                    "symbols": ["AAPL", "SPY"],
+                    "params": {"window": 10, "entry_z": 0.5},
+                },
+            ],
+        }
+    )
     e = Engine(cfg, pace=False)  # the simulated market as fast as the engine takes it
     e.start()
     try:
-        wait_for(lambda: e.ticks_processed > 3000 and len(e.oms.fills) >= 5, timeout=60, what="fills")
+        wait_for(
+            lambda: e.ticks_processed > 3000 and len(e.oms.fills) >= 5, timeout=60, what="fills"
+        )
     finally:
         e.stop()
     assert not e.running
@@ -453,8 +509,14 @@ def test_headless_engine_run_ends_with_positions_equal_to_journal_fills(home: Pa
 
 def test_cli_headless_run_prints_json(tmp_path: Path):
     env = {**os.environ, "FBTERM_HOME": str(tmp_path / "home")}
-    r = subprocess.run([sys.executable, "-m", "fbterm", "run", "--headless", "--duration", "3", "--json"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+    r = subprocess.run(
+        [sys.executable, "-m", "fbterm", "run", "--headless", "--duration", "3", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["mode"] == "PAPER" and d["broker"] == "paper" and d["trading_state"] == "ACTIVE"

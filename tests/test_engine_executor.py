@@ -59,12 +59,14 @@ class Fixed(StrategyInterface):
 
 
 def cfg(tmp_path: Path) -> Config:
-    return config_from_dict({
-        "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
-        "journal": {"path": str(tmp_path / "journal.sqlite")},
-        "risk": {"max_orders_per_second": 1000.0},
-        "broker": {"paper": {"participation": 1.0}},
-    })
+    return config_from_dict(
+        {
+            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "risk": {"max_orders_per_second": 1000.0},
+            "broker": {"paper": {"participation": 1.0}},
+        }
+    )
 
 
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
@@ -78,7 +80,9 @@ def ticks(e: Engine, t: float, prices: dict[str, float]) -> None:
     e.on_ticks([Tick(s, t, p - 0.01, p + 0.01, p, 1e6) for s, p in prices.items()])
 
 
-def test_each_symbol_gets_its_own_strategy_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_symbol_gets_its_own_strategy_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     e = engine(tmp_path, monkeypatch)
     slot = e.add_strategy("lc", LastClose("lc"), ["AAPL", "MSFT"], 100_000)
     for i in range(5):
@@ -102,7 +106,9 @@ def test_close_and_reopen_intents_are_netted() -> None:
     assert net_signals([limit, close]) == [limit, close]
 
 
-def test_a_partially_filled_order_is_not_sent_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_partially_filled_order_is_not_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     e = engine(tmp_path, monkeypatch)
     e.broker.participation = 0.00002  # 20 shares of a 1e6-volume tick: fills trickle in
     e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
@@ -113,7 +119,9 @@ def test_a_partially_filled_order_is_not_sent_again(tmp_path: Path, monkeypatch:
     assert orders[0].filled_quantity > 0
 
 
-def test_a_turn_cancels_what_works_before_sending_the_other_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_turn_cancels_what_works_before_sending_the_other_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     e = engine(tmp_path, monkeypatch)
     e.broker.participation = 0.00002
     strat = Fixed("fx")
@@ -129,7 +137,9 @@ def test_a_turn_cancels_what_works_before_sending_the_other_way(tmp_path: Path, 
     assert first.status.value in ("Cancelled", "Filled")
 
 
-def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     e = engine(tmp_path, monkeypatch)
     e.add_strategy("long", Fixed("long"), ["AAPL"], 100_000)
     e.add_strategy("short", Fixed("short", short=True), ["AAPL"], 50_000)
@@ -146,7 +156,9 @@ def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(tmp_path: Path,
     assert e.oms.position("AAPL") == 0
 
 
-def test_a_strategy_turning_inside_a_halt_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_strategy_turning_inside_a_halt_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     e = engine(tmp_path, monkeypatch)
     e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
     e.risk.halt_trading("test")
@@ -159,24 +171,41 @@ def test_a_strategy_turning_inside_a_halt_sends_nothing(tmp_path: Path, monkeypa
 
 
 def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fbterm.model import OrderStatus, TimeInForce
 
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     day1 = 1_800_000_000.0
-    e = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0,
-               clock=lambda: day1)
+    e = Engine(
+        cfg(tmp_path),
+        journal=Journal(tmp_path / "journal.sqlite"),
+        warmup_bars=0,
+        clock=lambda: day1,
+    )
     e.reconcile()
     ticks(e, day1, {"AAPL": 100.0})
     for tif in (TimeInForce.DAY, TimeInForce.GTC):
-        ok, msg = e._handle(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
-                                       limit_price=99.0, tif=tif))
+        ok, msg = e._handle(
+            S.NewOrder(
+                symbol="AAPL",
+                side=Side.BUY,
+                quantity=10,
+                order_type=OrderType.LIMIT,
+                limit_price=99.0,
+                tif=tif,
+            )
+        )
         assert ok, msg
     day_id, gtc_id = sorted(e.oms.open)
     e.journal.close()
 
-    e2 = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0,
-                clock=lambda: day1 + 86_400)
+    e2 = Engine(
+        cfg(tmp_path),
+        journal=Journal(tmp_path / "journal.sqlite"),
+        warmup_bars=0,
+        clock=lambda: day1 + 86_400,
+    )
     notes = e2.reconcile()
     assert e2.oms.orders[day_id].status is OrderStatus.CANCELLED
     assert "expired" in e2.oms.orders[day_id].reason
@@ -217,12 +246,19 @@ class TwoLegs(StrategyInterface):
             return []
         self._last_target[ctx.symbol] = 1.0
         inst = Stock(ctx.symbol)
-        return [Signal(self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.99),
-                Signal(self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.98)]
+        return [
+            Signal(
+                self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.99
+            ),
+            Signal(
+                self.strategy_id, inst, Side.BUY, 1, OrderType.LIMIT, limit_price=ctx.price * 0.98
+            ),
+        ]
 
 
 def test_strategy_orders_go_through_the_order_queue_and_a_full_queue_is_reported(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fbterm.orders import OrderQueue
 
     e = engine(tmp_path, monkeypatch)

@@ -23,29 +23,66 @@ T0 = 1_800_000_000.0
 
 
 def cfg(tmp_path: Path, **extra) -> Config:
-    return config_from_dict({
-        "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
-        "journal": {"path": str(tmp_path / "journal.sqlite")},
-        "log": {"path": str(tmp_path / "activity.jsonl")},
-        "data": {"dir": str(tmp_path / "data")},
-        "control": {"socket": str(tmp_path / "ctl.sock")},
-        "risk": {"max_orders_per_second": 1000.0},
-        "broker": {"paper": {"participation": 1.0}},
-        "strategies": [
-            {"name": "sma", "class": "sma_cross", "symbols": ["AAPL"], "capital": 100_000,
-             "params": {"fast": 2, "slow": 4}},
-        ],
-        **extra,
-    })
+    return config_from_dict(
+        {
+            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "log": {"path": str(tmp_path / "activity.jsonl")},
+            "data": {"dir": str(tmp_path / "data")},
+            "control": {"socket": str(tmp_path / "ctl.sock")},
+            "risk": {"max_orders_per_second": 1000.0},
+            "broker": {"paper": {"participation": 1.0}},
+            "strategies": [
+                {
+                    "name": "sma",
+                    "class": "sma_cross",
+                    "symbols": ["AAPL"],
+                    "capital": 100_000,
+                    "params": {"fast": 2, "slow": 4},
+                },
+            ],
+            **extra,
+        }
+    )
 
 
 def drive(e: Engine, prices: list[float], t0: float = T0) -> None:
     for i, p in enumerate(prices):
-        e.on_ticks([Tick("AAPL", t0 + i, p - 0.01, p + 0.01, p, 1e6), Tick("MSFT", t0 + i, 99.99, 100.01, 100.0, 1e6)])
+        e.on_ticks(
+            [
+                Tick("AAPL", t0 + i, p - 0.01, p + 0.01, p, 1e6),
+                Tick("MSFT", t0 + i, 99.99, 100.01, 100.0, 1e6),
+            ]
+        )
 
 
-ZIGZAG = [100, 101, 102, 103, 104, 103, 101, 99, 97, 96, 97, 99, 102, 105, 107, 106, 103, 100, 97, 95,
-          96, 99, 103, 106, 108]
+ZIGZAG = [
+    100,
+    101,
+    102,
+    103,
+    104,
+    103,
+    101,
+    99,
+    97,
+    96,
+    97,
+    99,
+    102,
+    105,
+    107,
+    106,
+    103,
+    100,
+    97,
+    95,
+    96,
+    99,
+    103,
+    106,
+    108,
+]
 
 
 @pytest.fixture
@@ -57,7 +94,9 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     e.stop()
 
 
-def test_metrics_reach_the_snapshot_the_journal_and_the_daily_report(engine: Engine, tmp_path: Path) -> None:
+def test_metrics_reach_the_snapshot_the_journal_and_the_daily_report(
+    engine: Engine, tmp_path: Path
+) -> None:
     drive(engine, ZIGZAG)
     assert engine.oms.fills, "the zigzag must make the SMA cross trade"
     snap = engine.update_metrics(store=True)
@@ -85,18 +124,22 @@ def test_hot_update_of_parameters_keeps_the_position(engine: Engine) -> None:
     assert engine.strategy_config("sma").params["fast"] == 3
 
 
-def test_hot_update_of_code_and_a_broken_one_that_rolls_back(engine: Engine, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hot_update_of_code_and_a_broken_one_that_rolls_back(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pkg = tmp_path / "userstrats"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "mine.py").write_text(textwrap.dedent('''
+    (pkg / "mine.py").write_text(
+        textwrap.dedent("""
         from fbterm.strategies.sma_cross import SmaCross
 
         class Mine(SmaCross):
             name = "mine"
-    '''))
-    (pkg / "broken.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (pkg / "broken.py").write_text(
+        textwrap.dedent("""
         from fbterm.strategies.sma_cross import SmaCross
 
         class Broken(SmaCross):
@@ -104,7 +147,8 @@ def test_hot_update_of_code_and_a_broken_one_that_rolls_back(engine: Engine, tmp
 
             def analyze(self, bars):
                 raise RuntimeError("this code is broken")
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     drive(engine, ZIGZAG)
     pos = engine.oms.position("AAPL", "sma")
@@ -116,7 +160,9 @@ def test_hot_update_of_code_and_a_broken_one_that_rolls_back(engine: Engine, tmp
     ok, msg = engine._handle(S.UpdateStrategy(name="sma", cls="userstrats.broken:Broken"))
     assert not ok
     assert "broken" in msg.lower()
-    assert type(engine.executor.slots["sma"].strategy).__name__ == "Mine"  # rolled back / never swapped
+    assert (
+        type(engine.executor.slots["sma"].strategy).__name__ == "Mine"
+    )  # rolled back / never swapped
     assert engine.oms.position("AAPL", "sma") == pos
     alerts = [e for e in engine.diagnostics.recent_activity() if e.kind.startswith("alert")]
     assert alerts, "a refused update raises an alert"
@@ -124,12 +170,20 @@ def test_hot_update_of_code_and_a_broken_one_that_rolls_back(engine: Engine, tmp
     sys.modules.pop("userstrats.broken", None)
 
 
-def test_fbterm_update_over_the_control_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fbterm_update_over_the_control_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fbterm.control import send_request
 
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    c = cfg(tmp_path, market={"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0,
-                              "simulated": {"ticks_per_second": 20.0}})
+    c = cfg(
+        tmp_path,
+        market={
+            "symbols": ["AAPL", "MSFT"],
+            "bar_seconds": 1.0,
+            "simulated": {"ticks_per_second": 20.0},
+        },
+    )
     e = Engine(c)
     e.start(control=True)
     try:
@@ -146,7 +200,9 @@ def test_fbterm_update_over_the_control_socket(tmp_path: Path, monkeypatch: pyte
         e.stop()
 
 
-def test_a_drawdown_halt_reaches_the_operator_by_email(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_drawdown_halt_reaches_the_operator_by_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Engine -> PortfolioLevelRisk breach -> halt -> Diagnostics -> a real SMTP server on loopback."""
     import email
     import email.policy
@@ -171,8 +227,19 @@ def test_a_drawdown_halt_reaches_the_operator_by_email(tmp_path: Path, monkeypat
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(v, raising=False)
-    c = cfg(tmp_path, alerts={"email": {"enabled": True, "host": "127.0.0.1", "port": port, "security": "none",
-                                        "sender": "fbterm@test.local", "recipients": ["ops@test.local"]}})
+    c = cfg(
+        tmp_path,
+        alerts={
+            "email": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "none",
+                "sender": "fbterm@test.local",
+                "recipients": ["ops@test.local"],
+            }
+        },
+    )
     e = Engine(c, warmup_bars=0)
     try:
         e.reconcile()
@@ -181,8 +248,10 @@ def test_a_drawdown_halt_reaches_the_operator_by_email(tmp_path: Path, monkeypat
         assert reason and reason.startswith("max_drawdown")
         assert e.risk.state.value == "HALTED"
         assert e.diagnostics.flush(10.0)
-        subjects = [email.message_from_bytes(env.content, policy=email.policy.default)["Subject"]
-                    for env in inbox.envelopes]
+        subjects = [
+            email.message_from_bytes(env.content, policy=email.policy.default)["Subject"]
+            for env in inbox.envelopes
+        ]
         assert any("halted" in (s or "").lower() for s in subjects), subjects
     finally:
         e.stop()

@@ -41,8 +41,15 @@ def server() -> Iterator[IBTestServer]:
 
 
 def cfg_for(srv: IBTestServer, **kw: Any) -> IBConfig:
-    base = dict(host="127.0.0.1", port=srv.port, client_id=7, connect_timeout=5.0, request_timeout=5.0,
-                reconnect_initial_delay=0.05, reconnect_max_delay=0.2)
+    base = dict(
+        host="127.0.0.1",
+        port=srv.port,
+        client_id=7,
+        connect_timeout=5.0,
+        request_timeout=5.0,
+        reconnect_initial_delay=0.05,
+        reconnect_max_delay=0.2,
+    )
     base.update(kw)
     return IBConfig(**base)  # type: ignore[arg-type]
 
@@ -61,14 +68,19 @@ class Harness:
             out = [e for e in out if _get(e, k) == v]
         return out
 
-    async def until(self, pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    async def until(
+        self, pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+    ) -> None:
         async def poll() -> None:
             while not pred():
                 await asyncio.sleep(0.005)
+
         try:
             await asyncio.wait_for(poll(), timeout)
         except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; events: {self.events[-15:]}") from None
+            raise AssertionError(
+                f"timed out waiting for {what}; events: {self.events[-15:]}"
+            ) from None
 
 
 def _get(e: Any, k: str) -> Any:
@@ -80,6 +92,7 @@ def _get(e: Any, k: str) -> Any:
 def run(body: Callable[[], Awaitable[None]], timeout: float = 30.0) -> None:
     async def main() -> None:
         await asyncio.wait_for(body(), timeout)
+
     asyncio.run(main())
 
 
@@ -92,7 +105,14 @@ async def started(srv: IBTestServer, **kw: Any) -> Harness:
 
 
 def order(coid: str, qty: float = 5, side: Side = Side.BUY, **kw: Any) -> Order:
-    return Order(coid, kw.pop("instrument", Stock("AAPL")), side, qty, strategy_id=kw.pop("strategy_id", "sma"), **kw)
+    return Order(
+        coid,
+        kw.pop("instrument", Stock("AAPL")),
+        side,
+        qty,
+        strategy_id=kw.pop("strategy_id", "sma"),
+        **kw,
+    )
 
 
 def lmt(coid: str, qty: float = 10, price: float = 99.0, **kw: Any) -> Order:
@@ -117,12 +137,18 @@ def test_connect_queries_positions_account_and_open_orders(server: IBTestServer)
         b = h.broker
         assert b.connection_state is ConnectionState.CONNECTED
         assert b.account == ACCOUNT
-        await h.until(lambda: h.of(ConnectionEvent, state=ConnectionState.CONNECTED), what="connected event")
+        await h.until(
+            lambda: h.of(ConnectionEvent, state=ConnectionState.CONNECTED), what="connected event"
+        )
         (pos,) = b.query_positions()
         assert pos.instrument == Stock("AAPL") and pos.quantity == 10 and pos.avg_cost == 150.0
         assert pos.account == ACCOUNT
         acct = b.query_account_details()
-        assert acct.account == ACCOUNT and acct.equity == 1_000_000.0 and acct.buying_power == 4_000_000.0
+        assert (
+            acct.account == ACCOUNT
+            and acct.equity == 1_000_000.0
+            and acct.buying_power == 4_000_000.0
+        )
         assert acct.cash == 1_000_000.0
         assert b.query_open_orders() == []
         # The gateway's farm-status lines arrive as info, not as alarms.
@@ -130,6 +156,7 @@ def test_connect_queries_positions_account_and_open_orders(server: IBTestServer)
         assert h.of(BrokerMessage, code=2104)[0].level == "info"
         await b.stop()
         assert b.connection_state is ConnectionState.DISCONNECTED
+
     run(body)
 
 
@@ -140,9 +167,12 @@ def test_unreachable_gateway_is_one_clear_connection_error() -> None:
 
     async def body() -> None:
         b = BrokerIntegration(IBConfig(port=port, connect_timeout=2.0))
-        with pytest.raises(ConnectionError, match=rf"not reachable at 127.0.0.1:{port} \(client id 17\)"):
+        with pytest.raises(
+            ConnectionError, match=rf"not reachable at 127.0.0.1:{port} \(client id 17\)"
+        ):
             await b.start()
         assert b.connection_state is ConnectionState.DISCONNECTED
+
     run(body)
 
 
@@ -151,6 +181,7 @@ def test_unknown_account_is_refused(server: IBTestServer) -> None:
         b = BrokerIntegration(cfg_for(server, account="U999"))
         with pytest.raises(ConnectionError, match="U999 is not managed"):
             await b.start()
+
     run(body)
 
 
@@ -161,13 +192,20 @@ def test_market_order_is_acknowledged_filled_and_charged(server: IBTestServer) -
     async def body() -> None:
         h = await started(server)
         h.broker.execute_order(order("c1", 5))
-        await h.until(lambda: h.of(CommissionEvent) or any(e.fill.commission for e in h.of(FillEvent)),
-                      what="commission")
+        await h.until(
+            lambda: h.of(CommissionEvent) or any(e.fill.commission for e in h.of(FillEvent)),
+            what="commission",
+        )
         (ack,) = h.of(OrderStatusEvent, client_order_id="c1")
         assert ack.status is OrderStatus.SUBMITTED and ack.broker_order_id
         (fill,) = [e.fill for e in h.of(FillEvent)]
         assert (fill.client_order_id, fill.strategy_id, fill.side, fill.quantity, fill.price) == (
-            "c1", "sma", Side.BUY, 5.0, 101.0)
+            "c1",
+            "sma",
+            Side.BUY,
+            5.0,
+            101.0,
+        )
         assert fill.instrument == Stock("AAPL")
         (comm,) = h.of(CommissionEvent)
         assert comm.fill_id == fill.fill_id and comm.commission == 1.0
@@ -177,6 +215,7 @@ def test_market_order_is_acknowledged_filled_and_charged(server: IBTestServer) -
         assert str(so.order_id) == ack.broker_order_id and so.account == ACCOUNT
         await h.until(lambda: h.broker.query_positions()[0].quantity == 15, what="position update")
         await h.broker.stop()
+
     run(body)
 
 
@@ -187,7 +226,12 @@ def test_limit_order_lists_as_open_and_fills_on_command_in_parts(server: IBTestS
         await h.until(lambda: h.of(OrderStatusEvent, client_order_id="L1"), what="ack")
         (bo,) = h.broker.query_open_orders()
         assert (bo.client_order_id, bo.strategy_id, bo.order_type, bo.limit_price, bo.quantity) == (
-            "L1", "sma", OrderType.LIMIT, 99.0, 10.0)
+            "L1",
+            "sma",
+            OrderType.LIMIT,
+            99.0,
+            10.0,
+        )
         assert bo.status is OrderStatus.SUBMITTED and bo.extra["tif"] == "GTC"
         oid = int(bo.broker_order_id)
         server.fill_order(oid, price=98.9, quantity=4)
@@ -195,9 +239,13 @@ def test_limit_order_lists_as_open_and_fills_on_command_in_parts(server: IBTestS
         assert h.broker.query_open_orders()[0].status is OrderStatus.PARTIALLY_FILLED
         server.fill_order(oid, price=99.0)
         await h.until(lambda: len(h.of(FillEvent)) == 2, what="second fill")
-        assert [(e.fill.quantity, e.fill.price) for e in h.of(FillEvent)] == [(4.0, 98.9), (6.0, 99.0)]
+        assert [(e.fill.quantity, e.fill.price) for e in h.of(FillEvent)] == [
+            (4.0, 98.9),
+            (6.0, 99.0),
+        ]
         await h.until(lambda: not h.broker.query_open_orders(), what="order closed")
         await h.broker.stop()
+
     run(body)
 
 
@@ -208,9 +256,15 @@ def test_cancel_reports_pending_then_cancelled_and_202_as_info(server: IBTestSer
         h.broker.execute_order(o)
         await h.until(lambda: h.of(OrderStatusEvent, client_order_id="K1"), what="ack")
         h.broker.cancel_order(o)
-        await h.until(lambda: h.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancelled")
+        await h.until(
+            lambda: h.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancelled"
+        )
         statuses = [e.status for e in h.of(OrderStatusEvent, client_order_id="K1")]
-        assert statuses == [OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL, OrderStatus.CANCELLED]
+        assert statuses == [
+            OrderStatus.SUBMITTED,
+            OrderStatus.PENDING_CANCEL,
+            OrderStatus.CANCELLED,
+        ]
         await h.until(lambda: h.of(BrokerMessage, code=202), what="202")
         msg = h.of(BrokerMessage, code=202)[0]
         assert msg.level == "info" and msg.client_order_id == "K1" and "cancelled" in msg.message
@@ -220,6 +274,7 @@ def test_cancel_reports_pending_then_cancelled_and_202_as_info(server: IBTestSer
         with pytest.raises(BrokerError, match="unknown at IB"):
             h.broker.cancel_order(lmt("nope"))
         await h.broker.stop()
+
     run(body)
 
 
@@ -233,13 +288,19 @@ def test_modify_changes_the_working_order_and_is_acknowledged(server: IBTestServ
         h.broker.modify_order(new)
         await h.until(lambda: h.of(ModifyAckEvent), what="modify ack")
         (ack,) = h.of(ModifyAckEvent)
-        assert (ack.client_order_id, ack.quantity, ack.order_type, ack.limit_price) == ("M1", 20, OrderType.LIMIT, 98.5)
+        assert (ack.client_order_id, ack.quantity, ack.order_type, ack.limit_price) == (
+            "M1",
+            20,
+            OrderType.LIMIT,
+            98.5,
+        )
         so = server_order(server, "M1")
         assert (so.total_qty, so.lmt_price, so.status) == (20.0, 98.5, "Submitted")
         assert len(server.orders) == 1  # a modification, not a second order
         (bo,) = h.broker.query_open_orders()
         assert bo.quantity == 20 and bo.limit_price == 98.5
         await h.broker.stop()
+
     run(body)
 
 
@@ -257,29 +318,54 @@ def test_order_rejected_by_the_server(server: IBTestServer) -> None:
         h.broker.execute_order(order("R2", 1))
         await h.until(lambda: h.of(FillEvent), what="next order fill")
         await h.broker.stop()
+
     run(body)
 
 
 def test_stop_limit_and_option_orders_reach_the_gateway_as_sent(server: IBTestServer) -> None:
     async def body() -> None:
         h = await started(server)
-        h.broker.execute_order(order("S1", 3, Side.SELL, order_type=OrderType.STOP_LIMIT,
-                                     limit_price=95.0, stop_price=96.0))
+        h.broker.execute_order(
+            order(
+                "S1",
+                3,
+                Side.SELL,
+                order_type=OrderType.STOP_LIMIT,
+                limit_price=95.0,
+                stop_price=96.0,
+            )
+        )
         opt = Option("AAPL", Right.CALL, 150.0, dt.date(2025, 1, 17))
-        h.broker.execute_order(order("O1", 2, instrument=opt, order_type=OrderType.LIMIT, limit_price=3.5))
+        h.broker.execute_order(
+            order("O1", 2, instrument=opt, order_type=OrderType.LIMIT, limit_price=3.5)
+        )
         await h.until(lambda: len(h.of(OrderStatusEvent)) == 2, what="two acks")
         s1, o1 = server_order(server, "S1"), server_order(server, "O1")
-        assert (s1.action, s1.order_type, s1.lmt_price, s1.aux_price) == ("SELL", "STP LMT", 95.0, 96.0)
+        assert (s1.action, s1.order_type, s1.lmt_price, s1.aux_price) == (
+            "SELL",
+            "STP LMT",
+            95.0,
+            96.0,
+        )
         c = o1.contract
         assert (c.symbol, c.sec_type, c.last_trade, c.strike, c.right, c.multiplier) == (
-            "AAPL", "OPT", "20250117", 150.0, "C", "100")
+            "AAPL",
+            "OPT",
+            "20250117",
+            150.0,
+            "C",
+            "100",
+        )
         server.fill_order(o1.order_id, price=3.4)
         await h.until(lambda: h.of(FillEvent), what="option fill")
         assert h.of(FillEvent)[0].fill.instrument == opt
-        await h.until(lambda: [p for p in h.broker.query_positions() if p.instrument == opt], what="opt pos")
+        await h.until(
+            lambda: [p for p in h.broker.query_positions() if p.instrument == opt], what="opt pos"
+        )
         opt_pos = [p for p in h.broker.query_positions() if p.instrument == opt]
         assert opt_pos[0].quantity == 2 and opt_pos[0].avg_cost == pytest.approx(3.4)  # per unit
         await h.broker.stop()
+
     run(body)
 
 
@@ -290,6 +376,7 @@ def test_duplicate_client_order_id_is_refused(server: IBTestServer) -> None:
         with pytest.raises(BrokerError, match="already sent"):
             h.broker.execute_order(lmt("D1"))
         await h.broker.stop()
+
     run(body)
 
 
@@ -304,6 +391,7 @@ def test_read_only_mode_refuses_order_commands(server: IBTestServer) -> None:
         assert b.query_positions()[0].quantity == 10
         assert b.query_account_details().equity == 1_000_000.0
         await b.stop()
+
     run(body)
     assert server.placed == []
 
@@ -320,14 +408,19 @@ def test_order_ids_never_go_backwards_after_a_gateway_rollback(server: IBTestSer
         assert first >= 500
         server.set_next_valid_id(1)  # a restarted gateway forgot our ids
         server.drop_connections()
-        await h.until(lambda: h.broker.reconnects == 1 and h.broker.connection_state is ConnectionState.CONNECTED,
-                      what="reconnect")
+        await h.until(
+            lambda: (
+                h.broker.reconnects == 1 and h.broker.connection_state is ConnectionState.CONNECTED
+            ),
+            what="reconnect",
+        )
         h.broker.execute_order(order("I2", 1))
         await h.until(lambda: len(h.of(FillEvent)) == 2, what="second fill")
         second = int(h.of(OrderStatusEvent, client_order_id="I2")[0].broker_order_id)
         assert second > first and h.broker.highest_order_id == second
         assert not h.of(BrokerMessage, code=103)
         await h.broker.stop()
+
     run(body)
 
 
@@ -335,26 +428,46 @@ def test_connectivity_codes_move_the_connection_state(server: IBTestServer) -> N
     async def body() -> None:
         h = await started(server)
         server.send_error(1100, "Connectivity between IB and Trader Workstation has been lost.")
-        await h.until(lambda: h.broker.connection_state is ConnectionState.RECONNECTING, what="1100")
+        await h.until(
+            lambda: h.broker.connection_state is ConnectionState.RECONNECTING, what="1100"
+        )
         with pytest.raises(BrokerError, match="not connected"):
             h.broker.execute_order(order("E1"))
-        server.send_error(1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.")
+        server.send_error(
+            1102,
+            "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+        )
         await h.until(lambda: h.broker.connection_state is ConnectionState.CONNECTED, what="1102")
         # 1102 triggers a re-sync of executions.
-        await h.until(lambda: sum("re-sync" in e.message for e in h.of(BrokerMessage)) >= 2, what="resync")
+        await h.until(
+            lambda: sum("re-sync" in e.message for e in h.of(BrokerMessage)) >= 2, what="resync"
+        )
         m1100 = h.of(BrokerMessage, code=1100)[0]
         assert m1100.level == "error" and "lost its connection" in m1100.message
         states = [e.state for e in h.of(ConnectionEvent)]
-        assert states == [ConnectionState.CONNECTED, ConnectionState.RECONNECTING, ConnectionState.CONNECTED]
+        assert states == [
+            ConnectionState.CONNECTED,
+            ConnectionState.RECONNECTING,
+            ConnectionState.CONNECTED,
+        ]
         await h.broker.stop()
+
     run(body)
 
 
-@pytest.mark.parametrize(("code", "level", "words"), [
-    (201, "error", "rejected"), (202, "info", "cancelled"), (162, "warning", "historical"),
-    (366, "warning", "historical"), (1101, "warning", "resubscribing"), (2106, "info", "farm connected"),
-    (2158, "info", "farm connected"), (9999, "warning", "IB message"),
-])
+@pytest.mark.parametrize(
+    ("code", "level", "words"),
+    [
+        (201, "error", "rejected"),
+        (202, "info", "cancelled"),
+        (162, "warning", "historical"),
+        (366, "warning", "historical"),
+        (1101, "warning", "resubscribing"),
+        (2106, "info", "farm connected"),
+        (2158, "info", "farm connected"),
+        (9999, "warning", "IB message"),
+    ],
+)
 def test_error_codes_read_as_one_clear_line(code: int, level: str, words: str) -> None:
     got_level, line = describe_ib_error(code, "IB's own text:")
     assert got_level == level and words in line and line.startswith(f"IB {code}: ")
@@ -368,6 +481,7 @@ def test_throttle_keeps_messages_under_the_configured_rate(server: IBTestServer)
             h.broker.execute_order(lmt(f"T{i}"))
         await h.until(lambda: len(server.placed) == 12, timeout=15, what="12 orders")
         await h.broker.stop()
+
     run(body)
     arrivals = [t for mid, t in server.received_messages() if mid == 3]
     assert len(arrivals) == 12
@@ -379,25 +493,36 @@ def test_throttle_keeps_messages_under_the_configured_rate(server: IBTestServer)
 # ---------------------------------------------------------------- reconnect and re-sync
 
 
-def test_drop_reconnect_resync_reports_missed_fill_once_and_resends_nothing(server: IBTestServer) -> None:
+def test_drop_reconnect_resync_reports_missed_fill_once_and_resends_nothing(
+    server: IBTestServer,
+) -> None:
     async def body() -> None:
         h = await started(server)
         b = h.broker
         b.execute_order(lmt("A", 10, 99.0))
         b.execute_order(order("B", 5))
-        await h.until(lambda: len(h.of(FillEvent)) == 1 and h.of(OrderStatusEvent, client_order_id="A"),
-                      what="B filled, A working")
+        await h.until(
+            lambda: len(h.of(FillEvent)) == 1 and h.of(OrderStatusEvent, client_order_id="A"),
+            what="B filled, A working",
+        )
         a_id = int(h.of(OrderStatusEvent, client_order_id="A")[0].broker_order_id)
         assert server.drop_connections(refuse_for=0.4) == 1
-        await h.until(lambda: b.connection_state is ConnectionState.RECONNECTING, what="reconnecting")
+        await h.until(
+            lambda: b.connection_state is ConnectionState.RECONNECTING, what="reconnecting"
+        )
         with pytest.raises(BrokerError, match="not connected"):
             b.execute_order(order("C", 1))
         server.fill_order(a_id, price=98.75)  # filled while we are away
-        await h.until(lambda: b.connection_state is ConnectionState.CONNECTED, timeout=10, what="reconnected")
+        await h.until(
+            lambda: b.connection_state is ConnectionState.CONNECTED, timeout=10, what="reconnected"
+        )
         await h.until(lambda: len(h.of(FillEvent)) == 2, what="missed fill")
         await asyncio.sleep(0.2)  # room for any duplicate to show up
         fills = [e.fill for e in h.of(FillEvent)]
-        assert [(f.client_order_id, f.quantity, f.price) for f in fills] == [("B", 5.0, 101.0), ("A", 10.0, 98.75)]
+        assert [(f.client_order_id, f.quantity, f.price) for f in fills] == [
+            ("B", 5.0, 101.0),
+            ("A", 10.0, 98.75),
+        ]
         assert fills[1].commission == 1.0 and fills[1].strategy_id == "sma"
         assert len({f.fill_id for f in fills}) == 2
         assert b.last_resync is not None and b.last_resync.missed_fills == [fills[1].fill_id]
@@ -408,6 +533,7 @@ def test_drop_reconnect_resync_reports_missed_fill_once_and_resends_nothing(serv
         assert ConnectionState.RECONNECTING in states
         assert b.query_open_orders() == []
         await b.stop()
+
     run(body)
 
 
@@ -416,12 +542,15 @@ def test_order_lost_in_a_drop_is_closed_not_resent(server: IBTestServer) -> None
         h = await started(server)
         server.drop_on_next_order(refuse_for=0.2)
         h.broker.execute_order(order("LOST", 5))
-        await h.until(lambda: h.broker.reconnects == 1 and h.of(OrderStatusEvent), timeout=10, what="resync")
+        await h.until(
+            lambda: h.broker.reconnects == 1 and h.of(OrderStatusEvent), timeout=10, what="resync"
+        )
         (ev,) = h.of(OrderStatusEvent, client_order_id="LOST")
         assert ev.status is OrderStatus.REJECTED and "not re-sent" in ev.reason
         assert h.broker.last_resync is not None and h.broker.last_resync.lost_orders == ["LOST"]
         assert server.placed == [] and not h.of(FillEvent)
         await h.broker.stop()
+
     run(body)
 
 
@@ -438,12 +567,18 @@ def test_restart_attributes_fills_of_earlier_session_by_order_ref(server: IBTest
         (fill,) = [e.fill for e in second.of(FillEvent)]
         assert (fill.client_order_id, fill.strategy_id, fill.quantity) == ("P1", "meanrev", 4.0)
         # The order still works at IB and is adopted: we can cancel it by our id.
-        assert second.broker.last_resync is not None and second.broker.last_resync.adopted_orders == ["P1"]
+        assert (
+            second.broker.last_resync is not None
+            and second.broker.last_resync.adopted_orders == ["P1"]
+        )
         (bo,) = second.broker.query_open_orders()
         assert bo.client_order_id == "P1" and bo.filled == 4.0
         second.broker.cancel_order(lmt("P1", 10, 99.0, strategy_id="meanrev"))
-        await second.until(lambda: second.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancel")
+        await second.until(
+            lambda: second.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancel"
+        )
         await second.broker.stop()
+
     run(body)
 
 
@@ -458,5 +593,5 @@ def test_events_are_delivered_on_the_loop_never_inside_the_call(server: IBTestSe
         assert len(h.events) == before  # PENDING_CANCEL is queued, not re-entrant
         await h.until(lambda: len(h.events) > before, what="queued event")
         await h.broker.stop()
-    run(body)
 
+    run(body)

@@ -23,7 +23,10 @@ BARS = synthetic_bars(("AAPL",), start="2024-01-02 00:00", periods=2 * 1440, fre
 def test_second_fetch_of_a_covered_range_does_not_ask_ib(tmp_path: Path) -> None:
     srv = IBTestServer(bars=BARS).start()
     storage = DataStorage(tmp_path / "data")
-    start, end = pd.Timestamp("2024-01-02 01:00", tz="UTC"), pd.Timestamp("2024-01-02 13:00", tz="UTC")
+    start, end = (
+        pd.Timestamp("2024-01-02 01:00", tz="UTC"),
+        pd.Timestamp("2024-01-02 13:00", tz="UTC"),
+    )
 
     async def main() -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
         ib = IB()
@@ -54,31 +57,55 @@ def test_second_fetch_of_a_covered_range_does_not_ask_ib(tmp_path: Path) -> None
     assert storage.path_for("AAPL", "1m").exists()
 
 
-def test_live_engine_warms_its_strategies_on_cached_ib_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_engine_warms_its_strategies_on_cached_ib_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fbterm.config import config_from_dict
     from fbterm.engine import Engine
 
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     now = pd.Timestamp.now(tz="UTC").floor("5s")
-    bars = synthetic_bars(("AAPL",), start=str((now - pd.Timedelta(hours=1)).tz_localize(None)),
-                          periods=720, freq="5s")
+    bars = synthetic_bars(
+        ("AAPL",),
+        start=str((now - pd.Timedelta(hours=1)).tz_localize(None)),
+        periods=720,
+        freq="5s",
+    )
     srv = IBTestServer(bars=bars, tick_interval=0.05).start()
-    cfg = config_from_dict({
-        "broker": {"kind": "ib", "ib": {"port": srv.port, "client_id": 31, "connect_timeout": 5.0,
-                                        "request_timeout": 10.0}},
-        "market": {"source": "ib", "symbols": ["AAPL"], "bar_seconds": 5.0},
-        "journal": {"path": str(tmp_path / "journal.sqlite")},
-        "data": {"dir": str(tmp_path / "data")},
-        "strategies": [{"name": "sma", "class": "sma_cross", "symbols": ["AAPL"], "capital": 100_000,
-                        "params": {"fast": 3, "slow": 8}}],
-    })
+    cfg = config_from_dict(
+        {
+            "broker": {
+                "kind": "ib",
+                "ib": {
+                    "port": srv.port,
+                    "client_id": 31,
+                    "connect_timeout": 5.0,
+                    "request_timeout": 10.0,
+                },
+            },
+            "market": {"source": "ib", "symbols": ["AAPL"], "bar_seconds": 5.0},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "data": {"dir": str(tmp_path / "data")},
+            "strategies": [
+                {
+                    "name": "sma",
+                    "class": "sma_cross",
+                    "symbols": ["AAPL"],
+                    "capital": 100_000,
+                    "params": {"fast": 3, "slow": 8},
+                }
+            ],
+        }
+    )
     e = Engine(cfg)  # broker, IB source and DataRetrieval all built from the config
     try:
         e.start(timeout=30)
         seen = e.call(lambda: len(e.history.get("AAPL", ())))
         assert seen >= 2 * 9, "the strategy was fed recent history before the first live bar"
         assert any("warmed up" in line.message for line in e.call(lambda: list(e._log)))
-        assert (tmp_path / "data" / "AAPL" / "5s.csv").exists(), "history is cached through DataStorage"
+        assert (tmp_path / "data" / "AAPL" / "5s.csv").exists(), (
+            "history is cached through DataStorage"
+        )
     finally:
         e.stop()
         srv.stop()

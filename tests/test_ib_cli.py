@@ -28,13 +28,34 @@ def server() -> Iterator[IBTestServer]:
 
 def fbterm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FBTERM_HOME": str(tmp_path)}
-    return subprocess.run([sys.executable, "-m", "fbterm", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "fbterm", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
-def test_headless_ib_run_prints_positions_orders_and_account(server: IBTestServer, tmp_path: Path) -> None:
-    r = fbterm(tmp_path, "run", "--headless", "--broker", "ib", "--host", "127.0.0.1",
-               "--port", str(server.port), "--client-id", "31", "--duration", "2")
+def test_headless_ib_run_prints_positions_orders_and_account(
+    server: IBTestServer, tmp_path: Path
+) -> None:
+    r = fbterm(
+        tmp_path,
+        "run",
+        "--headless",
+        "--broker",
+        "ib",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--client-id",
+        "31",
+        "--duration",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "DU1234567" in out
@@ -49,8 +70,21 @@ def test_unreachable_gateway_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> N
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = fbterm(tmp_path, "run", "--headless", "--broker", "ib", "--host", "127.0.0.1",
-               "--port", str(port), "--client-id", "31", "--duration", "2")
+    r = fbterm(
+        tmp_path,
+        "run",
+        "--headless",
+        "--broker",
+        "ib",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--client-id",
+        "31",
+        "--duration",
+        "2",
+    )
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]

@@ -58,6 +58,7 @@ def run_with_ib(srv: IBTestServer, body: Any, timeout: float = 30.0) -> None:
             await asyncio.wait_for(body(ib), timeout)
         finally:
             ib.disconnect()
+
     asyncio.run(main())
 
 
@@ -76,7 +77,9 @@ def test_bar_sizes_and_durations_speak_ib() -> None:
     assert duration_string(86401) == "2 D"
 
 
-def test_history_is_paged_into_ib_sized_requests_and_matches_the_source(server: IBTestServer) -> None:
+def test_history_is_paged_into_ib_sized_requests_and_matches_the_source(
+    server: IBTestServer,
+) -> None:
     fake = FakeTime()
     start, end = dt.datetime(2024, 1, 2, 6, tzinfo=UTC), dt.datetime(2024, 1, 3, 6, tzinfo=UTC)
 
@@ -90,9 +93,13 @@ def test_history_is_paged_into_ib_sized_requests_and_matches_the_source(server: 
         # 30-second bars come 8 hours per request: one day is three requests, newest first.
         reqs = server.historical_requests
         assert [(r.duration, r.bar_size) for r in reqs] == [("28800 S", "30 secs")] * 3
-        assert [r.end for r in reqs] == ["20240103 06:00:00 UTC", "20240102 22:00:00 UTC",
-                                         "20240102 14:00:00 UTC"]
+        assert [r.end for r in reqs] == [
+            "20240103 06:00:00 UTC",
+            "20240102 22:00:00 UTC",
+            "20240102 14:00:00 UTC",
+        ]
         assert src.requests == 3 and fake.sleeps == []
+
     run_with_ib(server, body)
 
 
@@ -113,6 +120,7 @@ def test_pacing_spaces_small_bar_requests_without_really_waiting(server: IBTestS
         before = len(fake.sleeps)
         await src.fetch_bars("MSFT", end - dt.timedelta(hours=1), end, "5 secs")
         assert fake.sleeps[before:] and fake.sleeps[-1] <= 600.0
+
     run_with_ib(server, body)
 
 
@@ -132,6 +140,7 @@ def test_identical_request_within_15s_waits() -> None:
         assert len(fake.sleeps) == 1
         await gate.acquire(("AAPL", "7th"), "AAPL", small_bars=False)  # ...so the 7th waits
         assert len(fake.sleeps) == 2 and fake.sleeps[-1] == pytest.approx(2.0)
+
     asyncio.run(asyncio.wait_for(body(), 10))
 
 
@@ -145,9 +154,13 @@ def test_pacing_violation_from_ib_is_retried_then_reported(server: IBTestServer)
         src.max_retries = 2
         first = await src.fetch_bars("AAPL", start, end, "1 min")
         assert len(first) == 60
-        with pytest.raises(IBDataError, match=r"AAPL: IB 162: historical data request failed .*pacing violation.*2 retries"):
+        with pytest.raises(
+            IBDataError,
+            match=r"AAPL: IB 162: historical data request failed .*pacing violation.*2 retries",
+        ):
             await src.fetch_bars("AAPL", start, end, "1 min")
         assert src.requests == 4
+
     run_with_ib(server, body)
 
 
@@ -156,25 +169,45 @@ def test_no_data_is_an_empty_frame_and_unknown_symbol_an_error(server: IBTestSer
 
     async def body(ib: IB) -> None:
         src = source(ib, fake)
-        df = await src.fetch_bars("AAPL", dt.datetime(2023, 6, 1, tzinfo=UTC), dt.datetime(2023, 6, 1, 1, tzinfo=UTC), "1m")
+        df = await src.fetch_bars(
+            "AAPL",
+            dt.datetime(2023, 6, 1, tzinfo=UTC),
+            dt.datetime(2023, 6, 1, 1, tzinfo=UTC),
+            "1m",
+        )
         assert df.empty and list(df.columns) == ["open", "high", "low", "close", "volume"]
         assert str(df.index.tz) == "UTC"
         with pytest.raises(IBDataError, match="ZZZZ: IB 200: no security definition"):
-            await src.fetch_bars("ZZZZ", dt.datetime(2024, 1, 2, tzinfo=UTC), dt.datetime(2024, 1, 2, 1, tzinfo=UTC), "1m")
+            await src.fetch_bars(
+                "ZZZZ",
+                dt.datetime(2024, 1, 2, tzinfo=UTC),
+                dt.datetime(2024, 1, 2, 1, tzinfo=UTC),
+                "1m",
+            )
         with pytest.raises(ValueError, match="time zone"):
             await src.fetch_bars("AAPL", dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3), "1m")
+
     run_with_ib(server, body)
 
 
 def test_daily_bars_are_midnight_utc(server: IBTestServer) -> None:
     async def body(ib: IB) -> None:
         src = source(ib, FakeTime())
-        df = await src.fetch_bars("AAPL", dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 5, tzinfo=UTC), "1d")
-        assert list(df.index) == [pd.Timestamp("2024-01-02", tz="UTC"), pd.Timestamp("2024-01-03", tz="UTC"),
-                                  pd.Timestamp("2024-01-04", tz="UTC")]
+        df = await src.fetch_bars(
+            "AAPL", dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 5, tzinfo=UTC), "1d"
+        )
+        assert list(df.index) == [
+            pd.Timestamp("2024-01-02", tz="UTC"),
+            pd.Timestamp("2024-01-03", tz="UTC"),
+            pd.Timestamp("2024-01-04", tz="UTC"),
+        ]
         day = BARS["AAPL"].loc["2024-01-02"]
-        assert df["open"].iloc[0] == day["open"].iloc[0] and df["close"].iloc[0] == day["close"].iloc[-1]
+        assert (
+            df["open"].iloc[0] == day["open"].iloc[0]
+            and df["close"].iloc[0] == day["close"].iloc[-1]
+        )
         assert df["volume"].iloc[0] == day["volume"].sum()
+
     run_with_ib(server, body)
 
 
@@ -210,6 +243,7 @@ def test_stream_yields_quotes_and_resubscribes_after_reconnect(server: IBTestSer
         await it.aclose()
         await asyncio.sleep(0.05)
         assert server.push_quote("MSFT", 1, 2, 1.5) == 0  # unsubscribed on close
+
     run_with_ib(server, body)
 
 
@@ -217,4 +251,5 @@ def test_unknown_symbol_in_stream_is_refused(server: IBTestServer) -> None:
     async def body(ib: IB) -> None:
         with pytest.raises(IBDataError, match="IB does not know ZZZZ"):
             await IBSource(ib).stream(["AAPL", "ZZZZ"]).__anext__()
+
     run_with_ib(server, body)

@@ -30,15 +30,37 @@ def server() -> Iterator[IBTestServer]:
 
 
 def ib_config(srv: IBTestServer, tmp_path: Path) -> Config:
-    return config_from_dict({
-        "broker": {"kind": "ib", "ib": {"port": srv.port, "client_id": 21, "connect_timeout": 5.0,
-                                        "request_timeout": 5.0, "reconnect_initial_delay": 0.05,
-                                        "reconnect_max_delay": 0.2}},
-        "market": {"source": "ib", "symbols": ["AAPL"], "bar_seconds": 0.1, "stale_after": 30.0},
-        "journal": {"path": str(tmp_path / "journal.sqlite")},
-        "strategies": [{"name": "sma", "class": "sma_cross", "symbols": ["AAPL"], "capital": 100_000,
-                        "params": {"fast": 2, "slow": 4}}],
-    })
+    return config_from_dict(
+        {
+            "broker": {
+                "kind": "ib",
+                "ib": {
+                    "port": srv.port,
+                    "client_id": 21,
+                    "connect_timeout": 5.0,
+                    "request_timeout": 5.0,
+                    "reconnect_initial_delay": 0.05,
+                    "reconnect_max_delay": 0.2,
+                },
+            },
+            "market": {
+                "source": "ib",
+                "symbols": ["AAPL"],
+                "bar_seconds": 0.1,
+                "stale_after": 30.0,
+            },
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "strategies": [
+                {
+                    "name": "sma",
+                    "class": "sma_cross",
+                    "symbols": ["AAPL"],
+                    "capital": 100_000,
+                    "params": {"fast": 2, "slow": 4},
+                }
+            ],
+        }
+    )
 
 
 def wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
@@ -69,7 +91,9 @@ def check_books(engine: Engine, server: IBTestServer) -> None:
     assert len(server.placed) == len(set(server.placed))  # no order id was sent twice
 
 
-def test_sma_strategy_trades_through_ib(server: IBTestServer, tmp_path: Path, monkeypatch: Any) -> None:
+def test_sma_strategy_trades_through_ib(
+    server: IBTestServer, tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     engine, broker = make_engine(ib_config(server, tmp_path))
     engine.start(timeout=20)
@@ -84,8 +108,9 @@ def test_sma_strategy_trades_through_ib(server: IBTestServer, tmp_path: Path, mo
     assert pos == pytest.approx(sum(p.quantity for p in server.positions.values()))
 
 
-def test_gateway_drop_mid_session_reconnects_without_duplicates(server: IBTestServer, tmp_path: Path,
-                                                                 monkeypatch: Any) -> None:
+def test_gateway_drop_mid_session_reconnects_without_duplicates(
+    server: IBTestServer, tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     engine, broker = make_engine(ib_config(server, tmp_path))
     engine.start(timeout=20)
@@ -93,8 +118,11 @@ def test_gateway_drop_mid_session_reconnects_without_duplicates(server: IBTestSe
         wait(lambda: len(server.executions) >= 1, 30, "a first trade")
         before = len(server.executions)
         server.drop_connections(refuse_for=0.3)
-        wait(lambda: broker.reconnects == 1 and broker.connection_state is ConnectionState.CONNECTED,
-             15, "reconnect")
+        wait(
+            lambda: broker.reconnects == 1 and broker.connection_state is ConnectionState.CONNECTED,
+            15,
+            "reconnect",
+        )
         wait(lambda: len(server.executions) > before + 1, 30, "trading after the reconnect")
         wait(lambda: len(engine.oms.fills) == len(server.executions), 10, "engine caught up")
     finally:

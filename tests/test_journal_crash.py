@@ -83,8 +83,13 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def burst(min_acks: int) -> list[str]:
-        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         watchdog = threading.Timer(60, proc.kill)  # never hang the suite
         watchdog.start()
         lines: list[str] = []
@@ -114,13 +119,21 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path):
             assert oid in oms.orders, f"acknowledged order {oid} missing from the journal"
             assert oms.orders[oid].status is not OrderStatus.PENDING_SUBMIT
             if status == OrderStatus.SUBMITTED.value:
-                assert oms.orders[oid].status in (OrderStatus.SUBMITTED, OrderStatus.FILLED,
-                                                  OrderStatus.CANCELLED, OrderStatus.PENDING_CANCEL)
+                assert oms.orders[oid].status in (
+                    OrderStatus.SUBMITTED,
+                    OrderStatus.FILLED,
+                    OrderStatus.CANCELLED,
+                    OrderStatus.PENDING_CANCEL,
+                )
         by_id = {f.fill_id: f for f in oms.fills}
         for _, fid, oid, qty, price in fills:
             assert fid in by_id, f"acknowledged fill {fid} missing from the journal"
             f = by_id[fid]
-            assert (f.client_order_id, f.signed_quantity, f.price) == (oid, float(qty), float(price))
+            assert (f.client_order_id, f.signed_quantity, f.price) == (
+                oid,
+                float(qty),
+                float(price),
+            )
         for _, oid, status in cancels:
             assert oms.orders[oid].status.value == status
         # At most the one step in flight when the kill landed is journaled but unacknowledged.
@@ -133,8 +146,13 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path):
         for key, q in signed.items():
             assert oms.positions[key].quantity == pytest.approx(q)
         for (sid, key), p in oms.strategy_positions.items():
-            assert p.quantity == pytest.approx(sum(f.signed_quantity for f in oms.fills
-                                                   if f.strategy_id == sid and f.instrument.key == key))
+            assert p.quantity == pytest.approx(
+                sum(
+                    f.signed_quantity
+                    for f in oms.fills
+                    if f.strategy_id == sid and f.instrument.key == key
+                )
+            )
         return oms
 
     first = burst(400)

@@ -71,7 +71,11 @@ def test_half_kelly_allocations_halve_clamp_and_normalise():
 
 def test_kelly_for_picks_method_and_skips_short_history():
     assert kelly_for([0.1, -0.05] * 20, 30)[0] == "continuous"
-    assert kelly_for(StrategyHistory(trade_pnls=(100.0, -50.0) * 20), 30)[:3] == ("discrete", 40, pytest.approx(0.25))
+    assert kelly_for(StrategyHistory(trade_pnls=(100.0, -50.0) * 20), 30)[:3] == (
+        "discrete",
+        40,
+        pytest.approx(0.25),
+    )
     method, n, k, reason = kelly_for([0.1] * 5, 30)
     assert method == "skipped" and n == 5 and math.isnan(k) and "5 returns < 30" in reason
 
@@ -142,7 +146,9 @@ class RecordingExecutor:
 
 def test_apply_half_kelly_rebalances_and_logs():
     logged = []
-    opt = Optimization(cap=0.25, min_observations=30, activity=lambda kind, msg, **f: logged.append((kind, msg, f)))
+    opt = Optimization(
+        cap=0.25, min_observations=30, activity=lambda kind, msg, **f: logged.append((kind, msg, f))
+    )
     ex = RecordingExecutor()
     histories = {
         "trend": [0.1, -0.05] * 20,  # K ~ 4.3 -> half capped at 0.25
@@ -152,9 +158,16 @@ def test_apply_half_kelly_rebalances_and_logs():
     current = {"trend": 100_000.0, "meanrev": 100_000.0, "young": 50_000.0}
     res = opt.apply_half_kelly(ex, histories, current=current)
     assert res.applied
-    assert sorted(ex.calls) == [("meanrev", pytest.approx(31_250.0)), ("trend", pytest.approx(62_500.0))]
+    assert sorted(ex.calls) == [
+        ("meanrev", pytest.approx(31_250.0)),
+        ("trend", pytest.approx(62_500.0)),
+    ]
     assert res.old_allocations == current
-    assert res.new_allocations == {"trend": pytest.approx(62_500.0), "meanrev": pytest.approx(31_250.0), "young": 50_000.0}
+    assert res.new_allocations == {
+        "trend": pytest.approx(62_500.0),
+        "meanrev": pytest.approx(31_250.0),
+        "young": 50_000.0,
+    }
     by = {d.strategy: d for d in res.decisions}
     assert by["young"].method == "skipped" and not by["young"].applied
     assert "capped at 0.25" in by["trend"].reason

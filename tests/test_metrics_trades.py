@@ -55,7 +55,10 @@ FILLS = [
 
 def test_fifo_round_trips_hand_computed():
     trades = match_round_trips(FILLS)
-    got = [(t.trade_id, t.direction, t.quantity, t.gross_pnl, t.commissions, t.holding_seconds) for t in trades]
+    got = [
+        (t.trade_id, t.direction, t.quantity, t.gross_pnl, t.commissions, t.holding_seconds)
+        for t in trades
+    ]
     assert got == [
         ("f1>f3", 1, 10.0, 200.0, pytest.approx(2.0), 20.0),  # comm 1.0 entry + 10/15 of 1.5
         ("f2>f3", 1, 5.0, 50.0, pytest.approx(1.0), 10.0),  # 5/10 of 1.0 + 5/15 of 1.5
@@ -70,8 +73,11 @@ def test_fifo_round_trips_hand_computed():
 
 
 def test_round_trips_are_per_strategy():
-    fills = [fill("a1", "BUY", 1, 10, 0, strat="a"), fill("b1", "SELL", 1, 12, 1, strat="b"),
-             fill("a2", "SELL", 1, 11, 2, strat="a")]
+    fills = [
+        fill("a1", "BUY", 1, 10, 0, strat="a"),
+        fill("b1", "SELL", 1, 12, 1, strat="b"),
+        fill("a2", "SELL", 1, 11, 2, strat="a"),
+    ]
     trades = match_round_trips(fills)
     assert [(t.trade_id, t.strategy_id, t.gross_pnl) for t in trades] == [("a1>a2", "a", 1.0)]
 
@@ -81,7 +87,10 @@ def test_mae_mfe_from_price_path_and_slippage_from_signal_prices():
     signals = {"o-f1": 99.5, "o-f3": 120.5}
     trades = match_round_trips(FILLS, price_paths=path, signal_prices=signals)
     t = trades[0]
-    assert (t.mae, t.mfe) == (pytest.approx(-50.0), pytest.approx(250.0))  # 10 x (95-100), 10 x (125-100)
+    assert (t.mae, t.mfe) == (
+        pytest.approx(-50.0),
+        pytest.approx(250.0),
+    )  # 10 x (95-100), 10 x (125-100)
     # entry: bought 0.5 above the signal on 10 = 5; exit: sold 0.5 below on 15, 10/15 of 7.5 = 5
     assert t.slippage == pytest.approx(10.0)
     short = trades[3]  # short from 105 between t=30 and t=40: 130 on the path is adverse
@@ -90,7 +99,10 @@ def test_mae_mfe_from_price_path_and_slippage_from_signal_prices():
 
 def test_price_path_from_bars_uses_highs_and_lows():
     idx = pd.DatetimeIndex(["2025-01-02 14:30", "2025-01-02 14:31"], tz="UTC")
-    bars = pd.DataFrame({"open": [1, 2], "high": [3, 4], "low": [0.5, 1.5], "close": [2, 3], "volume": [1, 1]}, index=idx)
+    bars = pd.DataFrame(
+        {"open": [1, 2], "high": [3, 4], "low": [0.5, 1.5], "close": [2, 3], "volume": [1, 1]},
+        index=idx,
+    )
     path = price_path_from_bars(bars)
     assert [p for _, p in path] == [0.5, 3.0, 1.5, 4.0]
     assert path[0][0] == idx[0].timestamp()
@@ -113,8 +125,12 @@ def test_fill_rate_counts_done_orders_only():
     def order(oid, qty, status, filled):
         return Order(oid, AAPL, Side.BUY, qty, status=status, filled_quantity=filled)
 
-    orders = [order("a", 10, OrderStatus.FILLED, 10), order("b", 10, OrderStatus.CANCELLED, 5),
-              order("c", 10, OrderStatus.REJECTED, 0), order("d", 100, OrderStatus.SUBMITTED, 0)]
+    orders = [
+        order("a", 10, OrderStatus.FILLED, 10),
+        order("b", 10, OrderStatus.CANCELLED, 5),
+        order("c", 10, OrderStatus.REJECTED, 0),
+        order("d", 100, OrderStatus.SUBMITTED, 0),
+    ]
     assert fill_rate(orders) == pytest.approx(15 / 30)
     assert math.isnan(fill_rate([]))
 
@@ -126,11 +142,31 @@ def test_real_time_metrics_pnl_today_drawdown_exposure():
         fill("t1", "SELL", 5, 104.0, ny(2025, 3, 3, 10), order="o2"),  # today
     ]
     orders = [
-        Order("o1", AAPL, Side.BUY, 10, strategy_id="s", status=OrderStatus.FILLED, filled_quantity=10, signal_price=99.0),
-        Order("o2", AAPL, Side.SELL, 10, strategy_id="s", status=OrderStatus.CANCELLED, filled_quantity=5, signal_price=104.0),
+        Order(
+            "o1",
+            AAPL,
+            Side.BUY,
+            10,
+            strategy_id="s",
+            status=OrderStatus.FILLED,
+            filled_quantity=10,
+            signal_price=99.0,
+        ),
+        Order(
+            "o2",
+            AAPL,
+            Side.SELL,
+            10,
+            strategy_id="s",
+            status=OrderStatus.CANCELLED,
+            filled_quantity=5,
+            signal_price=104.0,
+        ),
     ]
     now = ny(2025, 3, 3, 11)
-    snap = calc.calculate_real_time_metrics(fills, {"AAPL": 106.0}, orders=orders, now=now, day_open_marks={"AAPL": 102.0})
+    snap = calc.calculate_real_time_metrics(
+        fills, {"AAPL": 106.0}, orders=orders, now=now, day_open_marks={"AAPL": 102.0}
+    )
     s = snap.strategies["s"]
     assert snap.day == dt.date(2025, 3, 3)
     assert (s.realized_pnl, s.unrealized_pnl, s.equity) == (20.0, 30.0, 10_050.0)
@@ -166,7 +202,9 @@ def test_portfolio_uses_the_account_equity_series_when_given():
 
 def test_post_trade_daily_report_and_store(tmp_path):
     base = ny(2025, 3, 3, 10)
-    fills = [fill(f.fill_id, f.side.value, f.quantity, f.price, base + f.ts, f.commission) for f in FILLS]
+    fills = [
+        fill(f.fill_id, f.side.value, f.quantity, f.price, base + f.ts, f.commission) for f in FILLS
+    ]
     fills.append(fill("g1", "BUY", 1, 50.0, ny(2025, 3, 4, 10), strat="other"))
     fills.append(fill("g2", "SELL", 1, 49.0, ny(2025, 3, 4, 11), strat="other"))
     calc = MetricsCalculation({"s": 10_000.0})
@@ -190,7 +228,9 @@ def test_post_trade_daily_report_and_store(tmp_path):
     store_metrics(conn, calc.last_snapshot, post.trades)
     store_metrics(conn, calc.last_snapshot, post.trades)  # idempotent: no duplicates
     assert conn.execute("SELECT COUNT(*) FROM trades").fetchone()[0] == 5
-    assert conn.execute("SELECT COUNT(*) FROM metrics_snapshots").fetchone()[0] == 1 + len(calc.last_snapshot.strategies)
+    assert conn.execute("SELECT COUNT(*) FROM metrics_snapshots").fetchone()[0] == 1 + len(
+        calc.last_snapshot.strategies
+    )
     assert load_trades(conn) == post.trades
     assert [t.trade_id for t in load_trades(conn, "other")] == ["g1>g2"]
     conn.close()
@@ -203,18 +243,37 @@ def test_incremental_ingest_matches_a_full_replay():
     syms = [Stock("AAPL"), Stock("MSFT")]
     start = ny(2025, 3, 3, 9, 30) - 86_400  # half the fills yesterday, half today
     fills = [
-        Fill(f"f{i}", f"o{i}", rng.choice(syms), rng.choice([Side.BUY, Side.SELL]), rng.randint(1, 50),
-             100 + rng.random() * 5, 0.5, ts=start + i * 300, strategy_id=rng.choice(["a", "b"]))
+        Fill(
+            f"f{i}",
+            f"o{i}",
+            rng.choice(syms),
+            rng.choice([Side.BUY, Side.SELL]),
+            rng.randint(1, 50),
+            100 + rng.random() * 5,
+            0.5,
+            ts=start + i * 300,
+            strategy_id=rng.choice(["a", "b"]),
+        )
         for i in range(400)
     ]
     marks = {"AAPL": 102.0, "MSFT": 101.0}
     now = ny(2025, 3, 3, 16)
 
     def key(snap):
-        return {n: (round(m.total_pnl, 6), round(m.pnl_today, 6), m.closed_trades, round(m.commissions, 6),
-                    round(m.traded_value_today, 6)) for n, m in snap.strategies.items()}
+        return {
+            n: (
+                round(m.total_pnl, 6),
+                round(m.pnl_today, 6),
+                m.closed_trades,
+                round(m.commissions, 6),
+                round(m.traded_value_today, 6),
+            )
+            for n, m in snap.strategies.items()
+        }
 
-    whole = MetricsCalculation({"a": 1e5, "b": 1e5}).calculate_real_time_metrics(fills, marks, now=now)
+    whole = MetricsCalculation({"a": 1e5, "b": 1e5}).calculate_real_time_metrics(
+        fills, marks, now=now
+    )
     inc = MetricsCalculation({"a": 1e5, "b": 1e5})
     for k in range(0, 400, 37):
         inc.calculate_real_time_metrics(fills[:k], marks, now=now - 1000 + k)

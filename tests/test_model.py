@@ -159,8 +159,18 @@ def test_malformed_orders_and_signals_are_refused(typ, lmt, stp, msg):
 
 def test_order_and_fill_serialise_losslessly():
     opt = Option("AAPL", Right.PUT, 150.0, dt.date(2026, 6, 19))
-    o = Order("O-9", opt, Side.SELL, 3, OrderType.STOP_LIMIT, limit_price=1.5, stop_price=1.6,
-              strategy_id="cc", signal_price=1.55, created_ts=1.0).transition(S.SUBMITTED, broker_order_id="B7")
+    o = Order(
+        "O-9",
+        opt,
+        Side.SELL,
+        3,
+        OrderType.STOP_LIMIT,
+        limit_price=1.5,
+        stop_price=1.6,
+        strategy_id="cc",
+        signal_price=1.55,
+        created_ts=1.0,
+    ).transition(S.SUBMITTED, broker_order_id="B7")
     o = o.with_fill(1, 1.5)
     assert Order.from_dict(o.to_dict()) == o
     f = Fill("F1", "O-9", opt, Side.SELL, 1, 1.5, 0.65, 3.0, "cc")
@@ -204,8 +214,11 @@ def test_option_position_respects_the_multiplier():
 
 
 def test_positions_from_fills_by_account_and_by_strategy():
-    fs = [fill(Side.BUY, 10, 100.0, sid="a"), fill(Side.SELL, 4, 101.0, sid="b"),
-          fill(Side.BUY, 1, 50.0, inst=Stock("MSFT"), sid="a")]
+    fs = [
+        fill(Side.BUY, 10, 100.0, sid="a"),
+        fill(Side.SELL, 4, 101.0, sid="b"),
+        fill(Side.BUY, 1, 50.0, inst=Stock("MSFT"), sid="a"),
+    ]
     acct = positions_from_fills(fs)
     assert acct["AAPL"].quantity == 6 and acct["MSFT"].quantity == 1
     by = positions_from_fills(fs, by_strategy=True)

@@ -29,7 +29,12 @@ def test_json_lines_shape_and_memory_tail(tmp_path):
     assert len(lines) == 6
     first = json.loads(lines[0])
     assert set(first) == {"ts", "level", "kind", "message", "fields"}
-    assert (first["level"], first["kind"], first["message"], first["fields"]) == ("info", "order", "order 0 submitted", {"order_id": "o0", "qty": 0})
+    assert (first["level"], first["kind"], first["message"], first["fields"]) == (
+        "info",
+        "order",
+        "order 0 submitted",
+        {"order_id": "o0", "qty": 0},
+    )
     assert json.loads(lines[-1])["fields"] == {"api_token": "***", "password": "***"}
     assert [e.message for e in log.recent()] == ["order 3 submitted", "order 4 submitted", "halt"]
     assert [e.message for e in log.recent(kind="alert")] == ["halt"]
@@ -155,7 +160,12 @@ def test_fbterm_log_reads_and_filters(tmp_path, capsys):
     assert main(["log", "--file", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 4
-    assert "INFO" in out[0] and "command" in out[0] and "halt requested" in out[0] and "source=ui" in out[0]
+    assert (
+        "INFO" in out[0]
+        and "command" in out[0]
+        and "halt requested" in out[0]
+        and "source=ui" in out[0]
+    )
 
     assert main(["log", "--file", str(path), "--kind", "order", "--tail", "1"]) == 0
     [line] = capsys.readouterr().out.splitlines()
@@ -192,5 +202,7 @@ def test_ops_cli_is_import_light():
         "heavy = [m for m in ('fbterm.ops', 'fbterm.metrics', 'fbterm.control', 'numpy', 'pandas', 'smtplib') "
         "if m in sys.modules]; print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
     assert out.stdout.strip() == "[]"

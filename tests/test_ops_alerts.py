@@ -64,8 +64,15 @@ def alerts_cfg(**over):
 
 
 def email_cfg(port, **over):
-    e = {"enabled": True, "host": "127.0.0.1", "port": port, "security": "none",
-         "sender": "fbterm@test.local", "recipients": ["ops@test.local", "risk@test.local"], "timeout": 5.0}
+    e = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "sender": "fbterm@test.local",
+        "recipients": ["ops@test.local", "risk@test.local"],
+        "timeout": 5.0,
+    }
     e.update(over)
     return alerts_cfg(email=e)
 
@@ -81,7 +88,9 @@ class Inbox:
         return "250 Message accepted"
 
     def messages(self):
-        return [email.message_from_bytes(e.content, policy=email.policy.default) for e in self.envelopes]
+        return [
+            email.message_from_bytes(e.content, policy=email.policy.default) for e in self.envelopes
+        ]
 
 
 def smtp_server(inbox, port, **kw) -> Controller:
@@ -123,13 +132,18 @@ class Authenticator:
         self.user, self.password = user.encode(), password.encode()
 
     def __call__(self, server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (self.user, self.password)
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            self.user,
+            self.password,
+        )
         return AuthResult(success=ok)
 
 
 def test_smtp_auth_password_from_env_is_never_logged(tmp_path):
     inbox, port = Inbox(), free_port()
-    server = smtp_server(inbox, port, authenticator=Authenticator("alerts", "s3cret-pw"), auth_require_tls=False)
+    server = smtp_server(
+        inbox, port, authenticator=Authenticator("alerts", "s3cret-pw"), auth_require_tls=False
+    )
     # A refused login makes smtplib fall through its mechanisms until the server gives up on
     # it; a short timeout keeps that quick.
     cfg = email_cfg(port, username="alerts", password_env="TEST_SMTP_PW", timeout=2.0)
@@ -155,9 +169,14 @@ def test_smtp_auth_password_from_env_is_never_logged(tmp_path):
     for sub in ("good", "bad", "missing"):
         text = (tmp_path / sub / "activity.jsonl").read_text()
         assert "s3cret-pw" not in text and "wrong-pw" not in text
-    failures = [e for e in read_activity_log(tmp_path / "bad" / "activity.jsonl") if "failed" in e.message]
+    failures = [
+        e for e in read_activity_log(tmp_path / "bad" / "activity.jsonl") if "failed" in e.message
+    ]
     assert failures and failures[0].level == "warning" and failures[0].fields["channel"] == "email"
-    assert any("TEST_SMTP_PW is not set" in e.message for e in read_activity_log(tmp_path / "missing" / "activity.jsonl"))
+    assert any(
+        "TEST_SMTP_PW is not set" in e.message
+        for e in read_activity_log(tmp_path / "missing" / "activity.jsonl")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +186,27 @@ def tls_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -187,8 +224,12 @@ def test_smtp_over_tls_with_auth(tmp_path, tls_files, security):
         # aiosmtpd cannot tell that an implicit-TLS session is encrypted, so it would hide AUTH.
         kw = {"ssl_context": server_ctx, "auth_require_tls": False}
     server = smtp_server(inbox, port, authenticator=Authenticator("u", "pw"), **kw)
-    diag = make_diag(tmp_path, email_cfg(port, security=security, username="u"), env={"FBTERM_SMTP_PASSWORD": "pw"},
-                     ssl_context=client_ctx)
+    diag = make_diag(
+        tmp_path,
+        email_cfg(port, security=security, username="u"),
+        env={"FBTERM_SMTP_PASSWORD": "pw"},
+        ssl_context=client_ctx,
+    )
     try:
         diag.send_alert(Severity.CRITICAL, "Max drawdown breached", f"over {security}")
         assert diag.flush(20)
@@ -204,7 +245,9 @@ def test_retry_after_smtp_server_comes_back_and_after_restart(tmp_path):
     port = free_port()
     cfg = email_cfg(port)
     diag = make_diag(tmp_path, cfg)
-    diag.alert(AlertKind.STRATEGY_ERROR, "Strategy sma_fast crashed", "ZeroDivisionError in analyze")
+    diag.alert(
+        AlertKind.STRATEGY_ERROR, "Strategy sma_fast crashed", "ZeroDivisionError in analyze"
+    )
     assert not diag.flush(20)  # nobody listening
     assert diag.pending_count() == 1
     inbox = Inbox()
@@ -236,14 +279,26 @@ def test_retry_after_smtp_server_comes_back_and_after_restart(tmp_path):
 
 
 def test_gives_up_after_max_attempts(tmp_path):
-    cfg = alerts_cfg(retry_max_attempts=2, email={"enabled": True, "host": "127.0.0.1", "port": free_port(),
-                                                  "security": "none", "recipients": ["a@b"], "timeout": 2.0})
+    cfg = alerts_cfg(
+        retry_max_attempts=2,
+        email={
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "security": "none",
+            "recipients": ["a@b"],
+            "timeout": 2.0,
+        },
+    )
     diag = make_diag(tmp_path, cfg)
     diag.send_alert("error", "t", "b")
     assert not diag.flush(10)
     assert diag.flush(10)  # second failure is the last attempt: dropped, and said so
     diag.close()
-    assert any("gave up" in e.message and e.level == "error" for e in read_activity_log(tmp_path / "activity.jsonl"))
+    assert any(
+        "gave up" in e.message and e.level == "error"
+        for e in read_activity_log(tmp_path / "activity.jsonl")
+    )
 
 
 # ------------------------------------------------------------------ limits (recording channel)
@@ -275,14 +330,24 @@ class FakeClock:
 def test_rate_limit_per_minute_and_critical_bypass(tmp_path):
     clock, ch = FakeClock(), RecordingChannel()
     diag = make_diag(tmp_path, alerts_cfg(rate_limit_per_minute=3), channels=[ch], clock=clock)
-    decisions = [diag.send_alert("warning", f"rejected #{i}", "risk: max order value") for i in range(5)]
+    decisions = [
+        diag.send_alert("warning", f"rejected #{i}", "risk: max order value") for i in range(5)
+    ]
     assert decisions == [AlertDecision.QUEUED] * 3 + [AlertDecision.RATE_LIMITED] * 2
-    assert diag.alert(AlertKind.HALT, "halted", "drawdown") is AlertDecision.QUEUED  # critical skips the limit
+    assert (
+        diag.alert(AlertKind.HALT, "halted", "drawdown") is AlertDecision.QUEUED
+    )  # critical skips the limit
     clock.t += 61
     assert diag.send_alert("warning", "rejected #5", "again") is AlertDecision.QUEUED
     assert diag.flush(10)
     diag.close()
-    assert [a.title for a in ch.sent] == ["rejected #0", "rejected #1", "rejected #2", "halted", "rejected #5"]
+    assert [a.title for a in ch.sent] == [
+        "rejected #0",
+        "rejected #1",
+        "rejected #2",
+        "halted",
+        "rejected #5",
+    ]
     assert "2 other alert(s) were suppressed" in ch.sent[3].body
 
 
@@ -291,12 +356,24 @@ def test_dedup_by_key_within_window_unless_escalated(tmp_path):
     diag = make_diag(tmp_path, alerts_cfg(dedup_seconds=300), channels=[ch], clock=clock)
     assert diag.send_alert("error", "feed stale", "AAPL", key="stale:AAPL") is AlertDecision.QUEUED
     clock.t += 10
-    assert diag.send_alert("error", "feed stale", "AAPL again", key="stale:AAPL") is AlertDecision.DUPLICATE
-    assert diag.send_alert("warning", "feed stale", "AAPL", key="stale:AAPL") is AlertDecision.DUPLICATE
+    assert (
+        diag.send_alert("error", "feed stale", "AAPL again", key="stale:AAPL")
+        is AlertDecision.DUPLICATE
+    )
+    assert (
+        diag.send_alert("warning", "feed stale", "AAPL", key="stale:AAPL")
+        is AlertDecision.DUPLICATE
+    )
     assert diag.send_alert("error", "feed stale", "MSFT", key="stale:MSFT") is AlertDecision.QUEUED
-    assert diag.send_alert("critical", "feed stale", "AAPL worse", key="stale:AAPL") is AlertDecision.QUEUED
+    assert (
+        diag.send_alert("critical", "feed stale", "AAPL worse", key="stale:AAPL")
+        is AlertDecision.QUEUED
+    )
     clock.t += 301
-    assert diag.send_alert("critical", "feed stale", "AAPL still", key="stale:AAPL") is AlertDecision.QUEUED
+    assert (
+        diag.send_alert("critical", "feed stale", "AAPL still", key="stale:AAPL")
+        is AlertDecision.QUEUED
+    )
     assert diag.send_alert("info", "fyi", "below the floor") is AlertDecision.BELOW_MIN_SEVERITY
     assert diag.flush(10)
     diag.close()
@@ -316,7 +393,9 @@ def test_send_alert_does_not_wait_for_delivery(tmp_path):
     ch = SlowChannel()
     diag = make_diag(tmp_path, alerts_cfg(), channels=[ch])
     assert diag.send_alert("error", "slow", "x") is AlertDecision.QUEUED
-    assert diag.send_alert("error", "slow 2", "x") is AlertDecision.QUEUED  # returned while delivery blocks
+    assert (
+        diag.send_alert("error", "slow 2", "x") is AlertDecision.QUEUED
+    )  # returned while delivery blocks
     assert ch.sent == []
     ch.release.set()
     assert diag.flush(20)
@@ -356,8 +435,17 @@ def http_endpoint():
 
 def test_twilio_sms_shape(tmp_path, http_endpoint):
     handler, url = http_endpoint
-    cfg = alerts_cfg(sms={"enabled": True, "provider": "twilio", "url": url, "account_sid": "AC123",
-                          "token_env": "TEST_TW_TOKEN", "sender": "+15550000", "recipients": ["+15551111", "+15552222"]})
+    cfg = alerts_cfg(
+        sms={
+            "enabled": True,
+            "provider": "twilio",
+            "url": url,
+            "account_sid": "AC123",
+            "token_env": "TEST_TW_TOKEN",
+            "sender": "+15550000",
+            "recipients": ["+15551111", "+15552222"],
+        }
+    )
     diag = make_diag(tmp_path, cfg, env={"TEST_TW_TOKEN": "tok-xyz"})
     diag.alert(AlertKind.ORDER_REJECTED, "Order rejected", "o-17 BUY 100 AAPL: max order value")
     assert diag.flush(20)
@@ -374,14 +462,21 @@ def test_twilio_sms_shape(tmp_path, http_endpoint):
 
 def test_webhook_json_and_error_handling(tmp_path, http_endpoint):
     handler, url = http_endpoint
-    cfg = alerts_cfg(sms={"enabled": True, "provider": "webhook", "url": url + "/hook", "token_env": "TEST_HOOK"})
+    cfg = alerts_cfg(
+        sms={"enabled": True, "provider": "webhook", "url": url + "/hook", "token_env": "TEST_HOOK"}
+    )
     diag = make_diag(tmp_path, cfg, env={"TEST_HOOK": "bearer-1"})
     diag.send_alert("critical", "Halted", "daily loss limit", key="halt")
     assert diag.flush(20)
     path, headers, body = handler.requests[0]
     payload = json.loads(body)
     assert path == "/hook" and headers["Authorization"] == "Bearer bearer-1"
-    assert (payload["severity"], payload["title"], payload["body"], payload["key"]) == ("critical", "Halted", "daily loss limit", "halt")
+    assert (payload["severity"], payload["title"], payload["body"], payload["key"]) == (
+        "critical",
+        "Halted",
+        "daily loss limit",
+        "halt",
+    )
 
     handler.status = 503  # server trouble: keep it for a retry
     diag.send_alert("error", "retry me", "x")
@@ -393,9 +488,16 @@ def test_webhook_json_and_error_handling(tmp_path, http_endpoint):
     diag.send_alert("error", "bad request", "x")
     assert diag.flush(20) and diag.pending_count() == 0
     diag.close()
-    assert [json.loads(b)["title"] for _, _, b in handler.requests] == ["Halted", "retry me", "retry me", "bad request"]
-    assert any("gave up" in e.message and "HTTP 400" in e.message
-               for e in read_activity_log(tmp_path / "activity.jsonl"))
+    assert [json.loads(b)["title"] for _, _, b in handler.requests] == [
+        "Halted",
+        "retry me",
+        "retry me",
+        "bad request",
+    ]
+    assert any(
+        "gave up" in e.message and "HTTP 400" in e.message
+        for e in read_activity_log(tmp_path / "activity.jsonl")
+    )
 
 
 # ------------------------------------------------------------------ fbterm alert-test / from_config
@@ -418,7 +520,9 @@ def test_fbterm_alert_test_delivers_now_and_reports(tmp_path, monkeypatch, capsy
         server.stop()
     assert capsys.readouterr().out.strip() == "ok      email ops@test.local"
     [msg] = inbox.messages()
-    assert msg["Subject"] == "[fbterm INFO] test alert" and "hello from the test" in msg.get_content()
+    assert (
+        msg["Subject"] == "[fbterm INFO] test alert" and "hello from the test" in msg.get_content()
+    )
     # Server gone: the failure is reported per destination, exit 1, nothing left to retry later.
     assert main(["alert-test", "--config", str(cfg)]) == 1
     assert capsys.readouterr().out.startswith("FAILED  email ops@test.local: email:")
@@ -443,4 +547,7 @@ def test_from_config_puts_log_and_outbox_in_fbterm_home(tmp_path):
         diag.close()
     home = tmp_path / "home"
     assert (home / "activity.jsonl").exists() and (home / "alerts-outbox.sqlite").exists()
-    assert [e.message for e in read_activity_log(home / "activity.jsonl")] == ["started", "ERROR: x"]
+    assert [e.message for e in read_activity_log(home / "activity.jsonl")] == [
+        "started",
+        "ERROR: x",
+    ]

@@ -21,7 +21,7 @@ from fbterm.ops import Diagnostics, UpdatableEngine, UpdatesManagement
 
 pytestmark = pytest.mark.timeout(60)
 
-V1 = '''
+V1 = """
 import pandas as pd
 
 class Momentum:
@@ -39,16 +39,20 @@ class Momentum:
 
     def execute(self, target, position):
         return target * 100 - position
-'''
+"""
 
-V2 = V1.replace("VERSION = 1", "VERSION = 2").replace("* self.scale).clip(-1, 1)", "* self.scale * 0.5).clip(-1, 1)")
+V2 = V1.replace("VERSION = 1", "VERSION = 2").replace(
+    "* self.scale).clip(-1, 1)", "* self.scale * 0.5).clip(-1, 1)"
+)
 V_SYNTAX = V1 + "\ndef broken(:\n"
-V_RUNTIME = V1.replace("VERSION = 1", "VERSION = 3").replace("ret = bars", "ret = 1 / 0; ret = bars")
-V_RESUME_FAILS = V1.replace("VERSION = 1", "VERSION = 4") + textwrap.dedent('''
+V_RUNTIME = V1.replace("VERSION = 1", "VERSION = 3").replace(
+    "ret = bars", "ret = 1 / 0; ret = bars"
+)
+V_RESUME_FAILS = V1.replace("VERSION = 1", "VERSION = 4") + textwrap.dedent("""
     def _on_resume(self):
         raise RuntimeError("cannot subscribe to market data")
     Momentum.on_resume = _on_resume
-''')
+""")
 
 
 class MiniEngine:
@@ -63,8 +67,16 @@ class MiniEngine:
         self.paused: set[str] = set()
         self.events: list[tuple[str, str]] = []
         idx = pd.date_range("2025-01-02 14:30", periods=20, freq="1min", tz="UTC")
-        self.bars = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "volume": 1000.0,
-                                  "close": [100 + math.sin(i / 3) for i in range(20)]}, index=idx)
+        self.bars = pd.DataFrame(
+            {
+                "open": 100.0,
+                "high": 101.0,
+                "low": 99.0,
+                "volume": 1000.0,
+                "close": [100 + math.sin(i / 3) for i in range(20)],
+            },
+            index=idx,
+        )
 
     def strategy_names(self):
         return list(self.configs)
@@ -134,21 +146,37 @@ def setup(tmp_path, monkeypatch, request):
     src.mkdir()
     (src / f"{mod}.py").write_text(V1)
     monkeypatch.syspath_prepend(str(src))
-    cfg = config_from_dict({
-        "market": {"symbols": ["AAPL", "MSFT"]},
-        "strategies": [
-            {"name": "mom", "class": f"{mod}:Momentum", "symbols": ["AAPL"], "params": {"window": 3}},
-            {"name": "mom2", "class": f"{mod}:Momentum", "symbols": ["MSFT"], "params": {"window": 4}},
-        ],
-    })
+    cfg = config_from_dict(
+        {
+            "market": {"symbols": ["AAPL", "MSFT"]},
+            "strategies": [
+                {
+                    "name": "mom",
+                    "class": f"{mod}:Momentum",
+                    "symbols": ["AAPL"],
+                    "params": {"window": 3},
+                },
+                {
+                    "name": "mom2",
+                    "class": f"{mod}:Momentum",
+                    "symbols": ["MSFT"],
+                    "params": {"window": 4},
+                },
+            ],
+        }
+    )
     engine = MiniEngine(cfg)
     engine.step("mom")
     engine.step("mom2")
     engine.open_orders["mom"].append("o-42 BUY 10 AAPL LMT 99")
     ch = RecordingChannel()
     alerts_cfg = config_from_dict({}).alerts
-    diag = Diagnostics(alerts_cfg, tmp_path / "activity.jsonl", tmp_path / "outbox.sqlite", channels=[ch])
-    yield dataclasses.make_dataclass("S", ["engine", "mod", "src", "diag", "ch", "tmp"])(engine, mod, src, diag, ch, tmp_path)
+    diag = Diagnostics(
+        alerts_cfg, tmp_path / "activity.jsonl", tmp_path / "outbox.sqlite", channels=[ch]
+    )
+    yield dataclasses.make_dataclass("S", ["engine", "mod", "src", "diag", "ch", "tmp"])(
+        engine, mod, src, diag, ch, tmp_path
+    )
     diag.close()
     sys.modules.pop(mod, None)
 
@@ -163,9 +191,15 @@ def test_mini_engine_implements_the_protocol(setup):
 
 def test_param_update_keeps_positions_and_orders(setup):
     e = setup.engine
-    pos, orders, old = dict(e.positions), {k: list(v) for k, v in e.open_orders.items()}, e.strategy("mom")
+    pos, orders, old = (
+        dict(e.positions),
+        {k: list(v) for k, v in e.open_orders.items()},
+        e.strategy("mom"),
+    )
     assert pos["mom"] != 0
-    res = UpdatesManagement(setup.diag).apply_update(e, strategy="mom", params={"window": 5, "scale": 0.5})
+    res = UpdatesManagement(setup.diag).apply_update(
+        e, strategy="mom", params={"window": 5, "scale": 0.5}
+    )
     assert res.ok and res.kind == "params" and res.strategies == ("mom",) and not res.rolled_back
     new = e.strategy("mom")
     assert new is not old and (new.window, new.scale) == (5, 0.5)
@@ -183,10 +217,14 @@ def test_code_update_loads_new_code_and_keeps_old_object_intact(setup):
     old = e.strategy("mom")
     before = sys.modules[setup.mod]
     write(setup, V2)
-    res = UpdatesManagement(setup.diag).apply_update(e, strategy="mom", code=f"{setup.mod}:Momentum")
+    res = UpdatesManagement(setup.diag).apply_update(
+        e, strategy="mom", code=f"{setup.mod}:Momentum"
+    )
     assert res.ok and res.kind == "code"
     assert type(e.strategy("mom")).VERSION == 2
-    assert type(old).VERSION == 1 and type(e.strategy("mom2")).VERSION == 1  # untouched objects keep v1
+    assert (
+        type(old).VERSION == 1 and type(e.strategy("mom2")).VERSION == 1
+    )  # untouched objects keep v1
     assert sys.modules[setup.mod] is not before
     assert e.positions["mom"] == 100.0 and e.open_orders["mom"] == ["o-42 BUY 10 AAPL LMT 99"]
 
@@ -219,11 +257,15 @@ def test_failure_during_swap_rolls_back_and_alerts(setup):
     e = setup.engine
     old, mod_before = e.strategy("mom"), sys.modules[setup.mod]
     write(setup, V_RESUME_FAILS)
-    res = UpdatesManagement(setup.diag).apply_update(e, strategy="mom", code=f"{setup.mod}:Momentum")
+    res = UpdatesManagement(setup.diag).apply_update(
+        e, strategy="mom", code=f"{setup.mod}:Momentum"
+    )
     assert not res.ok and res.rolled_back
     assert "resume failed" in res.message and "cannot subscribe" in res.message
     assert e.strategy("mom") is old and not e.paused
-    assert e.strategy_config("mom").cls == f"{setup.mod}:Momentum" and e.strategy_config("mom").params == {"window": 3}
+    assert e.strategy_config("mom").cls == f"{setup.mod}:Momentum" and e.strategy_config(
+        "mom"
+    ).params == {"window": 3}
     assert sys.modules[setup.mod] is mod_before
     assert e.positions["mom"] == 100.0 and e.open_orders["mom"] == ["o-42 BUY 10 AAPL LMT 99"]
     assert setup.diag.flush(10)
@@ -254,7 +296,10 @@ def _config_text(mod, mom_params, mom2_params, extra=""):
 def test_config_update_swaps_changed_strategies_only(setup):
     e = setup.engine
     path = setup.tmp / "new.toml"
-    path.write_text(_config_text(setup.mod, "{ window = 3 }", "{ window = 7 }") + "\n[risk]\nmax_drawdown_pct = 5.0\n")
+    path.write_text(
+        _config_text(setup.mod, "{ window = 3 }", "{ window = 7 }")
+        + "\n[risk]\nmax_drawdown_pct = 5.0\n"
+    )
     res = UpdatesManagement(setup.diag).apply_update(e, config=path)
     assert res.ok and res.strategies == ("mom2",)
     assert e.strategy("mom2").window == 7
@@ -285,7 +330,10 @@ def test_config_update_is_all_or_nothing(setup):
 
 def test_config_update_refuses_an_invalid_file(setup):
     path = setup.tmp / "bad.toml"
-    path.write_text(_config_text(setup.mod, "{ window = 3 }", "{ window = 4 }") + "\n[risk]\nmax_drawdwn_pct = 5\n")
+    path.write_text(
+        _config_text(setup.mod, "{ window = 3 }", "{ window = 4 }")
+        + "\n[risk]\nmax_drawdwn_pct = 5\n"
+    )
     res = UpdatesManagement(setup.diag).apply_update(setup.engine, config=path)
     assert not res.ok and "risk.max_drawdwn_pct: unknown key" in res.message
     assert setup.engine.events == []
@@ -307,7 +355,19 @@ def served(setup):
 
 def test_fbterm_update_params_over_the_socket(served, capsys):
     s, sock = served
-    rc = main(["update", "--socket", str(sock), "--strategy", "mom", "--param", "window=6", "--param", "scale=0.25"])
+    rc = main(
+        [
+            "update",
+            "--socket",
+            str(sock),
+            "--strategy",
+            "mom",
+            "--param",
+            "window=6",
+            "--param",
+            "scale=0.25",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip() == "updated mom"
     assert (s.engine.strategy("mom").window, s.engine.strategy("mom").scale) == (6, 0.25)
@@ -317,11 +377,17 @@ def test_fbterm_update_params_over_the_socket(served, capsys):
 def test_fbterm_update_code_and_config_over_the_socket(served, capsys):
     s, sock = served
     write(s, V2)
-    assert main(["update", "--socket", str(sock), "--strategy", "mom2", "--code", f"{s.mod}:Momentum"]) == 0
+    assert (
+        main(["update", "--socket", str(sock), "--strategy", "mom2", "--code", f"{s.mod}:Momentum"])
+        == 0
+    )
     assert type(s.engine.strategy("mom2")).VERSION == 2
     capsys.readouterr()
     cfg = s.tmp / "new.toml"
-    cfg.write_text(_config_text(s.mod, "{ window = 8 }", "{ window = 4 }") + f'\n[control]\nsocket = "{sock}"\n')
+    cfg.write_text(
+        _config_text(s.mod, "{ window = 8 }", "{ window = 4 }")
+        + f'\n[control]\nsocket = "{sock}"\n'
+    )
     assert main(["update", "--config", str(cfg)]) == 0  # the socket comes from the config
     assert "updated mom" in capsys.readouterr().out
     assert s.engine.strategy("mom").window == 8
@@ -330,7 +396,10 @@ def test_fbterm_update_code_and_config_over_the_socket(served, capsys):
 def test_fbterm_update_failure_exits_nonzero(served, capsys):
     s, sock = served
     write(s, V_SYNTAX)
-    assert main(["update", "--socket", str(sock), "--strategy", "mom", "--code", f"{s.mod}:Momentum"]) == 1
+    assert (
+        main(["update", "--socket", str(sock), "--strategy", "mom", "--code", f"{s.mod}:Momentum"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("fbterm: invalid update:") and "SyntaxError" in err
     assert main(["update", "--socket", str(sock), "--strategy", "nope", "--param", "a=1"]) == 1
@@ -339,7 +408,12 @@ def test_fbterm_update_failure_exits_nonzero(served, capsys):
 
 def test_fbterm_update_without_a_running_engine(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    assert main(["update", "--socket", str(tmp_path / "none.sock"), "--strategy", "x", "--param", "a=1"]) == 1
+    assert (
+        main(
+            ["update", "--socket", str(tmp_path / "none.sock"), "--strategy", "x", "--param", "a=1"]
+        )
+        == 1
+    )
     assert "no running fbterm" in capsys.readouterr().err
     assert main(["update", "--strategy", "x"]) == 2
     assert "needs --param" in capsys.readouterr().err

@@ -44,13 +44,20 @@ create_op = st.tuples(
     st.floats(-0.04, 0.04),  # limit/stop offset from the last price
     st.sampled_from(("alpha", "beta")),
 )
-tick_op = st.tuples(st.just("tick"), st.sampled_from(SYMBOLS), st.floats(-0.03, 0.03), st.integers(0, 400))
+tick_op = st.tuples(
+    st.just("tick"), st.sampled_from(SYMBOLS), st.floats(-0.03, 0.03), st.integers(0, 400)
+)
 cancel_op = st.tuples(st.just("cancel"), st.integers(0, 50))
-modify_op = st.tuples(st.just("modify"), st.integers(0, 50), st.integers(-50, 400), st.floats(-0.04, 0.04))
-replay_op = st.tuples(st.just("replay"), st.integers(0, 50))  # a fill / status the venue sends again
+modify_op = st.tuples(
+    st.just("modify"), st.integers(0, 50), st.integers(-50, 400), st.floats(-0.04, 0.04)
+)
+replay_op = st.tuples(
+    st.just("replay"), st.integers(0, 50)
+)  # a fill / status the venue sends again
 ops_strategy = st.lists(
     st.one_of(create_op, create_op, tick_op, tick_op, tick_op, cancel_op, modify_op, replay_op),
-    min_size=8, max_size=60,
+    min_size=8,
+    max_size=60,
 )
 
 
@@ -59,15 +66,21 @@ class Books:
         self.t = T0
         self.path = path
         self.journal = Journal(path)
-        self.broker = PaperBroker(PaperBrokerConfig(cash=CASH, leverage=1.0), symbols=SYMBOLS,
-                                  participation=0.5, clock=self.clock)
+        self.broker = PaperBroker(
+            PaperBrokerConfig(cash=CASH, leverage=1.0),
+            symbols=SYMBOLS,
+            participation=0.5,
+            clock=self.clock,
+        )
         self.oms = OrderManagement(self.broker, self.journal, clock=self.clock)
         self.px = {"AAPL": 100.0, "MSFT": 50.0}
         self.events: list[object] = []
         self.oms.broker.set_event_handler(self._spy)
         self.terminal: dict[str, tuple] = {}
         for s in SYMBOLS:
-            self.broker.on_tick(Tick(s, self.t, self.px[s] - 0.01, self.px[s] + 0.01, self.px[s], 0))
+            self.broker.on_tick(
+                Tick(s, self.t, self.px[s] - 0.01, self.px[s] + 0.01, self.px[s], 0)
+            )
 
     def _spy(self, ev: object) -> None:
         # Keep a copy of what the venue said (to replay it), then hand it to OrderManagement.
@@ -79,8 +92,10 @@ class Books:
 
     def rows(self) -> int:
         c = self.journal.conn
-        return c.execute("SELECT COUNT(*) FROM order_events").fetchone()[0] + \
-            c.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+        return (
+            c.execute("SELECT COUNT(*) FROM order_events").fetchone()[0]
+            + c.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+        )
 
     def ids(self) -> list[str]:
         return list(self.oms.orders)
@@ -92,9 +107,19 @@ class Books:
         if kind == "create":
             _, sym, side, qty, typ, off, sid = op
             last = self.px[sym]
-            lmt = round(last * (1 + off), 2) if typ in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
-            stp = round(last * (1 - off), 2) if typ in (OrderType.STOP, OrderType.STOP_LIMIT) else None
-            o = self.oms.create_order(Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last))
+            lmt = (
+                round(last * (1 + off), 2)
+                if typ in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+                else None
+            )
+            stp = (
+                round(last * (1 - off), 2)
+                if typ in (OrderType.STOP, OrderType.STOP_LIMIT)
+                else None
+            )
+            o = self.oms.create_order(
+                Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last)
+            )
             assert o.status in (OrderStatus.SUBMITTED, OrderStatus.REJECTED), o
             if o.status is OrderStatus.REJECTED:
                 assert o.reason
@@ -115,7 +140,9 @@ class Books:
                     self.oms.cancel_order(oid)
                 else:
                     _, _, qty, off = op
-                    lmt = round(self.px[before.symbol] * (1 + off), 2) if before.limit_price else None
+                    lmt = (
+                        round(self.px[before.symbol] * (1 + off), 2) if before.limit_price else None
+                    )
                     self.oms.modify_order(oid, quantity=qty, limit_price=lmt)
             except (IllegalTransition, OrderError, BrokerError) as e:
                 # Refused: nothing journaled, nothing changed in memory.
@@ -132,7 +159,9 @@ class Books:
             rows, orders, n = self.rows(), dict(self.oms.orders), len(self.oms.fills)
             if isinstance(ev, FillEvent) or self.oms.orders[ev.client_order_id].status.is_terminal:
                 self.oms.on_broker_event(ev)  # a duplicate fill or a late status after the end
-                assert self.rows() == rows and self.oms.orders == orders and len(self.oms.fills) == n
+                assert (
+                    self.rows() == rows and self.oms.orders == orders and len(self.oms.fills) == n
+                )
 
     # -- invariants -------------------------------------------------------------------------
     def check(self) -> None:
@@ -168,14 +197,17 @@ class Books:
             assert (oid in oms.open) == o.status.is_live
             hist = [st_ for _, _, st_ in oms.monitor_order(oid).history]
             terminal_at = [i for i, s in enumerate(hist) if s.is_terminal]
-            assert len(terminal_at) <= 1 and (not terminal_at or terminal_at[0] == len(hist) - 1), hist
+            assert len(terminal_at) <= 1 and (not terminal_at or terminal_at[0] == len(hist) - 1), (
+                hist
+            )
             if o.status.is_terminal:
                 snap = (o.status, o.filled_quantity, o.quantity, o.revision)
                 assert self.terminal.setdefault(oid, snap) == snap, f"{oid} changed after {snap[0]}"
             elif oid in self.terminal:
                 pytest.fail(f"{oid} left terminal state {self.terminal[oid][0]} for {o.status}")
-        assert set(broker.orders) == {k for k, o in oms.open.items()
-                                      if o.status is not OrderStatus.PENDING_SUBMIT}
+        assert set(broker.orders) == {
+            k for k, o in oms.open.items() if o.status is not OrderStatus.PENDING_SUBMIT
+        }
 
     def check_journal(self) -> None:
         """A second reader of the journal rebuilds exactly what is in memory."""
@@ -231,9 +263,16 @@ def test_books_see_fills_partials_cancels_and_refusals():
             assert b.oms.position("AAPL") == 300 and b.oms.position("AAPL", "alpha") == 300
             assert len(b.oms.fills) == 2
             first, second = b.ids()[:2]
-            assert [k for _, k, _ in b.journal.order_history(first)] == ["new", "Submitted", "fill", "fill"]
-            assert [(k, o.status) for _, k, o in b.journal.order_history(second)][-2:] == \
-                [("cancel-request", OrderStatus.PENDING_CANCEL), ("Cancelled", OrderStatus.CANCELLED)]
+            assert [k for _, k, _ in b.journal.order_history(first)] == [
+                "new",
+                "Submitted",
+                "fill",
+                "fill",
+            ]
+            assert [(k, o.status) for _, k, o in b.journal.order_history(second)][-2:] == [
+                ("cancel-request", OrderStatus.PENDING_CANCEL),
+                ("Cancelled", OrderStatus.CANCELLED),
+            ]
         finally:
             b.journal.close()
 
@@ -249,8 +288,11 @@ def test_illegal_cancel_leaves_journal_untouched():
             with pytest.raises(IllegalTransition, match="Filled -> PendingCancel"):
                 b.oms.cancel_order(oid)
             assert b.rows() == rows
-            n = sqlite3.connect(b.path).execute("SELECT COUNT(*) FROM order_events WHERE order_id=?",
-                                                (oid,)).fetchone()[0]
+            n = (
+                sqlite3.connect(b.path)
+                .execute("SELECT COUNT(*) FROM order_events WHERE order_id=?", (oid,))
+                .fetchone()[0]
+            )
             assert n == rows - 1  # new + submitted + fill; the one fill row is the rest
         finally:
             b.journal.close()

@@ -23,7 +23,9 @@ class ScriptedVenue:
         self.handler = handler
 
     def execute_order(self, order) -> None:  # type: ignore[no-untyped-def]
-        self.handler(OrderStatusEvent(order.client_order_id, OrderStatus.SUBMITTED, broker_order_id="9"))
+        self.handler(
+            OrderStatusEvent(order.client_order_id, OrderStatus.SUBMITTED, broker_order_id="9")
+        )
 
     def cancel_order(self, order) -> None:  # type: ignore[no-untyped-def]
         self.handler(OrderStatusEvent(order.client_order_id, OrderStatus.CANCELLED))
@@ -53,7 +55,9 @@ def setup(tmp_path: Path) -> tuple[OrderManagement, ScriptedVenue, list[BrokerMe
 
 
 def buy(oms: OrderManagement, qty: float = 10) -> str:
-    return oms.create_order(Signal("s", Stock("AAPL"), Side.BUY, qty, OrderType.LIMIT, limit_price=100.0)).client_order_id
+    return oms.create_order(
+        Signal("s", Stock("AAPL"), Side.BUY, qty, OrderType.LIMIT, limit_price=100.0)
+    ).client_order_id
 
 
 def reopened(tmp_path: Path) -> OrderManagement:

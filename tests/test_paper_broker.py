@@ -33,14 +33,32 @@ from fbterm.model import (
 T0 = 1_700_000_000.0
 
 
-def order(qty: float = 100, side: Side = Side.BUY, typ: OrderType = OrderType.MARKET, *,
-          lmt: float | None = None, stp: float | None = None, oid: str = "T-1",
-          inst: Stock | Option | None = None) -> Order:
-    return Order(oid, inst or Stock("AAPL"), side, qty, typ, limit_price=lmt, stop_price=stp,
-                 created_ts=T0, updated_ts=T0)
+def order(
+    qty: float = 100,
+    side: Side = Side.BUY,
+    typ: OrderType = OrderType.MARKET,
+    *,
+    lmt: float | None = None,
+    stp: float | None = None,
+    oid: str = "T-1",
+    inst: Stock | Option | None = None,
+) -> Order:
+    return Order(
+        oid,
+        inst or Stock("AAPL"),
+        side,
+        qty,
+        typ,
+        limit_price=lmt,
+        stop_price=stp,
+        created_ts=T0,
+        updated_ts=T0,
+    )
 
 
-def bar(o: float, h: float, lo: float, c: float, v: float = 0.0, ts: float = T0 + 1) -> MarketUpdate:
+def bar(
+    o: float, h: float, lo: float, c: float, v: float = 0.0, ts: float = T0 + 1
+) -> MarketUpdate:
     return MarketUpdate(ts, o, h, lo, c, v)
 
 
@@ -49,8 +67,12 @@ class Venue:
 
     def __init__(self, cash: float = 1_000_000.0, cap: float | None = None, **cfg: object):
         self.events: list[object] = []
-        self.b = PaperBroker(PaperBrokerConfig(cash=cash, **cfg), symbols=["AAPL", "MSFT"],
-                             participation=cap, clock=lambda: T0)
+        self.b = PaperBroker(
+            PaperBrokerConfig(cash=cash, **cfg),
+            symbols=["AAPL", "MSFT"],
+            participation=cap,
+            clock=lambda: T0,
+        )
         self.b.set_event_handler(self.events.append)
 
     def send(self, o: Order) -> Order:
@@ -62,7 +84,11 @@ class Venue:
         return [e.fill for e in self.events if isinstance(e, FillEvent)]
 
     def statuses(self, oid: str = "T-1") -> list[OrderStatus]:
-        return [e.status for e in self.events if isinstance(e, OrderStatusEvent) and e.client_order_id == oid]
+        return [
+            e.status
+            for e in self.events
+            if isinstance(e, OrderStatusEvent) and e.client_order_id == oid
+        ]
 
 
 # ------------------------------------------------------------------------- market orders
@@ -168,10 +194,15 @@ def test_stop_limit_triggered_but_gapped_past_the_limit_waits_then_fills():
 
 
 def test_stop_limit_fills_in_the_trigger_bar_when_the_limit_allows():
-    d = match_order(order(side=Side.BUY, typ=OrderType.STOP_LIMIT, stp=105.0, lmt=106.0), bar(100, 107, 99, 106))
+    d = match_order(
+        order(side=Side.BUY, typ=OrderType.STOP_LIMIT, stp=105.0, lmt=106.0), bar(100, 107, 99, 106)
+    )
     assert d is not None and d.triggered and d.price == 105.0
     # gap open 105.5 between stop and limit: fills at the open
-    d = match_order(order(side=Side.BUY, typ=OrderType.STOP_LIMIT, stp=105.0, lmt=106.0), bar(105.5, 107, 105, 106))
+    d = match_order(
+        order(side=Side.BUY, typ=OrderType.STOP_LIMIT, stp=105.0, lmt=106.0),
+        bar(105.5, 107, 105, 106),
+    )
     assert d is not None and d.price == 105.5
 
 
@@ -315,8 +346,13 @@ def test_cancel_and_modify_at_the_venue():
 
 def test_option_order_fills_through_the_option_pricer():
     market = SimulatedMarket(["AAPL"], SimulatedMarketConfig(seed=3), start_ts=T0)
-    b = PaperBroker(PaperBrokerConfig(cash=1_000_000.0), symbols=["AAPL"], participation=None,
-                    option_pricer=market.option_quote, clock=lambda: T0)
+    b = PaperBroker(
+        PaperBrokerConfig(cash=1_000_000.0),
+        symbols=["AAPL"],
+        participation=None,
+        option_pricer=market.option_quote,
+        clock=lambda: T0,
+    )
     events: list[object] = []
     b.set_event_handler(events.append)
     expiry = dt.date.fromtimestamp(T0) + dt.timedelta(days=45)

@@ -64,9 +64,19 @@ def gate(book: Book | None = None, clock: Clock | None = None, **limits) -> Port
     return PortfolioLevelRisk(cfg, book or Book(), clock=clock or Clock())
 
 
-def order(qty: float, side: Side = Side.BUY, sym: str = "AAPL", typ: OrderType = OrderType.MARKET,
-          lmt: float | None = None, stp: float | None = None, sid: str = "s1", inst=None) -> Order:
-    return Order("O", inst or Stock(sym), side, qty, typ, limit_price=lmt, stop_price=stp, strategy_id=sid)
+def order(
+    qty: float,
+    side: Side = Side.BUY,
+    sym: str = "AAPL",
+    typ: OrderType = OrderType.MARKET,
+    lmt: float | None = None,
+    stp: float | None = None,
+    sid: str = "s1",
+    inst=None,
+) -> Order:
+    return Order(
+        "O", inst or Stock(sym), side, qty, typ, limit_price=lmt, stop_price=stp, strategy_id=sid
+    )
 
 
 # --------------------------------------------------------------------------- the rules
@@ -78,15 +88,23 @@ def test_max_order_value_names_the_rule_and_numbers():
     assert g.check_order(order(253)) == "max_order_value: 25,300 > 20,000"
     # a limit price values the order, not the last price
     assert g.check_order(order(210, typ=OrderType.LIMIT, lmt=95.0)) is None
-    assert g.check_order(order(211, typ=OrderType.LIMIT, lmt=95.0)) == "max_order_value: 20,045 > 20,000"
+    assert (
+        g.check_order(order(211, typ=OrderType.LIMIT, lmt=95.0))
+        == "max_order_value: 20,045 > 20,000"
+    )
 
 
 def test_max_position_qty_and_value():
     book = Book(qty={"AAPL": 900})
-    assert gate(book, max_position_qty=1000).check_order(order(101)) == "max_position_qty: AAPL 1,001 > 1,000"
+    assert (
+        gate(book, max_position_qty=1000).check_order(order(101))
+        == "max_position_qty: AAPL 1,001 > 1,000"
+    )
     assert gate(book, max_position_qty=1000).check_order(order(100)) is None
-    assert gate(book, max_position_value=100_000).check_order(order(150)) == \
-        "max_position_value: AAPL 105,000 > 100,000"
+    assert (
+        gate(book, max_position_value=100_000).check_order(order(150))
+        == "max_position_value: AAPL 105,000 > 100,000"
+    )
 
 
 def test_max_strategy_position_value_only_blocks_growth():
@@ -111,7 +129,12 @@ def test_max_gross_exposure():
         (OrderType.LIMIT, 106.0, None, "price_collar: limit 106.00 is 6.0% from last 100.00 > 5%"),
         (OrderType.LIMIT, 94.0, None, "price_collar: limit 94.00 is 6.0% from last 100.00 > 5%"),
         (OrderType.STOP, None, 107.5, "price_collar: stop 107.50 is 7.5% from last 100.00 > 5%"),
-        (OrderType.STOP_LIMIT, 104.0, 80.0, "price_collar: stop 80.00 is 20.0% from last 100.00 > 5%"),
+        (
+            OrderType.STOP_LIMIT,
+            104.0,
+            80.0,
+            "price_collar: stop 80.00 is 20.0% from last 100.00 > 5%",
+        ),
         (OrderType.LIMIT, 105.0, None, None),
         (OrderType.MARKET, None, None, None),
     ],
@@ -139,11 +162,16 @@ def test_stale_data_blocks_entries_but_not_exits():
     assert g.check_order(order(5, Side.SELL)) is None  # getting out is always allowed
     assert g.check_order(order(5, sym="MSFT")) is None
     opt = Option("AAPL", Right.CALL, 120.0, dt.date(2030, 1, 18))
-    assert g.check_order(order(1, inst=opt)).startswith("stale_data: AAPL")  # options on a stale underlying
+    assert g.check_order(order(1, inst=opt)).startswith(
+        "stale_data: AAPL"
+    )  # options on a stale underlying
 
 
 def test_no_price_no_entry():
-    assert gate().check_order(order(1, sym="ZZZ")) == "no_price: no last price for ZZZ to value the order"
+    assert (
+        gate().check_order(order(1, sym="ZZZ"))
+        == "no_price: no last price for ZZZ to value the order"
+    )
 
 
 # ------------------------------------------------------------------------ trading states
@@ -152,12 +180,16 @@ def test_no_price_no_entry():
 def test_active_reducing_halted_semantics():
     book = Book(qty={"AAPL": 100, "MSFT": -10})
     states: list[tuple[TradingState, str]] = []
-    g = PortfolioLevelRisk(RiskConfig(), book, clock=Clock(), on_state_change=lambda s, r: states.append((s, r)))
+    g = PortfolioLevelRisk(
+        RiskConfig(), book, clock=Clock(), on_state_change=lambda s, r: states.append((s, r))
+    )
     assert g.state is TradingState.ACTIVE
     assert g.reduce_only("desk says so")
     assert g.check_order(order(50, Side.SELL)) is None  # shrinks AAPL
     assert g.check_order(order(5)) == "reduce_only: order would grow AAPL from 100 to 105"
-    assert g.check_order(order(150, Side.SELL)) == "reduce_only: order would grow AAPL from 100 to -50"
+    assert (
+        g.check_order(order(150, Side.SELL)) == "reduce_only: order would grow AAPL from 100 to -50"
+    )
     assert g.check_order(order(10, sym="MSFT")) is None  # covers the short
     assert not g.reduce_only("again")  # only from ACTIVE
     assert g.halt_trading("manual")
@@ -168,7 +200,11 @@ def test_active_reducing_halted_semantics():
     assert g.check_order(order(5), operator=True) == "halted: trading is HALTED (manual)"
     assert g.resume() and g.state is TradingState.ACTIVE and not g.resume()
     assert g.check_order(order(5)) is None
-    assert [s for s, _ in states] == [TradingState.REDUCING, TradingState.HALTED, TradingState.ACTIVE]
+    assert [s for s, _ in states] == [
+        TradingState.REDUCING,
+        TradingState.HALTED,
+        TradingState.ACTIVE,
+    ]
     assert states[0][1] == "desk says so"
 
 

@@ -19,14 +19,28 @@ SEED = {
     "fbterm.strategies.executor:StrategyExecutor": ["run_strategy", "scale_strategy"],
     "fbterm.risk:StrategyLevelRisk": ["apply_stop_loss", "apply_take_profit"],
     "fbterm.risk:PortfolioLevelRisk": ["calculate_max_drawdown", "halt_trading"],
-    "fbterm.backtest.backtester:CustomBacktester": ["run_backtest", "calculate_performance_metrics"],
+    "fbterm.backtest.backtester:CustomBacktester": [
+        "run_backtest",
+        "calculate_performance_metrics",
+    ],
     "fbterm.backtest.analysis:PerformanceAnalysis": ["visualize_results"],
     "fbterm.brokers.ib:BrokerIntegration": [
-        "execute_order", "query_open_orders", "query_positions", "query_account_details",
+        "execute_order",
+        "query_open_orders",
+        "query_positions",
+        "query_account_details",
     ],
-    "fbterm.orders:OrderManagement": ["create_order", "monitor_order", "cancel_order", "modify_order"],
+    "fbterm.orders:OrderManagement": [
+        "create_order",
+        "monitor_order",
+        "cancel_order",
+        "modify_order",
+    ],
     "fbterm.orders:OrderQueue": ["enqueue_order", "dequeue_order"],
-    "fbterm.metrics:MetricsCalculation": ["calculate_real_time_metrics", "calculate_post_trade_metrics"],
+    "fbterm.metrics:MetricsCalculation": [
+        "calculate_real_time_metrics",
+        "calculate_post_trade_metrics",
+    ],
     "fbterm.metrics:Optimization": ["apply_half_kelly"],
     "fbterm.ops:UpdatesManagement": ["apply_update"],
     "fbterm.ops:Diagnostics": ["send_alert", "log_activity"],
@@ -48,4 +62,6 @@ def test_every_seed_class_is_exported_from_the_package_root() -> None:
 
     for spec in SEED:
         cls_name = spec.split(":")[1]
-        assert getattr(fbterm, cls_name) is getattr(importlib.import_module(spec.split(":")[0]), cls_name)
+        assert getattr(fbterm, cls_name) is getattr(
+            importlib.import_module(spec.split(":")[0]), cls_name
+        )

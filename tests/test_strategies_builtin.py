@@ -35,11 +35,16 @@ def _stream(strat, df: pd.DataFrame) -> np.ndarray:
     strat.reset()
     ts = df.index.as_unit("ns").asi8 / 1e9
     o, h, lo, c, v = (df[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
-    return np.array([strat.on_bar(Bar("X", ts[i], o[i], h[i], lo[i], c[i], v[i])) for i in range(len(df))])
+    return np.array(
+        [strat.on_bar(Bar("X", ts[i], o[i], h[i], lo[i], c[i], v[i])) for i in range(len(df))]
+    )
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)]))
+    return bool(
+        np.array_equal(np.isnan(a), np.isnan(b))
+        and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
+    )
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -64,7 +69,9 @@ def test_no_look_ahead(name: str, bars: pd.DataFrame) -> None:
 def test_sma_cross_is_strict_and_matches_pandas() -> None:
     close = pd.Series([5.0, 4, 3, 2, 1, 2, 3, 4, 5, 4, 3, 2, 1, 1, 1, 1])
     idx = pd.date_range("2024-01-01", periods=len(close), freq="D", tz="UTC")
-    df = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 0.0}).set_index(idx)
+    df = pd.DataFrame(
+        {"open": close, "high": close, "low": close, "close": close, "volume": 0.0}
+    ).set_index(idx)
     sig = create_strategy("sma_cross", None, {"fast": 2, "slow": 3}).analyze(df)
     np.testing.assert_allclose(sig["sma_slow"].to_numpy(), close.rolling(3).mean().to_numpy())
     t = sig["target"].to_numpy()
@@ -75,7 +82,8 @@ def test_sma_cross_is_strict_and_matches_pandas() -> None:
 
 def test_registry_and_user_class(tmp_path, monkeypatch) -> None:
     assert set(STRATEGIES) == {"sma_cross", "mean_reversion", "breakout", "covered_call"}
-    (tmp_path / "mystrat.py").write_text(textwrap.dedent("""
+    (tmp_path / "mystrat.py").write_text(
+        textwrap.dedent("""
         from fbterm.strategies.base import StrategyInterface, signal_frame
         class Always(StrategyInterface):
             name = "always"
@@ -83,12 +91,17 @@ def test_registry_and_user_class(tmp_path, monkeypatch) -> None:
                 return signal_frame(bars.index, 1.0)
         class NotOne:
             pass
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     cls = load_strategy_class("mystrat:Always")
     assert cls.__name__ == "Always"
-    for spec, msg in [("nope", "unknown strategy"), ("mystrat:Missing", "has no"),
-                      ("mystrat:NotOne", "not a StrategyInterface"), ("nomod_xyz:Foo", "not found")]:
+    for spec, msg in [
+        ("nope", "unknown strategy"),
+        ("mystrat:Missing", "has no"),
+        ("mystrat:NotOne", "not a StrategyInterface"),
+        ("nomod_xyz:Foo", "not found"),
+    ]:
         with pytest.raises(StrategyError, match=msg):
             load_strategy_class(spec)
     with pytest.raises(StrategyError, match="must be < slow"):
@@ -106,9 +119,12 @@ def test_all_in_reversal_nets_closing_commission() -> None:
 
 
 def test_breakout_sizes_by_atr() -> None:
-    strat = create_strategy("breakout", None, {"window": 5, "exit_window": 3, "risk_pct": 1.0, "atr_mult": 2.0})
-    ctx = StrategyContext("b", "X", price=50.0, ts=0.0, equity=100_000.0, position=0.0,
-                          sizing=Sizing("fraction", 1.0))
+    strat = create_strategy(
+        "breakout", None, {"window": 5, "exit_window": 3, "risk_pct": 1.0, "atr_mult": 2.0}
+    )
+    ctx = StrategyContext(
+        "b", "X", price=50.0, ts=0.0, equity=100_000.0, position=0.0, sizing=Sizing("fraction", 1.0)
+    )
     df = pd.DataFrame({"target": [1.0], "atr": [2.5]})
     [sig] = strat.execute(df, ctx)
     assert sig.quantity == math.floor(100_000 * 0.01 / (2 * 2.5))  # 200 units risk 1% at 2 ATR
@@ -119,9 +135,17 @@ def test_covered_call_sells_and_rolls() -> None:
     strat = create_strategy("covered_call", None, {"otm_pct": 5, "days": 30, "roll_days": 5})
     ts = pd.Timestamp("2024-03-04 15:00", tz="UTC").timestamp()
     chain = synthetic_chain("X", 100.0, ts, 0.3, 0.04)
-    ctx = StrategyContext("cc", "X", price=100.0, ts=ts, equity=50_000.0, position=0.0,
-                          sizing=Sizing("fraction", 1.0), positions={},
-                          option_chain=lambda s: chain)
+    ctx = StrategyContext(
+        "cc",
+        "X",
+        price=100.0,
+        ts=ts,
+        equity=50_000.0,
+        position=0.0,
+        sizing=Sizing("fraction", 1.0),
+        positions={},
+        option_chain=lambda s: chain,
+    )
     sigs = strat.execute(1.0, ctx)
     stock, opt = sigs
     assert not stock.instrument.is_option and stock.quantity == 500  # 5 lots of 100

@@ -49,8 +49,13 @@ def make_cfg(tmp_path: Path, strategies: bool = True, **ui: Any) -> Config:
 
 
 @asynccontextmanager
-async def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int] = (120, 40),
-                  strategies: bool = True, **ui: Any) -> AsyncIterator[tuple[FbtermApp, Pilot[Any], Engine, list[tuple[str, str]]]]:
+async def console(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int] = (120, 40),
+    strategies: bool = True,
+    **ui: Any,
+) -> AsyncIterator[tuple[FbtermApp, Pilot[Any], Engine, list[tuple[str, str]]]]:
     monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     cfg = make_cfg(tmp_path, strategies, **ui)
     engine = Engine(cfg)
@@ -66,14 +71,23 @@ async def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[i
     app.notify = notify  # type: ignore[method-assign]
     try:
         async with app.run_test(size=size) as pilot:
-            await wait_for(pilot, lambda: app.snapshot is not None and bool(app.snapshot.last_prices)
-                           and (bool(app.snapshot.positions) or not strategies), "first prices")
+            await wait_for(
+                pilot,
+                lambda: (
+                    app.snapshot is not None
+                    and bool(app.snapshot.last_prices)
+                    and (bool(app.snapshot.positions) or not strategies)
+                ),
+                "first prices",
+            )
             yield app, pilot, engine, notes
     finally:
         engine.stop()
 
 
-async def wait_for(pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = WAIT) -> None:
+async def wait_for(
+    pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = WAIT
+) -> None:
     steps = int(timeout / 0.05)
     for _ in range(steps):
         if cond():
@@ -92,8 +106,9 @@ async def type_text(pilot: Pilot[Any], text: str) -> None:
         await pilot.press(ch)
 
 
-async def send_limit_order(pilot: Pilot[Any], app: FbtermApp, symbol: str = "AAPL", qty: int = 10,
-                           below: float = 0.03) -> str:
+async def send_limit_order(
+    pilot: Pilot[Any], app: FbtermApp, symbol: str = "AAPL", qty: int = 10, below: float = 0.03
+) -> str:
     """Fill the ticket by keyboard: a BUY limit far enough below market to rest."""
     before = {o.client_order_id for o in snap(app).open_orders}
     price = round(snap(app).last_prices[symbol] * (1 - below), 2)
@@ -133,7 +148,9 @@ async def test_start_shows_every_pane(tmp_path: Path, monkeypatch: pytest.Monkey
         oid = await send_limit_order(pilot, app)
         screen = app.screen
         assert isinstance(screen, ConsoleScreen)
-        await wait_for(pilot, lambda: screen.query_one(PositionsTable).row_count > 0, "positions rows")
+        await wait_for(
+            pilot, lambda: screen.query_one(PositionsTable).row_count > 0, "positions rows"
+        )
         assert screen.query_one(StrategiesTable).row_count == len(snap(app).strategies) == 4
         assert oid in screen.query_one(OrdersTable).keys
         assert len(screen.query(GaugeLine)) == len(snap(app).risk.gauges) >= 3
@@ -143,12 +160,16 @@ async def test_start_shows_every_pane(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @run_async
-async def test_halt_blocks_orders_shows_banner_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_halt_blocks_orders_shows_banner_then_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with console(tmp_path, monkeypatch) as (app, pilot, engine, notes):
         banner = app.screen.query_one(Banner)
         assert not banner.display
         await pilot.press("h")
-        await wait_for(pilot, lambda: snap(app).risk.state is TradingState.HALTED and banner.display, "HALTED")
+        await wait_for(
+            pilot, lambda: snap(app).risk.state is TradingState.HALTED and banner.display, "HALTED"
+        )
         assert "TRADING HALTED" in str(banner.render())
         assert engine.latest() is not None and engine.latest().halted  # type: ignore[union-attr]
         await wait_for(pilot, lambda: not snap(app).open_orders, "orders cancelled on halt")
@@ -159,7 +180,9 @@ async def test_halt_blocks_orders_shows_banner_then_resume(tmp_path: Path, monke
         await pilot.press("tab", "tab", "tab")
         await type_text(pilot, "5")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: any(s == "error" for _, s in notes), "a rejection notification")
+        await wait_for(
+            pilot, lambda: any(s == "error" for _, s in notes), "a rejection notification"
+        )
         assert "✗" in log_text(app)
         assert "halt" in log_text(app).lower()
         await pilot.pause(0.5)
@@ -173,7 +196,11 @@ async def test_halt_blocks_orders_shows_banner_then_resume(tmp_path: Path, monke
         assert snap(app).risk.state is TradingState.HALTED
         await pilot.press("h")
         await pilot.press("y")
-        await wait_for(pilot, lambda: snap(app).risk.state is TradingState.ACTIVE and not banner.display, "resume")
+        await wait_for(
+            pilot,
+            lambda: snap(app).risk.state is TradingState.ACTIVE and not banner.display,
+            "resume",
+        )
 
 
 @run_async
@@ -212,19 +239,29 @@ async def test_new_modify_cancel_order(tmp_path: Path, monkeypatch: pytest.Monke
         assert not isinstance(app.screen, Dialog)
 
         def order_qty() -> float | None:
-            return next((o.quantity for o in snap(app).open_orders if o.client_order_id == oid), None)
+            return next(
+                (o.quantity for o in snap(app).open_orders if o.client_order_id == oid), None
+            )
 
         await wait_for(pilot, lambda: order_qty() == 25, "the modified quantity")
         assert any("modify" in m for m, _ in notes)
 
         table.select_key(oid)
         await pilot.press("c")
-        await wait_for(pilot, lambda: oid not in {o.client_order_id for o in snap(app).open_orders}, "cancel")
-        await wait_for(pilot, lambda: f"cancel {oid}" in log_text(app) and "✓" in log_text(app), "cancel logged")
+        await wait_for(
+            pilot, lambda: oid not in {o.client_order_id for o in snap(app).open_orders}, "cancel"
+        )
+        await wait_for(
+            pilot,
+            lambda: f"cancel {oid}" in log_text(app) and "✓" in log_text(app),
+            "cancel logged",
+        )
 
 
 @run_async
-async def test_cancel_all_with_confirmation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cancel_all_with_confirmation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
         a = await send_limit_order(pilot, app, "AAPL")
         b = await send_limit_order(pilot, app, "MSFT")
@@ -234,7 +271,11 @@ async def test_cancel_all_with_confirmation(tmp_path: Path, monkeypatch: pytest.
         await pilot.pause(0.2)
         assert {a, b} <= {o.client_order_id for o in snap(app).open_orders}
         await pilot.press("C", "y")
-        await wait_for(pilot, lambda: not {a, b} & {o.client_order_id for o in snap(app).open_orders}, "cancel all")
+        await wait_for(
+            pilot,
+            lambda: not {a, b} & {o.client_order_id for o in snap(app).open_orders},
+            "cancel all",
+        )
         assert "cancel all" in log_text(app)
 
 
@@ -250,14 +291,18 @@ async def test_flatten_with_confirmation(tmp_path: Path, monkeypatch: pytest.Mon
             await pilot.press("tab", "tab", "tab")
             await type_text(pilot, "20")
             await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: sum(1 for p in snap(app).positions if p.quantity) == 2, "two positions")
+        await wait_for(
+            pilot, lambda: sum(1 for p in snap(app).positions if p.quantity) == 2, "two positions"
+        )
         await pilot.press("f")
         assert isinstance(app.screen, FlattenDialog)
         await pilot.press("escape")
         await pilot.pause(0.2)
         assert not any("flatten" in p.description for p in app.pending.values())
         await pilot.press("f", "y")
-        await wait_for(pilot, lambda: any(m.startswith("flatten all") for m, _ in notes), "the flatten outcome")
+        await wait_for(
+            pilot, lambda: any(m.startswith("flatten all") for m, _ in notes), "the flatten outcome"
+        )
         assert [s for m, s in notes if m.startswith("flatten all")] == ["information"], notes
         await wait_for(pilot, lambda: all(p.quantity == 0 for p in snap(app).positions), "flat")
 
@@ -307,8 +352,14 @@ async def test_backtest_from_the_console(tmp_path: Path, monkeypatch: pytest.Mon
         assert "not found" in str(screen.query_one("#bt-error").render())
         data_input.value = str(data)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: screen.result is not None or "-visible" in screen.query_one("#bt-error").classes,
-                       "the backtest result", timeout=60)
+        await wait_for(
+            pilot,
+            lambda: (
+                screen.result is not None or "-visible" in screen.query_one("#bt-error").classes
+            ),
+            "the backtest result",
+            timeout=60,
+        )
         assert screen.result is not None, str(screen.query_one("#bt-error").render())
         metrics = screen.query_one("#bt-metrics", DataTable)
         assert metrics.row_count == len(screen.result.metrics) > 5
@@ -316,12 +367,17 @@ async def test_backtest_from_the_console(tmp_path: Path, monkeypatch: pytest.Mon
         await pilot.press("escape")
         assert isinstance(app.screen, ConsoleScreen)
         await pilot.press("b")
-        assert app.screen is screen and screen.query_one("#bt-metrics", DataTable).row_count == metrics.row_count
+        assert (
+            app.screen is screen
+            and screen.query_one("#bt-metrics", DataTable).row_count == metrics.row_count
+        )
         await pilot.press("escape")
 
 
 @run_async
-async def test_quit_asks_when_orders_are_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_quit_asks_when_orders_are_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
         await send_limit_order(pilot, app)
         await pilot.press("q")
@@ -334,16 +390,21 @@ async def test_quit_asks_when_orders_are_open(tmp_path: Path, monkeypatch: pytes
 
 
 @run_async
-async def test_keymap_override_and_compact_80x24(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch, size=(80, 24), keys={"halt": "x"},
-                       confirm={"resume": False}) as (app, pilot, _engine, _notes):
+async def test_keymap_override_and_compact_80x24(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with console(
+        tmp_path, monkeypatch, size=(80, 24), keys={"halt": "x"}, confirm={"resume": False}
+    ) as (app, pilot, _engine, _notes):
         screen = app.screen
         assert isinstance(screen, ConsoleScreen) and screen.compact
         await pilot.press("h")
         await pilot.pause(0.3)
         assert not snap(app).halted
         await pilot.press("x")
-        await wait_for(pilot, lambda: snap(app).halted and screen.query_one(Banner).display, "halt on x")
+        await wait_for(
+            pilot, lambda: snap(app).halted and screen.query_one(Banner).display, "halt on x"
+        )
         await pilot.press("x")  # confirmation switched off: resumes at once
         await wait_for(pilot, lambda: not snap(app).halted, "resume on x")
         # One pane at a time; number keys switch.
@@ -366,4 +427,3 @@ async def test_theme_cycle_restyles_cells(tmp_path: Path, monkeypatch: pytest.Mo
         await pilot.press("t", "t")
         await pilot.pause(0.2)
         assert app.theme_file.name == "dark"
-

@@ -26,8 +26,12 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-def make_app(state: TradingState = TradingState.ACTIVE, mode: str = "PAPER", theme: str = "dark") -> FbtermApp:
-    return FbtermApp(FrozenEngine(fixed_snapshot(state, mode)), None, theme_name=theme, handle_signals=False)
+def make_app(
+    state: TradingState = TradingState.ACTIVE, mode: str = "PAPER", theme: str = "dark"
+) -> FbtermApp:
+    return FbtermApp(
+        FrozenEngine(fixed_snapshot(state, mode)), None, theme_name=theme, handle_signals=False
+    )
 
 
 async def first_frame(pilot) -> None:  # type: ignore[no-untyped-def]

@@ -46,7 +46,9 @@ def test_keymap_overrides_and_errors() -> None:
         Keymap.build(None, {"nope": False})
 
 
-def test_run_app_refuses_a_bad_keymap_before_starting_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_app_refuses_a_bad_keymap_before_starting_the_engine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     data = to_dict(default_config())
     data["ui"]["keys"] = {"quit": "end"}
     assert run_app(config_from_dict(data, "config.toml")) == 2
@@ -57,7 +59,11 @@ def test_run_app_refuses_a_bad_keymap_before_starting_the_engine(capsys: pytest.
 
 
 class _Table(KeyedTable):
-    COLUMNS = (Column("k", "Key", 6), Column("v", "Value", 8, right=True), Column("x", "Extra", 10, prio=5))
+    COLUMNS = (
+        Column("k", "Key", 6),
+        Column("v", "Value", 8, right=True),
+        Column("x", "Extra", 10, prio=5),
+    )
     DEFAULT_SORT = "v"
 
 
@@ -67,7 +73,10 @@ class _TableApp(App[None]):
 
 
 def _rows(values: dict[str, float]) -> list[Row]:
-    return [Row(k, {"k": (k, ""), "v": (f"{v:.1f}", "up"), "x": ("", "")}, {"v": v}) for k, v in values.items()]
+    return [
+        Row(k, {"k": (k, ""), "v": (f"{v:.1f}", "up"), "x": ("", "")}, {"v": v})
+        for k, v in values.items()
+    ]
 
 
 @run_async
@@ -165,8 +174,12 @@ async def test_every_theme_parses_in_the_app() -> None:
         app = FbtermApp(FrozenEngine(), None, theme_name=name, handle_signals=False)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause(0.1)
-            up = app.screen.query_one(PositionsTable).get_component_rich_style("tone--up", partial=True)
-            down = app.screen.query_one(PositionsTable).get_component_rich_style("tone--down", partial=True)
+            up = app.screen.query_one(PositionsTable).get_component_rich_style(
+                "tone--up", partial=True
+            )
+            down = app.screen.query_one(PositionsTable).get_component_rich_style(
+                "tone--down", partial=True
+            )
             assert up.color is not None and up.color != down.color, name
 
 
@@ -176,7 +189,13 @@ async def test_every_theme_parses_in_the_app() -> None:
 def test_console_never_imports_trading_internals() -> None:
     """The UI sends commands and reads snapshots; it has no path to orders, journal, risk
     state or brokers (run_app's lazy Engine import is the one allowed link)."""
-    forbidden = ("fbterm.orders", "fbterm.journal", "fbterm.risk", "fbterm.brokers", "fbterm.metrics")
+    forbidden = (
+        "fbterm.orders",
+        "fbterm.journal",
+        "fbterm.risk",
+        "fbterm.brokers",
+        "fbterm.metrics",
+    )
     tui = Path(themes.__file__).resolve().parent
     for path in tui.glob("*.py"):
         tree = ast.parse(path.read_text())

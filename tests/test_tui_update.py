@@ -20,7 +20,9 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @run_async
-async def test_update_strategy_parameters_from_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_update_strategy_parameters_from_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with console(tmp_path, monkeypatch) as (app, pilot, engine, _notes):
         await pilot.press("3")
         table = app.screen.query_one(StrategiesTable)
@@ -39,10 +41,14 @@ async def test_update_strategy_parameters_from_the_console(tmp_path: Path, monke
         fast.value = ""
         await type_text(pilot, "7")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: not isinstance(app.screen, UpdateStrategyDialog), "dialog closed")
+        await wait_for(
+            pilot, lambda: not isinstance(app.screen, UpdateStrategyDialog), "dialog closed"
+        )
 
         def fast_now() -> object:
-            return dict(next(s for s in snap(app).strategies if s.name == "sma_fast").params).get("fast")
+            return dict(next(s for s in snap(app).strategies if s.name == "sma_fast").params).get(
+                "fast"
+            )
 
         await wait_for(pilot, lambda: fast_now() == 7, "the engine runs the new parameter")
         assert engine.call(lambda: engine.executor.slots["sma_fast"].strategy.p["fast"]) == 7

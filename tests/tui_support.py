@@ -29,34 +29,125 @@ from fbterm.snapshot import (
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC; tests run with TZ=UTC
 
 
-def fixed_snapshot(state: TradingState = TradingState.ACTIVE, mode: str = "PAPER") -> EngineSnapshot:
+def fixed_snapshot(
+    state: TradingState = TradingState.ACTIVE, mode: str = "PAPER"
+) -> EngineSnapshot:
     positions = (
         PositionRow("AAPL", 300, 187.25, 189.10, 56_730.0, 555.0, 120.5, strategies=("sma_fast",)),
         PositionRow("MSFT", -120, 411.80, 414.35, -49_722.0, -306.0, 0.0, strategies=("sma_fast",)),
-        PositionRow("SPY", 150, 512.40, 511.95, 76_792.5, -67.5, -42.0, strategies=("meanrev_spy",)),
-        PositionRow("AAPL 20260220 C195", -3, 4.10, 3.85, -1_155.0, 75.0, 0.0, multiplier=100, delta=0.41,
-                    strategies=("covered_aapl",)),
+        PositionRow(
+            "SPY", 150, 512.40, 511.95, 76_792.5, -67.5, -42.0, strategies=("meanrev_spy",)
+        ),
+        PositionRow(
+            "AAPL 20260220 C195",
+            -3,
+            4.10,
+            3.85,
+            -1_155.0,
+            75.0,
+            0.0,
+            multiplier=100,
+            delta=0.41,
+            strategies=("covered_aapl",),
+        ),
     )
     orders = (
-        Order("O-1001", Stock("NVDA"), Side.BUY, 50, OrderType.LIMIT, limit_price=131.5,
-              strategy_id="breakout_nvda", status=OrderStatus.SUBMITTED, created_ts=T0 - 95),
-        Order("O-1002", Stock("AAPL"), Side.SELL, 100, OrderType.STOP, stop_price=182.0,
-              strategy_id="manual", status=OrderStatus.SUBMITTED, created_ts=T0 - 30),
-        Order("O-1003", Stock("SPY"), Side.BUY, 200, OrderType.LIMIT, limit_price=510.0,
-              strategy_id="meanrev_spy", status=OrderStatus.PARTIALLY_FILLED, filled_quantity=80,
-              created_ts=T0 - 3700),
+        Order(
+            "O-1001",
+            Stock("NVDA"),
+            Side.BUY,
+            50,
+            OrderType.LIMIT,
+            limit_price=131.5,
+            strategy_id="breakout_nvda",
+            status=OrderStatus.SUBMITTED,
+            created_ts=T0 - 95,
+        ),
+        Order(
+            "O-1002",
+            Stock("AAPL"),
+            Side.SELL,
+            100,
+            OrderType.STOP,
+            stop_price=182.0,
+            strategy_id="manual",
+            status=OrderStatus.SUBMITTED,
+            created_ts=T0 - 30,
+        ),
+        Order(
+            "O-1003",
+            Stock("SPY"),
+            Side.BUY,
+            200,
+            OrderType.LIMIT,
+            limit_price=510.0,
+            strategy_id="meanrev_spy",
+            status=OrderStatus.PARTIALLY_FILLED,
+            filled_quantity=80,
+            created_ts=T0 - 3700,
+        ),
     )
     strategies = (
-        StrategyRow("sma_fast", "sma_cross", StrategyState.RUNNING, 200_000, ("AAPL", "MSFT"),
-                    "AAPL +300, MSFT -120", 249.0, 1_204.5, 14, "AAPL long", equity=201_204.5,
-                    drawdown_pct=1.2, sharpe=1.4, win_rate_pct=57.0, params=(("fast", 5), ("slow", 12))),
-        StrategyRow("meanrev_spy", "mean_reversion", StrategyState.PAUSED, 150_000, ("SPY",), "SPY +150",
-                    -109.5, -880.0, 9, "SPY z=-1.3", equity=149_120.0, drawdown_pct=2.8, sharpe=-0.3,
-                    win_rate_pct=44.0),
-        StrategyRow("breakout_nvda", "breakout", StrategyState.RUNNING, 150_000, ("NVDA",), "", 0.0, 0.0, 0,
-                    "flat", equity=150_000.0),
-        StrategyRow("covered_aapl", "covered_call", StrategyState.ERROR, 100_000, ("AAPL",), "AAPL C195 -3",
-                    75.0, 75.0, 1, "", error="chain unavailable", equity=100_075.0),
+        StrategyRow(
+            "sma_fast",
+            "sma_cross",
+            StrategyState.RUNNING,
+            200_000,
+            ("AAPL", "MSFT"),
+            "AAPL +300, MSFT -120",
+            249.0,
+            1_204.5,
+            14,
+            "AAPL long",
+            equity=201_204.5,
+            drawdown_pct=1.2,
+            sharpe=1.4,
+            win_rate_pct=57.0,
+            params=(("fast", 5), ("slow", 12)),
+        ),
+        StrategyRow(
+            "meanrev_spy",
+            "mean_reversion",
+            StrategyState.PAUSED,
+            150_000,
+            ("SPY",),
+            "SPY +150",
+            -109.5,
+            -880.0,
+            9,
+            "SPY z=-1.3",
+            equity=149_120.0,
+            drawdown_pct=2.8,
+            sharpe=-0.3,
+            win_rate_pct=44.0,
+        ),
+        StrategyRow(
+            "breakout_nvda",
+            "breakout",
+            StrategyState.RUNNING,
+            150_000,
+            ("NVDA",),
+            "",
+            0.0,
+            0.0,
+            0,
+            "flat",
+            equity=150_000.0,
+        ),
+        StrategyRow(
+            "covered_aapl",
+            "covered_call",
+            StrategyState.ERROR,
+            100_000,
+            ("AAPL",),
+            "AAPL C195 -3",
+            75.0,
+            75.0,
+            1,
+            "",
+            error="chain unavailable",
+            equity=100_075.0,
+        ),
     )
     halted = state is TradingState.HALTED
     risk = RiskView(
@@ -72,20 +163,27 @@ def fixed_snapshot(state: TradingState = TradingState.ACTIVE, mode: str = "PAPER
             Gauge("drawdown", 0.37, 10.0, "ok", "0.4/10%"),
             Gauge("daily loss", 42_000.0, 50_000.0, "warn", "42k/50k"),
             Gauge("gross", 184_399.5, 2_000_000.0, "ok", "0.18M/2M"),
-            Gauge("orders/s", 22.0 if halted else 0.4, 20.0, "breach" if halted else "ok",
-                  "22/20" if halted else "0.4/20"),
+            Gauge(
+                "orders/s",
+                22.0 if halted else 0.4,
+                20.0,
+                "breach" if halted else "ok",
+                "22/20" if halted else "0.4/20",
+            ),
         ),
     )
     log = tuple(
         LogLine(i + 1, T0 - 60 + i * 5, lv, kind, msg)
-        for i, (lv, kind, msg) in enumerate([
-            ("info", "engine", "engine started: paper broker, simulated market (4 symbols)"),
-            ("info", "order", "O-1001 BUY 50 NVDA LMT 131.50 submitted"),
-            ("info", "fill", "SPY BUY 80 @ 510.00 (O-1003)"),
-            ("warning", "risk", "daily loss at 84% of limit"),
-            ("error", "strategy", "covered_aapl: option chain unavailable"),
-            ("info", "command", "#7 pause meanrev_spy: accepted"),
-        ])
+        for i, (lv, kind, msg) in enumerate(
+            [
+                ("info", "engine", "engine started: paper broker, simulated market (4 symbols)"),
+                ("info", "order", "O-1001 BUY 50 NVDA LMT 131.50 submitted"),
+                ("info", "fill", "SPY BUY 80 @ 510.00 (O-1003)"),
+                ("warning", "risk", "daily loss at 84% of limit"),
+                ("error", "strategy", "covered_aapl: option chain unavailable"),
+                ("info", "command", "#7 pause meanrev_spy: accepted"),
+            ]
+        )
     )
     feeds = (
         FeedStatus("AAPL", T0 - 0.2, 0.2, False),
@@ -94,13 +192,25 @@ def fixed_snapshot(state: TradingState = TradingState.ACTIVE, mode: str = "PAPER
         FeedStatus("NVDA", T0 - 14.0, 14.0, True),
     )
     return EngineSnapshot(
-        seq=42, ts=T0, mode=mode, broker="paper" if mode == "PAPER" else "ib", account="DU1234567",
-        connection="connected", connection_message="",
+        seq=42,
+        ts=T0,
+        mode=mode,
+        broker="paper" if mode == "PAPER" else "ib",
+        account="DU1234567",
+        connection="connected",
+        connection_message="",
         account_details=AccountDetails("DU1234567", 815_000.0, 1_000_399.5, 2_000_799.0, ts=T0),
-        positions=positions, open_orders=orders, strategies=strategies, risk=risk, feeds=feeds, log=log,
-        latency_ms_p50=3.2, latency_ms_p99=11.8,
+        positions=positions,
+        open_orders=orders,
+        strategies=strategies,
+        risk=risk,
+        feeds=feeds,
+        log=log,
+        latency_ms_p50=3.2,
+        latency_ms_p99=11.8,
         last_prices={"AAPL": 189.10, "MSFT": 414.35, "SPY": 511.95, "NVDA": 132.40},
-        ticks_processed=123_456, fills_total=17,
+        ticks_processed=123_456,
+        fills_total=17,
     )
 
 
@@ -117,10 +227,14 @@ class FrozenEngine:
         self.commands.append(cmd)
         if self._ok:
             r = CommandResult(cmd.command_id, True, "accepted", self.snap.ts)
-            self.snap = dataclasses.replace(self.snap, results=(*self.snap.results, r), seq=self.snap.seq + 1)
+            self.snap = dataclasses.replace(
+                self.snap, results=(*self.snap.results, r), seq=self.snap.seq + 1
+            )
         return cmd.command_id
 
-    def subscribe(self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0
+    ) -> Callable[[], None]:
         stop = threading.Event()
 
         def loop() -> None:
@@ -146,10 +260,19 @@ def screen_text(app: object) -> str:
     from rich.console import Console
 
     width, height = app.size  # type: ignore[attr-defined]
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
     render = app.screen._compositor.render_update(  # type: ignore[attr-defined]
-        full=True, screen_stack=app._background_screens  # type: ignore[attr-defined]
+        full=True,
+        screen_stack=app._background_screens,  # type: ignore[attr-defined]
     )
     console.print(render)
     return console.export_text()

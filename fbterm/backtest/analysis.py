@@ -49,7 +49,12 @@ def trade_markers(result: BacktestResult) -> tuple[list[int], list[float], list[
     sell = f[f["quantity"] < 0]
     cap = MAX_POINTS // 2
     buy, sell = buy.iloc[:: max(len(buy) // cap, 1)], sell.iloc[:: max(len(sell) // cap, 1)]
-    return (buy["bar"].tolist(), buy["price"].tolist(), sell["bar"].tolist(), sell["price"].tolist())
+    return (
+        buy["bar"].tolist(),
+        buy["price"].tolist(),
+        sell["bar"].tolist(),
+        sell["price"].tolist(),
+    )
 
 
 def draw_equity(plt: Any, result: BacktestResult) -> None:
@@ -77,7 +82,11 @@ def draw_price_trades(plt: Any, result: BacktestResult) -> None:
 
 def draw_returns_hist(plt: Any, result: BacktestResult, bins: int = 30) -> None:
     """Histogram of trade returns in %."""
-    r = (result.trades["return_pct"].to_numpy(dtype=float) * 100) if len(result.trades) else np.zeros(0)
+    r = (
+        (result.trades["return_pct"].to_numpy(dtype=float) * 100)
+        if len(result.trades)
+        else np.zeros(0)
+    )
     if len(r):
         plt.hist(r.tolist(), bins, label="trades", color="cyan")
     plt.title(f"Trade returns % ({len(r)} trades)")
@@ -93,8 +102,9 @@ class PerformanceAnalysis:
     def __init__(self, result: BacktestResult):
         self.result = result
 
-    def terminal_charts(self, plt: Any = None, *, width: int | None = None,
-                        height: int | None = None) -> str:
+    def terminal_charts(
+        self, plt: Any = None, *, width: int | None = None, height: int | None = None
+    ) -> str:
         """The three charts as text (plotext), ready to print."""
         if plt is None:
             import plotext as plt
@@ -113,8 +123,9 @@ class PerformanceAnalysis:
         plt.clear_figure()
         return str(text)
 
-    def visualize_results(self, *, terminal: bool = True, out_dir: str | Path | None = None,
-                          plt: Any = None) -> list[Path]:
+    def visualize_results(
+        self, *, terminal: bool = True, out_dir: str | Path | None = None, plt: Any = None
+    ) -> list[Path]:
         """Print the charts (``terminal``) and write reports to ``out_dir``; returns the files."""
         written: list[Path] = []
         text = None
@@ -198,8 +209,13 @@ def _scale(v: np.ndarray, lo: float, hi: float, a: float, b: float) -> np.ndarra
     return a + (v - lo) / span * (b - a)
 
 
-def _svg_lines(series: list[tuple[Any, Any, str]], n: int, *, extra: list[tuple[Any, Any, str]] | None = None,
-               markers: list[tuple[Any, Any, str]] | None = None) -> str:
+def _svg_lines(
+    series: list[tuple[Any, Any, str]],
+    n: int,
+    *,
+    extra: list[tuple[Any, Any, str]] | None = None,
+    markers: list[tuple[Any, Any, str]] | None = None,
+) -> str:
     parts = [f'<svg width="{W}" height="{H}" xmlns="http://www.w3.org/2000/svg">']
 
     def poly(xs: Any, ys: Any, color: str, lo: float, hi: float, top: float, bottom: float) -> str:
@@ -210,8 +226,10 @@ def _svg_lines(series: list[tuple[Any, Any, str]], n: int, *, extra: list[tuple[
         pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
         return f'<polyline fill="none" stroke="{color}" stroke-width="1" points="{pts}"/>'
 
-    ys = np.concatenate([np.asarray(s[1], dtype=float) for s in series] +
-                        [np.asarray(m[1], dtype=float) for m in (markers or []) if len(m[1])])
+    ys = np.concatenate(
+        [np.asarray(s[1], dtype=float) for s in series]
+        + [np.asarray(m[1], dtype=float) for m in (markers or []) if len(m[1])]
+    )
     lo, hi = float(np.nanmin(ys)), float(np.nanmax(ys))
     main_bottom = H - PAD - (70 if extra else 0)
     for xs, yv, color in series:
@@ -226,7 +244,10 @@ def _svg_lines(series: list[tuple[Any, Any, str]], n: int, *, extra: list[tuple[
     for xs, yv, color in markers or []:
         px = _scale(np.asarray(xs, dtype=float), 0, n, PAD, W - PAD)
         py = _scale(np.asarray(yv, dtype=float), lo, hi, main_bottom, PAD)
-        parts.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2" fill="{color}"/>' for a, b in zip(px, py, strict=True))
+        parts.extend(
+            f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2" fill="{color}"/>'
+            for a, b in zip(px, py, strict=True)
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -241,9 +262,13 @@ def _svg_hist(r: np.ndarray, bins: int = 30) -> str:
     for i, cnt in enumerate(counts):
         h = (H - 2 * PAD) * cnt / top
         color = "#4c4" if edges[i] >= 0 else "#c44"
-        parts.append(f'<rect x="{PAD + i * bw:.1f}" y="{H - PAD - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" fill="{color}"/>')
+        parts.append(
+            f'<rect x="{PAD + i * bw:.1f}" y="{H - PAD - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" fill="{color}"/>'
+        )
     parts.append(f'<text x="{PAD}" y="{H - 8}" fill="#aaa" font-size="11">{edges[0]:.2f}%</text>')
-    parts.append(f'<text x="{W - PAD - 60}" y="{H - 8}" fill="#aaa" font-size="11">{edges[-1]:.2f}%</text>')
+    parts.append(
+        f'<text x="{W - PAD - 60}" y="{H - 8}" fill="#aaa" font-size="11">{edges[-1]:.2f}%</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 

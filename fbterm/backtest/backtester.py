@@ -103,7 +103,9 @@ def make_commission(commission: float | str | CommissionModel | None) -> Commiss
         try:
             commission = float(text)
         except ValueError:
-            raise BacktestError(f"commission: expected a fraction like 0.002 or 'ib', got {commission!r}") from None
+            raise BacktestError(
+                f"commission: expected a fraction like 0.002 or 'ib', got {commission!r}"
+            ) from None
     c = float(commission)
     if not (0.0 <= c < 0.1) or not math.isfinite(c):
         raise BacktestError(f"commission: a fraction in [0, 0.1) expected, got {c:g}")
@@ -170,8 +172,15 @@ class _Book:
         self.fr: list[str] = []
         self.plain = False  # every fill is the one symbol's, with no reason (the hot loop)
 
-    def fill(self, i: int, inst: Instrument, qty: float, price: float, commission: float,
-             reason: str = "") -> None:
+    def fill(
+        self,
+        i: int,
+        inst: Instrument,
+        qty: float,
+        price: float,
+        commission: float,
+        reason: str = "",
+    ) -> None:
         key = inst.key
         self.insts[key] = inst
         mult = inst.multiplier
@@ -212,9 +221,18 @@ class _Stops:
     def from_config(cls, risk: StrategyRiskConfig | None) -> _Stops | None:
         if risk is None:
             return None
-        s = cls(risk.stop_loss_pct, risk.stop_loss_abs, risk.take_profit_pct,
-                risk.take_profit_abs, risk.trailing_stop_pct)
-        return s if any(v is not None for v in (s.sl_pct, s.sl_abs, s.tp_pct, s.tp_abs, s.trail_pct)) else None
+        s = cls(
+            risk.stop_loss_pct,
+            risk.stop_loss_abs,
+            risk.take_profit_pct,
+            risk.take_profit_abs,
+            risk.trailing_stop_pct,
+        )
+        return (
+            s
+            if any(v is not None for v in (s.sl_pct, s.sl_abs, s.tp_pct, s.tp_abs, s.trail_pct))
+            else None
+        )
 
     def levels(self, long: bool, entry: float, extreme: float) -> tuple[float, float]:
         """(stop, take-profit) for a position entered at ``entry`` whose best price since is
@@ -315,7 +333,9 @@ class CustomBacktester:
         self._c = b["close"].to_numpy()
         self._v = b["volume"].to_numpy()
         self._ts = _ts_seconds(b.index)
-        self._cf = self.commission.fraction if isinstance(self.commission, FractionCommission) else 0.0
+        self._cf = (
+            self.commission.fraction if isinstance(self.commission, FractionCommission) else 0.0
+        )
         self._vol: np.ndarray | None = None
         self._order_seq = 0
         self._rejected: list[tuple[Any, str, str]] = []
@@ -368,9 +388,14 @@ class CustomBacktester:
         res = result or self.result
         if res is None:
             raise BacktestError("run_backtest() first")
-        return performance_metrics(res.equity, res.trades, res.bars["close"], warmup_bar=res.warmup_bar,
-                                   position=res.position, commissions=float(res.fills["commission"].sum())
-                                   if len(res.fills) else 0.0)
+        return performance_metrics(
+            res.equity,
+            res.trades,
+            res.bars["close"],
+            warmup_bar=res.warmup_bar,
+            position=res.position,
+            commissions=float(res.fills["commission"].sum()) if len(res.fills) else 0.0,
+        )
 
     # -- orders and fills ----------------------------------------------------------------
     def _gate(self, order: Order) -> bool:
@@ -382,14 +407,29 @@ class CustomBacktester:
             return False
         return True
 
-    def _order(self, inst: Instrument, qty: float, i: int, otype: OrderType = OrderType.MARKET,
-               stop: float | None = None, limit: float | None = None, reason: str = "") -> Order:
+    def _order(
+        self,
+        inst: Instrument,
+        qty: float,
+        i: int,
+        otype: OrderType = OrderType.MARKET,
+        stop: float | None = None,
+        limit: float | None = None,
+        reason: str = "",
+    ) -> Order:
         self._order_seq += 1
         return Order(
-            client_order_id=f"bt-{self._order_seq}", instrument=inst,
-            side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty), order_type=otype,
-            stop_price=stop, limit_price=limit, strategy_id=self.strategy.strategy_id,
-            created_ts=float(self._ts[i]), signal_price=float(self._o[i]), reason=reason,
+            client_order_id=f"bt-{self._order_seq}",
+            instrument=inst,
+            side=Side.BUY if qty > 0 else Side.SELL,
+            quantity=abs(qty),
+            order_type=otype,
+            stop_price=stop,
+            limit_price=limit,
+            strategy_id=self.strategy.strategy_id,
+            created_ts=float(self._ts[i]),
+            signal_price=float(self._o[i]),
+            reason=reason,
         )
 
     def _update(self, inst: Instrument, i: int) -> MarketUpdate:
@@ -401,19 +441,28 @@ class CustomBacktester:
     def _submit(self, book: _Book, sig: Any, i: int) -> None:
         """An order intent from ``execute``: gate it, then fill it against bar ``i``."""
         qty = sig.quantity if sig.side is Side.BUY else -sig.quantity
-        order = self._order(sig.instrument, qty, i, sig.order_type, sig.stop_price, sig.limit_price,
-                            sig.reason)
+        order = self._order(
+            sig.instrument, qty, i, sig.order_type, sig.stop_price, sig.limit_price, sig.reason
+        )
         if not self._gate(order):
             return
         d = match_order(order, self._update(sig.instrument, i))
         if d is None or d.quantity <= 0:
             # Resting limit/stop orders are not kept across bars: the built-ins trade at market,
             # and a silent resting book would make the two paths diverge.
-            self._rejected.append((order.created_ts, order.symbol, "unfilled non-market order dropped"))
+            self._rejected.append(
+                (order.created_ts, order.symbol, "unfilled non-market order dropped")
+            )
             return
         q = d.quantity if qty > 0 else -d.quantity
-        book.fill(i, sig.instrument, q, d.price,
-                  self.commission(d.quantity, d.price, sig.instrument.multiplier), sig.reason)
+        book.fill(
+            i,
+            sig.instrument,
+            q,
+            d.price,
+            self.commission(d.quantity, d.price, sig.instrument.multiplier),
+            sig.reason,
+        )
 
     def _stop_exit(self, book: _Book, i: int, pos: float, stop: float, tp: float) -> bool:
         """Exit ``pos`` on bar ``i`` if its stop or take-profit is touched. True if it did."""
@@ -439,7 +488,9 @@ class CustomBacktester:
         if self._vol is None:
             from fbterm.strategies.covered_call import periods_per_year, realised_vol
 
-            self._vol = realised_vol(self._c, self.option_vol_window, periods_per_year(self.bars.index))
+            self._vol = realised_vol(
+                self._c, self.option_vol_window, periods_per_year(self.bars.index)
+            )
         return float(self._vol[i]) if i >= 0 else math.nan
 
     def _option_price(self, opt: Option, spot: float, ts: float, vol_bar: int) -> float:
@@ -448,29 +499,45 @@ class CustomBacktester:
         t = (expiry_ts(opt.expiry) - ts) / YEAR_SECONDS
         vol = self._vol_at(vol_bar)
         if not vol > 0:
-            vol = self._vol_at(int(np.nanargmax(np.isfinite(self._vol)))) if self._vol is not None else 0.2
+            vol = (
+                self._vol_at(int(np.nanargmax(np.isfinite(self._vol))))
+                if self._vol is not None
+                else 0.2
+            )
         if opt.right.value == "C":
             return bs_call(spot, opt.strike, t, vol, self.rate)
         # put by parity
-        return bs_call(spot, opt.strike, t, vol, self.rate) - spot + opt.strike * math.exp(-self.rate * max(t, 0.0))
+        return (
+            bs_call(spot, opt.strike, t, vol, self.rate)
+            - spot
+            + opt.strike * math.exp(-self.rate * max(t, 0.0))
+        )
 
     def _chain(self, i: int) -> Callable[[str], list[Any]]:
         from fbterm.strategies.covered_call import synthetic_chain
 
         def chain(symbol: str) -> list[Any]:
-            return synthetic_chain(symbol, float(self._o[i]), float(self._ts[i]), self._vol_at(i - 1), self.rate)
+            return synthetic_chain(
+                symbol, float(self._o[i]), float(self._ts[i]), self._vol_at(i - 1), self.rate
+            )
 
         return chain
 
     def _settle_expired(self, book: _Book, i: int) -> None:
         from fbterm.strategies.covered_call import expiry_ts
 
-        for key in [k for k, inst in book.insts.items() if isinstance(inst, Option) and k in book.pos]:
+        for key in [
+            k for k, inst in book.insts.items() if isinstance(inst, Option) and k in book.pos
+        ]:
             opt = book.insts[key]
             assert isinstance(opt, Option)
             if expiry_ts(opt.expiry) <= self._ts[i]:
                 spot = self._c[i - 1] if i > 0 else self._o[i]
-                intrinsic = max(spot - opt.strike, 0.0) if opt.right.value == "C" else max(opt.strike - spot, 0.0)
+                intrinsic = (
+                    max(spot - opt.strike, 0.0)
+                    if opt.right.value == "C"
+                    else max(opt.strike - spot, 0.0)
+                )
                 book.fill(i, opt, -book.pos[key], intrinsic, 0.0, "expired")
 
     def _equity_at_open(self, book: _Book, i: int) -> float:
@@ -492,9 +559,17 @@ class CustomBacktester:
         every_bar = bool(getattr(strat, "execute_every_bar", False))
         o, hi, lo, c, v, ts = self._o, self._h, self._l, self._c, self._v, self._ts
         n = len(o)
-        ctx = StrategyContext(strategy_id=strat.strategy_id, symbol=sym, price=0.0, ts=0.0,
-                              equity=self.cash, position=0.0, sizing=self.sizing,
-                              commission_fraction=self._cf, positions=book.pos)
+        ctx = StrategyContext(
+            strategy_id=strat.strategy_id,
+            symbol=sym,
+            price=0.0,
+            ts=0.0,
+            equity=self.cash,
+            position=0.0,
+            sizing=self.sizing,
+            commission_fraction=self._cf,
+            positions=book.pos,
+        )
         stops = self.stops
         pending = math.nan
         extreme = math.nan
@@ -558,8 +633,11 @@ class CustomBacktester:
         # With re-entry every non-NaN target acts (a repeat closes and re-opens).
         events = nn.tolist() if reenter else nn[chg_mask].tolist()
         stops = self.stops
-        inline = (type(strat).execute is StrategyInterface.execute and self.risk_gate is None
-                  and not (reenter and stops is not None))
+        inline = (
+            type(strat).execute is StrategyInterface.execute
+            and self.risk_gate is None
+            and not (reenter and stops is not None)
+        )
         if inline and stops is None:
             self._plain_loop(book, target, [e for e in events if e + 1 < n])
             return
@@ -569,9 +647,17 @@ class CustomBacktester:
         pos = 0.0
         last = math.nan  # the target last acted on (NaN: none, or forgotten after a stop)
         fb, fq, fp, fc = book.fb, book.fq, book.fp, book.fc
-        ctx = StrategyContext(strategy_id=strat.strategy_id, symbol=sym, price=0.0, ts=0.0,
-                              equity=self.cash, position=0.0, sizing=sizing,
-                              commission_fraction=cf, positions=book.pos)
+        ctx = StrategyContext(
+            strategy_id=strat.strategy_id,
+            symbol=sym,
+            price=0.0,
+            ts=0.0,
+            equity=self.cash,
+            position=0.0,
+            sizing=sizing,
+            commission_fraction=cf,
+            positions=book.pos,
+        )
         ts = self._ts
         k = 0
         seg = 0  # first bar whose stop check is still to do for the current position
@@ -597,9 +683,15 @@ class CustomBacktester:
                         book.pos.pop(sym, None)
                     else:
                         book.cash = cash
-                        order = self._order(inst, -pos, j, OrderType.STOP if reason == "stop" else OrderType.LIMIT,
-                                            stop=price if reason == "stop" else None,
-                                            limit=price if reason != "stop" else None, reason=reason)
+                        order = self._order(
+                            inst,
+                            -pos,
+                            j,
+                            OrderType.STOP if reason == "stop" else OrderType.LIMIT,
+                            stop=price if reason == "stop" else None,
+                            limit=price if reason != "stop" else None,
+                            reason=reason,
+                        )
                         if self._gate(order):
                             book.fill(j, inst, -pos, price, commission(abs(pos), price), reason)
                         cash = book.cash
@@ -630,7 +722,9 @@ class CustomBacktester:
                     continue
                 last = t
                 px = o[f]
-                qty = target_quantity(t, px, cash + pos * px, sizing, commission_fraction=cf, position=pos)
+                qty = target_quantity(
+                    t, px, cash + pos * px, sizing, commission_fraction=cf, position=pos
+                )
                 delta = qty - pos
                 if abs(delta) < 1e-9:
                     continue
@@ -661,7 +755,7 @@ class CustomBacktester:
                 ctx.position = pos
                 ctx.equity = cash + pos * o[f]
                 p_before = pos
-                for sig in strat.execute(signals.iloc[e:e + 1], ctx):
+                for sig in strat.execute(signals.iloc[e : e + 1], ctx):
                     self._submit(book, sig, f)
                 cash = book.cash
                 pos = book.pos.get(sym, 0.0)
@@ -831,11 +925,18 @@ class CustomBacktester:
             keys = np.asarray(book.fk, dtype=object)
             mults = np.array([book.insts[k].multiplier for k in book.fk], dtype=float)
             is_sym = keys == sym
-        reasons: Any = (pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [""]) if book.plain
-                        else pd.Categorical(book.fr))
+        reasons: Any = (
+            pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [""])
+            if book.plain
+            else pd.Categorical(book.fr)
+        )
         flows = np.bincount(fb, weights=fq * fp * mults + fc, minlength=n) if m else np.zeros(n)
         cash = self.cash - np.cumsum(flows)
-        position = np.cumsum(np.bincount(fb[is_sym], weights=fq[is_sym], minlength=n)) if len(fb) else np.zeros(n)
+        position = (
+            np.cumsum(np.bincount(fb[is_sym], weights=fq[is_sym], minlength=n))
+            if len(fb)
+            else np.zeros(n)
+        )
         position[np.abs(position) < 1e-9] = 0.0
         equity = cash + position * self._c
         for key in (set(book.insts) - {sym}) if not book.plain else ():
@@ -843,24 +944,43 @@ class CustomBacktester:
             sel = keys == key
             held = np.cumsum(np.bincount(fb[sel], weights=fq[sel], minlength=n))
             for i in np.flatnonzero(np.abs(held) > 1e-9):
-                equity[i] += held[i] * inst.multiplier * self._option_price(inst, self._c[i], self._ts[i], int(i))
-        fills = pd.DataFrame({
-            "bar": fb, "time": idx[fb] if len(fb) else pd.Index([], dtype=idx.dtype),
-            "instrument": keys, "quantity": fq, "price": fp, "commission": fc,
-            "reason": reasons,
-        })
+                equity[i] += (
+                    held[i]
+                    * inst.multiplier
+                    * self._option_price(inst, self._c[i], self._ts[i], int(i))
+                )
+        fills = pd.DataFrame(
+            {
+                "bar": fb,
+                "time": idx[fb] if len(fb) else pd.Index([], dtype=idx.dtype),
+                "instrument": keys,
+                "quantity": fq,
+                "price": fp,
+                "commission": fc,
+                "reason": reasons,
+            }
+        )
         trades = trades_from_fills(fills, idx, {k: i.multiplier for k, i in book.insts.items()})
         sig = signals
         if sig is None:
-            sig = self.strategy.analyze(self.bars.iloc[: min(n, max(self.strategy.warmup() * 3, 64))])
+            sig = self.strategy.analyze(
+                self.bars.iloc[: min(n, max(self.strategy.warmup() * 3, 64))]
+            )
         warm = _first_defined(sig)
         rejected = pd.DataFrame(self._rejected, columns=["ts", "instrument", "reason"])
         return BacktestResult(
             equity=pd.Series(equity, index=idx, name="equity"),
-            trades=trades, fills=fills, bars=self.bars, signals=signals, rejected=rejected,
+            trades=trades,
+            fills=fills,
+            bars=self.bars,
+            signals=signals,
+            rejected=rejected,
             position=pd.Series(position, index=idx, name="position"),
             strategy=self.strategy.name or type(self.strategy).__name__,
-            params=dict(self.strategy.p), mode=mode, cash=self.cash, warmup_bar=warm,
+            params=dict(self.strategy.p),
+            mode=mode,
+            cash=self.cash,
+            warmup_bar=warm,
         )
 
 
@@ -875,11 +995,25 @@ def _first_defined(signals: pd.DataFrame) -> int:
     return int(np.argmax(defined)) if defined.any() else 0
 
 
-TRADE_COLUMNS = ["instrument", "size", "entry_bar", "exit_bar", "entry_time", "exit_time",
-                 "entry_price", "exit_price", "pnl", "return_pct", "commission", "duration"]
+TRADE_COLUMNS = [
+    "instrument",
+    "size",
+    "entry_bar",
+    "exit_bar",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "return_pct",
+    "commission",
+    "duration",
+]
 
 
-def trades_from_fills(fills: pd.DataFrame, index: pd.Index, multipliers: dict[str, int]) -> pd.DataFrame:
+def trades_from_fills(
+    fills: pd.DataFrame, index: pd.Index, multipliers: dict[str, int]
+) -> pd.DataFrame:
     """Closed round trips from fills: a trade opens when a position leaves zero (or reverses)
     and closes when it returns to zero or reverses; a partial reduction closes that part.
     Commission of a fill that both closes and opens is split by quantity. return_pct follows
@@ -915,8 +1049,9 @@ def trades_from_fills(fills: pd.DataFrame, index: pd.Index, multipliers: dict[st
 _RAW_COLUMNS = TRADE_COLUMNS[:4] + TRADE_COLUMNS[6:11]
 
 
-def _trades_vectorised(key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarray,
-                       mult: float) -> pd.DataFrame:
+def _trades_vectorised(
+    key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarray, mult: float
+) -> pd.DataFrame:
     """Fast case: every fill opens from flat, closes to flat, or reverses."""
     bar = grp["bar"].to_numpy()
     px = grp["price"].to_numpy()
@@ -936,18 +1071,28 @@ def _trades_vectorised(key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarr
     comm = c_in + c_out
     pnl = size * (exit_ - entry) * mult - comm
     ret = np.sign(size) * (exit_ / entry - 1) - comm / (np.abs(size) * entry * mult)
-    return pd.DataFrame({
-        "instrument": pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [key]),
-        "size": size, "entry_bar": bar[oi], "exit_bar": bar[ci], "entry_price": entry,
-        "exit_price": exit_, "pnl": pnl, "return_pct": ret, "commission": comm,
-    })
+    return pd.DataFrame(
+        {
+            "instrument": pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), [key]),
+            "size": size,
+            "entry_bar": bar[oi],
+            "exit_bar": bar[ci],
+            "entry_price": entry,
+            "exit_price": exit_,
+            "pnl": pnl,
+            "return_pct": ret,
+            "commission": comm,
+        }
+    )
 
 
 def _trades_walk(key: str, grp: pd.DataFrame, mult: float) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     size = entry = ecomm = 0.0
     ebar = 0
-    for b, q, p, c in zip(grp["bar"], grp["quantity"], grp["price"], grp["commission"], strict=True):
+    for b, q, p, c in zip(
+        grp["bar"], grp["quantity"], grp["price"], grp["commission"], strict=True
+    ):
         rem = q
         if size and (size > 0) != (q > 0):
             closed = min(abs(size), abs(q))

@@ -20,29 +20,78 @@ def register(subparsers: Any) -> None:
         description="Backtest a strategy on historical bars. Signals at bar t fill at bar t+1's "
         "open; commission as a fraction of value (or 'ib' per share), charged on entry and exit.",
     )
-    p.add_argument("--data", required=True, metavar="FILE.csv", help="bars CSV (any layout DataStorage loads)")
-    p.add_argument("--strategy", default="sma_cross", help="built-in name or package.module:ClassName")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument(
+        "--data", required=True, metavar="FILE.csv", help="bars CSV (any layout DataStorage loads)"
+    )
+    p.add_argument(
+        "--strategy", default="sma_cross", help="built-in name or package.module:ClassName"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="strategy parameter (repeatable)",
+    )
     p.add_argument("--cash", type=float, default=10_000.0, help="starting cash (default 10000)")
-    p.add_argument("--commission", default="0.0", help="fraction of traded value (0.002) or 'ib' (default 0)")
+    p.add_argument(
+        "--commission", default="0.0", help="fraction of traded value (0.002) or 'ib' (default 0)"
+    )
     p.add_argument("--sizing", default="all_in", choices=("fixed", "cash", "fraction", "all_in"))
-    p.add_argument("--size", type=float, default=None, metavar="VALUE",
-                   help="sizing value: units (fixed), currency (cash), share of equity (fraction)")
-    p.add_argument("--mode", default="fast", choices=("fast", "replay"),
-                   help="fast: analyze once (default); replay: bar by bar as live")
-    p.add_argument("--on-bad-rows", choices=("error", "drop", "repair"), default="error", dest="on_bad_rows",
-                   help="bad CSV rows: refuse the file (default), drop them, or repair what can be")
-    p.add_argument("--stop-loss", type=float, dest="stop_loss", metavar="PCT", help="stop-loss, %% from entry")
-    p.add_argument("--take-profit", type=float, dest="take_profit", metavar="PCT", help="take-profit, %% from entry")
-    p.add_argument("--trailing-stop", type=float, dest="trailing_stop", metavar="PCT", help="trailing stop, %%")
+    p.add_argument(
+        "--size",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="sizing value: units (fixed), currency (cash), share of equity (fraction)",
+    )
+    p.add_argument(
+        "--mode",
+        default="fast",
+        choices=("fast", "replay"),
+        help="fast: analyze once (default); replay: bar by bar as live",
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=("error", "drop", "repair"),
+        default="error",
+        dest="on_bad_rows",
+        help="bad CSV rows: refuse the file (default), drop them, or repair what can be",
+    )
+    p.add_argument(
+        "--stop-loss", type=float, dest="stop_loss", metavar="PCT", help="stop-loss, %% from entry"
+    )
+    p.add_argument(
+        "--take-profit",
+        type=float,
+        dest="take_profit",
+        metavar="PCT",
+        help="take-profit, %% from entry",
+    )
+    p.add_argument(
+        "--trailing-stop", type=float, dest="trailing_stop", metavar="PCT", help="trailing stop, %%"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--plot", action="store_true", help="draw equity, price/trades and returns in the terminal")
-    p.add_argument("--out", metavar="DIR", help="write trades.csv, equity.csv, fills.csv, report.html there")
-    p.add_argument("--sweep", action="append", default=[], metavar="NAME=START:STOP[:STEP]",
-                   help="sweep a parameter (repeatable; the grid runs on all cores)")
+    p.add_argument(
+        "--plot", action="store_true", help="draw equity, price/trades and returns in the terminal"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="write trades.csv, equity.csv, fills.csv, report.html there"
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=START:STOP[:STEP]",
+        help="sweep a parameter (repeatable; the grid runs on all cores)",
+    )
     p.add_argument("--rank", default="sharpe", help="sweep: metric to rank by (default sharpe)")
-    p.add_argument("--workers", type=int, default=None, help="sweep: processes (default: all cores)")
-    p.add_argument("--cluster", metavar="tcp://HOST:8786", help="sweep: run the grid on a Dask cluster")
+    p.add_argument(
+        "--workers", type=int, default=None, help="sweep: processes (default: all cores)"
+    )
+    p.add_argument(
+        "--cluster", metavar="tcp://HOST:8786", help="sweep: run the grid on a Dask cluster"
+    )
     p.set_defaults(handler=run)
 
 
@@ -121,16 +170,31 @@ def _run(args: argparse.Namespace) -> int:
     sizing = make_sizing(args.sizing, args.size)
     tty = sys.stdout.isatty()
     if args.sweep:
-        if args.cluster and not args.cluster.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-            raise CLIError(f"--cluster {args.cluster!r}: expected an address like tcp://host:8786", 2)
+        if args.cluster and not args.cluster.startswith(
+            ("tcp://", "tls://", "inproc://", "ucx://")
+        ):
+            raise CLIError(
+                f"--cluster {args.cluster!r}: expected an address like tcp://host:8786", 2
+            )
         grid = sweep_grid(args.sweep, params)
         bar = _Bar(f"sweep {len(grid)} runs", tty)
         try:
             # Bad rows dropped or repaired once here; the workers then share the clean frame.
-            data = args.data if args.on_bad_rows == "error" else load_bars(args.data, args.on_bad_rows)
-            table = run_sweep(data, args.strategy, grid, cash=args.cash, commission=args.commission,
-                              sizing=args.sizing, workers=args.workers, cluster=args.cluster,
-                              progress=bar, rank_by=args.rank)
+            data = (
+                args.data if args.on_bad_rows == "error" else load_bars(args.data, args.on_bad_rows)
+            )
+            table = run_sweep(
+                data,
+                args.strategy,
+                grid,
+                cash=args.cash,
+                commission=args.commission,
+                sizing=args.sizing,
+                workers=args.workers,
+                cluster=args.cluster,
+                progress=bar,
+                rank_by=args.rank,
+            )
         finally:
             bar.close()
         if args.out:
@@ -140,8 +204,15 @@ def _run(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             table.to_csv(out / "sweep.csv", index=False)
         if args.json:
-            print(json.dumps({"strategy": args.strategy, "rank_by": args.rank,
-                              "results": json.loads(table.to_json(orient="records"))}))
+            print(
+                json.dumps(
+                    {
+                        "strategy": args.strategy,
+                        "rank_by": args.rank,
+                        "results": json.loads(table.to_json(orient="records")),
+                    }
+                )
+            )
         else:
             import pandas as pd
 
@@ -151,10 +222,18 @@ def _run(args: argparse.Namespace) -> int:
                 shown = table[table["error"].isna()].drop(columns="error")
                 if len(failed):
                     reasons = sorted(set(failed["error"].astype(str)))
-                    print(f"{len(failed)} of {len(table)} combinations skipped: {reasons[0]}"
-                          + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""))
-            with pd.option_context("display.max_rows", 200, "display.width", 200,
-                                   "display.float_format", "{:,.4f}".format):
+                    print(
+                        f"{len(failed)} of {len(table)} combinations skipped: {reasons[0]}"
+                        + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else "")
+                    )
+            with pd.option_context(
+                "display.max_rows",
+                200,
+                "display.width",
+                200,
+                "display.float_format",
+                "{:,.4f}".format,
+            ):
                 print(shown.head(50).to_string(index=False))
         return 0
 
@@ -162,37 +241,59 @@ def _run(args: argparse.Namespace) -> int:
     strat = create_strategy(args.strategy, None, params)
     risk = None
     if args.stop_loss or args.take_profit or args.trailing_stop:
-        risk = StrategyRiskConfig(stop_loss_pct=args.stop_loss, take_profit_pct=args.take_profit,
-                                  trailing_stop_pct=args.trailing_stop)
+        risk = StrategyRiskConfig(
+            stop_loss_pct=args.stop_loss,
+            take_profit_pct=args.take_profit,
+            trailing_stop_pct=args.trailing_stop,
+        )
     from pathlib import Path
 
     bar = _Bar("backtest", tty and args.mode == "replay")
     try:
-        bt = CustomBacktester(bars, strat, cash=args.cash, commission=commission, sizing=sizing,
-                              symbol=Path(args.data).stem.upper() or "SYM", risk=risk, mode=args.mode,
-                              progress=bar)
+        bt = CustomBacktester(
+            bars,
+            strat,
+            cash=args.cash,
+            commission=commission,
+            sizing=sizing,
+            symbol=Path(args.data).stem.upper() or "SYM",
+            risk=risk,
+            mode=args.mode,
+            progress=bar,
+        )
         res = bt.run_backtest()
     finally:
         bar.close()
     m = res.metrics
     if args.json:
-        doc = {"strategy": res.strategy, "params": res.params, "mode": res.mode, **metrics_to_jsonable(m)}
+        doc = {
+            "strategy": res.strategy,
+            "params": res.params,
+            "mode": res.mode,
+            **metrics_to_jsonable(m),
+        }
         print(json.dumps(doc, default=str))
     else:
         width = max(len(v) for v in METRIC_LABELS.values())
-        print(f"{res.strategy} {' '.join(f'{k}={v}' for k, v in res.params.items())} on {args.data}")
+        print(
+            f"{res.strategy} {' '.join(f'{k}={v}' for k, v in res.params.items())} on {args.data}"
+        )
         for k, v in m.items():
             print(f"{METRIC_LABELS.get(str(k), str(k)):<{width}}  {_fmt(v)}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         res.trades.to_csv(out / "trades.csv", index=False)
-        res.equity.to_frame().assign(position=res.position).to_csv(out / "equity.csv", index_label="ts")
+        res.equity.to_frame().assign(position=res.position).to_csv(
+            out / "equity.csv", index_label="ts"
+        )
         res.fills.to_csv(out / "fills.csv", index=False)
     if args.plot or args.out:
         from fbterm.backtest.analysis import PerformanceAnalysis
 
-        PerformanceAnalysis(res).visualize_results(terminal=args.plot and not args.json, out_dir=args.out)
+        PerformanceAnalysis(res).visualize_results(
+            terminal=args.plot and not args.json, out_dir=args.out
+        )
     return 0
 
 

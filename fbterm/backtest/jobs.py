@@ -62,11 +62,21 @@ def run_backtest_job(
     bars = data_path if isinstance(data_path, pd.DataFrame) else load_bars(data_path)
     if progress:
         progress(0.05)
-    sym = symbol or (Path(data_path).stem.upper() if not isinstance(data_path, pd.DataFrame) else "SYM")
+    sym = symbol or (
+        Path(data_path).stem.upper() if not isinstance(data_path, pd.DataFrame) else "SYM"
+    )
     strat = create_strategy(strategy, None, params or {})
-    bt = CustomBacktester(bars, strat, cash=cash, commission=commission, sizing=sizing,
-                          symbol=sym or "SYM", risk=risk, mode=mode,
-                          progress=(lambda f: progress(0.05 + 0.95 * f)) if progress else None)
+    bt = CustomBacktester(
+        bars,
+        strat,
+        cash=cash,
+        commission=commission,
+        sizing=sizing,
+        symbol=sym or "SYM",
+        risk=risk,
+        mode=mode,
+        progress=(lambda f: progress(0.05 + 0.95 * f)) if progress else None,
+    )
     return bt.run_backtest()
 
 
@@ -115,8 +125,18 @@ def sweep_grid(specs: Iterable[str], fixed: dict[str, Any] | None = None) -> lis
     return grid
 
 
-SWEEP_KEYS = ("return_pct", "sharpe", "sortino", "max_drawdown_pct", "trades", "win_rate_pct",
-              "equity_final", "sqn", "profit_factor", "exposure_pct")
+SWEEP_KEYS = (
+    "return_pct",
+    "sharpe",
+    "sortino",
+    "max_drawdown_pct",
+    "trades",
+    "win_rate_pct",
+    "equity_final",
+    "sqn",
+    "profit_factor",
+    "exposure_pct",
+)
 
 _WORKER_BARS: pd.DataFrame | None = None
 
@@ -126,15 +146,23 @@ def _init_worker(path: str | None, bars: pd.DataFrame | None) -> None:
     _WORKER_BARS = bars if bars is not None else load_bars(path)  # type: ignore[arg-type]
 
 
-def _sweep_one(params: dict[str, Any], strategy: str, cash: float, commission: float | str,
-               sizing: str, bars: pd.DataFrame | None = None) -> dict[str, Any]:
+def _sweep_one(
+    params: dict[str, Any],
+    strategy: str,
+    cash: float,
+    commission: float | str,
+    sizing: str,
+    bars: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """One grid point -> its params and headline metrics, or the reason it could not run."""
     data = bars if bars is not None else _WORKER_BARS
     assert data is not None
     row: dict[str, Any] = dict(params)
     try:
         strat = create_strategy(strategy, None, params)
-        res = CustomBacktester(data, strat, cash=cash, commission=commission, sizing=sizing).run_backtest()
+        res = CustomBacktester(
+            data, strat, cash=cash, commission=commission, sizing=sizing
+        ).run_backtest()
     except (StrategyError, BacktestError) as e:
         row["error"] = str(e)
         return row
@@ -195,22 +223,41 @@ def run_sweep(
     return rank_table(rows, rank_by)
 
 
-def _run_dask(address: str, bars: pd.DataFrame, strategy: str, grid: list[dict[str, Any]],
-              cash: float, commission: float | str, sizing: str,
-              progress: Progress | None) -> list[dict[str, Any]]:
+def _run_dask(
+    address: str,
+    bars: pd.DataFrame,
+    strategy: str,
+    grid: list[dict[str, Any]],
+    cash: float,
+    commission: float | str,
+    sizing: str,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
-        raise BacktestError("--cluster needs dask.distributed: pip install 'fbterm[dask]'") from None
+        raise BacktestError(
+            "--cluster needs dask.distributed: pip install 'fbterm[dask]'"
+        ) from None
     try:
         client = Client(address, timeout=10)
     except Exception as e:
-        raise BacktestError(f"--cluster {address}: cannot connect: {type(e).__name__}: {e}") from None
+        raise BacktestError(
+            f"--cluster {address}: cannot connect: {type(e).__name__}: {e}"
+        ) from None
     try:
         [remote] = client.scatter([bars], broadcast=True)
-        futs = client.map(_sweep_one, grid, strategy=strategy, cash=cash, commission=commission,
-                          sizing=sizing, bars=remote, pure=False)
+        futs = client.map(
+            _sweep_one,
+            grid,
+            strategy=strategy,
+            cash=cash,
+            commission=commission,
+            sizing=sizing,
+            bars=remote,
+            pure=False,
+        )
         rows = []
         for i, f in enumerate(dask_completed(futs)):
             rows.append(f.result())

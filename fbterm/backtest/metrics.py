@@ -70,13 +70,23 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
     """(returns, periods per year) used by the annualised metrics."""
     idx = equity.index
     if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1:
-        step = pd.Timedelta(int(np.median(np.diff(idx.as_unit("ns").asi8[: min(len(idx), 10_000)]))), "ns")
+        step = pd.Timedelta(
+            int(np.median(np.diff(idx.as_unit("ns").asi8[: min(len(idx), 10_000)]))), "ns"
+        )
         days = step.days
         # Day of week from epoch days (1970-01-01 was a Thursday, Monday = 0): the same as
         # DatetimeIndex.day_of_week at a tenth of the cost on a million bars.
         dow = (idx.as_unit("ns").asi8 // 86_400_000_000_000 + 3) % 7
         weekends = float((dow >= 5).mean()) > 2 / 7 * 0.6
-        per_year = 52.0 if days == 7 else 12.0 if 28 <= days <= 31 else 1.0 if days >= 365 else (365.0 if weekends else 252.0)
+        per_year = (
+            52.0
+            if days == 7
+            else 12.0
+            if 28 <= days <= 31
+            else 1.0
+            if days >= 365
+            else (365.0 if weekends else 252.0)
+        )
         freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
         if days >= 1 and freq == "D":
             eq = equity.to_numpy(dtype=float)
@@ -179,10 +189,14 @@ def performance_metrics(
     g = _gmean(r) if len(r) else 0.0
     ann = (1 + g) ** per_year - 1 if len(r) else math.nan
     s["return_ann_pct"] = ann * 100
-    s["volatility_ann_pct"] = float(np.std(r, ddof=1)) * math.sqrt(per_year) * 100 if len(r) > 1 else math.nan
+    s["volatility_ann_pct"] = (
+        float(np.std(r, ddof=1)) * math.sqrt(per_year) * 100 if len(r) > 1 else math.nan
+    )
     if isinstance(idx, pd.DatetimeIndex):
         years = s["duration"].total_seconds() / (365.25 * 86400)
-        s["cagr_pct"] = ((eq[-1] / eq[0]) ** (1 / years) - 1) * 100 if years > 0 and eq[-1] > 0 else math.nan
+        s["cagr_pct"] = (
+            ((eq[-1] / eq[0]) ** (1 / years) - 1) * 100 if years > 0 and eq[-1] > 0 else math.nan
+        )
     else:
         s["cagr_pct"] = math.nan
     s["sharpe"] = sharpe_ratio(r, per_year)
@@ -219,7 +233,9 @@ def performance_metrics(
     s["sqn"] = math.sqrt(nt) * float(pnl.mean()) / sd if nt > 1 and sd > 0 else math.nan
     avg_w = float(pnl[pnl > 0].mean()) if (pnl > 0).any() else math.nan
     avg_l = float(-pnl[pnl < 0].mean()) if (pnl < 0).any() else math.nan
-    s["kelly"] = win - (1 - win) / (avg_w / avg_l) if avg_w == avg_w and avg_l == avg_l else math.nan
+    s["kelly"] = (
+        win - (1 - win) / (avg_w / avg_l) if avg_w == avg_w and avg_l == avg_l else math.nan
+    )
     return pd.Series(s, dtype=object, name="metrics")
 
 

@@ -78,7 +78,12 @@ class BrokerMessage:
 
 
 BrokerEvent = (
-    OrderStatusEvent | FillEvent | CommissionEvent | ModifyAckEvent | ConnectionEvent | BrokerMessage
+    OrderStatusEvent
+    | FillEvent
+    | CommissionEvent
+    | ModifyAckEvent
+    | ConnectionEvent
+    | BrokerMessage
 )
 EventHandler = Callable[[BrokerEvent], None]
 

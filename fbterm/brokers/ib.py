@@ -113,7 +113,9 @@ IB_ERRORS: dict[int, tuple[str, str]] = {
 
 def describe_ib_error(code: int, text: str) -> tuple[str, str]:
     """(level, one clear line) for an IB error/info code and IB's own message."""
-    level, meaning = IB_ERRORS.get(code, ("info" if 2100 <= code < 2200 else "warning", "IB message"))
+    level, meaning = IB_ERRORS.get(
+        code, ("info" if 2100 <= code < 2200 else "warning", "IB message")
+    )
     text = text.strip().rstrip(":")
     return level, f"IB {code}: {meaning}" + (f" ({text})" if text else "")
 
@@ -133,9 +135,13 @@ def parse_order_ref(ref: str) -> tuple[str, str] | None:
 def to_ib_contract(inst: Instrument) -> IBContract:
     if isinstance(inst, Option):
         return IBOption(
-            symbol=inst.underlying, lastTradeDateOrContractMonth=inst.expiry.strftime("%Y%m%d"),
-            strike=inst.strike, right=inst.right.value, exchange=inst.exchange,
-            multiplier=str(inst.multiplier), currency=inst.currency,
+            symbol=inst.underlying,
+            lastTradeDateOrContractMonth=inst.expiry.strftime("%Y%m%d"),
+            strike=inst.strike,
+            right=inst.right.value,
+            exchange=inst.exchange,
+            multiplier=str(inst.multiplier),
+            currency=inst.currency,
         )
     return IBStock(inst.symbol, inst.exchange, inst.currency)
 
@@ -143,9 +149,15 @@ def to_ib_contract(inst: Instrument) -> IBContract:
 def from_ib_contract(c: IBContract) -> Instrument:
     if c.secType in ("OPT", "FOP"):
         expiry = dt.datetime.strptime(c.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-        return Option(c.symbol, Right(c.right[:1]), float(c.strike), expiry,
-                      multiplier=int(float(c.multiplier or 100)), exchange=c.exchange or "SMART",
-                      currency=c.currency or "USD")
+        return Option(
+            c.symbol,
+            Right(c.right[:1]),
+            float(c.strike),
+            expiry,
+            multiplier=int(float(c.multiplier or 100)),
+            exchange=c.exchange or "SMART",
+            currency=c.currency or "USD",
+        )
     return Stock(c.symbol, c.exchange or "SMART", c.currency or "USD")
 
 
@@ -305,8 +317,12 @@ class BrokerIntegration:
         self._connecting = True
         try:
             await ib.connectAsync(
-                cfg.host, cfg.port, clientId=cfg.client_id, timeout=cfg.connect_timeout,
-                readonly=cfg.read_only, account=cfg.account,
+                cfg.host,
+                cfg.port,
+                clientId=cfg.client_id,
+                timeout=cfg.connect_timeout,
+                readonly=cfg.read_only,
+                account=cfg.account,
             )
             accounts = ib.managedAccounts()
             if cfg.account and cfg.account not in accounts:
@@ -323,8 +339,11 @@ class BrokerIntegration:
         finally:
             self._connecting = False
         state = ConnectionState.READ_ONLY if cfg.read_only else ConnectionState.CONNECTED
-        self._set_state(state, f"connected to {cfg.host}:{cfg.port} as client {cfg.client_id}, "
-                               f"account {self._account}")
+        self._set_state(
+            state,
+            f"connected to {cfg.host}:{cfg.port} as client {cfg.client_id}, "
+            f"account {self._account}",
+        )
 
     def _on_disconnected(self) -> None:
         if self._stopping or self._connecting:
@@ -347,9 +366,11 @@ class BrokerIntegration:
             try:
                 await self._connect()
             except (OSError, TimeoutError, ConnectionError) as e:
-                self._set_state(ConnectionState.RECONNECTING,
-                                f"reconnect attempt {attempt} failed ({_reason(e)}); "
-                                f"next in {min(delay * 2, cfg.reconnect_max_delay):g}s")
+                self._set_state(
+                    ConnectionState.RECONNECTING,
+                    f"reconnect attempt {attempt} failed ({_reason(e)}); "
+                    f"next in {min(delay * 2, cfg.reconnect_max_delay):g}s",
+                )
                 delay = min(delay * 2, cfg.reconnect_max_delay)
                 continue
             self.reconnects += 1
@@ -403,21 +424,36 @@ class BrokerIntegration:
                     continue
                 lost.append(tr.client_order_id)
                 if tr.status is OrderStatus.PENDING_SUBMIT:
-                    self._report_status(tr, OrderStatus.REJECTED,
-                                        "never reached IB before the connection dropped; not re-sent")
+                    self._report_status(
+                        tr,
+                        OrderStatus.REJECTED,
+                        "never reached IB before the connection dropped; not re-sent",
+                    )
                 else:
-                    self._report_status(tr, OrderStatus.CANCELLED, "no longer working at IB after reconnect")
+                    self._report_status(
+                        tr, OrderStatus.CANCELLED, "no longer working at IB after reconnect"
+                    )
         report = ResyncReport(missed, lost, adopted, len(open_trades))
         self.last_resync = report
-        msg = (f"re-sync with IB: {len(open_trades)} open orders, {len(missed)} missed fills reported, "
-               f"{len(lost)} orders closed, {len(adopted)} adopted")
+        msg = (
+            f"re-sync with IB: {len(open_trades)} open orders, {len(missed)} missed fills reported, "
+            f"{len(lost)} orders closed, {len(adopted)} adopted"
+        )
         self._emit(BrokerMessage(0, msg, None, "info" if report.clean else "warning", time.time()))
         return report
 
     def _track_trade(self, t: IBTrade, ref: tuple[str, str]) -> _Tracked:
         o = t.order
-        tr = _Tracked(ref[1], o.orderId, ref[0], from_ib_contract(t.contract), Side(o.action),
-                      float(o.totalQuantity), OrderStatus.SUBMITTED, float(t.orderStatus.filled))
+        tr = _Tracked(
+            ref[1],
+            o.orderId,
+            ref[0],
+            from_ib_contract(t.contract),
+            Side(o.action),
+            float(o.totalQuantity),
+            OrderStatus.SUBMITTED,
+            float(t.orderStatus.filled),
+        )
         self._by_coid[tr.client_order_id] = tr
         self._by_ib_id[tr.ib_order_id] = tr
         self._highest_order_id = max(self._highest_order_id, o.orderId)
@@ -429,7 +465,11 @@ class BrokerIntegration:
             raise BrokerError(f"IB read-only mode: {what} refused")
         if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
             raise BrokerError(f"{what}: call the IB broker from the engine thread only")
-        if self._state is not ConnectionState.CONNECTED or self._ib is None or not self._ib.isConnected():
+        if (
+            self._state is not ConnectionState.CONNECTED
+            or self._ib is None
+            or not self._ib.isConnected()
+        ):
             raise BrokerError(f"{what}: not connected to IB ({self._state.value})")
         return self._ib
 
@@ -443,8 +483,14 @@ class BrokerIntegration:
         self._highest_order_id = oid
         ib_order = self._ib_order(order)
         ib_order.orderId = oid
-        tr = _Tracked(order.client_order_id, oid, order.strategy_id, order.instrument, order.side,
-                      order.quantity)
+        tr = _Tracked(
+            order.client_order_id,
+            oid,
+            order.strategy_id,
+            order.instrument,
+            order.side,
+            order.quantity,
+        )
         self._by_coid[tr.client_order_id] = tr
         self._by_ib_id[oid] = tr
         ib.placeOrder(to_ib_contract(order.instrument), ib_order)
@@ -468,8 +514,10 @@ class BrokerIntegration:
         if trade is None or trade.isDone() or tr.status.is_terminal:
             raise BrokerError(f"order {order.client_order_id} is no longer working at IB")
         if order.quantity <= tr.filled + 1e-9:
-            raise BrokerError(f"order {order.client_order_id}: quantity {order.quantity:g} "
-                              f"not above filled {tr.filled:g}")
+            raise BrokerError(
+                f"order {order.client_order_id}: quantity {order.quantity:g} "
+                f"not above filled {tr.filled:g}"
+            )
         new = copy.copy(trade.order)
         fresh = self._ib_order(order)
         new.totalQuantity, new.orderType = fresh.totalQuantity, fresh.orderType
@@ -479,10 +527,13 @@ class BrokerIntegration:
 
     def _ib_order(self, order: Order) -> IBOrder:
         o = IBOrder(
-            action=order.side.value, totalQuantity=float(order.quantity),
-            orderType=order.order_type.value, tif=order.tif.value,
+            action=order.side.value,
+            totalQuantity=float(order.quantity),
+            orderType=order.order_type.value,
+            tif=order.tif.value,
             orderRef=make_order_ref(order.strategy_id, order.client_order_id),
-            account=self._account, transmit=True,
+            account=self._account,
+            transmit=True,
         )
         if order.limit_price is not None:
             o.lmtPrice = float(order.limit_price)
@@ -513,15 +564,24 @@ class BrokerIntegration:
             status = _IB_TO_STATUS.get(st.status, OrderStatus.SUBMITTED)
             if status is OrderStatus.SUBMITTED and st.filled > 0:
                 status = OrderStatus.PARTIALLY_FILLED
-            out.append(BrokerOrder(
-                client_order_id=coid, broker_order_id=str(o.orderId),
-                instrument=tr.instrument if tr else from_ib_contract(t.contract), side=o.action,
-                quantity=float(o.totalQuantity), filled=float(st.filled),
-                order_type=OrderType(o.orderType) if o.orderType in OrderType._value2member_map_ else OrderType.LIMIT,
-                limit_price=_price(o.lmtPrice), stop_price=_price(o.auxPrice), status=status,
-                strategy_id=tr.strategy_id if tr else (ref[0] if ref else ""),
-                extra={"perm_id": str(o.permId), "tif": o.tif, "order_ref": o.orderRef},
-            ))
+            out.append(
+                BrokerOrder(
+                    client_order_id=coid,
+                    broker_order_id=str(o.orderId),
+                    instrument=tr.instrument if tr else from_ib_contract(t.contract),
+                    side=o.action,
+                    quantity=float(o.totalQuantity),
+                    filled=float(st.filled),
+                    order_type=OrderType(o.orderType)
+                    if o.orderType in OrderType._value2member_map_
+                    else OrderType.LIMIT,
+                    limit_price=_price(o.lmtPrice),
+                    stop_price=_price(o.auxPrice),
+                    status=status,
+                    strategy_id=tr.strategy_id if tr else (ref[0] if ref else ""),
+                    extra={"perm_id": str(o.permId), "tif": o.tif, "order_ref": o.orderRef},
+                )
+            )
         return out
 
     def query_positions(self) -> list[BrokerPosition]:
@@ -531,8 +591,15 @@ class BrokerIntegration:
         for p in ib.positions(self._account):
             inst = from_ib_contract(p.contract)
             mult = inst.multiplier
-            out.append(BrokerPosition(inst, float(p.position), float(p.avgCost) / mult, p.account,
-                                      marks.get(p.contract.conId)))
+            out.append(
+                BrokerPosition(
+                    inst,
+                    float(p.position),
+                    float(p.avgCost) / mult,
+                    p.account,
+                    marks.get(p.contract.conId),
+                )
+            )
         return out
 
     def query_account_details(self) -> AccountDetails:
@@ -585,7 +652,9 @@ class BrokerIntegration:
         if tr.status is status or tr.status.is_terminal:
             return
         tr.status = status
-        self._emit(OrderStatusEvent(tr.client_order_id, status, reason, str(tr.ib_order_id), time.time()))
+        self._emit(
+            OrderStatusEvent(tr.client_order_id, status, reason, str(tr.ib_order_id), time.time())
+        )
 
     def _on_order_status(self, trade: IBTrade) -> None:
         tr = self._by_ib_id.get(trade.order.orderId)
@@ -601,7 +670,9 @@ class BrokerIntegration:
             entry = trade.log[-1] if trade.log else None
             code = entry.errorCode if entry else 0
             reason = describe_ib_error(code, _ib_text(entry.message))[1] if code else ""
-            if st == "Inactive" or (code and code != 202 and tr.status is OrderStatus.PENDING_SUBMIT):
+            if st == "Inactive" or (
+                code and code != 202 and tr.status is OrderStatus.PENDING_SUBMIT
+            ):
                 self._report_status(tr, OrderStatus.REJECTED, reason or "order inactive at IB")
             else:
                 self._report_status(tr, OrderStatus.CANCELLED, reason or "cancelled at IB")
@@ -614,14 +685,25 @@ class BrokerIntegration:
         if tr is None or tr.pending_modify is None:
             return
         want, o = tr.pending_modify, trade.order
-        if abs(float(o.totalQuantity) - want.quantity) > 1e-9 or o.orderType != want.order_type.value:
+        if (
+            abs(float(o.totalQuantity) - want.quantity) > 1e-9
+            or o.orderType != want.order_type.value
+        ):
             return  # an echo of the old terms still in flight
         if _price(o.lmtPrice) != want.limit_price or _price(o.auxPrice) != want.stop_price:
             return
         tr.pending_modify = None
         tr.quantity = want.quantity
-        self._emit(ModifyAckEvent(tr.client_order_id, want.quantity, want.order_type, want.limit_price,
-                                  want.stop_price, time.time()))
+        self._emit(
+            ModifyAckEvent(
+                tr.client_order_id,
+                want.quantity,
+                want.order_type,
+                want.limit_price,
+                want.stop_price,
+                time.time(),
+            )
+        )
 
     def _on_exec_details(self, trade: IBTrade, fill: IBFill) -> None:
         self._report_fill(fill)
@@ -636,9 +718,15 @@ class BrokerIntegration:
             tr = self._by_coid.get(ref[1]) if ref else None
             if tr is None and ref is not None:
                 # Our order from an earlier session: attribute by the orderRef we wrote.
-                tr = _Tracked(ref[1], ex.orderId, ref[0], from_ib_contract(fill.contract),
-                              Side.BUY if ex.side == "BOT" else Side.SELL, float(ex.cumQty),
-                              OrderStatus.SUBMITTED)
+                tr = _Tracked(
+                    ref[1],
+                    ex.orderId,
+                    ref[0],
+                    from_ib_contract(fill.contract),
+                    Side.BUY if ex.side == "BOT" else Side.SELL,
+                    float(ex.cumQty),
+                    OrderStatus.SUBMITTED,
+                )
         if tr is None:
             return False  # another client's or a manual TWS order
         self._seen_exec.add(ex.execId)
@@ -650,12 +738,26 @@ class BrokerIntegration:
         commission = float(report.commission) if report.execId == ex.execId else 0.0
         if commission:
             self._commission_sent.add(ex.execId)
-        ts = fill.time.timestamp() if isinstance(fill.time, dt.datetime) and fill.time.year > 1970 else time.time()
-        self._emit(FillEvent(Fill(
-            fill_id=ex.execId, client_order_id=tr.client_order_id, instrument=tr.instrument,
-            side=Side.BUY if ex.side == "BOT" else Side.SELL, quantity=float(ex.shares),
-            price=float(ex.price), commission=commission, ts=ts, strategy_id=tr.strategy_id,
-        )))
+        ts = (
+            fill.time.timestamp()
+            if isinstance(fill.time, dt.datetime) and fill.time.year > 1970
+            else time.time()
+        )
+        self._emit(
+            FillEvent(
+                Fill(
+                    fill_id=ex.execId,
+                    client_order_id=tr.client_order_id,
+                    instrument=tr.instrument,
+                    side=Side.BUY if ex.side == "BOT" else Side.SELL,
+                    quantity=float(ex.shares),
+                    price=float(ex.price),
+                    commission=commission,
+                    ts=ts,
+                    strategy_id=tr.strategy_id,
+                )
+            )
+        )
         return True
 
     def _on_commission(self, trade: IBTrade, fill: IBFill, report: IBCommissionReport) -> None:
@@ -667,11 +769,15 @@ class BrokerIntegration:
     def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         level, message = describe_ib_error(code, text)
         tr = self._by_ib_id.get(req_id) if req_id > 0 else None
-        self._emit(BrokerMessage(code, message, tr.client_order_id if tr else None, level, time.time()))
+        self._emit(
+            BrokerMessage(code, message, tr.client_order_id if tr else None, level, time.time())
+        )
         if code == 1100:
             self._set_state(ConnectionState.RECONNECTING, message)
         elif code in (1101, 1102) and self._ib is not None and self._ib.isConnected():
-            state = ConnectionState.READ_ONLY if self.config.read_only else ConnectionState.CONNECTED
+            state = (
+                ConnectionState.READ_ONLY if self.config.read_only else ConnectionState.CONNECTED
+            )
             self._set_state(state, message)
             # Fills during the outage are only found by asking again.
             assert self._loop is not None
@@ -681,7 +787,11 @@ class BrokerIntegration:
         try:
             return await self.resync()
         except (TimeoutError, ConnectionError) as e:
-            self._emit(BrokerMessage(0, f"re-sync with IB failed: {_reason(e)}", None, "error", time.time()))
+            self._emit(
+                BrokerMessage(
+                    0, f"re-sync with IB failed: {_reason(e)}", None, "error", time.time()
+                )
+            )
             return ResyncReport()
 
 

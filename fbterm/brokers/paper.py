@@ -117,12 +117,20 @@ class PaperBroker:
         now = self.clock()
         reason = self._refuse(order)
         if reason:
-            self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.REJECTED, reason, ts=now))
+            self._handler(
+                OrderStatusEvent(order.client_order_id, OrderStatus.REJECTED, reason, ts=now)
+            )
             return
         bid = f"P-{self._session}-{next(self._broker_ids)}"
-        live = order.transition(OrderStatus.SUBMITTED, ts=now, broker_order_id=bid, submitted_ts=now)
+        live = order.transition(
+            OrderStatus.SUBMITTED, ts=now, broker_order_id=bid, submitted_ts=now
+        )
         self._put(live)
-        self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.SUBMITTED, broker_order_id=bid, ts=now))
+        self._handler(
+            OrderStatusEvent(
+                order.client_order_id, OrderStatus.SUBMITTED, broker_order_id=bid, ts=now
+            )
+        )
 
     def _put(self, order: Order) -> None:
         oid = order.client_order_id
@@ -146,21 +154,41 @@ class PaperBroker:
         live = self._drop(order.client_order_id)
         if live is None:
             raise BrokerError(f"order {order.client_order_id} is not working at the paper broker")
-        self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.CANCELLED, "cancelled by request",
-                                       ts=self.clock()))
+        self._handler(
+            OrderStatusEvent(
+                order.client_order_id,
+                OrderStatus.CANCELLED,
+                "cancelled by request",
+                ts=self.clock(),
+            )
+        )
 
     def modify_order(self, order: Order) -> None:
         live = self.orders.get(order.client_order_id)
         if live is None:
             raise BrokerError(f"order {order.client_order_id} is not working at the paper broker")
         if order.quantity <= live.filled_quantity:
-            raise BrokerError(f"order {order.client_order_id}: quantity {order.quantity:g} not above filled")
-        self._put(live.modified(
-            quantity=order.quantity, order_type=order.order_type,
-            limit_price=order.limit_price, stop_price=order.stop_price,
-        ))
-        self._handler(ModifyAckEvent(order.client_order_id, order.quantity, order.order_type,
-                                     order.limit_price, order.stop_price, ts=self.clock()))
+            raise BrokerError(
+                f"order {order.client_order_id}: quantity {order.quantity:g} not above filled"
+            )
+        self._put(
+            live.modified(
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+            )
+        )
+        self._handler(
+            ModifyAckEvent(
+                order.client_order_id,
+                order.quantity,
+                order.order_type,
+                order.limit_price,
+                order.stop_price,
+                ts=self.clock(),
+            )
+        )
 
     def _refuse(self, order: Order) -> str:
         inst = order.instrument
@@ -183,7 +211,9 @@ class PaperBroker:
         added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
         available = self.buying_power()
         if added > available + 1e-6:
-            return f"insufficient buying power: order adds {added:,.2f} > available {available:,.2f}"
+            return (
+                f"insufficient buying power: order adds {added:,.2f} > available {available:,.2f}"
+            )
         return ""
 
     # -- market data ---------------------------------------------------------------------
@@ -235,8 +265,14 @@ class PaperBroker:
         # was known must not put the account beyond its limits.
         if self._would_exceed(order.side, d.quantity, d.price, inst, commission):
             self._drop(order.client_order_id)
-            self._handler(OrderStatusEvent(order.client_order_id, OrderStatus.CANCELLED,
-                                           "cancelled: insufficient buying power at fill", ts=u.ts))
+            self._handler(
+                OrderStatusEvent(
+                    order.client_order_id,
+                    OrderStatus.CANCELLED,
+                    "cancelled: insufficient buying power at fill",
+                    ts=u.ts,
+                )
+            )
             return None
         fill = Fill(
             fill_id=f"PF-{self._session}-{next(self._fill_ids)}",
@@ -260,7 +296,9 @@ class PaperBroker:
         self._handler(FillEvent(fill))
         return fill
 
-    def _would_exceed(self, side: Side, qty: float, price: float, inst: Instrument, commission: float) -> bool:
+    def _would_exceed(
+        self, side: Side, qty: float, price: float, inst: Instrument, commission: float
+    ) -> bool:
         current = self.positions.get(inst.key)
         q0 = current.quantity if current else 0.0
         q1 = q0 + side.sign * qty
@@ -278,7 +316,9 @@ class PaperBroker:
             self._open.pop(key, None)
         else:
             self._open[key] = new
-        self.cash -= fill.signed_quantity * fill.price * fill.instrument.multiplier + fill.commission
+        self.cash -= (
+            fill.signed_quantity * fill.price * fill.instrument.multiplier + fill.commission
+        )
 
     # -- account -------------------------------------------------------------------------
     def _mark(self, inst: Instrument) -> float | None:
@@ -315,10 +355,17 @@ class PaperBroker:
     def query_open_orders(self) -> list[BrokerOrder]:
         return [
             BrokerOrder(
-                client_order_id=o.client_order_id, broker_order_id=o.broker_order_id or "",
-                instrument=o.instrument, side=o.side.value, quantity=o.quantity,
-                filled=o.filled_quantity, order_type=o.order_type, limit_price=o.limit_price,
-                stop_price=o.stop_price, status=o.status, strategy_id=o.strategy_id,
+                client_order_id=o.client_order_id,
+                broker_order_id=o.broker_order_id or "",
+                instrument=o.instrument,
+                side=o.side.value,
+                quantity=o.quantity,
+                filled=o.filled_quantity,
+                order_type=o.order_type,
+                limit_price=o.limit_price,
+                stop_price=o.stop_price,
+                status=o.status,
+                strategy_id=o.strategy_id,
             )
             for o in self.orders.values()
         ]
@@ -327,14 +374,20 @@ class PaperBroker:
         out = []
         for p in self.positions.values():
             if not p.is_flat:
-                out.append(BrokerPosition(p.instrument, p.quantity, p.avg_cost, self.account, self._mark(p.instrument)))
+                out.append(
+                    BrokerPosition(
+                        p.instrument, p.quantity, p.avg_cost, self.account, self._mark(p.instrument)
+                    )
+                )
         return out
 
     def query_account_details(self) -> AccountDetails:
         net, gross = self._marked_positions()
         equity = self.cash + net
         realized = sum(p.realized_pnl for p in self.positions.values())
-        unrealized = sum(p.unrealized_pnl(self._mark(p.instrument)) for p in self.positions.values())
+        unrealized = sum(
+            p.unrealized_pnl(self._mark(p.instrument)) for p in self.positions.values()
+        )
         return AccountDetails(
             account=self.account,
             cash=self.cash,
@@ -355,6 +408,11 @@ class PaperBroker:
         for o in open_orders:
             if o.status is OrderStatus.PENDING_SUBMIT:
                 continue
-            live = o if o.status is not OrderStatus.PENDING_CANCEL else o.transition(
-                OrderStatus.PARTIALLY_FILLED if o.filled_quantity else OrderStatus.SUBMITTED)
+            live = (
+                o
+                if o.status is not OrderStatus.PENDING_CANCEL
+                else o.transition(
+                    OrderStatus.PARTIALLY_FILLED if o.filled_quantity else OrderStatus.SUBMITTED
+                )
+            )
             self._put(live)

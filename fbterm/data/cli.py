@@ -15,40 +15,69 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     s = dsub.add_parser("synth", help="write synthetic bars (seeded GBM) to a CSV file")
     s.add_argument("--symbol", default="SYN")
-    s.add_argument("--bars", type=int, default=1000, metavar="N", help="number of bars (default 1000)")
-    s.add_argument("--bar-size", default="1d", dest="bar_size", help="1m, 5m, 1h, 1d, 1w... (default 1d)")
+    s.add_argument(
+        "--bars", type=int, default=1000, metavar="N", help="number of bars (default 1000)"
+    )
+    s.add_argument(
+        "--bar-size", default="1d", dest="bar_size", help="1m, 5m, 1h, 1d, 1w... (default 1d)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--start", default="2020-01-01", help="first bar (default 2020-01-01, UTC)")
     s.add_argument("--price", type=float, default=100.0, help="starting price (default 100)")
     s.add_argument("--volatility", type=float, default=0.3, help="annualised (default 0.3)")
-    s.add_argument("--out", metavar="FILE.csv",
-                   help="output file (default: the data dir's <SYMBOL>/<bar size>.csv)")
+    s.add_argument(
+        "--out",
+        metavar="FILE.csv",
+        help="output file (default: the data dir's <SYMBOL>/<bar size>.csv)",
+    )
     s.add_argument("--data-dir", dest="data_dir", help="data directory (default: from config)")
     s.set_defaults(handler=cmd_synth)
 
     s = dsub.add_parser("show", help="summarise a bar file: rows, range, gaps, bad rows")
     s.add_argument("path", metavar="FILE.csv")
-    s.add_argument("--timezone", help="zone of timestamps without one (default: config's market.timezone)")
-    s.add_argument("--bar-size", dest="bar_size", help="expected bar size (default: the most common spacing)")
+    s.add_argument(
+        "--timezone", help="zone of timestamps without one (default: config's market.timezone)"
+    )
+    s.add_argument(
+        "--bar-size", dest="bar_size", help="expected bar size (default: the most common spacing)"
+    )
     s.add_argument("--session", help="exchange calendar for gaps, e.g. XNYS")
-    s.add_argument("--head", type=int, default=3, metavar="N", help="show the first and last N bars")
+    s.add_argument(
+        "--head", type=int, default=3, metavar="N", help="show the first and last N bars"
+    )
     s.set_defaults(handler=cmd_show)
 
     s = dsub.add_parser("clean", help="load, clean and write bars")
     s.add_argument("inp", metavar="IN.csv")
     s.add_argument("out", metavar="OUT.csv")
-    s.add_argument("--on-bad-rows", dest="on_bad_rows", choices=("error", "drop", "repair"),
-                   help="what to do with bad rows (default: config's data.on_bad_rows)")
-    s.add_argument("--gap-policy", dest="gap_policy", choices=("keep", "drop", "ffill"),
-                   help="default: config's data.gap_policy")
-    s.add_argument("--outlier-sigma", dest="outlier_sigma", type=float,
-                   help="flag moves beyond this many robust std devs (default: config)")
+    s.add_argument(
+        "--on-bad-rows",
+        dest="on_bad_rows",
+        choices=("error", "drop", "repair"),
+        help="what to do with bad rows (default: config's data.on_bad_rows)",
+    )
+    s.add_argument(
+        "--gap-policy",
+        dest="gap_policy",
+        choices=("keep", "drop", "ffill"),
+        help="default: config's data.gap_policy",
+    )
+    s.add_argument(
+        "--outlier-sigma",
+        dest="outlier_sigma",
+        type=float,
+        help="flag moves beyond this many robust std devs (default: config)",
+    )
     s.add_argument("--session", help="keep only regular hours of this exchange calendar, e.g. XNYS")
     s.add_argument("--bar-size", dest="bar_size", help="expected bar size for gap filling")
     s.add_argument("--resample", metavar="BAR_SIZE", help="write coarser bars, e.g. 1h or 1d")
     s.add_argument("--timezone", help="zone of timestamps without one (default: config)")
-    s.add_argument("--adj-close", dest="adj_close", action="store_true",
-                   help="scale prices by Adj Close / Close")
+    s.add_argument(
+        "--adj-close",
+        dest="adj_close",
+        action="store_true",
+        help="scale prices by Adj Close / Close",
+    )
     s.set_defaults(handler=cmd_clean)
 
     s = dsub.add_parser("list", help="list stored bar files")
@@ -98,8 +127,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.out}: cannot write: {e.strerror}", 1) from None
     except ValueError as e:
         raise _fail(e) from None
-    print(f"wrote {len(df):,} {args.bar_size} bars of {args.symbol} to {out} "
-          f"({df.index[0]:%Y-%m-%d %H:%M} .. {df.index[-1]:%Y-%m-%d %H:%M} UTC)")
+    print(
+        f"wrote {len(df):,} {args.bar_size} bars of {args.symbol} to {out} "
+        f"({df.index[0]:%Y-%m-%d %H:%M} .. {df.index[-1]:%Y-%m-%d %H:%M} UTC)"
+    )
     return EXIT_OK
 
 
@@ -109,8 +140,12 @@ def _load(path: str, on_bad_rows: str, tz: str, adj_close: bool = False):  # typ
     # No binary cache for one-off files: the CLI should leave nothing behind next to them.
     storage = DataStorage(Path(path).parent, tz, cache=False)
     try:
-        return storage.load_from_csv(path, on_bad_rows=on_bad_rows, report=True,  # type: ignore[arg-type]
-                                     adj_close=adj_close)
+        return storage.load_from_csv(
+            path,
+            on_bad_rows=on_bad_rows,
+            report=True,  # type: ignore[arg-type]
+            adj_close=adj_close,
+        )
     except DataError as e:
         raise CLIError(str(e), 2) from None
 
@@ -140,8 +175,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             w(f"            {g.start} -> {g.end}: {g.missing} missing\n")
         out = outlier_mask(df["close"], cfg.data.outlier_sigma)
         w(f"  outliers  {int(out.sum()):,} (moves beyond {cfg.data.outlier_sigma:g} robust sd)\n")
-        w(f"  close     first {df['close'].iloc[0]:g}, last {df['close'].iloc[-1]:g}, "
-          f"min {df['low'].min():g}, max {df['high'].max():g}\n")
+        w(
+            f"  close     first {df['close'].iloc[0]:g}, last {df['close'].iloc[-1]:g}, "
+            f"min {df['low'].min():g}, max {df['high'].max():g}\n"
+        )
     w(f"  bad rows  {rep.bad_rows:,}{': ' + rep.summary() if rep.bad_rows else ''}\n")
     for ex in rep.examples[:10]:
         w(f"            {ex}\n")

@@ -30,14 +30,40 @@ from fbterm.data.storage import bar_timedelta, empty_bars, validate_bars
 from fbterm.model import Tick
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
-_IB_BAR_SIZES = {1: "1 secs", 5: "5 secs", 10: "10 secs", 15: "15 secs", 30: "30 secs", 60: "1 min",
-                 120: "2 mins", 180: "3 mins", 300: "5 mins", 600: "10 mins", 900: "15 mins",
-                 1200: "20 mins", 1800: "30 mins", 3600: "1 hour", 7200: "2 hours",
-                 10800: "3 hours", 14400: "4 hours", 28800: "8 hours", 86400: "1 day",
-                 604800: "1 week"}
+_IB_BAR_SIZES = {
+    1: "1 secs",
+    5: "5 secs",
+    10: "10 secs",
+    15: "15 secs",
+    30: "30 secs",
+    60: "1 min",
+    120: "2 mins",
+    180: "3 mins",
+    300: "5 mins",
+    600: "10 mins",
+    900: "15 mins",
+    1200: "20 mins",
+    1800: "30 mins",
+    3600: "1 hour",
+    7200: "2 hours",
+    10800: "3 hours",
+    14400: "4 hours",
+    28800: "8 hours",
+    86400: "1 day",
+    604800: "1 week",
+}
 # Longest duration IB serves in one request, by bar size (seconds -> seconds), conservative.
-_MAX_SPAN = [(1, 1800), (5, 3600), (10, 14_400), (30, 28_800), (60, 86_400), (300, 7 * 86_400),
-             (900, 14 * 86_400), (3600, 30 * 86_400), (86_400, 365 * 86_400)]
+_MAX_SPAN = [
+    (1, 1800),
+    (5, 3600),
+    (10, 14_400),
+    (30, 28_800),
+    (60, 86_400),
+    (300, 7 * 86_400),
+    (900, 14 * 86_400),
+    (3600, 30 * 86_400),
+    (86_400, 365 * 86_400),
+]
 
 
 class IBDataError(RuntimeError):
@@ -49,7 +75,9 @@ def normalize_bar_size(bar_size: str) -> tuple[str, int]:
     seconds = int(bar_timedelta(bar_size).total_seconds())
     setting = _IB_BAR_SIZES.get(seconds)
     if setting is None:
-        raise ValueError(f"IB has no {bar_size!r} bars: use one of {', '.join(_IB_BAR_SIZES.values())}")
+        raise ValueError(
+            f"IB has no {bar_size!r} bars: use one of {', '.join(_IB_BAR_SIZES.values())}"
+        )
     return setting, seconds
 
 
@@ -176,37 +204,52 @@ class IBSource:
             seconds = min(seconds, span)
             duration = duration_string(seconds)
             frames.append(await self._request(contract, cursor, duration, setting, bar_seconds))
-            step = 86_400 * int(duration.split()[0]) if duration.endswith("D") else int(duration.split()[0])
+            step = (
+                86_400 * int(duration.split()[0])
+                if duration.endswith("D")
+                else int(duration.split()[0])
+            )
             cursor = cursor - dt.timedelta(seconds=step)
         df = pd.concat(frames) if frames else empty_bars()
         df = df[~df.index.duplicated(keep="last")].sort_index()
         df = df[(df.index >= start) & (df.index < end)]
         return validate_bars(df, f"IB {symbol} {setting} bars")
 
-    async def _request(self, contract: IBStock, end: dt.datetime, duration: str, setting: str,
-                       bar_seconds: int) -> pd.DataFrame:
+    async def _request(
+        self, contract: IBStock, end: dt.datetime, duration: str, setting: str, bar_seconds: int
+    ) -> pd.DataFrame:
         ib = self._listen()
         key = (contract.symbol, end.isoformat(), duration, setting, self.what_to_show, self.use_rth)
         for attempt in range(self.max_retries + 1):
             await self.pacing.acquire(key, contract.symbol, small_bars=bar_seconds <= 30)
             self.requests += 1
             bars = await ib.reqHistoricalDataAsync(
-                contract, end, duration, setting, self.what_to_show, self.use_rth, formatDate=2,
+                contract,
+                end,
+                duration,
+                setting,
+                self.what_to_show,
+                self.use_rth,
+                formatDate=2,
                 timeout=self.request_timeout,
             )
             err = self._errors.pop(bars.reqId, None)
             if err is None:
                 if not bars:
-                    raise IBDataError(f"{contract.symbol}: historical request timed out after "
-                                      f"{self.request_timeout:g}s ({duration} of {setting} to {end:%Y-%m-%d %H:%M})")
+                    raise IBDataError(
+                        f"{contract.symbol}: historical request timed out after "
+                        f"{self.request_timeout:g}s ({duration} of {setting} to {end:%Y-%m-%d %H:%M})"
+                    )
                 return _to_frame(bars)
             code, text = err
             if code == 162 and "pacing" in text.lower():
                 if attempt < self.max_retries:
                     await self.pacing.sleep(self.retry_delay * (attempt + 1))
                     continue
-                raise IBDataError(f"{contract.symbol}: {describe_ib_error(code, text)[1]}; "
-                                  f"gave up after {self.max_retries} retries")
+                raise IBDataError(
+                    f"{contract.symbol}: {describe_ib_error(code, text)[1]}; "
+                    f"gave up after {self.max_retries} retries"
+                )
             if code == 162 and "no data" in text.lower():
                 return empty_bars()
             raise IBDataError(f"{contract.symbol}: {describe_ib_error(code, text)[1]}")
@@ -217,7 +260,9 @@ class IBSource:
         """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
         ib = self._listen()
         contracts = [IBStock(s, "SMART", "USD") for s in symbols]
-        qualified = await asyncio.wait_for(ib.qualifyContractsAsync(*contracts), self.request_timeout)
+        qualified = await asyncio.wait_for(
+            ib.qualifyContractsAsync(*contracts), self.request_timeout
+        )
         missing = [s for s, q in zip(symbols, qualified, strict=True) if q is None]
         if missing:
             raise IBDataError(f"IB does not know {', '.join(missing)} (no security definition)")
@@ -225,7 +270,11 @@ class IBSource:
         wanted = {c.conId: c.symbol for c in contracts}
 
         def on_tickers(tickers: set[Ticker]) -> None:
-            batch = [t for t in (_tick(wanted.get(tk.contract.conId), tk) for tk in tickers if tk.contract) if t]
+            batch = [
+                t
+                for t in (_tick(wanted.get(tk.contract.conId), tk) for tk in tickers if tk.contract)
+                if t
+            ]
             if batch:
                 queue.put_nowait(batch)
 
@@ -258,9 +307,19 @@ def _tick(symbol: str | None, tk: Ticker) -> Tick | None:
         last = (bid + ask) / 2
     if last is None:
         return None
-    ts = tk.time.timestamp() if isinstance(tk.time, dt.datetime) and tk.time.year > 1970 else time.time()
-    return Tick(symbol, ts, bid if bid is not None else last, ask if ask is not None else last, last,
-                _num(tk.lastSize) or 0.0)
+    ts = (
+        tk.time.timestamp()
+        if isinstance(tk.time, dt.datetime) and tk.time.year > 1970
+        else time.time()
+    )
+    return Tick(
+        symbol,
+        ts,
+        bid if bid is not None else last,
+        ask if ask is not None else last,
+        last,
+        _num(tk.lastSize) or 0.0,
+    )
 
 
 def _num(v: Any) -> float | None:
@@ -288,8 +347,13 @@ def _to_frame(bars: list[Any]) -> pd.DataFrame:
         else:  # a daily bar is a date
             idx.append(pd.Timestamp(d.year, d.month, d.day, tz="UTC"))
     return pd.DataFrame(
-        {"open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
-         "close": [b.close for b in bars], "volume": [b.volume for b in bars]},
-        index=pd.DatetimeIndex(idx, name="ts"), dtype=float,
+        {
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "volume": [b.volume for b in bars],
+        },
+        index=pd.DatetimeIndex(idx, name="ts"),
+        dtype=float,
     )
-

@@ -240,16 +240,26 @@ def outlier_mask(close: pd.Series, sigma: float) -> np.ndarray:
 
 @overload
 def clean_data(
-    df: pd.DataFrame, *, gap_policy: GapPolicy = ..., outlier_sigma: float | None = ...,
-    session: str | None = ..., bar_size: str | None = ..., timezone: str = ...,
+    df: pd.DataFrame,
+    *,
+    gap_policy: GapPolicy = ...,
+    outlier_sigma: float | None = ...,
+    session: str | None = ...,
+    bar_size: str | None = ...,
+    timezone: str = ...,
     report: Literal[False] = ...,
 ) -> pd.DataFrame: ...
 
 
 @overload
 def clean_data(
-    df: pd.DataFrame, *, gap_policy: GapPolicy = ..., outlier_sigma: float | None = ...,
-    session: str | None = ..., bar_size: str | None = ..., timezone: str = ...,
+    df: pd.DataFrame,
+    *,
+    gap_policy: GapPolicy = ...,
+    outlier_sigma: float | None = ...,
+    session: str | None = ...,
+    bar_size: str | None = ...,
+    timezone: str = ...,
     report: Literal[True],
 ) -> tuple[pd.DataFrame, CleanReport]: ...
 
@@ -314,7 +324,11 @@ def clean_data(
     elif gap_policy == "ffill":
         out = _fill_missing_values(out)
     step = _expected_step(out.index, bar_size)
-    gaps = find_gaps(out, bar_size, timezone=timezone, session=session) if step else _gap_frame([], [], [])
+    gaps = (
+        find_gaps(out, bar_size, timezone=timezone, session=session)
+        if step
+        else _gap_frame([], [], [])
+    )
     rep.gaps = gaps
     if gap_policy == "ffill" and len(gaps) and step is not None:
         out, rep.filled_bars = _fill_holes(out, step, timezone, session)
@@ -349,7 +363,9 @@ def _fill_holes(
     idx = df.index
     if step == _DAY:
         local = idx.tz_convert(timezone)
-        if (_ns(local.normalize()) != _ns(local)).any() and (_ns(idx.normalize()) == _ns(idx)).all():
+        if (_ns(local.normalize()) != _ns(local)).any() and (
+            _ns(idx.normalize()) == _ns(idx)
+        ).all():
             timezone, local = "UTC", idx.tz_convert("UTC")
         tod = local[0] - local[0].normalize()
         days = pd.DatetimeIndex(_bar_dates(idx, timezone).astype("datetime64[ns]"))
@@ -359,14 +375,22 @@ def _fill_holes(
         else:
             expected = pd.bdate_range(days[0], days[-1])
         new_days = expected.difference(days)
-        new_ts = (new_days + tod).tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+        new_ts = (new_days + tod).tz_localize(
+            timezone, ambiguous="NaT", nonexistent="shift_forward"
+        )
         new_ts = new_ts.tz_convert("UTC").dropna()
     else:
         miss = _missing_counts(idx, step, timezone, session)
         at = np.flatnonzero(miss > 0)
         starts = np.repeat(_ns(idx)[at], miss[at])
-        k = np.concatenate([np.arange(1, m + 1) for m in miss[at]]) if len(at) else np.array([], np.int64)
-        new_ts = pd.DatetimeIndex((starts + k * step.value).view("datetime64[ns]")).tz_localize("UTC")
+        k = (
+            np.concatenate([np.arange(1, m + 1) for m in miss[at]])
+            if len(at)
+            else np.array([], np.int64)
+        )
+        new_ts = pd.DatetimeIndex((starts + k * step.value).view("datetime64[ns]")).tz_localize(
+            "UTC"
+        )
     new_ts = new_ts.as_unit("ns").difference(idx.as_unit("ns"))
     if not len(new_ts):
         return df, 0
@@ -403,7 +427,9 @@ def resample_bars(df: pd.DataFrame, bar_size: str, *, timezone: str = "UTC") -> 
 _SPEC = re.compile(r"^([a-z]+)_?(\d+)?(?:_(\d+(?:\.\d+)?))?$")
 
 
-def add_indicators(df: pd.DataFrame, specs: Iterable[str] | Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def add_indicators(
+    df: pd.DataFrame, specs: Iterable[str] | Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
     """Add indicator columns named by spec: ``sma_20``, ``ema_12``, ``std_20``, ``rsi_14``,
     ``atr_14``, ``bb_20`` / ``bb_20_2.5`` (adds ``bb_20_mid/upper/lower``), ``donchian_20``
     (``_upper/_lower/_mid``). A mapping gives keyword arguments: ``{"sma_fast": {"fn": "sma", "n": 5}}``.

@@ -46,7 +46,9 @@ from fbterm.model import Tick
 class HistoricalSource(Protocol):
     name: str
 
-    def fetch_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str) -> pd.DataFrame:
+    def fetch_bars(
+        self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str
+    ) -> pd.DataFrame:
         """Bars with ``start <= ts < end`` in the one shape (may also return an awaitable of them)."""
         ...
 
@@ -113,7 +115,10 @@ class DataRetrieval:
 
     def coverage(self, symbol: str, bar_size: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """The ranges already fetched from the source, as UTC timestamps."""
-        return [(pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")) for a, b in self._read_cov(symbol, bar_size)]
+        return [
+            (pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"))
+            for a, b in self._read_cov(symbol, bar_size)
+        ]
 
     def _read_cov(self, symbol: str, bar_size: str) -> list[Interval]:
         p = self._coverage_path(symbol, bar_size)
@@ -133,7 +138,9 @@ class DataRetrieval:
             json.dump({"ranges": [[a, b] for a, b in ranges]}, f)
         os.replace(tmp, p)
 
-    def _plan(self, symbol: str, start: Any, end: Any, bar_size: str) -> tuple[pd.Timestamp, pd.Timestamp, list[Interval]]:
+    def _plan(
+        self, symbol: str, start: Any, end: Any, bar_size: str
+    ) -> tuple[pd.Timestamp, pd.Timestamp, list[Interval]]:
         bar_size = canonical_bar_size(bar_size)
         t0 = to_utc(start)
         t1 = to_utc(end) if end is not None else pd.Timestamp.now(tz="UTC")
@@ -145,7 +152,9 @@ class DataRetrieval:
     def _store(self, symbol: str, bar_size: str, part: Interval, df: Any) -> None:
         src = getattr(self.historical, "name", "source")
         where = f"{src} {symbol} {canonical_bar_size(bar_size)} bars"
-        bars = empty_bars() if isinstance(df, pd.DataFrame) and df.empty else validate_bars(df, where)
+        bars = (
+            empty_bars() if isinstance(df, pd.DataFrame) and df.empty else validate_bars(df, where)
+        )
         a, b = part
         bars = slice_bars(bars, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"))
         # The bar in progress is not final: coverage stops at its start so it is fetched again.
@@ -159,7 +168,9 @@ class DataRetrieval:
                 cov = self._read_cov(symbol, bar_size)
                 self._write_cov(symbol, bar_size, merge_intervals([*cov, (a, covered_to)]))
 
-    def _result(self, symbol: str, bar_size: str, t0: pd.Timestamp, t1: pd.Timestamp) -> pd.DataFrame:
+    def _result(
+        self, symbol: str, bar_size: str, t0: pd.Timestamp, t1: pd.Timestamp
+    ) -> pd.DataFrame:
         if not self.storage.exists(symbol, bar_size):
             return empty_bars()
         return self.storage.load(symbol, bar_size, start=t0, end=t1)
@@ -173,7 +184,9 @@ class DataRetrieval:
         return self.historical
 
     # -- the API -------------------------------------------------------------------------
-    def fetch_historical_data(self, symbol: str, start: Any, end: Any = None, bar_size: str = "1d") -> pd.DataFrame:
+    def fetch_historical_data(
+        self, symbol: str, start: Any, end: Any = None, bar_size: str = "1d"
+    ) -> pd.DataFrame:
         """Bars with ``start <= ts < end`` (``end`` defaults to now), fetching only what is not cached.
 
         ``start``/``end`` may be anything :func:`pandas.Timestamp` accepts or epoch seconds;
@@ -183,7 +196,12 @@ class DataRetrieval:
         t0, t1, missing = self._plan(symbol, start, end, bar_size)
         for a, b in missing:
             src = self._need_source(symbol, bar_size)
-            df = src.fetch_bars(symbol, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"), canonical_bar_size(bar_size))
+            df = src.fetch_bars(
+                symbol,
+                pd.Timestamp(a, tz="UTC"),
+                pd.Timestamp(b, tz="UTC"),
+                canonical_bar_size(bar_size),
+            )
             if inspect.isawaitable(df):
                 if inspect.iscoroutine(df):
                     df.close()
@@ -191,12 +209,19 @@ class DataRetrieval:
             self._store(symbol, bar_size, (a, b), df)
         return self._result(symbol, bar_size, t0, t1)
 
-    async def afetch_historical_data(self, symbol: str, start: Any, end: Any = None, bar_size: str = "1d") -> pd.DataFrame:
+    async def afetch_historical_data(
+        self, symbol: str, start: Any, end: Any = None, bar_size: str = "1d"
+    ) -> pd.DataFrame:
         """:meth:`fetch_historical_data` for sources whose ``fetch_bars`` is a coroutine (sync ones work too)."""
         t0, t1, missing = self._plan(symbol, start, end, bar_size)
         for a, b in missing:
             src = self._need_source(symbol, bar_size)
-            df = src.fetch_bars(symbol, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC"), canonical_bar_size(bar_size))
+            df = src.fetch_bars(
+                symbol,
+                pd.Timestamp(a, tz="UTC"),
+                pd.Timestamp(b, tz="UTC"),
+                canonical_bar_size(bar_size),
+            )
             if inspect.isawaitable(df):
                 df = await df
             self._store(symbol, bar_size, (a, b), df)
@@ -216,13 +241,18 @@ class DataRetrieval:
 _TICK_OFFSETS = np.array([0.0, 0.25, 0.5, 0.75])
 
 
-def bars_to_ticks(df: pd.DataFrame, step: pd.Timedelta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bars_to_ticks(
+    df: pd.DataFrame, step: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Four ticks per bar (open, the nearer extreme, the other extreme, close) as
     (ts ns, price, volume) arrays; a rising bar visits its low first, a falling bar its high."""
     o, h, lo, c, v = (df[k].to_numpy(dtype=np.float64) for k in BAR_COLUMNS)
     up = c >= o
     prices = np.column_stack([o, np.where(up, lo, h), np.where(up, h, lo), c]).ravel()
-    ts = (df.index.as_unit("ns").asi8[:, None] + (_TICK_OFFSETS * step.value).astype(np.int64)[None, :]).ravel()
+    ts = (
+        df.index.as_unit("ns").asi8[:, None]
+        + (_TICK_OFFSETS * step.value).astype(np.int64)[None, :]
+    ).ravel()
     vols = np.repeat(v / 4.0, 4)
     return ts, prices, vols
 
@@ -286,7 +316,9 @@ class CSVSource:
             return self.storage.load_from_csv(self.file, on_bad_rows=self.on_bad_rows)
         return self.storage.load(symbol, bar_size or self.bar_size, on_bad_rows=self.on_bad_rows)
 
-    def fetch_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str) -> pd.DataFrame:
+    def fetch_bars(
+        self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str
+    ) -> pd.DataFrame:
         return slice_bars(self._load(symbol, bar_size), start, end)
 
     async def stream(self, symbols: Sequence[str] | None = None) -> AsyncIterator[list[Tick]]:
@@ -378,7 +410,9 @@ class SimulatedSource:
                     due = loop.time()
                 await asyncio.sleep(0)
 
-    def fetch_bars(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str) -> pd.DataFrame:
+    def fetch_bars(
+        self, symbol: str, start: pd.Timestamp, end: pd.Timestamp, bar_size: str
+    ) -> pd.DataFrame:
         """Synthetic history for ``symbol`` ending at the market's start price (for warm-up).
 
         Deterministic for the market's seed, the symbol, the bar size and the range.
@@ -396,7 +430,9 @@ class SimulatedSource:
         if not len(idx):
             return empty_bars()
         if len(idx) > 5_000_000:
-            raise DataError("simulated market", f"{len(idx):,} bars requested; ask for a shorter range")
+            raise DataError(
+                "simulated market", f"{len(idx):,} bars requested; ask for a shorter range"
+            )
         seed = zlib.crc32(f"{self.market.cfg.seed}|{symbol}|{c}|{idx[0].value}".encode())
         vol = self.market.cfg.volatility
         bars = synth_bars(len(idx), bar_size=c, seed=seed, start=idx[0], volatility=vol)

@@ -45,7 +45,9 @@ def _d1(spot: float, strike: float, t: float, rate: float, vol: float) -> float:
     return (math.log(spot / strike) + (rate + 0.5 * vol * vol) * t) / (vol * math.sqrt(t))
 
 
-def bs_price(spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str) -> float:
+def bs_price(
+    spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str
+) -> float:
     """Black-Scholes price of a European option; ``t`` in years. At or past expiry: intrinsic value."""
     call = Right(str(right).upper()[:1]) is Right.CALL
     if t <= 0 or vol <= 0:
@@ -59,7 +61,9 @@ def bs_price(spot: float, strike: float, t: float, rate: float, vol: float, righ
     return disc * _ncdf(-d2) - spot * _ncdf(-d1)
 
 
-def bs_delta(spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str) -> float:
+def bs_delta(
+    spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str
+) -> float:
     """Black-Scholes delta (per share): calls in [0, 1], puts in [-1, 0]."""
     call = Right(str(right).upper()[:1]) is Right.CALL
     if t <= 0 or vol <= 0:
@@ -164,7 +168,9 @@ class SimulatedMarket:
         try:
             return self._ticks[self._index[symbol]]
         except KeyError:
-            raise KeyError(f"{symbol!r} is not in the simulated market ({', '.join(self.symbols)})") from None
+            raise KeyError(
+                f"{symbol!r} is not in the simulated market ({', '.join(self.symbols)})"
+            ) from None
 
     def mid(self, symbol: str) -> float:
         return float(self._mid_now[self._index[symbol]])
@@ -249,7 +255,9 @@ class SimulatedMarket:
         bid, ask = _quote(max(theo - half, 0.0), theo + half)
         return OptionQuote(opt, now, max(bid, 0.0), max(ask, 0.01), spot, iv, delta)
 
-    def option_chain(self, underlying: str, *, expiries: int = 3, strikes: int = 7) -> list[OptionQuote]:
+    def option_chain(
+        self, underlying: str, *, expiries: int = 3, strikes: int = 7
+    ) -> list[OptionQuote]:
         """Calls and puts for the next ``expiries`` monthly expiries and ``strikes`` strikes
         centred on the money; ordered by expiry, strike, then call before put."""
         spot = self.mid(underlying)

@@ -96,8 +96,9 @@ def empty_bars() -> pd.DataFrame:
     return pd.DataFrame({c: np.array([], dtype=np.float64) for c in BAR_COLUMNS}, index=idx)
 
 
-def _bad_row_masks(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
-                   ) -> list[tuple[np.ndarray, str]]:
+def _bad_row_masks(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
+) -> list[tuple[np.ndarray, str]]:
     """(mask, problem) pairs in the order a row's first problem is reported."""
     with np.errstate(invalid="ignore"):
         return [
@@ -148,7 +149,9 @@ def validate_bars(df: pd.DataFrame, where: str) -> pd.DataFrame:
     if idx.hasnans:
         i = int(np.flatnonzero(idx.isna())[0])
         raise DataError(where, "missing timestamp", row=i)
-    rename = {c: str(c).strip().lower() for c in df.columns if str(c).strip().lower() in BAR_COLUMNS}
+    rename = {
+        c: str(c).strip().lower() for c in df.columns if str(c).strip().lower() in BAR_COLUMNS
+    }
     if rename:
         df = df.rename(columns=rename)
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
@@ -166,8 +169,9 @@ def validate_bars(df: pd.DataFrame, where: str) -> pd.DataFrame:
             except (TypeError, ValueError):
                 num = pd.to_numeric(s, errors="coerce")
                 i = int(np.flatnonzero(num.isna().to_numpy() & s.notna().to_numpy())[0])
-                raise DataError(where, f"{c} is not a number: {s.iloc[i]!r}", row=i,
-                                ts=idx[i]) from None
+                raise DataError(
+                    where, f"{c} is not a number: {s.iloc[i]!r}", row=i, ts=idx[i]
+                ) from None
         cols[c] = s.to_numpy(dtype=np.float64, copy=False)
     bad = _first_bad_row(cols)
     if bad is not None:
@@ -353,7 +357,11 @@ def _to_datetime(s: pd.Series, aware: bool, fmt: str | None) -> pd.DatetimeIndex
 def _parse_numeric_times(x: np.ndarray) -> pd.DatetimeIndex:
     finite = x[np.isfinite(x)]
     big = float(np.abs(finite).max()) if len(finite) else 0.0
-    if len(finite) and np.all((finite >= 1e7) & (finite < 1e8)) and np.all(finite == np.floor(finite)):
+    if (
+        len(finite)
+        and np.all((finite >= 1e7) & (finite < 1e8))
+        and np.all(finite == np.floor(finite))
+    ):
         txt = pd.Series(np.where(np.isfinite(x), x, 0).astype(np.int64).astype(str))
         idx = pd.DatetimeIndex(pd.to_datetime(txt, format="%Y%m%d", errors="coerce"))
         idx = idx.where(np.isfinite(x), pd.NaT)
@@ -458,7 +466,7 @@ def _parse_frame(
             return
         if first_err is None or hits[0] < first_err[0]:
             first_err = (int(hits[0]), describe(int(hits[0])))
-        for i in hits[: _MAX_EXAMPLES]:
+        for i in hits[:_MAX_EXAMPLES]:
             report.examples.append(f"line {lines[i]}: {describe(int(i))}")
         problems.append((mask, key, ""))
 
@@ -470,21 +478,35 @@ def _parse_frame(
     for c in BAR_COLUMNS:
         col_raw = raw[next(k for k, t in mapping.items() if t == c)]
         nn = not_numeric[c] & keep
-        note(nn, f"non-numeric {c}", lambda i, c=c, col_raw=col_raw: f"{c} is not a number: {col_raw.iloc[i]!r}")
+        note(
+            nn,
+            f"non-numeric {c}",
+            lambda i, c=c, col_raw=col_raw: f"{c} is not a number: {col_raw.iloc[i]!r}",
+        )
         miss = ~np.isfinite(cols[c]) & ~not_numeric[c] & keep
         note(miss, f"missing {c}", lambda i, c=c: f"missing {c}")
     o, h, lo, c_, v = (cols[c] for c in BAR_COLUMNS)
     with np.errstate(invalid="ignore"):
         for col in PRICE_COLUMNS:
             x = cols[col]
-            note((x <= 0) & keep, f"{col} <= 0", lambda i, col=col: f"{col} must be > 0, got {cols[col][i]:g}")
+            note(
+                (x <= 0) & keep,
+                f"{col} <= 0",
+                lambda i, col=col: f"{col} must be > 0, got {cols[col][i]:g}",
+            )
         valid_px = keep & np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c_)
         valid_px &= (o > 0) & (h > 0) & (lo > 0) & (c_ > 0)
         note((h < lo) & valid_px, "high < low", lambda i: _describe("high < low", i, cols))
-        note((h < np.maximum(o, c_)) & (h >= lo) & valid_px, "high below open/close",
-             lambda i: _describe("high below open/close", i, cols))
-        note((lo > np.minimum(o, c_)) & (h >= lo) & (h >= np.maximum(o, c_)) & valid_px,
-             "low above open/close", lambda i: _describe("low above open/close", i, cols))
+        note(
+            (h < np.maximum(o, c_)) & (h >= lo) & valid_px,
+            "high below open/close",
+            lambda i: _describe("high below open/close", i, cols),
+        )
+        note(
+            (lo > np.minimum(o, c_)) & (h >= lo) & (h >= np.maximum(o, c_)) & valid_px,
+            "low above open/close",
+            lambda i: _describe("low above open/close", i, cols),
+        )
         note((v < 0) & keep, "negative volume", lambda i: f"negative volume {v[i]:g}")
 
     # Duplicate timestamps among otherwise good rows: the last one wins.
@@ -532,7 +554,9 @@ def _parse_frame(
                     f"{glines[i + 1]}); load with on-bad-rows drop to keep the last", line=int(glines[i]),
                 )  # fmt: skip
             for j in np.flatnonzero(dup)[:_MAX_EXAMPLES]:
-                report.examples.append(f"line {glines[j]}: duplicate timestamp (line {glines[j + 1]} kept)")
+                report.examples.append(
+                    f"line {glines[j]}: duplicate timestamp (line {glines[j + 1]} kept)"
+                )
             report.dropped["duplicate timestamp"] = int(dup.sum())
             ts = ts[~dup]
             arrays = [a[~dup] for a in arrays]
@@ -563,12 +587,16 @@ def _raise_first(
         total |= mask
     more = int(total.sum()) - 1
     tail = f"; {more} more bad row{'s' if more != 1 else ''}" if more > 0 else ""
-    raise DataError(where, f"{text}{tail} (load with on-bad-rows drop or repair to skip them)",
-                    line=int(lines[i]))
+    raise DataError(
+        where,
+        f"{text}{tail} (load with on-bad-rows drop or repair to skip them)",
+        line=int(lines[i]),
+    )
 
 
-def _repair(cols: dict[str, np.ndarray], keep: np.ndarray
-            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+def _repair(
+    cols: dict[str, np.ndarray], keep: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Fix what can be fixed from the row itself (and the previous close); the rest is dropped.
 
     A bar without a usable close cannot be rebuilt and is dropped. A missing or non-positive
@@ -631,7 +659,9 @@ def _cache_path(path: Path) -> Path:
 
 def _cache_key(path: Path, timezone: str, adj_close: bool) -> str:
     st = path.stat()
-    return f"v{_CACHE_VERSION}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{timezone}|{int(adj_close)}"
+    return (
+        f"v{_CACHE_VERSION}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{timezone}|{int(adj_close)}"
+    )
 
 
 def _cache_read(path: Path, key: str) -> tuple[pd.DataFrame, LoadReport] | None:
@@ -729,7 +759,9 @@ class DataStorage:
     the binary load cache on or off.
     """
 
-    def __init__(self, data_dir: Path | str, timezone: str = "America/New_York", *, cache: bool = True):
+    def __init__(
+        self, data_dir: Path | str, timezone: str = "America/New_York", *, cache: bool = True
+    ):
         self.data_dir = Path(data_dir).expanduser()
         self.timezone = timezone
         self.cache = cache
@@ -756,14 +788,26 @@ class DataStorage:
 
     @overload
     def load_from_csv(
-        self, path: Path | str, *, on_bad_rows: BadRows = ..., timezone: str | None = ...,
-        adj_close: bool = ..., report: Literal[False] = ..., cache: bool | None = ...,
+        self,
+        path: Path | str,
+        *,
+        on_bad_rows: BadRows = ...,
+        timezone: str | None = ...,
+        adj_close: bool = ...,
+        report: Literal[False] = ...,
+        cache: bool | None = ...,
     ) -> pd.DataFrame: ...
 
     @overload
     def load_from_csv(
-        self, path: Path | str, *, on_bad_rows: BadRows = ..., timezone: str | None = ...,
-        adj_close: bool = ..., report: Literal[True], cache: bool | None = ...,
+        self,
+        path: Path | str,
+        *,
+        on_bad_rows: BadRows = ...,
+        timezone: str | None = ...,
+        adj_close: bool = ...,
+        report: Literal[True],
+        cache: bool | None = ...,
     ) -> tuple[pd.DataFrame, LoadReport]: ...
 
     def load_from_csv(
@@ -784,7 +828,9 @@ class DataStorage:
         ``report=True`` returns ``(df, LoadReport)``.
         """
         if on_bad_rows not in ("error", "drop", "repair"):
-            raise ValueError(f"on_bad_rows must be 'error', 'drop' or 'repair', got {on_bad_rows!r}")
+            raise ValueError(
+                f"on_bad_rows must be 'error', 'drop' or 'repair', got {on_bad_rows!r}"
+            )
         p = Path(path).expanduser()
         tz = timezone or self.timezone
         use_cache = self.cache if cache is None else cache

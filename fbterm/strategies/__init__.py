@@ -44,7 +44,9 @@ def load_strategy_class(spec: str) -> type[StrategyInterface]:
     except ModuleNotFoundError as e:
         raise StrategyError(f"strategy {spec!r}: module {e.name!r} not found") from None
     except Exception as e:  # a user's module failing at import: report it, one line
-        raise StrategyError(f"strategy {spec!r}: importing {mod_name} failed: {type(e).__name__}: {e}") from None
+        raise StrategyError(
+            f"strategy {spec!r}: importing {mod_name} failed: {type(e).__name__}: {e}"
+        ) from None
     obj = getattr(mod, cls_name, None)
     if obj is None:
         raise StrategyError(f"strategy {spec!r}: module {mod_name} has no {cls_name!r}")
@@ -56,8 +58,9 @@ def load_strategy_class(spec: str) -> type[StrategyInterface]:
     return obj
 
 
-def create_strategy(spec: str, strategy_id: str | None = None,
-                    params: dict[str, Any] | None = None) -> StrategyInterface:
+def create_strategy(
+    spec: str, strategy_id: str | None = None, params: dict[str, Any] | None = None
+) -> StrategyInterface:
     """An instance of the strategy ``spec`` with validated ``params``."""
     cls = load_strategy_class(spec)
     return cls(strategy_id, **(params or {}))

@@ -192,14 +192,14 @@ def window_mean_std(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
     k = m - n + 1
     acc = np.zeros(k)
     for j in range(n):
-        acc = acc + values[j:j + k]
+        acc = acc + values[j : j + k]
     mu = acc / n
     sq = np.zeros(k)
     for j in range(n):
-        d = values[j:j + k] - mu
+        d = values[j : j + k] - mu
         sq = sq + d * d
-    mean[n - 1:] = mu
-    std[n - 1:] = np.sqrt(sq / n)
+    mean[n - 1 :] = mu
+    std[n - 1 :] = np.sqrt(sq / n)
     return mean, std
 
 

@@ -105,7 +105,9 @@ class Sizing:
 
     def __post_init__(self) -> None:
         if self.mode not in SIZING_MODES:
-            raise StrategyError(f"sizing mode must be one of {', '.join(SIZING_MODES)}, got {self.mode!r}")
+            raise StrategyError(
+                f"sizing mode must be one of {', '.join(SIZING_MODES)}, got {self.mode!r}"
+            )
         if not (self.value > 0 and math.isfinite(self.value)):
             raise StrategyError(f"sizing value must be > 0, got {self.value!r}")
 
@@ -189,7 +191,9 @@ class StrategyInterface(ABC):
         for k in given:
             if k not in known:
                 names = ", ".join(known) or "none"
-                raise StrategyError(f"parameter {where}{k}: unknown for {cls.name or cls.__name__} (known: {names})")
+                raise StrategyError(
+                    f"parameter {where}{k}: unknown for {cls.name or cls.__name__} (known: {names})"
+                )
         return {n: p.coerce(given[n], where) if n in given else p.default for n, p in known.items()}
 
     def check(self) -> None:
@@ -198,8 +202,14 @@ class StrategyInterface(ABC):
     @classmethod
     def describe_params(cls) -> list[dict[str, Any]]:
         return [
-            {"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
-             "min": p.min, "max": p.max}
+            {
+                "name": p.name,
+                "type": p.type.__name__,
+                "default": p.default,
+                "help": p.help,
+                "min": p.min,
+                "max": p.max,
+            }
             for p in cls.params
         ]
 
@@ -245,7 +255,11 @@ class StrategyInterface(ABC):
             return self._reenter(target, ctx)
         self._last_target[ctx.symbol] = target
         qty = target_quantity(
-            target, ctx.price, ctx.equity, ctx.sizing, commission_fraction=ctx.commission_fraction,
+            target,
+            ctx.price,
+            ctx.equity,
+            ctx.sizing,
+            commission_fraction=ctx.commission_fraction,
             position=ctx.position,
         )
         return self.orders_to(qty, ctx, reason=f"target {target:+g}")
@@ -253,20 +267,33 @@ class StrategyInterface(ABC):
     def _reenter(self, target: float, ctx: StrategyContext) -> list[Signal]:
         """Close the position, then open ``target`` sized on the equity left after closing."""
         equity = ctx.equity - abs(ctx.position) * ctx.price * ctx.commission_fraction
-        qty = target_quantity(target, ctx.price, equity, ctx.sizing,
-                              commission_fraction=ctx.commission_fraction)
+        qty = target_quantity(
+            target, ctx.price, equity, ctx.sizing, commission_fraction=ctx.commission_fraction
+        )
         out = self.orders_to(0.0, ctx, reason=f"re-enter {target:+g}: close")
         if qty:
-            out.append(Signal(
-                strategy_id=self.strategy_id, instrument=Stock(ctx.symbol),
-                side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty),
-                order_type=OrderType.MARKET, signal_price=ctx.price, ts=ctx.ts,
-                reason=f"re-enter {target:+g}",
-            ))
+            out.append(
+                Signal(
+                    strategy_id=self.strategy_id,
+                    instrument=Stock(ctx.symbol),
+                    side=Side.BUY if qty > 0 else Side.SELL,
+                    quantity=abs(qty),
+                    order_type=OrderType.MARKET,
+                    signal_price=ctx.price,
+                    ts=ctx.ts,
+                    reason=f"re-enter {target:+g}",
+                )
+            )
         return out
 
-    def orders_to(self, quantity: float, ctx: StrategyContext, *, reason: str = "",
-                  instrument: Instrument | None = None) -> list[Signal]:
+    def orders_to(
+        self,
+        quantity: float,
+        ctx: StrategyContext,
+        *,
+        reason: str = "",
+        instrument: Instrument | None = None,
+    ) -> list[Signal]:
         """Market-order intents that take the position in ``instrument`` to ``quantity``."""
         inst = instrument or Stock(ctx.symbol)
         current = ctx.positions.get(inst.key, ctx.position if inst.key == ctx.symbol else 0.0)

@@ -28,8 +28,9 @@ from fbterm.strategies.base import (
 )
 
 
-def atr_quantity(target: float, price: float, equity: float, atr: float, risk_pct: float,
-                 atr_mult: float) -> float:
+def atr_quantity(
+    target: float, price: float, equity: float, atr: float, risk_pct: float, atr_mult: float
+) -> float:
     """Whole units such that ``atr_mult`` ATRs of adverse move lose ``risk_pct`` % of equity."""
     if not target or not (atr > 0) or equity <= 0 or price <= 0:
         return 0.0
@@ -37,8 +38,13 @@ def atr_quantity(target: float, price: float, equity: float, atr: float, risk_pc
     return math.copysign(float(math.floor(units + 1e-9)), target)
 
 
-def breakout_targets(close: np.ndarray, upper: np.ndarray, lower: np.ndarray,
-                     exit_upper: np.ndarray, exit_lower: np.ndarray) -> np.ndarray:
+def breakout_targets(
+    close: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    exit_upper: np.ndarray,
+    exit_lower: np.ndarray,
+) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         entries = np.where(close > upper, 1.0, np.where(close < lower, -1.0, np.nan))
         last = pd.Series(entries).ffill().shift(1).to_numpy()
@@ -80,8 +86,9 @@ class Breakout(StrategyInterface):
         target = breakout_targets(close, upper, lower, xu, xl)
         # No entry before the ATR exists: execute could not size it.
         target[np.isnan(atr)] = np.nan
-        return signal_frame(bars.index, target, upper=upper, lower=lower, exit_upper=xu,
-                            exit_lower=xl, atr=atr)
+        return signal_frame(
+            bars.index, target, upper=upper, lower=lower, exit_upper=xu, exit_lower=xl, atr=atr
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -96,10 +103,18 @@ class Breakout(StrategyInterface):
 
     def on_bar(self, bar: Bar) -> float:
         upper, lower, xu, xl = self._prev  # channels of the previous bars, excluding this one
-        self._prev = (self._hi.update(bar.high), self._lo.update(bar.low),
-                      self._xhi.update(bar.high), self._xlo.update(bar.low))
+        self._prev = (
+            self._hi.update(bar.high),
+            self._lo.update(bar.low),
+            self._xhi.update(bar.high),
+            self._xlo.update(bar.low),
+        )
         pc = self._prev_close
-        tr = bar.high - bar.low if math.isnan(pc) else max(bar.high - bar.low, abs(bar.high - pc), abs(bar.low - pc))
+        tr = (
+            bar.high - bar.low
+            if math.isnan(pc)
+            else max(bar.high - bar.low, abs(bar.high - pc), abs(bar.low - pc))
+        )
         self._prev_close = bar.close
         self._atr = self._atr_m.update(tr)
         c, last = bar.close, self._last_entry
@@ -123,9 +138,17 @@ class Breakout(StrategyInterface):
             return []
         self._last_target[ctx.symbol] = target
         atr = float(signals["atr"].iloc[-1]) if isinstance(signals, pd.DataFrame) else self._atr
-        qty = atr_quantity(target, ctx.price, ctx.equity, atr, self.p["risk_pct"], self.p["atr_mult"])
-        cap = target_quantity(target, ctx.price, ctx.equity, ctx.sizing,
-                              commission_fraction=ctx.commission_fraction, position=ctx.position)
+        qty = atr_quantity(
+            target, ctx.price, ctx.equity, atr, self.p["risk_pct"], self.p["atr_mult"]
+        )
+        cap = target_quantity(
+            target,
+            ctx.price,
+            ctx.equity,
+            ctx.sizing,
+            commission_fraction=ctx.commission_fraction,
+            position=ctx.position,
+        )
         if abs(cap) < abs(qty):
             qty = cap
         return self.orders_to(qty, ctx, reason=f"breakout {target:+g}, ATR {atr:.4g}")

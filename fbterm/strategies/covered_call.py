@@ -45,7 +45,9 @@ def bs_call(spot: float, strike: float, t_years: float, vol: float, rate: float 
     return spot * _ncdf(d1) - strike * math.exp(-rate * t_years) * _ncdf(d1 - sq)
 
 
-def bs_call_delta(spot: float, strike: float, t_years: float, vol: float, rate: float = 0.0) -> float:
+def bs_call_delta(
+    spot: float, strike: float, t_years: float, vol: float, rate: float = 0.0
+) -> float:
     if t_years <= 0 or vol <= 0 or spot <= 0:
         return 1.0 if spot > strike else 0.0
     sq = vol * math.sqrt(t_years)
@@ -53,7 +55,9 @@ def bs_call_delta(spot: float, strike: float, t_years: float, vol: float, rate: 
 
 
 def expiry_ts(expiry: dt.date) -> float:
-    return dt.datetime(expiry.year, expiry.month, expiry.day, EXPIRY_HOUR_UTC, tzinfo=dt.UTC).timestamp()
+    return dt.datetime(
+        expiry.year, expiry.month, expiry.day, EXPIRY_HOUR_UTC, tzinfo=dt.UTC
+    ).timestamp()
 
 
 def periods_per_year(index: pd.Index) -> float:
@@ -76,9 +80,18 @@ def realised_vol(close: np.ndarray, window: int, per_year: float) -> np.ndarray:
     return pd.Series(lr).rolling(window).std(ddof=0).to_numpy() * math.sqrt(per_year)
 
 
-def synthetic_chain(underlying: str, price: float, ts: float, vol: float, rate: float = 0.04, *,
-                    strike_step: float | None = None, n_strikes: int = 12, weeks: int = 9,
-                    spread: float = 0.0) -> list[OptionQuote]:
+def synthetic_chain(
+    underlying: str,
+    price: float,
+    ts: float,
+    vol: float,
+    rate: float = 0.04,
+    *,
+    strike_step: float | None = None,
+    n_strikes: int = 12,
+    weeks: int = 9,
+    spread: float = 0.0,
+) -> list[OptionQuote]:
     """Weekly Friday calls at strikes from the money upward, priced by Black–Scholes."""
     if not (price > 0 and vol > 0 and math.isfinite(vol)):
         return []
@@ -98,9 +111,17 @@ def synthetic_chain(underlying: str, price: float, ts: float, vol: float, rate: 
                 continue
             mid = bs_call(price, strike, t, vol, rate)
             half = mid * spread / 2
-            out.append(OptionQuote(Option(underlying, Right.CALL, strike, exp), ts,
-                                   max(mid - half, 0.0), mid + half, price, vol,
-                                   bs_call_delta(price, strike, t, vol, rate)))
+            out.append(
+                OptionQuote(
+                    Option(underlying, Right.CALL, strike, exp),
+                    ts,
+                    max(mid - half, 0.0),
+                    mid + half,
+                    price,
+                    vol,
+                    bs_call_delta(price, strike, t, vol, rate),
+                )
+            )
     return out
 
 
@@ -111,8 +132,14 @@ def _nice_step(price: float) -> float:
     return 100.0
 
 
-def pick_call(chain: Sequence[OptionQuote], price: float, ts: float, otm_pct: float,
-              days: float, min_days: float) -> Option | None:
+def pick_call(
+    chain: Sequence[OptionQuote],
+    price: float,
+    ts: float,
+    otm_pct: float,
+    days: float,
+    min_days: float,
+) -> Option | None:
     """The call nearest ``days`` to expiry (at least ``min_days``) with the lowest strike at
     or above ``otm_pct`` % out of the money."""
     floor_strike = price * (1 + otm_pct / 100.0)
@@ -133,7 +160,9 @@ def pick_call(chain: Sequence[OptionQuote], price: float, ts: float, otm_pct: fl
 
 class CoveredCall(StrategyInterface):
     name: ClassVar[str] = "covered_call"
-    description: ClassVar[str] = "Hold 100-share lots, sell OTM calls against them, roll near expiry."
+    description: ClassVar[str] = (
+        "Hold 100-share lots, sell OTM calls against them, roll near expiry."
+    )
     # The roll depends on the calendar, not on a new target: call execute on every bar.
     execute_every_bar: ClassVar[bool] = True
     params: ClassVar[tuple[Param, ...]] = (
@@ -197,8 +226,14 @@ class CoveredCall(StrategyInterface):
         target = _latest_target(signals)
         if not math.isnan(target) and self._last_target.get(sym) != target:
             self._last_target[sym] = target
-            qty = target_quantity(max(target, 0.0), ctx.price, ctx.equity, ctx.sizing,
-                                  commission_fraction=ctx.commission_fraction, position=shares)
+            qty = target_quantity(
+                max(target, 0.0),
+                ctx.price,
+                ctx.equity,
+                ctx.sizing,
+                commission_fraction=ctx.commission_fraction,
+                position=shares,
+            )
             shares = math.floor(qty / 100.0) * 100.0
             out += self.orders_to(shares, ctx, reason="covered-call lots")
         want = int(max(shares, 0.0) // 100)
@@ -216,12 +251,22 @@ class CoveredCall(StrategyInterface):
                 held += int(-q)
         if held < want:
             chain = self._chain(ctx)
-            opt = pick_call(chain, ctx.price, ctx.ts, self.p["otm_pct"], self.p["days"],
-                            self.p["roll_days"] + 1.0)
+            opt = pick_call(
+                chain,
+                ctx.price,
+                ctx.ts,
+                self.p["otm_pct"],
+                self.p["days"],
+                self.p["roll_days"] + 1.0,
+            )
             if opt is not None:
                 current = ctx.positions.get(opt.key, 0.0)
-                out += self.orders_to(current - (want - held), ctx, instrument=opt,
-                                      reason=f"sell {want - held} {opt.key}")
+                out += self.orders_to(
+                    current - (want - held),
+                    ctx,
+                    instrument=opt,
+                    reason=f"sell {want - held} {opt.key}",
+                )
         return out
 
     def _chain(self, ctx: StrategyContext) -> Sequence[OptionQuote]:

@@ -122,10 +122,15 @@ class StrategyExecutor:
             raise ValueError(f"strategy {name!r} is already running")
         strategy.strategy_id = name
         slot = StrategySlot(
-            name=name, strategy=strategy, spec=spec or strategy.name, symbols=tuple(symbols),
-            capital=float(capital), base_capital=float(capital),
+            name=name,
+            strategy=strategy,
+            spec=spec or strategy.name,
+            symbols=tuple(symbols),
+            capital=float(capital),
+            base_capital=float(capital),
             sizing=sizing or Sizing("fraction", 1.0 / max(len(symbols), 1)),
-            risk=StrategyLevelRisk(name, risk), peak_equity=float(capital),
+            risk=StrategyLevelRisk(name, risk),
+            peak_equity=float(capital),
             state=StrategyState.RUNNING if enabled else StrategyState.PAUSED,
             instances=per_symbol(strategy, tuple(symbols)),
         )
@@ -141,7 +146,9 @@ class StrategyExecutor:
         try:
             return self.slots[name]
         except KeyError:
-            raise KeyError(f"no strategy named {name!r} (running: {', '.join(self.slots) or 'none'})") from None
+            raise KeyError(
+                f"no strategy named {name!r} (running: {', '.join(self.slots) or 'none'})"
+            ) from None
 
     # -- state ---------------------------------------------------------------------------
     def pause_strategy(self, name: str) -> None:
@@ -224,7 +231,9 @@ class StrategyExecutor:
             if len(slot.history) > 20_000:
                 del slot.history[: len(slot.history) - 10_000]
 
-    def scale_strategy(self, name: str, capital: float | None = None, *, factor: float | None = None) -> float:
+    def scale_strategy(
+        self, name: str, capital: float | None = None, *, factor: float | None = None
+    ) -> float:
         """Set a strategy's capital allocation (or scale it by ``factor``); returns the new one.
 
         Positions are not touched: the new allocation sizes the strategy's next orders.
@@ -276,8 +285,11 @@ class StrategyExecutor:
             target = strat.on_bar(bar)
             if not trade or slot.state is not StrategyState.RUNNING or math.isnan(target):
                 return []
-            working = [o for o in self.oms.open.values()
-                       if o.strategy_id == name and o.instrument.underlying == bar.symbol]
+            working = [
+                o
+                for o in self.oms.open.values()
+                if o.strategy_id == name and o.instrument.underlying == bar.symbol
+            ]
             ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=working)
             signals = net_signals(strat.execute(target, ctx))
             if signals and working and _opposes(signals, working):
@@ -286,10 +298,17 @@ class StrategyExecutor:
                         try:
                             self.oms.cancel_order(o.client_order_id)
                         except Exception as e:  # the venue refused: report it, keep going
-                            self.log("warning", "order", f"{name}: cancel {o.client_order_id} failed: {e}")
+                            self.log(
+                                "warning",
+                                "order",
+                                f"{name}: cancel {o.client_order_id} failed: {e}",
+                            )
                 strat.forget_target(bar.symbol)
-                still = [o for o in self.oms.open.values()
-                         if o.strategy_id == name and o.instrument.underlying == bar.symbol]
+                still = [
+                    o
+                    for o in self.oms.open.values()
+                    if o.strategy_id == name and o.instrument.underlying == bar.symbol
+                ]
                 ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=still)
                 signals = net_signals(strat.execute(target, ctx))
         except Exception as e:  # one strategy's bug must not stop the others
@@ -322,11 +341,17 @@ class StrategyExecutor:
             if pos.is_flat:
                 slot.risk.exit_done(symbol)
                 continue
-            if any(o.strategy_id == slot.name and o.symbol == symbol for o in self.oms.open.values()):
+            if any(
+                o.strategy_id == slot.name and o.symbol == symbol for o in self.oms.open.values()
+            ):
                 continue  # an order is already working this position
             sig = slot.risk.on_price(pos, price, ts)
             if sig is not None:
-                self.log("warning", "risk", f"{slot.name}: {sig.reason}; closing {symbol} {pos.quantity:+g}")
+                self.log(
+                    "warning",
+                    "risk",
+                    f"{slot.name}: {sig.reason}; closing {symbol} {pos.quantity:+g}",
+                )
                 slot.instance(symbol).forget_target(symbol)
                 sent = self._send(slot, [sig])
                 if not sent or sent[0].status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
@@ -334,8 +359,14 @@ class StrategyExecutor:
                 out.extend(sent)
         return out
 
-    def context(self, slot: StrategySlot, symbol: str, price: float, ts: float,
-                working: Sequence[Order] = ()) -> StrategyContext:
+    def context(
+        self,
+        slot: StrategySlot,
+        symbol: str,
+        price: float,
+        ts: float,
+        working: Sequence[Order] = (),
+    ) -> StrategyContext:
         positions = {key: p.quantity for key, p in self.positions_of(slot.name).items()}
         for o in working:
             if o.status is not OrderStatus.PENDING_CANCEL:
@@ -351,7 +382,11 @@ class StrategyExecutor:
             commission_fraction=self.commission_fraction,
             positions=positions,
             option_chain=self.option_chain,
-            open_orders=sum(1 for o in self.oms.open.values() if o.strategy_id == slot.name and o.symbol == symbol),
+            open_orders=sum(
+                1
+                for o in self.oms.open.values()
+                if o.strategy_id == slot.name and o.symbol == symbol
+            ),
         )
 
     def _send(self, slot: StrategySlot, signals: list[Signal]) -> list[Order]:
@@ -374,8 +409,12 @@ class StrategyExecutor:
             slot.orders_sent += 1
             if order.status is OrderStatus.REJECTED:
                 slot.orders_rejected += 1
-                self.log("warning", "order", f"{slot.name}: {order.side.value} {order.quantity:g} "
-                                             f"{order.symbol} rejected: {order.reason}")
+                self.log(
+                    "warning",
+                    "order",
+                    f"{slot.name}: {order.side.value} {order.quantity:g} "
+                    f"{order.symbol} rejected: {order.reason}",
+                )
             out.append(order)
         return out
 
@@ -419,7 +458,9 @@ def net_signals(signals: Sequence[Signal]) -> list[Signal]:
         if abs(qty) < 1e-9:
             continue
         s0 = first[key]
-        out.append(dataclasses.replace(s0, side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty)))
+        out.append(
+            dataclasses.replace(s0, side=Side.BUY if qty > 0 else Side.SELL, quantity=abs(qty))
+        )
     return out
 
 

@@ -62,8 +62,14 @@ class MeanReversion(StrategyInterface):
             z = np.where(sd > 0, (c - mid) / sd, 0.0)
         z[np.isnan(mid)] = np.nan
         target = band_targets(z, self.p["entry_z"], self.p["exit_z"])
-        return signal_frame(bars.index, target, mid=mid, upper=mid + self.p["entry_z"] * sd,
-                            lower=mid - self.p["entry_z"] * sd, z=z)
+        return signal_frame(
+            bars.index,
+            target,
+            mid=mid,
+            upper=mid + self.p["entry_z"] * sd,
+            lower=mid - self.p["entry_z"] * sd,
+            z=z,
+        )
 
     def reset(self) -> None:
         super().reset()

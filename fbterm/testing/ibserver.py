@@ -114,9 +114,20 @@ DEFAULT_ACCOUNT_VALUES: dict[str, float] = {
 }
 
 _UNIT_SECONDS = {"S": 1, "D": 86_400, "W": 7 * 86_400, "M": 30 * 86_400, "Y": 365 * 86_400}
-_BAR_UNIT_SECONDS = {"sec": 1, "secs": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600,
-                     "day": 86_400, "days": 86_400, "week": 7 * 86_400, "weeks": 7 * 86_400,
-                     "month": 30 * 86_400, "months": 30 * 86_400}
+_BAR_UNIT_SECONDS = {
+    "sec": 1,
+    "secs": 1,
+    "min": 60,
+    "mins": 60,
+    "hour": 3600,
+    "hours": 3600,
+    "day": 86_400,
+    "days": 86_400,
+    "week": 7 * 86_400,
+    "weeks": 7 * 86_400,
+    "month": 30 * 86_400,
+    "months": 30 * 86_400,
+}
 
 
 def parse_duration(s: str) -> int:
@@ -206,8 +217,15 @@ class ContractFields:
         return float(self.multiplier) if self.multiplier else 1.0
 
     def fields(self, *, with_exchange: bool = True, primary: bool = False) -> list[Any]:
-        out: list[Any] = [self.conid, self.symbol, self.sec_type, self.last_trade,
-                          self.strike, self.right, self.multiplier]
+        out: list[Any] = [
+            self.conid,
+            self.symbol,
+            self.sec_type,
+            self.last_trade,
+            self.strike,
+            self.right,
+            self.multiplier,
+        ]
         if primary:
             out.append(self.primary_exchange)
         elif with_exchange:
@@ -297,9 +315,14 @@ class _Session:
             self.writer.write(encode(*fields))
 
 
-def synthetic_bars(symbols: Iterable[str] = ("AAPL", "MSFT", "SPY", "NVDA"), *,
-                   start: str = "2024-01-02 14:30", periods: int = 3 * 390,
-                   freq: str = "1min", seed: int = 11) -> dict[str, pd.DataFrame]:
+def synthetic_bars(
+    symbols: Iterable[str] = ("AAPL", "MSFT", "SPY", "NVDA"),
+    *,
+    start: str = "2024-01-02 14:30",
+    periods: int = 3 * 390,
+    freq: str = "1min",
+    seed: int = 11,
+) -> dict[str, pd.DataFrame]:
     """Deterministic random-walk bars in fbterm's bar shape, one frame per symbol."""
     rng = np.random.default_rng(seed)
     idx = pd.date_range(start, periods=periods, freq=freq, tz="UTC", name="ts").as_unit("ns")
@@ -310,9 +333,13 @@ def synthetic_bars(symbols: Iterable[str] = ("AAPL", "MSFT", "SPY", "NVDA"), *,
         open_ = np.concatenate([[base], close[:-1]])
         spread = np.abs(rng.normal(0, 0.0005, periods)) * close
         out[sym] = pd.DataFrame(
-            {"open": open_, "high": np.maximum(open_, close) + spread,
-             "low": np.minimum(open_, close) - spread, "close": close,
-             "volume": rng.integers(100, 5000, periods).astype(float)},
+            {
+                "open": open_,
+                "high": np.maximum(open_, close) + spread,
+                "low": np.minimum(open_, close) - spread,
+                "close": close,
+                "volume": rng.integers(100, 5000, periods).astype(float),
+            },
             index=idx,
         )
     return out
@@ -363,7 +390,9 @@ class IBTestServer:
         for sym, qty, cost in positions:
             c = stock(sym)
             self.positions[c.key] = ServerPosition(c, float(qty), float(cost))
-        self.account_values = dict(DEFAULT_ACCOUNT_VALUES if account_values is None else account_values)
+        self.account_values = dict(
+            DEFAULT_ACCOUNT_VALUES if account_values is None else account_values
+        )
         self.commission_per_share = commission_per_share
         self.commission_minimum = commission_minimum
         self.pacing_window = pacing_window
@@ -428,7 +457,9 @@ class IBTestServer:
             loop.run_until_complete(self.close())
             loop.close()
 
-        self._thread = threading.Thread(target=run, name=f"ibserver:{self._requested_port}", daemon=True)
+        self._thread = threading.Thread(
+            target=run, name=f"ibserver:{self._requested_port}", daemon=True
+        )
         self._thread.start()
         if not ready.wait(timeout):
             raise TimeoutError("IB test server did not start")
@@ -468,13 +499,16 @@ class IBTestServer:
     # -- knobs ----------------------------------------------------------------------------
     def send_error(self, code: int, message: str, req_id: int = -1) -> None:
         """Send an error/info message (e.g. 1100, 1102, 2104) to every connected client."""
+
         def go() -> None:
             for s in self._sessions:
                 self._send_error(s, req_id, code, message)
+
         self._call(go)
 
     def drop_connections(self, refuse_for: float = 0.0) -> int:
         """Abort every client socket; optionally refuse reconnects for ``refuse_for`` seconds."""
+
         def go() -> int:
             n = len(self._sessions)
             self._refuse_until = time.monotonic() + refuse_for
@@ -482,11 +516,13 @@ class IBTestServer:
                 s.writer.transport.abort()
             self._sessions.clear()
             return n
+
         return int(self._call(go))
 
     def refuse_connections(self, seconds: float) -> None:
         def go() -> None:
             self._refuse_until = time.monotonic() + seconds
+
         self._call(go)
 
     def reject_next_order(self, reason: str = "Insufficient buying power") -> None:
@@ -494,35 +530,54 @@ class IBTestServer:
 
     def drop_on_next_order(self, refuse_for: float = 0.0) -> None:
         """Drop the connection when the next placeOrder arrives, without acting on it."""
+
         def go() -> None:
             self._drop_next_order = refuse_for
+
         self._call(go)
 
     def set_market_fill_price(self, price: float | None) -> None:
         def go() -> None:
             self.market_fill_price = price
+
         self._call(go)
 
     def set_next_valid_id(self, order_id: int) -> None:
         """What the next connection is told; lower it to mimic a gateway restart."""
+
         def go() -> None:
             self.next_valid_id = order_id
             self._max_order_id.clear()
+
         self._call(go)
 
-    def fill_order(self, order_id: int, price: float | None = None, quantity: float | None = None,
-                   client_id: int | None = None) -> ServerExecution:
+    def fill_order(
+        self,
+        order_id: int,
+        price: float | None = None,
+        quantity: float | None = None,
+        client_id: int | None = None,
+    ) -> ServerExecution:
         """Fill a working order (all of it unless ``quantity``), e.g. a limit order on command."""
+
         def go() -> ServerExecution:
             o = self._find(order_id, client_id)
             if o is None or not o.is_open:
                 raise KeyError(f"no working order {order_id}")
-            px = price if price is not None else (o.lmt_price or o.aux_price or self._market_price(o))
+            px = (
+                price
+                if price is not None
+                else (o.lmt_price or o.aux_price or self._market_price(o))
+            )
             return self._fill(o, quantity if quantity is not None else o.remaining, px)
+
         return self._call(go)  # type: ignore[no-any-return]
 
-    def push_quote(self, symbol: str, bid: float, ask: float, last: float, size: float = 100.0) -> int:
+    def push_quote(
+        self, symbol: str, bid: float, ask: float, last: float, size: float = 100.0
+    ) -> int:
         """Send one quote to every market-data subscriber of ``symbol``; returns how many."""
+
         def go() -> int:
             n = 0
             for s in self._sessions:
@@ -531,6 +586,7 @@ class IBTestServer:
                         self._send_quote(s, req_id, bid, ask, last, size)
                         n += 1
             return n
+
         return int(self._call(go))
 
     def open_orders(self) -> list[ServerOrder]:
@@ -598,14 +654,18 @@ class IBTestServer:
     # -- request handlers -------------------------------------------------------------------
     def _on_start_api(self, s: _Session, f: list[str]) -> None:
         s.client_id = int(f[2])
-        s.send(NEXT_VALID_ID, 1, max(self.next_valid_id, self._max_order_id.get(s.client_id, 0) + 1))
+        s.send(
+            NEXT_VALID_ID, 1, max(self.next_valid_id, self._max_order_id.get(s.client_id, 0) + 1)
+        )
         s.send(MANAGED_ACCTS, 1, ",".join(self.accounts))
         if self.connect_messages:
             self._send_error(s, -1, 2104, "Market data farm connection is OK:usfarm")
             self._send_error(s, -1, 2106, "HMDS data farm connection is OK:ushmds")
 
     def _on_req_ids(self, s: _Session, f: list[str]) -> None:
-        s.send(NEXT_VALID_ID, 1, max(self.next_valid_id, self._max_order_id.get(s.client_id, 0) + 1))
+        s.send(
+            NEXT_VALID_ID, 1, max(self.next_valid_id, self._max_order_id.get(s.client_id, 0) + 1)
+        )
 
     def _on_req_positions(self, s: _Session, f: list[str]) -> None:
         s.positions_sub = True
@@ -673,17 +733,57 @@ class IBTestServer:
     def _on_req_contract_data(self, s: _Session, f: list[str]) -> None:
         req_id = int(f[2])
         c = self._contract(f, 3)
-        if c.sec_type not in ("STK", "OPT") or (c.sec_type == "STK" and self._frame(c.symbol) is None):
-            self._send_error(s, req_id, 200, "No security definition has been found for the request")
+        if c.sec_type not in ("STK", "OPT") or (
+            c.sec_type == "STK" and self._frame(c.symbol) is None
+        ):
+            self._send_error(
+                s, req_id, 200, "No security definition has been found for the request"
+            )
             return
         mult = c.multiplier or ("100" if c.sec_type == "OPT" else "1")
         # Field order of CONTRACT_DATA at server version >= 164 (no version field).
-        s.send(CONTRACT_DATA, req_id, c.symbol, c.sec_type, c.last_trade, c.strike, c.right,
-               "SMART", c.currency or "USD", c.local_symbol or c.symbol, c.symbol,
-               c.trading_class or c.symbol, c.conid, 0.01, mult, "LMT,MKT,STP,STP LMT",
-               "SMART,ISLAND", 1, 0, c.symbol, "NASDAQ", "", "", "", "", "US/Eastern", "", "",
-               "", "", 0, 1, c.symbol if c.sec_type == "OPT" else "",
-               "STK" if c.sec_type == "OPT" else "", "26", c.last_trade, "COMMON", 1, 1, 1)
+        s.send(
+            CONTRACT_DATA,
+            req_id,
+            c.symbol,
+            c.sec_type,
+            c.last_trade,
+            c.strike,
+            c.right,
+            "SMART",
+            c.currency or "USD",
+            c.local_symbol or c.symbol,
+            c.symbol,
+            c.trading_class or c.symbol,
+            c.conid,
+            0.01,
+            mult,
+            "LMT,MKT,STP,STP LMT",
+            "SMART,ISLAND",
+            1,
+            0,
+            c.symbol,
+            "NASDAQ",
+            "",
+            "",
+            "",
+            "",
+            "US/Eastern",
+            "",
+            "",
+            "",
+            "",
+            0,
+            1,
+            c.symbol if c.sec_type == "OPT" else "",
+            "STK" if c.sec_type == "OPT" else "",
+            "26",
+            c.last_trade,
+            "COMMON",
+            1,
+            1,
+            1,
+        )
         s.send(CONTRACT_DATA_END, 1, req_id)
 
     def _on_place_order(self, s: _Session, f: list[str]) -> None:
@@ -708,7 +808,12 @@ class IBTestServer:
                 return
             # A placeOrder for a working id is a modification.
             if qty < existing.filled:
-                self._send_error(s, order_id, 10147, "OrderId that needs to be modified cannot be modified: quantity below filled")
+                self._send_error(
+                    s,
+                    order_id,
+                    10147,
+                    "OrderId that needs to be modified cannot be modified: quantity below filled",
+                )
                 return
             existing.total_qty, existing.order_type = qty, otype
             existing.lmt_price, existing.aux_price, existing.tif = lmt, aux, tif
@@ -726,11 +831,25 @@ class IBTestServer:
             self._send_error(s, order_id, 201, f"Order rejected - reason:{reason}")
             return
         if otype not in ("MKT", "LMT", "STP", "STP LMT") or qty <= 0:
-            self._send_error(s, order_id, 201, f"Order rejected - reason:unsupported order {otype} x {qty:g}")
+            self._send_error(
+                s, order_id, 201, f"Order rejected - reason:unsupported order {otype} x {qty:g}"
+            )
             return
         self._perm_seq += 1
-        o = ServerOrder(s.client_id, order_id, self._perm_seq, c, action, qty, otype, lmt, aux,
-                        tif or "DAY", account, order_ref)
+        o = ServerOrder(
+            s.client_id,
+            order_id,
+            self._perm_seq,
+            c,
+            action,
+            qty,
+            otype,
+            lmt,
+            aux,
+            tif or "DAY",
+            account,
+            order_ref,
+        )
         self.orders[(s.client_id, order_id)] = o
         self._send_open_order(s, o)
         self._send_order_status(s, o)
@@ -744,8 +863,12 @@ class IBTestServer:
             self._send_error(s, order_id, 135, f"Can't find order with id ={order_id}")
             return
         if not o.is_open:
-            self._send_error(s, order_id, 10148,
-                             f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {o.status}.")
+            self._send_error(
+                s,
+                order_id,
+                10148,
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {o.status}.",
+            )
             return
         o.status = "Cancelled"
         self._send_order_status(s, o)
@@ -756,42 +879,86 @@ class IBTestServer:
         c = self._contract(f, 2)
         end_s, bar_size, duration = f[15], f[16], f[17]
         use_rth, what, fmt = f[18] == "1", f[19], int(f[20] or 1)
-        req = HistoricalRequest(req_id, c.symbol, end_s, duration, bar_size, what, use_rth, fmt,
-                                time.monotonic())
+        req = HistoricalRequest(
+            req_id, c.symbol, end_s, duration, bar_size, what, use_rth, fmt, time.monotonic()
+        )
         if self.pacing_window > 0:
             for prev in reversed(self.historical_requests):
                 if req.received - prev.received > self.pacing_window:
                     break
                 if (prev.symbol, prev.end, prev.duration, prev.bar_size, prev.what_to_show) == (
-                        req.symbol, req.end, req.duration, req.bar_size, req.what_to_show):
+                    req.symbol,
+                    req.end,
+                    req.duration,
+                    req.bar_size,
+                    req.what_to_show,
+                ):
                     self.historical_requests.append(req)
-                    self._send_error(s, req_id, 162, "Historical Market Data Service error message:"
-                                     "Historical data request pacing violation")
+                    self._send_error(
+                        s,
+                        req_id,
+                        162,
+                        "Historical Market Data Service error message:"
+                        "Historical data request pacing violation",
+                    )
                     return
         self.historical_requests.append(req)
         frame = self._frame(c.symbol)
         if frame is None:
-            self._send_error(s, req_id, 200, "No security definition has been found for the request")
+            self._send_error(
+                s, req_id, 200, "No security definition has been found for the request"
+            )
             return
         end = parse_end_time(end_s)
         start = end - dt.timedelta(seconds=parse_duration(duration))
         sel = frame[(frame.index >= pd.Timestamp(start)) & (frame.index < pd.Timestamp(end))]
         step = parse_bar_size(bar_size)
-        native = int(frame.index.to_series().diff().dropna().min().total_seconds()) if len(frame) > 1 else step
+        native = (
+            int(frame.index.to_series().diff().dropna().min().total_seconds())
+            if len(frame) > 1
+            else step
+        )
         if step > native and len(sel):
-            sel = sel.resample(f"{step}s", origin="epoch", label="left", closed="left").agg(
-                {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-            ).dropna()
+            sel = (
+                sel.resample(f"{step}s", origin="epoch", label="left", closed="left")
+                .agg(
+                    {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+                )
+                .dropna()
+            )
         if sel.empty:
-            self._send_error(s, req_id, 162, "Historical Market Data Service error message:"
-                             f"HMDS query returned no data: {c.symbol}@SMART {what}")
+            self._send_error(
+                s,
+                req_id,
+                162,
+                "Historical Market Data Service error message:"
+                f"HMDS query returned no data: {c.symbol}@SMART {what}",
+            )
             return
-        out: list[Any] = [HISTORICAL_DATA, req_id, _ib_time(start.timestamp()), _ib_time(end.timestamp()), len(sel)]
+        out: list[Any] = [
+            HISTORICAL_DATA,
+            req_id,
+            _ib_time(start.timestamp()),
+            _ib_time(end.timestamp()),
+            len(sel),
+        ]
         daily = step >= 86_400
         for ts, row in zip(sel.index, sel.itertuples(index=False), strict=True):
-            date = ts.strftime("%Y%m%d") if daily else (str(int(ts.timestamp())) if fmt == 2 else _ib_time(ts.timestamp()))
-            out += [date, float(row.open), float(row.high), float(row.low), float(row.close),
-                    float(row.volume), float(row.close), 1]
+            date = (
+                ts.strftime("%Y%m%d")
+                if daily
+                else (str(int(ts.timestamp())) if fmt == 2 else _ib_time(ts.timestamp()))
+            )
+            out += [
+                date,
+                float(row.open),
+                float(row.high),
+                float(row.low),
+                float(row.close),
+                float(row.volume),
+                float(row.close),
+                1,
+            ]
         s.send(*out)
 
     def _on_req_mkt_data(self, s: _Session, f: list[str]) -> None:
@@ -800,7 +967,9 @@ class IBTestServer:
         s.mkt[req_id] = c.symbol
         frame = self._frame(c.symbol)
         if frame is None or frame.empty:
-            self._send_error(s, req_id, 200, "No security definition has been found for the request")
+            self._send_error(
+                s, req_id, 200, "No security definition has been found for the request"
+            )
             return
         px = float(frame["close"].iloc[-1])
         self._send_quote(s, req_id, px - 0.01, px + 0.01, px, 100.0)
@@ -840,9 +1009,17 @@ class IBTestServer:
     @staticmethod
     def _contract(f: list[str], i: int) -> ContractFields:
         return ContractFields(
-            con_id=int(f[i] or 0), symbol=f[i + 1], sec_type=f[i + 2], last_trade=f[i + 3],
-            strike=float(f[i + 4] or 0), right=f[i + 5], multiplier=f[i + 6], exchange=f[i + 7],
-            primary_exchange=f[i + 8], currency=f[i + 9], local_symbol=f[i + 10],
+            con_id=int(f[i] or 0),
+            symbol=f[i + 1],
+            sec_type=f[i + 2],
+            last_trade=f[i + 3],
+            strike=float(f[i + 4] or 0),
+            right=f[i + 5],
+            multiplier=f[i + 6],
+            exchange=f[i + 7],
+            primary_exchange=f[i + 8],
+            currency=f[i + 9],
+            local_symbol=f[i + 10],
             trading_class=f[i + 11],
         )
 
@@ -885,8 +1062,14 @@ class IBTestServer:
             o.status = "Filled"
         commission = max(self.commission_per_share * qty, self.commission_minimum)
         e = ServerExecution(
-            exec_id=f"0000e0d5.{self._perm_seq:08x}.{self._exec_seq:02d}.01", order=o, shares=qty,
-            price=price, ts=time.time(), cum_qty=o.filled, avg_price=o.avg_price, commission=commission,
+            exec_id=f"0000e0d5.{self._perm_seq:08x}.{self._exec_seq:02d}.01",
+            order=o,
+            shares=qty,
+            price=price,
+            ts=time.time(),
+            cum_qty=o.filled,
+            avg_price=o.avg_price,
+            commission=commission,
         )
         self.executions.append(e)
         pos = self._apply_position(o, qty, price)
@@ -935,24 +1118,69 @@ class IBTestServer:
             mark = float(frame["close"].iloc[-1])
         value = p.quantity * mark * p.contract.mult
         unreal = value - p.quantity * p.avg_cost
-        s.send(PORTFOLIO_VALUE, 8, *p.contract.fields(primary=True), p.quantity, mark, value,
-               p.avg_cost, unreal, 0.0, acct)
+        s.send(
+            PORTFOLIO_VALUE,
+            8,
+            *p.contract.fields(primary=True),
+            p.quantity,
+            mark,
+            value,
+            p.avg_cost,
+            unreal,
+            0.0,
+            acct,
+        )
 
     def _send_order_status(self, s: _Session, o: ServerOrder) -> None:
-        s.send(ORDER_STATUS, o.order_id, o.status, o.filled, o.remaining, o.avg_price, o.perm_id,
-               0, o.last_fill_price, o.client_id, "", 0.0)
+        s.send(
+            ORDER_STATUS,
+            o.order_id,
+            o.status,
+            o.filled,
+            o.remaining,
+            o.avg_price,
+            o.perm_id,
+            0,
+            o.last_fill_price,
+            o.client_id,
+            "",
+            0.0,
+        )
 
     def _send_execution(self, s: _Session, req_id: int, e: ServerExecution) -> None:
         o = e.order
         side = "BOT" if o.action == "BUY" else "SLD"
-        s.send(EXECUTION_DATA, req_id, o.order_id, *o.contract.fields(), e.exec_id, _ib_time(e.ts),
-               o.account, "ISLAND", side, e.shares, e.price, o.perm_id, o.client_id, 0, e.cum_qty,
-               e.avg_price, o.order_ref, "", "", "", 1, 0)
+        s.send(
+            EXECUTION_DATA,
+            req_id,
+            o.order_id,
+            *o.contract.fields(),
+            e.exec_id,
+            _ib_time(e.ts),
+            o.account,
+            "ISLAND",
+            side,
+            e.shares,
+            e.price,
+            o.perm_id,
+            o.client_id,
+            0,
+            e.cum_qty,
+            e.avg_price,
+            o.order_ref,
+            "",
+            "",
+            "",
+            1,
+            0,
+        )
 
     def _send_commission(self, s: _Session, e: ServerExecution) -> None:
         s.send(COMMISSION_REPORT, 1, e.exec_id, e.commission, "USD", "", "", "")
 
-    def _send_quote(self, s: _Session, req_id: int, bid: float, ask: float, last: float, size: float) -> None:
+    def _send_quote(
+        self, s: _Session, req_id: int, bid: float, ask: float, last: float, size: float
+    ) -> None:
         s.send(TICK_PRICE, 6, req_id, TICK_BID, bid, size, 0)
         s.send(TICK_PRICE, 6, req_id, TICK_ASK, ask, size, 0)
         s.send(TICK_PRICE, 6, req_id, TICK_LAST, last, size, 0)
@@ -960,28 +1188,132 @@ class IBTestServer:
     def _send_open_order(self, s: _Session, o: ServerOrder) -> None:
         c = o.contract
         f: list[Any] = [
-            OPEN_ORDER, o.order_id, *c.fields(), o.action, o.total_qty, o.order_type,
-            o.lmt_price, o.aux_price, o.tif, "", o.account, "O", 0, o.order_ref, o.client_id,
-            o.perm_id, 0, 0, 0.0, "", "", "", "", "",
+            OPEN_ORDER,
+            o.order_id,
+            *c.fields(),
+            o.action,
+            o.total_qty,
+            o.order_type,
+            o.lmt_price,
+            o.aux_price,
+            o.tif,
+            "",
+            o.account,
+            "O",
+            0,
+            o.order_ref,
+            o.client_id,
+            o.perm_id,
+            0,
+            0,
+            0.0,
+            "",
+            "",
+            "",
+            "",
+            "",
             # modelCode .. deltaNeutralAuxPrice
-            "", "", "", "", "", 0, "", "", 0, "", "", "", "", "", "", 0, 0, 0, "", 3, 0, 0, "",
-            0, 0, "", 0, "", "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            0,
+            "",
+            3,
+            0,
+            0,
+            "",
+            0,
+            0,
+            "",
+            0,
+            "",
+            "",
             # continuousUpdate .. comboLegsDescrip, then no legs, no order legs, no params
-            0, "", "", "", "", "", "", 0, 0, 0,
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            0,
             # scale fields, hedgeType
-            "", "", "", "",
+            "",
+            "",
+            "",
+            "",
             # optOutSmartRouting, clearingAccount, clearingIntent, notHeld, no delta-neutral
-            0, "", "", 0, 0,
+            0,
+            "",
+            "",
+            0,
+            0,
             # algoStrategy
             "",
             # solicited, whatIf, order state ...
-            0, 0, o.status, "", "", "", "", "", "", "", "", "", "", "", "", "", "", 0, 0,
+            0,
+            0,
+            o.status,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
             # no conditions
             0,
             # adjusted order fields .. usePriceMgmtAlgo
-            "", "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            0,
+            0,
+            "",
+            "",
             # duration, postToAts, autoCancelParent (v159+), min trade qty .. mid offsets (v170+)
-            "", "", 0, "", "", "", "", "",
+            "",
+            "",
+            0,
+            "",
+            "",
+            "",
+            "",
+            "",
         ]
         s.send(*f)
 
@@ -997,40 +1329,66 @@ class IBTestServer:
                     i = s.cursors.get(req_id, 0) % len(frame)
                     s.cursors[req_id] = i + 1
                     px = float(frame["close"].iloc[i])
-                    self._send_quote(s, req_id, round(px - 0.01, 2), round(px + 0.01, 2), round(px, 2),
-                                     float(frame["volume"].iloc[i]))
+                    self._send_quote(
+                        s,
+                        req_id,
+                        round(px - 0.01, 2),
+                        round(px + 0.01, 2),
+                        round(px, 2),
+                        float(frame["volume"].iloc[i]),
+                    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fbterm.testing.ibserver",
-                                description="A loopback TWS-protocol gateway for demos and tests.")
+    p = argparse.ArgumentParser(
+        prog="python -m fbterm.testing.ibserver",
+        description="A loopback TWS-protocol gateway for demos and tests.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4002)
     p.add_argument("--account", default="DU1234567")
-    p.add_argument("--fill-price", type=float, default=None,
-                   help="market orders fill here (default: the symbol's last bar close)")
-    p.add_argument("--tick-interval", type=float, default=0.25, help="seconds between streamed quotes")
-    p.add_argument("--csv", help="bars CSV (columns ts,open,high,low,close,volume) served for every symbol")
+    p.add_argument(
+        "--fill-price",
+        type=float,
+        default=None,
+        help="market orders fill here (default: the symbol's last bar close)",
+    )
+    p.add_argument(
+        "--tick-interval", type=float, default=0.25, help="seconds between streamed quotes"
+    )
+    p.add_argument(
+        "--csv", help="bars CSV (columns ts,open,high,low,close,volume) served for every symbol"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     bars: Any = None
     if args.csv:
         bars = pd.read_csv(args.csv, index_col=0, parse_dates=True)
-        bars.index = pd.DatetimeIndex(bars.index, tz="UTC" if bars.index.tz is None else None, name="ts")
+        bars.index = pd.DatetimeIndex(
+            bars.index, tz="UTC" if bars.index.tz is None else None, name="ts"
+        )
     else:
         # Two hours of 5-second bars ending now: a client asking for recent history (fbterm
         # warming its strategies up) gets some, as it would from a real gateway.
         now = pd.Timestamp.now(tz="UTC").floor("5s")
-        bars = synthetic_bars(start=str((now - pd.Timedelta(hours=2)).tz_localize(None)), periods=1440,
-                              freq="5s")
-    srv = IBTestServer(host=args.host, port=args.port, accounts=[args.account],
-                       market_fill_price=args.fill_price, tick_interval=args.tick_interval,
-                       bars=bars)
+        bars = synthetic_bars(
+            start=str((now - pd.Timedelta(hours=2)).tz_localize(None)), periods=1440, freq="5s"
+        )
+    srv = IBTestServer(
+        host=args.host,
+        port=args.port,
+        accounts=[args.account],
+        market_fill_price=args.fill_price,
+        tick_interval=args.tick_interval,
+        bars=bars,
+    )
 
     async def run() -> None:
         await srv.serve()
-        print(f"IB test gateway listening on {args.host}:{srv.port} (account {args.account}); Ctrl-C stops",
-              flush=True)
+        print(
+            f"IB test gateway listening on {args.host}:{srv.port} (account {args.account}); Ctrl-C stops",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:

@@ -84,7 +84,9 @@ class EngineLink(Protocol):
     """What the console needs from the engine (fbterm.engine.Engine provides it)."""
 
     def submit(self, cmd: Command) -> int: ...
-    def subscribe(self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0) -> Callable[[], None]: ...
+    def subscribe(
+        self, callback: Callable[[EngineSnapshot], None], hz: float = 10.0
+    ) -> Callable[[], None]: ...
     def latest(self) -> EngineSnapshot | None: ...
 
 
@@ -184,7 +186,9 @@ class ConsoleScreen(Screen[None]):
     def on_mount(self) -> None:
         for pid, title in PANES:
             self.query_one(f"#{pid}").border_title = title
-        self.query_one("#log", LogPane).border_subtitle = self.query_one("#log", LogPane).describe_filter()
+        self.query_one("#log", LogPane).border_subtitle = self.query_one(
+            "#log", LogPane
+        ).describe_filter()
         self.apply_compact(self.fb.want_compact(self.app.size.width, self.app.size.height))
         self.show_pane("positions")
         self.ready = True
@@ -249,9 +253,12 @@ class ConsoleScreen(Screen[None]):
     def action_halt_toggle(self) -> None:
         snap = self.fb.snapshot
         if snap is not None and snap.risk.state is TradingState.HALTED:
-            self.fb.confirm_then("resume", "Resume trading?",
-                                 "Strategies and manual orders will be allowed again.",
-                                 lambda: self.fb.send(Resume(), "resume trading"))
+            self.fb.confirm_then(
+                "resume",
+                "Resume trading?",
+                "Strategies and manual orders will be allowed again.",
+                lambda: self.fb.send(Resume(), "resume trading"),
+            )
         else:
             self.fb.send(Halt(reason="operator"), "halt trading")
 
@@ -259,12 +266,19 @@ class ConsoleScreen(Screen[None]):
         snap = self.fb.snapshot
         state = snap.risk.state if snap is not None else TradingState.ACTIVE
         if state is TradingState.REDUCING:
-            self.fb.confirm_then("resume", "Leave reduce-only?", "Trading goes back to ACTIVE.",
-                                 lambda: self.fb.send(Resume(), "resume trading"))
+            self.fb.confirm_then(
+                "resume",
+                "Leave reduce-only?",
+                "Trading goes back to ACTIVE.",
+                lambda: self.fb.send(Resume(), "resume trading"),
+            )
         elif state is TradingState.HALTED:
-            self.fb.confirm_then("resume", "Go from HALTED to reduce-only?",
-                                 "Orders that shrink positions will be allowed.",
-                                 lambda: self.fb.send(ReduceOnly(reason="operator"), "reduce-only"))
+            self.fb.confirm_then(
+                "resume",
+                "Go from HALTED to reduce-only?",
+                "Orders that shrink positions will be allowed.",
+                lambda: self.fb.send(ReduceOnly(reason="operator"), "reduce-only"),
+            )
         else:
             self.fb.send(ReduceOnly(reason="operator"), "reduce-only")
 
@@ -280,8 +294,13 @@ class ConsoleScreen(Screen[None]):
         if not self.fb.keymap.needs_confirm("flatten"):
             from fbterm.model import OrderType
 
-            self.fb.send(FlattenAll(order_type=OrderType.LIMIT if otype == "limit" else OrderType.MARKET,
-                                    limit_offset_pct=offset), "flatten all")
+            self.fb.send(
+                FlattenAll(
+                    order_type=OrderType.LIMIT if otype == "limit" else OrderType.MARKET,
+                    limit_offset_pct=offset,
+                ),
+                "flatten all",
+            )
             return
 
         def done(cmd: FlattenAll | None) -> None:
@@ -301,23 +320,34 @@ class ConsoleScreen(Screen[None]):
         def done(cmd: NewOrder | None) -> None:
             if cmd is not None:
                 price = f" @ {cmd.limit_price:g}" if cmd.limit_price else ""
-                self.fb.send(cmd, f"new order {cmd.side.value} {cmd.quantity:g} {cmd.symbol} {cmd.order_type.value}{price}")
+                self.fb.send(
+                    cmd,
+                    f"new order {cmd.side.value} {cmd.quantity:g} {cmd.symbol} {cmd.order_type.value}{price}",
+                )
 
         self.app.push_screen(OrderTicket(symbols, prices, sym), done)
 
     def _selected_order(self) -> Any:
         order = self.query_one(OrdersTable).selected_order
         if order is None:
-            self.fb.notify("No order selected: pick one in the Orders pane (2).", severity="warning")
+            self.fb.notify(
+                "No order selected: pick one in the Orders pane (2).", severity="warning"
+            )
         return order
 
     def action_cancel_order(self) -> None:
         order = self._selected_order()
         if order is None:
             return
-        desc = f"cancel {order.client_order_id} ({order.side.value} {order.quantity:g} {order.symbol})"
-        self.fb.confirm_then("cancel_order", "Cancel order?", desc,
-                             lambda: self.fb.send(CancelOrder(client_order_id=order.client_order_id), desc))
+        desc = (
+            f"cancel {order.client_order_id} ({order.side.value} {order.quantity:g} {order.symbol})"
+        )
+        self.fb.confirm_then(
+            "cancel_order",
+            "Cancel order?",
+            desc,
+            lambda: self.fb.send(CancelOrder(client_order_id=order.client_order_id), desc),
+        )
 
     def action_cancel_all(self) -> None:
         snap = self.fb.snapshot
@@ -325,8 +355,12 @@ class ConsoleScreen(Screen[None]):
         if n == 0:
             self.fb.notify("No open orders.", severity="warning")
             return
-        self.fb.confirm_then("cancel_all", "Cancel all orders?", f"{n} open orders will be cancelled.",
-                             lambda: self.fb.send(CancelAll(), f"cancel all ({n} orders)"))
+        self.fb.confirm_then(
+            "cancel_all",
+            "Cancel all orders?",
+            f"{n} open orders will be cancelled.",
+            lambda: self.fb.send(CancelAll(), f"cancel all ({n} orders)"),
+        )
 
     def action_modify_order(self) -> None:
         order = self._selected_order()
@@ -342,11 +376,17 @@ class ConsoleScreen(Screen[None]):
     def action_pause_strategy(self) -> None:
         s = self.query_one(StrategiesTable).selected_strategy
         if s is None:
-            self.fb.notify("No strategy selected: pick one in the Strategies pane (3).", severity="warning")
+            self.fb.notify(
+                "No strategy selected: pick one in the Strategies pane (3).", severity="warning"
+            )
             return
         if s.state is StrategyState.RUNNING:
-            self.fb.confirm_then("pause_strategy", f"Pause {s.name}?", "It stops trading; positions stay.",
-                                 lambda: self.fb.send(PauseStrategy(name=s.name), f"pause {s.name}"))
+            self.fb.confirm_then(
+                "pause_strategy",
+                f"Pause {s.name}?",
+                "It stops trading; positions stay.",
+                lambda: self.fb.send(PauseStrategy(name=s.name), f"pause {s.name}"),
+            )
         else:
             self.fb.send(ResumeStrategy(name=s.name), f"resume {s.name}")
 
@@ -358,7 +398,9 @@ class ConsoleScreen(Screen[None]):
 
         s = self.query_one(StrategiesTable).selected_strategy
         if s is None:
-            self.fb.notify("No strategy selected: pick one in the Strategies pane (3).", severity="warning")
+            self.fb.notify(
+                "No strategy selected: pick one in the Strategies pane (3).", severity="warning"
+            )
             return
 
         def done(cmd: Any) -> None:
@@ -368,9 +410,12 @@ class ConsoleScreen(Screen[None]):
         self.app.push_screen(UpdateStrategyDialog(s), done)
 
     def action_rebalance(self) -> None:
-        self.fb.confirm_then("rebalance", "Rebalance by half Kelly?",
-                             "Each strategy's capital is set from its own return history (capped).",
-                             lambda: self.fb.send(Rebalance(), "rebalance"))
+        self.fb.confirm_then(
+            "rebalance",
+            "Rebalance by half Kelly?",
+            "Each strategy's capital is set from its own return history (capped).",
+            lambda: self.fb.send(Rebalance(), "rebalance"),
+        )
 
     def action_metrics(self) -> None:
         from fbterm.tui.metrics import MetricsScreen
@@ -444,9 +489,13 @@ class ConsoleScreen(Screen[None]):
         if n == 0:
             self.app.exit(0)
             return
-        self.fb.confirm_then("quit", "Quit with open orders?",
-                             f"{n} open orders stay working at the broker after the console exits.",
-                             lambda: self.app.exit(0), yes="Quit")
+        self.fb.confirm_then(
+            "quit",
+            "Quit with open orders?",
+            f"{n} open orders stay working at the broker after the console exits.",
+            lambda: self.app.exit(0),
+            yes="Quit",
+        )
 
 
 class FbtermApp(App[int]):
@@ -586,7 +635,9 @@ class FbtermApp(App[int]):
         for cid, p in list(self.pending.items()):
             if now - p.sent > NO_ANSWER_AFTER:
                 del self.pending[cid]
-                self._log(f"no outcome for #{cid} {p.description} after {NO_ANSWER_AFTER:g}s", "warning")
+                self._log(
+                    f"no outcome for #{cid} {p.description} after {NO_ANSWER_AFTER:g}s", "warning"
+                )
                 self.notify(f"No answer from the engine for: {p.description}", severity="warning")
 
     # -- commands --------------------------------------------------------------------------
@@ -609,15 +660,25 @@ class FbtermApp(App[int]):
             if p is None:
                 continue
             mark = "✓" if r.ok else "✗"
-            self._log(f"{mark} #{r.command_id} {p.description}: {r.message}", "info" if r.ok else "error", ts=r.ts or None)
-            self.notify(f"{p.description}: {r.message}", title="accepted" if r.ok else "rejected",
-                        severity="information" if r.ok else "error", timeout=4 if r.ok else 8)
+            self._log(
+                f"{mark} #{r.command_id} {p.description}: {r.message}",
+                "info" if r.ok else "error",
+                ts=r.ts or None,
+            )
+            self.notify(
+                f"{p.description}: {r.message}",
+                title="accepted" if r.ok else "rejected",
+                severity="information" if r.ok else "error",
+                timeout=4 if r.ok else 8,
+            )
 
     def _log(self, message: str, level: str = "info", ts: float | None = None) -> None:
         with contextlib.suppress(LookupError):
             self._console_screen().query_one(LogPane).add_ui_line(message, level, ts=ts)
 
-    def confirm_then(self, action_id: str, title: str, message: str, then: Callable[[], Any], yes: str = "Yes") -> None:
+    def confirm_then(
+        self, action_id: str, title: str, message: str, then: Callable[[], Any], yes: str = "Yes"
+    ) -> None:
         if not self.keymap.needs_confirm(action_id):
             then()
             return
@@ -659,7 +720,9 @@ class FbtermApp(App[int]):
             self.stylesheet.source.pop(self._theme_key, None)
         self._theme_key = (tf.path, "fbterm-theme")
         # A high tie-breaker: the theme's colours win over the structure CSS at equal specificity.
-        self.stylesheet.add_source(tf.css, read_from=self._theme_key, is_default_css=False, tie_breaker=100)
+        self.stylesheet.add_source(
+            tf.css, read_from=self._theme_key, is_default_css=False, tie_breaker=100
+        )
         self.theme_file = tf
         if tf.base in self.available_themes:
             self.theme = tf.base

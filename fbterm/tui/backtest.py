@@ -116,23 +116,39 @@ class BacktestScreen(Screen[None]):
             yield Label("Backtest", classes="dialog-title")
             with Horizontal(classes="field"):
                 yield Label("Strategy", classes="field-label")
-                yield RadioSet(*(RadioButton(n, value=i == 0) for i, n in enumerate(self.strategy_names)),
-                               id="bt-strategy", compact=True)
+                yield RadioSet(
+                    *(RadioButton(n, value=i == 0) for i, n in enumerate(self.strategy_names)),
+                    id="bt-strategy",
+                    compact=True,
+                )
             yield Vertical(id="bt-params")
             with Horizontal(classes="field"):
                 yield Label("Data file", classes="field-label")
-                yield Input(self._default_data(), id="bt-data", placeholder="bars CSV (open,high,low,close,volume)",
-                            suggester=SuggestFromList(self._data_files(), case_sensitive=True), compact=True)
+                yield Input(
+                    self._default_data(),
+                    id="bt-data",
+                    placeholder="bars CSV (open,high,low,close,volume)",
+                    suggester=SuggestFromList(self._data_files(), case_sensitive=True),
+                    compact=True,
+                )
             with Horizontal(classes="field"):
                 yield Label("Cash", classes="field-label")
                 yield Input("100000", id="bt-cash", compact=True)
             with Horizontal(classes="field"):
                 yield Label("Commission", classes="field-label")
-                yield Input("0.001", id="bt-commission", placeholder="fraction of value, e.g. 0.001", compact=True)
+                yield Input(
+                    "0.001",
+                    id="bt-commission",
+                    placeholder="fraction of value, e.g. 0.001",
+                    compact=True,
+                )
             with Horizontal(classes="field"):
                 yield Label("Sizing", classes="field-label")
-                yield RadioSet(*(RadioButton(s, value=i == 0) for i, s in enumerate(SIZINGS)),
-                               id="bt-sizing", compact=True)
+                yield RadioSet(
+                    *(RadioButton(s, value=i == 0) for i, s in enumerate(SIZINGS)),
+                    id="bt-sizing",
+                    compact=True,
+                )
             with Horizontal(classes="field"):
                 yield Button("Run (ctrl+r)", id="bt-run", variant="primary", compact=True)
         with Horizontal(id="bt-bar"):
@@ -183,11 +199,19 @@ class BacktestScreen(Screen[None]):
         cls = self.strategies[self.strategy_name]
         rows = []
         for p in getattr(cls, "params", ()):
-            rows.append(Horizontal(
-                Label(p.name, classes="field-label"),
-                Input(str(p.default), id=f"param-{p.name}", placeholder=p.help, compact=True, tooltip=p.help),
-                classes="field",
-            ))
+            rows.append(
+                Horizontal(
+                    Label(p.name, classes="field-label"),
+                    Input(
+                        str(p.default),
+                        id=f"param-{p.name}",
+                        placeholder=p.help,
+                        compact=True,
+                        tooltip=p.help,
+                    ),
+                    classes="field",
+                )
+            )
         box.mount_all(rows)
 
     @on(RadioSet.Changed, "#bt-strategy")
@@ -213,13 +237,20 @@ class BacktestScreen(Screen[None]):
         if not path.is_file():
             raise InputError(f"data file: not found: {path}")
         cash = parse_number(self.query_one("#bt-cash", Input).value, "cash")
-        commission = parse_number(self.query_one("#bt-commission", Input).value, "commission",
-                                  positive=False)
+        commission = parse_number(
+            self.query_one("#bt-commission", Input).value, "commission", positive=False
+        )
         if commission is None or not 0 <= commission < 1:
             raise InputError("commission: a fraction between 0 and 1, e.g. 0.001")
         sizing = SIZINGS[max(self.query_one("#bt-sizing", RadioSet).pressed_index, 0)]
-        return {"data_path": path, "strategy": self.strategy_name, "params": params, "cash": cash,
-                "commission": commission, "sizing": sizing}
+        return {
+            "data_path": path,
+            "strategy": self.strategy_name,
+            "params": params,
+            "cash": cash,
+            "commission": commission,
+            "sizing": sizing,
+        }
 
     def _error(self, message: str) -> None:
         err = self.query_one("#bt-error", Static)
@@ -239,7 +270,9 @@ class BacktestScreen(Screen[None]):
         self.running = True
         self._last_progress = -1.0
         self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
-        self.query_one("#bt-status", Static).update(f"running {job['strategy']} on {job['data_path'].name} …")
+        self.query_one("#bt-status", Static).update(
+            f"running {job['strategy']} on {job['data_path'].name} …"
+        )
         self._run_job(job)
 
     @on(Button.Pressed, "#bt-run")
@@ -273,7 +306,9 @@ class BacktestScreen(Screen[None]):
 
     @on(BacktestProgress)
     def _progress(self, msg: BacktestProgress) -> None:
-        self.query_one("#bt-progress", ProgressBar).update(progress=min(max(msg.fraction, 0.0), 1.0))
+        self.query_one("#bt-progress", ProgressBar).update(
+            progress=min(max(msg.fraction, 0.0), 1.0)
+        )
 
     @on(BacktestFailed)
     def _failed(self, msg: BacktestFailed) -> None:
@@ -288,7 +323,9 @@ class BacktestScreen(Screen[None]):
         self.result = msg.result
         self.query_one("#bt-progress", ProgressBar).update(progress=1.0)
         n_trades = len(getattr(msg.result, "trades", ()))
-        self.query_one("#bt-status", Static).update(f"done in {msg.elapsed:.1f}s: {n_trades} trades")
+        self.query_one("#bt-status", Static).update(
+            f"done in {msg.elapsed:.1f}s: {n_trades} trades"
+        )
         self._show_metrics(msg.result)
         self._show_trades(msg.result)
         self._draw_charts(msg.result)

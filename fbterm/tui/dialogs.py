@@ -41,14 +41,21 @@ from fbterm.tui import fmt
 
 T = TypeVar("T")
 
-ORDER_TYPES: tuple[OrderType, ...] = (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT)
+ORDER_TYPES: tuple[OrderType, ...] = (
+    OrderType.MARKET,
+    OrderType.LIMIT,
+    OrderType.STOP,
+    OrderType.STOP_LIMIT,
+)
 
 
 class InputError(ValueError):
     """What is wrong with the dialog's input, phrased for the operator; shown inline."""
 
 
-def parse_number(text: str, field: str, *, required: bool = True, positive: bool = True) -> float | None:
+def parse_number(
+    text: str, field: str, *, required: bool = True, positive: bool = True
+) -> float | None:
     t = text.strip().replace(",", "").replace("_", "")
     if not t:
         if required:
@@ -132,7 +139,9 @@ def _field(label: str, widget: Any) -> Horizontal:
 
 
 def _radio(options: Sequence[str], selected: int, id: str) -> RadioSet:
-    return RadioSet(*(RadioButton(o, value=i == selected) for i, o in enumerate(options)), id=id, compact=True)
+    return RadioSet(
+        *(RadioButton(o, value=i == selected) for i, o in enumerate(options)), id=id, compact=True
+    )
 
 
 class ConfirmDialog(Dialog[bool]):
@@ -175,8 +184,16 @@ class OrderTicket(Dialog[NewOrder]):
         self.initial_symbol = symbol
 
     def fields(self) -> ComposeResult:
-        yield _field("Symbol", Input(self.initial_symbol, id="symbol", placeholder="AAPL",
-                                     suggester=SuggestFromList(self.symbols, case_sensitive=False), compact=True))
+        yield _field(
+            "Symbol",
+            Input(
+                self.initial_symbol,
+                id="symbol",
+                placeholder="AAPL",
+                suggester=SuggestFromList(self.symbols, case_sensitive=False),
+                compact=True,
+            ),
+        )
         yield _field("Side", _radio(("BUY", "SELL"), 0, "side"))
         yield _field("Type", _radio([t.value for t in ORDER_TYPES], 0, "type"))
         yield _field("Quantity", Input(id="quantity", placeholder="100", compact=True))
@@ -225,7 +242,9 @@ class OrderTicket(Dialog[NewOrder]):
         except ValueError as e:
             raise InputError(f"symbol: {e}") from None
         if self.symbols and inst.key not in self.symbols and inst.underlying not in self.symbols:
-            raise InputError(f"symbol: {sym} is not traded here (known: {', '.join(self.symbols[:6])})")
+            raise InputError(
+                f"symbol: {sym} is not traded here (known: {', '.join(self.symbols[:6])})"
+            )
         side = Side.BUY if self.query_one("#side", RadioSet).pressed_index <= 0 else Side.SELL
         otype = self._type()
         q = parse_number(self.query_one("#quantity", Input).value, "quantity")
@@ -236,7 +255,9 @@ class OrderTicket(Dialog[NewOrder]):
         if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
             sp = parse_number(self.query_one("#stop", Input).value, "stop price")
         validate_order_fields("", q, otype, lp, sp)
-        return NewOrder(symbol=inst.key, side=side, quantity=q, order_type=otype, limit_price=lp, stop_price=sp)
+        return NewOrder(
+            symbol=inst.key, side=side, quantity=q, order_type=otype, limit_price=lp, stop_price=sp
+        )
 
 
 class ModifyDialog(Dialog[ModifyOrder]):
@@ -252,10 +273,20 @@ class ModifyDialog(Dialog[ModifyOrder]):
 
     def fields(self) -> ComposeResult:
         o = self.order
-        yield _field("Quantity", Input(fmt.qty(o.quantity).replace(",", ""), id="quantity", compact=True))
-        yield _field("Type", _radio([t.value for t in ORDER_TYPES], ORDER_TYPES.index(o.order_type), "type"))
-        yield _field("Limit", Input("" if o.limit_price is None else f"{o.limit_price:g}", id="limit", compact=True))
-        yield _field("Stop", Input("" if o.stop_price is None else f"{o.stop_price:g}", id="stop", compact=True))
+        yield _field(
+            "Quantity", Input(fmt.qty(o.quantity).replace(",", ""), id="quantity", compact=True)
+        )
+        yield _field(
+            "Type", _radio([t.value for t in ORDER_TYPES], ORDER_TYPES.index(o.order_type), "type")
+        )
+        yield _field(
+            "Limit",
+            Input("" if o.limit_price is None else f"{o.limit_price:g}", id="limit", compact=True),
+        )
+        yield _field(
+            "Stop",
+            Input("" if o.stop_price is None else f"{o.stop_price:g}", id="stop", compact=True),
+        )
 
     def on_mount(self) -> None:
         self.query_one("#quantity", Input).focus()
@@ -273,7 +304,10 @@ class ModifyDialog(Dialog[ModifyOrder]):
         # The model decides what a legal modification is; this builds a copy and drops it.
         new = o.modified(quantity=q, order_type=otype, limit_price=lp, stop_price=sp)
         if (new.quantity, new.order_type, new.limit_price, new.stop_price) == (
-            o.quantity, o.order_type, o.limit_price, o.stop_price
+            o.quantity,
+            o.order_type,
+            o.limit_price,
+            o.stop_price,
         ):
             raise InputError("nothing changed")
         return ModifyOrder(
@@ -293,7 +327,9 @@ class FlattenDialog(Dialog[FlattenAll]):
         Binding("ctrl+s", "submit", "Flatten"),
     ]
 
-    def __init__(self, positions: Sequence[PositionRow], order_type: str, offset_pct: float) -> None:
+    def __init__(
+        self, positions: Sequence[PositionRow], order_type: str, offset_pct: float
+    ) -> None:
         super().__init__()
         self.positions = [p for p in positions if p.quantity != 0]
         self.order_type = order_type
@@ -305,9 +341,12 @@ class FlattenDialog(Dialog[FlattenAll]):
         more = f" +{len(self.positions) - 4} more" if len(self.positions) > 4 else ""
         yield Static(
             f"{len(self.positions)} positions, gross {fmt.money(gross, 0)}\n{names}{more}",
-            classes="dialog-message", markup=False,
+            classes="dialog-message",
+            markup=False,
         )
-        yield _field("Orders", _radio(("market", "limit"), 0 if self.order_type == "market" else 1, "otype"))
+        yield _field(
+            "Orders", _radio(("market", "limit"), 0 if self.order_type == "market" else 1, "otype")
+        )
         yield _field("Offset %", Input(f"{self.offset_pct:g}", id="offset", compact=True))
 
     def on_mount(self) -> None:
@@ -322,7 +361,9 @@ class FlattenDialog(Dialog[FlattenAll]):
 
     def build(self) -> FlattenAll:
         limit = self.query_one("#otype", RadioSet).pressed_index == 1
-        off = parse_number(self.query_one("#offset", Input).value, "offset %", required=limit, positive=False)
+        off = parse_number(
+            self.query_one("#offset", Input).value, "offset %", required=limit, positive=False
+        )
         if off is not None and not 0 <= off <= 10:
             raise InputError(f"offset %: must be between 0 and 10, got {off:g}")
         return FlattenAll(
@@ -369,7 +410,10 @@ class UpdateStrategyDialog(Dialog[UpdateStrategy]):
     def fields(self) -> ComposeResult:
         for name, value in self.row.params:
             yield self._row(name, Input(str(value), id=f"p-{name}", compact=True))
-        yield self._row("Code", Input("", placeholder="package.module:Class (optional)", id="code", compact=True))
+        yield self._row(
+            "Code",
+            Input("", placeholder="package.module:Class (optional)", id="code", compact=True),
+        )
 
     @staticmethod
     def _row(text: str, widget: Input) -> Horizontal:
@@ -388,7 +432,9 @@ class UpdateStrategyDialog(Dialog[UpdateStrategy]):
         code = self.query_one("#code", Input).value.strip()
         if code and ":" not in code:
             raise InputError(f"code: expected 'package.module:Class', got {code!r}")
-        given = {name: self.query_one(f"#p-{name}", Input).value.strip() for name, _ in self.row.params}
+        given = {
+            name: self.query_one(f"#p-{name}", Input).value.strip() for name, _ in self.row.params
+        }
         changed = {k: v for k, v in given.items() if v != str(dict(self.row.params)[k])}
         if not changed and not code:
             raise InputError("nothing changed")
@@ -398,4 +444,6 @@ class UpdateStrategyDialog(Dialog[UpdateStrategy]):
             cls(self.row.name, **merged)  # cross-parameter rules (e.g. fast < slow)
         except StrategyError as e:
             raise InputError(str(e)) from None
-        return UpdateStrategy(name=self.row.name, params={k: merged[k] for k in changed}, cls=code or None)
+        return UpdateStrategy(
+            name=self.row.name, params={k: merged[k] for k in changed}, cls=code or None
+        )

@@ -45,16 +45,22 @@ class HeaderBar(Horizontal):
         mode = snap.mode.upper()
         self.set_class(mode == "LIVE", "-live")
         self.set_class(mode == "READ-ONLY", "-read-only")
-        self.query_one("#hdr-mode", Part).set(f" {mode} ", live=mode == "LIVE", read_only=mode == "READ-ONLY")
-        self.query_one("#hdr-account", Part).set(snap.account if self.size.width < 100 else f"{snap.broker}:{snap.account}")
+        self.query_one("#hdr-mode", Part).set(
+            f" {mode} ", live=mode == "LIVE", read_only=mode == "READ-ONLY"
+        )
+        self.query_one("#hdr-account", Part).set(
+            snap.account if self.size.width < 100 else f"{snap.broker}:{snap.account}"
+        )
         conn = snap.connection
         stale_engine = ui_lag is not None and ui_lag > 3.0
         conn_text = f"● {conn}" if conn == "connected" else f"○ {conn}"
         if stale_engine:
             conn_text = f"○ no data {ui_lag:.0f}s"
         self.query_one("#hdr-conn", Part).set(
-            conn_text, ok=conn == "connected" and not stale_engine,
-            bad=conn in ("disconnected",) or stale_engine, warn=conn in ("reconnecting", "read-only"),
+            conn_text,
+            ok=conn == "connected" and not stale_engine,
+            bad=conn in ("disconnected",) or stale_engine,
+            warn=conn in ("reconnecting", "read-only"),
         )
         stale = snap.stale_feeds
         if not snap.feeds:
@@ -74,7 +80,9 @@ class HeaderBar(Horizontal):
         self.query_one("#hdr-latency", Part).set(lat)
         st = snap.risk.state
         self.query_one("#hdr-state", Part).set(
-            st.value, ok=st is TradingState.ACTIVE, warn=st is TradingState.REDUCING,
+            st.value,
+            ok=st is TradingState.ACTIVE,
+            warn=st is TradingState.REDUCING,
             breach=st is TradingState.HALTED,
         )
         # The clock is the engine's: frozen snapshots render the same clock every time.

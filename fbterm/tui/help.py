@@ -30,7 +30,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static(
                 "Every action is also in the command palette (ctrl+p). Keys and confirmations "
                 "are set in config.toml under [ui.keys] and [ui.confirm].  Esc closes.",
-                classes="dialog-message", markup=False,
+                classes="dialog-message",
+                markup=False,
             )
 
     def on_mount(self) -> None:

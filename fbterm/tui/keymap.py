@@ -36,29 +36,129 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("halt", "h", "halt_toggle", "Halt", "Halt trading now; pressed while halted, resume", critical=True),
-    ActionSpec("reduce_only", "r", "reduce_only", "Reduce", "Reduce-only: allow only orders that shrink positions", critical=True),
-    ActionSpec("flatten", "f", "flatten", "Flatten", "Flatten all positions (market or limit at an offset)", critical=True),
-    ActionSpec("cancel_order", "c", "cancel_order", "Cancel", "Cancel the selected order", critical=True),
+    ActionSpec(
+        "halt",
+        "h",
+        "halt_toggle",
+        "Halt",
+        "Halt trading now; pressed while halted, resume",
+        critical=True,
+    ),
+    ActionSpec(
+        "reduce_only",
+        "r",
+        "reduce_only",
+        "Reduce",
+        "Reduce-only: allow only orders that shrink positions",
+        critical=True,
+    ),
+    ActionSpec(
+        "flatten",
+        "f",
+        "flatten",
+        "Flatten",
+        "Flatten all positions (market or limit at an offset)",
+        critical=True,
+    ),
+    ActionSpec(
+        "cancel_order", "c", "cancel_order", "Cancel", "Cancel the selected order", critical=True
+    ),
     ActionSpec("cancel_all", "C", "cancel_all", "Cxl all", "Cancel all open orders", critical=True),
     ActionSpec("new_order", "n", "new_order", "New", "New order ticket"),
     # Not in the footer only because 80 columns cannot hold every key; help and palette list them.
-    ActionSpec("modify_order", "m", "modify_order", "Modify", "Modify the selected order", show=False),
-    ActionSpec("pause_strategy", "p", "pause_strategy", "Pause", "Pause or resume the selected strategy", show=False),
-    ActionSpec("backtest", "b", "backtest", "Backtest", "Run a backtest (strategy, parameters, data file)", show=False),
-    ActionSpec("update_strategy", "u", "update_strategy", "Update", "Hot-update the selected strategy's parameters or code", show=False),
-    ActionSpec("rebalance", "k", "rebalance", "Rebalance", "Rebalance strategy capital by half Kelly", show=False),
-    ActionSpec("metrics", "s", "metrics", "Stats", "Strategy metrics and engine statistics", show=False),
-    ActionSpec("filter", "slash", "filter", "Filter", "Filter the focused table or the log", show=False),
-    ActionSpec("sort", "o", "sort_next", "Sort", "Sort the focused table by the next column", show=False),
-    ActionSpec("sort_reverse", "O", "sort_reverse", "Reverse", "Reverse the focused table's sort order", show=False),
-    ActionSpec("log_level", "l", "log_level", "Log level", "Cycle the log's minimum level", show=False),
-    ActionSpec("theme", "t", "cycle_theme", "Theme", "Cycle the theme (dark, light, high contrast)", show=False),
-    ActionSpec("next_pane", "tab,right", "next_pane", "Next pane", "Focus the next pane", show=False),
-    ActionSpec("prev_pane", "shift+tab,left", "prev_pane", "Prev pane", "Focus the previous pane", show=False),
-    ActionSpec("pane_positions", "1", "show_pane('positions')", "Positions", "Show the positions pane", show=False),
-    ActionSpec("pane_orders", "2", "show_pane('orders')", "Orders", "Show the open orders pane", show=False),
-    ActionSpec("pane_strategies", "3", "show_pane('strategies')", "Strategies", "Show the strategies pane", show=False),
+    ActionSpec(
+        "modify_order", "m", "modify_order", "Modify", "Modify the selected order", show=False
+    ),
+    ActionSpec(
+        "pause_strategy",
+        "p",
+        "pause_strategy",
+        "Pause",
+        "Pause or resume the selected strategy",
+        show=False,
+    ),
+    ActionSpec(
+        "backtest",
+        "b",
+        "backtest",
+        "Backtest",
+        "Run a backtest (strategy, parameters, data file)",
+        show=False,
+    ),
+    ActionSpec(
+        "update_strategy",
+        "u",
+        "update_strategy",
+        "Update",
+        "Hot-update the selected strategy's parameters or code",
+        show=False,
+    ),
+    ActionSpec(
+        "rebalance",
+        "k",
+        "rebalance",
+        "Rebalance",
+        "Rebalance strategy capital by half Kelly",
+        show=False,
+    ),
+    ActionSpec(
+        "metrics", "s", "metrics", "Stats", "Strategy metrics and engine statistics", show=False
+    ),
+    ActionSpec(
+        "filter", "slash", "filter", "Filter", "Filter the focused table or the log", show=False
+    ),
+    ActionSpec(
+        "sort", "o", "sort_next", "Sort", "Sort the focused table by the next column", show=False
+    ),
+    ActionSpec(
+        "sort_reverse",
+        "O",
+        "sort_reverse",
+        "Reverse",
+        "Reverse the focused table's sort order",
+        show=False,
+    ),
+    ActionSpec(
+        "log_level", "l", "log_level", "Log level", "Cycle the log's minimum level", show=False
+    ),
+    ActionSpec(
+        "theme",
+        "t",
+        "cycle_theme",
+        "Theme",
+        "Cycle the theme (dark, light, high contrast)",
+        show=False,
+    ),
+    ActionSpec(
+        "next_pane", "tab,right", "next_pane", "Next pane", "Focus the next pane", show=False
+    ),
+    ActionSpec(
+        "prev_pane",
+        "shift+tab,left",
+        "prev_pane",
+        "Prev pane",
+        "Focus the previous pane",
+        show=False,
+    ),
+    ActionSpec(
+        "pane_positions",
+        "1",
+        "show_pane('positions')",
+        "Positions",
+        "Show the positions pane",
+        show=False,
+    ),
+    ActionSpec(
+        "pane_orders", "2", "show_pane('orders')", "Orders", "Show the open orders pane", show=False
+    ),
+    ActionSpec(
+        "pane_strategies",
+        "3",
+        "show_pane('strategies')",
+        "Strategies",
+        "Show the strategies pane",
+        show=False,
+    ),
     ActionSpec("pane_risk", "4", "show_pane('risk')", "Risk", "Show the risk pane", show=False),
     ActionSpec("pane_log", "5", "show_pane('log')", "Log", "Show the log pane", show=False),
     ActionSpec("help", "question_mark", "help", "Help", "Keys and what they do"),
@@ -110,7 +210,9 @@ class Keymap:
             keys[spec.id] = spec.key
         for action_id, key in overrides.items():
             if action_id not in ACTION_IDS:
-                raise KeymapError(f"ui.keys.{action_id}: unknown action{_did_you_mean(action_id, ACTION_IDS)}")
+                raise KeymapError(
+                    f"ui.keys.{action_id}: unknown action{_did_you_mean(action_id, ACTION_IDS)}"
+                )
             parts = _split(key)
             if not parts:
                 raise KeymapError(f"ui.keys.{action_id}: no key given")
@@ -126,7 +228,9 @@ class Keymap:
         for spec in ACTIONS:
             for k in _split(keys[spec.id]):
                 if k in seen:
-                    raise KeymapError(f"ui.keys.{spec.id}: key {k!r} is already bound to {seen[k]!r}")
+                    raise KeymapError(
+                        f"ui.keys.{spec.id}: key {k!r} is already bound to {seen[k]!r}"
+                    )
                 seen[k] = spec.id
         for action_id, flag in confirm.items():
             if action_id not in CONFIRM_DEFAULTS:
@@ -140,8 +244,15 @@ class Keymap:
     def bindings(self) -> list[Binding]:
         """Default-key Bindings with ids; :meth:`textual_keymap` then applies the overrides."""
         return [
-            Binding(spec.key, spec.action, spec.label, show=spec.show, id=spec.id,
-                    tooltip=spec.help, priority=spec.id in ("next_pane", "prev_pane"))
+            Binding(
+                spec.key,
+                spec.action,
+                spec.label,
+                show=spec.show,
+                id=spec.id,
+                tooltip=spec.help,
+                priority=spec.id in ("next_pane", "prev_pane"),
+            )
             for spec in ACTIONS
         ]
 

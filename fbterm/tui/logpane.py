@@ -34,12 +34,27 @@ class UILine:
 
 class LogPane(RichLog):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "log--debug", "log--info", "log--warning", "log--error", "log--time", "log--up", "log--ui",
+        "log--debug",
+        "log--info",
+        "log--warning",
+        "log--error",
+        "log--time",
+        "log--up",
+        "log--ui",
     }
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None, max_lines: int = 2000) -> None:
-        super().__init__(id=id, classes=classes, max_lines=max_lines, wrap=False, markup=False,
-                         highlight=False, auto_scroll=True)
+    def __init__(
+        self, *, id: str | None = None, classes: str | None = None, max_lines: int = 2000
+    ) -> None:
+        super().__init__(
+            id=id,
+            classes=classes,
+            max_lines=max_lines,
+            wrap=False,
+            markup=False,
+            highlight=False,
+            auto_scroll=True,
+        )
         self.min_level = "info"
         self.filter_text = ""
         self.last_seq = 0
@@ -53,7 +68,9 @@ class LogPane(RichLog):
                 self.last_seq = line.seq
                 self._add(line)
 
-    def add_ui_line(self, message: str, level: str = "info", kind: str = "ui", ts: float | None = None) -> None:
+    def add_ui_line(
+        self, message: str, level: str = "info", kind: str = "ui", ts: float | None = None
+    ) -> None:
         self._add(UILine(ts if ts is not None else time.time(), level, kind, message))
 
     def _add(self, line: LogLine | UILine) -> None:
@@ -65,7 +82,10 @@ class LogPane(RichLog):
     def _passes(self, line: LogLine | UILine) -> bool:
         if _LEVEL_RANK.get(line.level, 1) < _LEVEL_RANK[self.min_level]:
             return False
-        return not self.filter_text or self.filter_text.lower() in (line.kind + " " + line.message).lower()
+        return (
+            not self.filter_text
+            or self.filter_text.lower() in (line.kind + " " + line.message).lower()
+        )
 
     def cycle_level(self) -> str:
         self.min_level = LEVELS[(_LEVEL_RANK[self.min_level] + 1) % len(LEVELS)]

@@ -32,21 +32,30 @@ class StrategyMetricsTable(KeyedTable):
         rows = []
         for s in snap.strategies:
             params = " ".join(f"{k}={v}" for k, v in s.params)
-            rows.append(Row(
-                key=s.name,
-                cells={
-                    "name": (fmt.fit(s.name, 14), ""),
-                    "equity": (fmt.money(s.equity, 0), ""),
-                    "pnl": (fmt.pnl(s.pnl_total), fmt.tone(s.pnl_total)),
-                    "dd": (fmt.pct(s.drawdown_pct), "warn" if s.drawdown_pct > 5 else ""),
-                    "sharpe": (fmt.num(s.sharpe), fmt.tone(s.sharpe)),
-                    "win": (fmt.pct(s.win_rate_pct, 0), ""),
-                    "trades": (str(s.trades), ""),
-                    "params": (fmt.fit(params, 24), "muted"),
-                },
-                sort={"name": s.name, "equity": s.equity, "pnl": s.pnl_total, "dd": s.drawdown_pct,
-                      "sharpe": s.sharpe or 0.0, "win": s.win_rate_pct or 0.0, "trades": s.trades},
-            ))
+            rows.append(
+                Row(
+                    key=s.name,
+                    cells={
+                        "name": (fmt.fit(s.name, 14), ""),
+                        "equity": (fmt.money(s.equity, 0), ""),
+                        "pnl": (fmt.pnl(s.pnl_total), fmt.tone(s.pnl_total)),
+                        "dd": (fmt.pct(s.drawdown_pct), "warn" if s.drawdown_pct > 5 else ""),
+                        "sharpe": (fmt.num(s.sharpe), fmt.tone(s.sharpe)),
+                        "win": (fmt.pct(s.win_rate_pct, 0), ""),
+                        "trades": (str(s.trades), ""),
+                        "params": (fmt.fit(params, 24), "muted"),
+                    },
+                    sort={
+                        "name": s.name,
+                        "equity": s.equity,
+                        "pnl": s.pnl_total,
+                        "dd": s.drawdown_pct,
+                        "sharpe": s.sharpe or 0.0,
+                        "win": s.win_rate_pct or 0.0,
+                        "trades": s.trades,
+                    },
+                )
+            )
         self.set_rows(rows)
 
 
@@ -64,7 +73,10 @@ def engine_stats(snap: EngineSnapshot) -> str:
         )
     if snap.feeds:
         ages = sorted(snap.feeds, key=lambda f: -f.age)[:6]
-        lines.append("oldest feeds: " + "  ".join(f"{f.symbol} {fmt.age(f.age)}{'!' if f.stale else ''}" for f in ages))
+        lines.append(
+            "oldest feeds: "
+            + "  ".join(f"{f.symbol} {fmt.age(f.age)}{'!' if f.stale else ''}" for f in ages)
+        )
     return "\n".join(lines)
 
 

@@ -32,7 +32,10 @@ def position_rows(snap: EngineSnapshot) -> list[Row]:
                 key=p.symbol,
                 cells={
                     "symbol": (fmt.fit(p.symbol, 12), ""),
-                    "qty": (fmt.signed_qty(p.quantity), "buy" if p.quantity > 0 else "sell" if p.quantity < 0 else "muted"),
+                    "qty": (
+                        fmt.signed_qty(p.quantity),
+                        "buy" if p.quantity > 0 else "sell" if p.quantity < 0 else "muted",
+                    ),
                     "avg": (fmt.num(p.avg_cost), ""),
                     "last": (fmt.num(p.last), ""),
                     "mv": (fmt.money(p.market_value), ""),
@@ -41,8 +44,13 @@ def position_rows(snap: EngineSnapshot) -> list[Row]:
                     "delta": (fmt.num(p.delta) if p.delta is not None else "", ""),
                 },
                 sort={
-                    "symbol": p.symbol, "qty": p.quantity, "avg": p.avg_cost, "last": p.last or 0.0,
-                    "mv": p.market_value, "upnl": p.unrealized_pnl, "rpnl": p.realized_pnl,
+                    "symbol": p.symbol,
+                    "qty": p.quantity,
+                    "avg": p.avg_cost,
+                    "last": p.last or 0.0,
+                    "mv": p.market_value,
+                    "upnl": p.unrealized_pnl,
+                    "rpnl": p.realized_pnl,
                     "delta": p.delta or 0.0,
                 },
             )

@@ -44,7 +44,11 @@ class GaugeLine(Widget):
     def show(self, g: Gauge) -> None:
         old = self.gauge
         self.gauge = g
-        if old is not None and (old.text, old.level, round(old.fraction, 2)) == (g.text, g.level, round(g.fraction, 2)):
+        if old is not None and (old.text, old.level, round(old.fraction, 2)) == (
+            g.text,
+            g.level,
+            round(g.fraction, 2),
+        ):
             return
         for lv in LEVELS:
             self.set_class(lv == g.level, f"-{lv}")

@@ -54,11 +54,18 @@ def strategy_rows(snap: EngineSnapshot) -> list[Row]:
                     "position": (fmt.fit(s.position or "flat", 18), "" if s.position else "muted"),
                     "pnl": (fmt.pnl(s.pnl_today), fmt.tone(s.pnl_today)),
                     "trades": (str(s.trades), ""),
-                    "signal": (fmt.fit(s.error or s.last_signal or fmt.DASH, 16), "bad" if s.error else ""),
+                    "signal": (
+                        fmt.fit(s.error or s.last_signal or fmt.DASH, 16),
+                        "bad" if s.error else "",
+                    ),
                 },
                 sort={
-                    "name": s.name, "state": s.state.value, "alloc": s.allocation,
-                    "position": s.position, "pnl": s.pnl_today, "trades": s.trades,
+                    "name": s.name,
+                    "state": s.state.value,
+                    "alloc": s.allocation,
+                    "position": s.position,
+                    "pnl": s.pnl_today,
+                    "trades": s.trades,
                     "signal": s.last_signal,
                 },
             )

@@ -55,8 +55,9 @@ class KeyedTable(DataTable[Text]):
     COMPONENT_CLASSES: ClassVar[set[str]] = {f"tone--{t}" for t in TONES}
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False,
-                         show_cursor=True)
+        super().__init__(
+            id=id, classes=classes, cursor_type="row", zebra_stripes=False, show_cursor=True
+        )
         self.filter_text = ""
         self.sort_column = self.DEFAULT_SORT or self.COLUMNS[0].key
         self.sort_reverse = False
@@ -204,7 +205,10 @@ class KeyedTable(DataTable[Text]):
             old = self._shown.get(r.key)
             if old is None:
                 self.add_row(
-                    *(self._cell(c, *cells[c.key], first=i == 0, row_key=r.key) for i, c in enumerate(cols)),
+                    *(
+                        self._cell(c, *cells[c.key], first=i == 0, row_key=r.key)
+                        for i, c in enumerate(cols)
+                    ),
                     key=r.key,
                 )
                 self.updates += len(cols)
@@ -212,7 +216,9 @@ class KeyedTable(DataTable[Text]):
             else:
                 for i, c in enumerate(cols):
                     if old[c.key] != cells[c.key]:
-                        self.update_cell(r.key, c.key, self._cell(c, *cells[c.key], first=i == 0, row_key=r.key))
+                        self.update_cell(
+                            r.key, c.key, self._cell(c, *cells[c.key], first=i == 0, row_key=r.key)
+                        )
                         self.updates += 1
             self._shown[r.key] = cells
         order = [r.key for r in rows]
