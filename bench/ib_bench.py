@@ -16,9 +16,9 @@ import asyncio
 import statistics
 import time
 
-from fbterm.brokers.base import FillEvent
-from fbterm.brokers.ib import BrokerIntegration
 from fbterm.config import IBConfig
+from fbterm.execution.brokers.base import FillEvent
+from fbterm.execution.brokers.ib import BrokerIntegration
 from fbterm.model import Order, Side, Stock
 from fbterm.testing.ibserver import IBTestServer
 

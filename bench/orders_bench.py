@@ -25,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from fbterm.brokers.paper import PaperBroker
 from fbterm.config import PaperBrokerConfig
+from fbterm.execution.brokers.paper import PaperBroker
+from fbterm.execution.orders import OrderManagement, OrderQueue
 from fbterm.journal import Journal
 from fbterm.model import OrderStatus, Side, Signal, Stock, Tick
-from fbterm.orders import OrderManagement, OrderQueue
 
 SYMBOLS = ["AAPL", "MSFT", "SPY", "NVDA"]
 

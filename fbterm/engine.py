@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fbterm import snapshot as S
-from fbterm.brokers.base import (
+from fbterm.config import Config, StrategyConfig
+from fbterm.execution.brokers.base import (
     Broker,
     BrokerMessage,
     ConnectionEvent,
     ConnectionState,
 )
-from fbterm.brokers.fills import MarketUpdate
-from fbterm.config import Config, StrategyConfig
+from fbterm.execution.brokers.fills import MarketUpdate
+from fbterm.execution.orders import OrderManagement, OrderQueue, UnknownOrder
 from fbterm.journal import Journal
 from fbterm.model import (
     Bar,
@@ -50,8 +51,7 @@ from fbterm.model import (
     TimeInForce,
     instrument_from_key,
 )
-from fbterm.orders import OrderManagement, OrderQueue, UnknownOrder
-from fbterm.risk import PortfolioLevelRisk, trading_day
+from fbterm.risk.portfolio import PortfolioLevelRisk, trading_day
 from fbterm.snapshot import (
     CommandResult,
     EngineSnapshot,
@@ -246,7 +246,7 @@ class Engine:
     def _make_broker(self) -> Broker:
         cfg = self.config
         if cfg.broker.kind == "ib":
-            from fbterm.brokers.ib import BrokerIntegration
+            from fbterm.execution.brokers.ib import BrokerIntegration
 
             # IB order ids must never go backwards, even if the gateway's nextValidId does
             # after a restart: start above every id the journal has seen.
@@ -254,7 +254,7 @@ class Engine:
                 "SELECT MAX(CAST(json_extract(data, '$.broker_id') AS INTEGER)) FROM order_events"
             ).fetchone()
             return BrokerIntegration(cfg.broker.ib, min_order_id=int(row[0] or 0) + 1)  # type: ignore[return-value]
-        from fbterm.brokers.paper import PaperBroker
+        from fbterm.execution.brokers.paper import PaperBroker
 
         pricer = self._cached_option_quote if self.market is not None else None
         return PaperBroker(
@@ -1167,7 +1167,7 @@ class Engine:
         if config.capital != slot.capital:
             self.executor.scale_strategy(name, config.capital)
         if config.risk != self.strategy_config(name).risk:
-            from fbterm.risk import StrategyLevelRisk
+            from fbterm.risk.portfolio import StrategyLevelRisk
 
             slot.risk = StrategyLevelRisk(name, config.risk)
         self._strategy_configs[name] = config

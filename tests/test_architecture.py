@@ -34,9 +34,9 @@ def test_import_linter_contracts_in_pyproject_are_kept():
     [
         "fbterm.engine",
         "fbterm.headless",
-        "fbterm.orders",
-        "fbterm.brokers.paper",
-        "fbterm.risk",
+        "fbterm.execution.orders",
+        "fbterm.execution.brokers.paper",
+        "fbterm.risk.portfolio",
         "fbterm.strategies",
         "fbterm.config",
         "fbterm.cli",

@@ -234,6 +234,7 @@ def test_fetch_realtime_data_through_data_retrieval(
 def test_simulated_history_is_deterministic_and_ends_at_the_start_price(tmp_path: Path) -> None:
     cfg = SimulatedMarketConfig(seed=4, prices={"AAPL": 190.0})
     src = SimulatedSource(SimulatedMarket(["AAPL"], cfg, 1e9))
+
     def fetch() -> pd.DataFrame:
         return src.fetch_bars("AAPL", T("2024-01-01"), T("2024-03-01"), "1d")
 

@@ -18,12 +18,12 @@ from typing import Any, ClassVar
 import pytest
 
 from fbterm import snapshot as S
-from fbterm.brokers.paper import PaperBroker
 from fbterm.config import Config, config_from_dict
 from fbterm.engine import Engine
+from fbterm.execution.brokers.paper import PaperBroker
+from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
 from fbterm.model import Bar, OrderStatus, OrderType, Side, Tick
-from fbterm.orders import OrderManagement
 from fbterm.snapshot import StrategyState, TradingState
 from fbterm.strategies.base import Sizing, StrategyInterface, signal_frame
 

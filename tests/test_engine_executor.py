@@ -259,7 +259,7 @@ class TwoLegs(StrategyInterface):
 def test_strategy_orders_go_through_the_order_queue_and_a_full_queue_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fbterm.orders import OrderQueue
+    from fbterm.execution.orders import OrderQueue
 
     e = engine(tmp_path, monkeypatch)
     e.executor.queue = e.queue = OrderQueue(maxsize=1)

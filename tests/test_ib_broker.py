@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fbterm.brokers.base import (
+from fbterm.config import IBConfig
+from fbterm.execution.brokers.base import (
     Broker,
     BrokerError,
     BrokerMessage,
@@ -21,8 +22,7 @@ from fbterm.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.brokers.ib import BrokerIntegration, describe_ib_error, parse_order_ref
-from fbterm.config import IBConfig
+from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error, parse_order_ref
 from fbterm.model import Option, Order, OrderStatus, OrderType, Right, Side, Stock, TimeInForce
 from fbterm.testing.ibserver import IBTestServer
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from fbterm.brokers.base import ConnectionState
-from fbterm.brokers.ib import BrokerIntegration, parse_order_ref
 from fbterm.config import Config, config_from_dict
 from fbterm.data.ib_source import IBSource
 from fbterm.engine import Engine
+from fbterm.execution.brokers.base import ConnectionState
+from fbterm.execution.brokers.ib import BrokerIntegration, parse_order_ref
 from fbterm.journal import Journal
 from fbterm.testing.ibserver import IBTestServer
 

@@ -19,22 +19,22 @@ from pathlib import Path
 
 import pytest
 
-from fbterm.brokers.paper import PaperBroker
 from fbterm.config import PaperBrokerConfig
+from fbterm.execution.brokers.paper import PaperBroker
+from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
 from fbterm.model import OrderStatus, Side, Signal, Stock
-from fbterm.orders import OrderManagement
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(os.name != "posix", reason="SIGKILL")]
 
 CHILD = textwrap.dedent(
     """
     import sys
-    from fbterm.brokers.paper import PaperBroker
+    from fbterm.execution.brokers.paper import PaperBroker
     from fbterm.config import PaperBrokerConfig
     from fbterm.journal import Journal
     from fbterm.model import OrderStatus, OrderType, Side, Signal, Stock, Tick
-    from fbterm.orders import OrderManagement
+    from fbterm.execution.orders import OrderManagement
 
     journal = Journal(sys.argv[1])
     broker = PaperBroker(PaperBrokerConfig(cash=1e12), symbols=["AAPL", "MSFT"], participation=None)

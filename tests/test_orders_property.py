@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fbterm.brokers.base import BrokerError, FillEvent, OrderStatusEvent
-from fbterm.brokers.paper import PaperBroker
 from fbterm.config import PaperBrokerConfig
+from fbterm.execution.brokers.base import BrokerError, FillEvent, OrderStatusEvent
+from fbterm.execution.brokers.paper import PaperBroker
+from fbterm.execution.orders import OrderManagement, OrderQueue, QueueFull
 from fbterm.journal import Journal
 from fbterm.model import (
     IllegalTransition,
@@ -27,7 +28,6 @@ from fbterm.model import (
     Stock,
     Tick,
 )
-from fbterm.orders import OrderManagement, OrderQueue, QueueFull
 
 SYMBOLS = ("AAPL", "MSFT")
 CASH = 250_000.0

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fbterm.brokers.base import BrokerMessage, ConnectionState, FillEvent, OrderStatusEvent
+from fbterm.execution.brokers.base import (
+    BrokerMessage,
+    ConnectionState,
+    FillEvent,
+    OrderStatusEvent,
+)
+from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
 from fbterm.model import Fill, OrderStatus, OrderType, Side, Signal, Stock
-from fbterm.orders import OrderManagement
 
 
 class ScriptedVenue:

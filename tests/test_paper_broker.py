@@ -7,17 +7,17 @@ import datetime as dt
 
 import pytest
 
-from fbterm.brokers.base import FillEvent, ModifyAckEvent, OrderStatusEvent
-from fbterm.brokers.fills import (
+from fbterm.config import PaperBrokerConfig, SimulatedMarketConfig
+from fbterm.data.simulated import SimulatedMarket
+from fbterm.execution.brokers.base import FillEvent, ModifyAckEvent, OrderStatusEvent
+from fbterm.execution.brokers.fills import (
     FractionCommission,
     MarketUpdate,
     PerShareCommission,
     commission_model,
     match_order,
 )
-from fbterm.brokers.paper import PaperBroker
-from fbterm.config import PaperBrokerConfig, SimulatedMarketConfig
-from fbterm.data.simulated import SimulatedMarket
+from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.model import (
     Option,
     Order,
@@ -335,7 +335,7 @@ def test_cancel_and_modify_at_the_venue():
     v.send(order(10, typ=OrderType.LIMIT, lmt=50.0, oid="T-2"))
     v.b.cancel_order(v.b.orders["T-2"])
     assert v.statuses("T-2")[-1] is OrderStatus.CANCELLED
-    from fbterm.brokers.base import BrokerError
+    from fbterm.execution.brokers.base import BrokerError
 
     with pytest.raises(BrokerError):
         v.b.cancel_order(order(oid="T-2"))

@@ -10,7 +10,7 @@ import pytest
 
 from fbterm.config import RiskConfig, StrategyRiskConfig
 from fbterm.model import Fill, Option, Order, OrderType, Position, Right, Side, Stock
-from fbterm.risk import (
+from fbterm.risk.portfolio import (
     PortfolioLevelRisk,
     StrategyLevelRisk,
     drawdown_now,

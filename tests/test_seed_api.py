@@ -17,26 +17,26 @@ SEED = {
     "fbterm.data.processing:DataProcessing": ["clean_data", "transform_data"],
     "fbterm.strategies.base:StrategyInterface": ["analyze", "execute"],
     "fbterm.strategies.executor:StrategyExecutor": ["run_strategy", "scale_strategy"],
-    "fbterm.risk:StrategyLevelRisk": ["apply_stop_loss", "apply_take_profit"],
-    "fbterm.risk:PortfolioLevelRisk": ["calculate_max_drawdown", "halt_trading"],
+    "fbterm.risk.portfolio:StrategyLevelRisk": ["apply_stop_loss", "apply_take_profit"],
+    "fbterm.risk.portfolio:PortfolioLevelRisk": ["calculate_max_drawdown", "halt_trading"],
     "fbterm.backtest.backtester:CustomBacktester": [
         "run_backtest",
         "calculate_performance_metrics",
     ],
     "fbterm.backtest.analysis:PerformanceAnalysis": ["visualize_results"],
-    "fbterm.brokers.ib:BrokerIntegration": [
+    "fbterm.execution.brokers.ib:BrokerIntegration": [
         "execute_order",
         "query_open_orders",
         "query_positions",
         "query_account_details",
     ],
-    "fbterm.orders:OrderManagement": [
+    "fbterm.execution.orders:OrderManagement": [
         "create_order",
         "monitor_order",
         "cancel_order",
         "modify_order",
     ],
-    "fbterm.orders:OrderQueue": ["enqueue_order", "dequeue_order"],
+    "fbterm.execution.orders:OrderQueue": ["enqueue_order", "dequeue_order"],
     "fbterm.metrics:MetricsCalculation": [
         "calculate_real_time_metrics",
         "calculate_post_trade_metrics",

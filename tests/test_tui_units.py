@@ -190,10 +190,10 @@ def test_console_never_imports_trading_internals() -> None:
     """The UI sends commands and reads snapshots; it has no path to orders, journal, risk
     state or brokers (run_app's lazy Engine import is the one allowed link)."""
     forbidden = (
-        "fbterm.orders",
+        "fbterm.execution.orders",
         "fbterm.journal",
-        "fbterm.risk",
-        "fbterm.brokers",
+        "fbterm.risk.portfolio",
+        "fbterm.execution.brokers",
         "fbterm.metrics",
     )
     tui = Path(themes.__file__).resolve().parent

@@ -10,7 +10,7 @@ Conventions (those of backtesting.py, so a peer can check us):
 
 * the target from bar t is acted on at bar t+1's open: ``execute`` runs with ``ctx.price`` =
   that open and ``ctx.equity`` marked at it (live, a bar closes when the next price arrives),
-  and its market orders fill at that open through :func:`fbterm.brokers.fills.match_order`;
+  and its market orders fill at that open through :func:`fbterm.execution.brokers.fills.match_order`;
 * commission is a fraction of traded value or IB per-share, charged on every fill (entry and
   exit alike), from the same commission models as paper trading;
 * sizing modes fixed / cash / fraction / all_in via :func:`target_quantity`; all_in buys
@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fbterm.brokers.fills import (
+from fbterm.config import StrategyRiskConfig
+from fbterm.execution.brokers.fills import (
     CommissionModel,
     FractionCommission,
     MarketUpdate,
     PerShareCommission,
     match_order,
 )
-from fbterm.config import StrategyRiskConfig
 from fbterm.model import Bar, Instrument, Option, Order, OrderType, Side, Stock
 from fbterm.strategies.base import (
     Sizing,

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fbterm.config import StrategyRiskConfig
+from fbterm.execution.orders import OrderQueue, QueueFull
 from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
-from fbterm.orders import OrderQueue, QueueFull
-from fbterm.risk import StrategyLevelRisk, trading_day
+from fbterm.risk.portfolio import StrategyLevelRisk, trading_day
 from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:
-    from fbterm.orders import OrderManagement
+    from fbterm.execution.orders import OrderManagement
 
 LogFn = Callable[[str, str, str], None]  # level, kind, message
 

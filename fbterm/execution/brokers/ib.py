@@ -41,7 +41,8 @@ from ib_async import Trade as IBTrade
 from ib_async.objects import CommissionReport as IBCommissionReport
 from ib_async.order import Order as IBOrder
 
-from fbterm.brokers.base import (
+from fbterm.config import IBConfig
+from fbterm.execution.brokers.base import (
     BrokerError,
     BrokerEvent,
     BrokerMessage,
@@ -55,7 +56,6 @@ from fbterm.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.config import IBConfig
 from fbterm.model import (
     AccountDetails,
     Fill,
@@ -69,7 +69,7 @@ from fbterm.model import (
     Stock,
 )
 
-log = logging.getLogger("fbterm.brokers.ib")
+log = logging.getLogger("fbterm.execution.brokers.ib")
 # ib_async logs every failure it raises; with no logging configured Python would print those
 # to stderr next to our own one-line message. A NullHandler stops that fallback and still lets
 # the records reach the application's handlers when it configures logging.

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fbterm.brokers.base import (
+from fbterm.execution.brokers.base import (
     Broker,
     BrokerEvent,
     BrokerMessage,

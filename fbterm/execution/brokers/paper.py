@@ -1,7 +1,7 @@
 """PaperBroker: the embedded default venue.
 
 It keeps its own account (cash, positions, working orders) like a real broker would, fills
-orders with the pure fill model in :mod:`fbterm.brokers.fills` against the market updates the
+orders with the pure fill model in :mod:`fbterm.execution.brokers.fills` against the market updates the
 engine hands it, and answers through the same events as Interactive Brokers. Market orders fill
 at the *next* update after they arrive, never at a price the strategy already saw.
 """
@@ -13,7 +13,8 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from fbterm.brokers.base import (
+from fbterm.config import PaperBrokerConfig
+from fbterm.execution.brokers.base import (
     BrokerError,
     BrokerOrder,
     BrokerPosition,
@@ -23,14 +24,13 @@ from fbterm.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.brokers.fills import (
+from fbterm.execution.brokers.fills import (
     CommissionModel,
     FractionCommission,
     MarketUpdate,
     PerShareCommission,
     match_order,
 )
-from fbterm.config import PaperBrokerConfig
 from fbterm.model import (
     AccountDetails,
     Fill,

@@ -1,0 +1,1 @@
+"""Execution (seed module 5): OrderManagement, OrderQueue and the broker adapters."""
