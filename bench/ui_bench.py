@@ -36,7 +36,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["FBTERM_HOME"] = home
     from fbterm.config import config_from_dict, default_config, to_dict
     from fbterm.engine import Engine
-    from fbterm.snapshot import TradingState
+    from fbterm.model import TradingState
     from fbterm.tui.app import FbtermApp
 
     data = to_dict(default_config())

@@ -49,6 +49,7 @@ from fbterm.model import (
     Signal,
     Tick,
     TimeInForce,
+    TradingState,
     instrument_from_key,
 )
 from fbterm.risk.portfolio import PortfolioLevelRisk, trading_day
@@ -60,7 +61,6 @@ from fbterm.snapshot import (
     PositionRow,
     RiskView,
     StrategyRow,
-    TradingState,
 )
 from fbterm.strategies.base import Sizing, StrategyInterface
 from fbterm.strategies.executor import StrategyExecutor, StrategySlot

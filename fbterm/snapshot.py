@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from fbterm.model import AccountDetails, Order, OrderType, Side, TimeInForce
-
-
-class TradingState(StrEnum):
-    """NautilusTrader's three states: everything, only what shrinks a position, nothing."""
-
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
-
-
-class StrategyState(StrEnum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    HALTED = "halted"
-    ERROR = "error"
+from fbterm.model import (
+    AccountDetails,
+    Order,
+    OrderType,
+    Side,
+    StrategyState,
+    TimeInForce,
+    TradingState,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from fbterm.engine import Engine
 from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
-from fbterm.model import Bar, OrderStatus, OrderType, Side, Tick
-from fbterm.snapshot import StrategyState, TradingState
+from fbterm.model import Bar, OrderStatus, OrderType, Side, StrategyState, Tick, TradingState
 from fbterm.strategies.base import Sizing, StrategyInterface, signal_frame
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,8 +14,7 @@ from fbterm import snapshot as S
 from fbterm.config import Config, config_from_dict
 from fbterm.engine import Engine
 from fbterm.journal import Journal
-from fbterm.model import Bar, OrderType, Side, Signal, Stock, Tick
-from fbterm.snapshot import TradingState
+from fbterm.model import Bar, OrderType, Side, Signal, Stock, Tick, TradingState
 from fbterm.strategies.base import StrategyContext, StrategyInterface, signal_frame
 from fbterm.strategies.executor import net_signals
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from fbterm.config import RiskConfig, StrategyRiskConfig
-from fbterm.model import Fill, Option, Order, OrderType, Position, Right, Side, Stock
+from fbterm.model import Fill, Option, Order, OrderType, Position, Right, Side, Stock, TradingState
 from fbterm.risk.portfolio import (
     PortfolioLevelRisk,
     StrategyLevelRisk,
@@ -17,7 +17,6 @@ from fbterm.risk.portfolio import (
     max_drawdown,
     reduces_position,
 )
-from fbterm.snapshot import TradingState
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC
 

@@ -21,7 +21,8 @@ from tui_support import run_async
 
 from fbterm.config import Config, config_from_dict, default_config, to_dict
 from fbterm.engine import Engine
-from fbterm.snapshot import EngineSnapshot, StrategyState, TradingState
+from fbterm.model import StrategyState, TradingState
+from fbterm.snapshot import EngineSnapshot
 from fbterm.tui.app import ConsoleScreen, FbtermApp
 from fbterm.tui.backtest import BacktestScreen
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog, ModifyDialog, OrderTicket

@@ -14,7 +14,7 @@ import time
 import pytest
 from tui_support import FrozenEngine, fixed_snapshot
 
-from fbterm.snapshot import TradingState
+from fbterm.model import TradingState
 from fbterm.tui.app import FbtermApp
 
 SIZES = [(80, 24), (120, 40)]

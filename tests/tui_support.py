@@ -11,7 +11,16 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from fbterm.model import AccountDetails, Order, OrderStatus, OrderType, Side, Stock
+from fbterm.model import (
+    AccountDetails,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    Stock,
+    StrategyState,
+    TradingState,
+)
 from fbterm.snapshot import (
     Command,
     CommandResult,
@@ -22,8 +31,6 @@ from fbterm.snapshot import (
     PositionRow,
     RiskView,
     StrategyRow,
-    StrategyState,
-    TradingState,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC; tests run with TZ=UTC

@@ -19,8 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from fbterm.config import RiskConfig, StrategyRiskConfig
-from fbterm.model import Order, OrderType, Position, Side, Signal
-from fbterm.snapshot import Gauge, TradingState
+from fbterm.model import Order, OrderType, Position, Side, Signal, TradingState
+from fbterm.snapshot import Gauge
 
 # ------------------------------------------------------------------------------ the maths
 

@@ -21,9 +21,18 @@ import pandas as pd
 
 from fbterm.config import StrategyRiskConfig
 from fbterm.execution.orders import OrderQueue, QueueFull
-from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
+from fbterm.model import (
+    Bar,
+    OptionQuote,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    Signal,
+    StrategyState,
+)
 from fbterm.risk.portfolio import StrategyLevelRisk, trading_day
-from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:

@@ -38,6 +38,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Label
 
+from fbterm.model import StrategyState, TradingState
 from fbterm.snapshot import (
     CancelAll,
     CancelOrder,
@@ -51,8 +52,6 @@ from fbterm.snapshot import (
     ReduceOnly,
     Resume,
     ResumeStrategy,
-    StrategyState,
-    TradingState,
 )
 from fbterm.tui.dialogs import ConfirmDialog, FilterDialog, FlattenDialog, ModifyDialog, OrderTicket
 from fbterm.tui.header import HeaderBar

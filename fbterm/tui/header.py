@@ -13,7 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from fbterm.snapshot import EngineSnapshot, TradingState
+from fbterm.model import TradingState
+from fbterm.snapshot import EngineSnapshot
 from fbterm.tui import fmt
 
 

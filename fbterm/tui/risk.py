@@ -12,7 +12,8 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from fbterm.snapshot import EngineSnapshot, Gauge, RiskView, TradingState
+from fbterm.model import TradingState
+from fbterm.snapshot import EngineSnapshot, Gauge, RiskView
 from fbterm.tui import fmt
 
 LEVELS = ("ok", "warn", "breach")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fbterm.snapshot import EngineSnapshot, StrategyRow, StrategyState
+from fbterm.model import StrategyState
+from fbterm.snapshot import EngineSnapshot, StrategyRow
 from fbterm.tui import fmt
 from fbterm.tui.table import Column, KeyedTable, Row
 

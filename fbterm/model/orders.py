@@ -1,111 +1,19 @@
-"""The domain model: instruments, orders and their state machine, fills, positions.
+"""Orders and their state machine.
 
-Everything here is immutable. An order changes by producing a new ``Order`` through
-:meth:`Order.transition`, which refuses an illegal move and leaves the old value untouched;
-positions change only by :meth:`Position.apply_fill`. That makes snapshots for the UI free
-and makes "positions are derived from fills" a property of the types, not a convention.
+An order changes only by producing a new ``Order`` through :meth:`Order.transition`, which
+refuses an illegal move and leaves the old value untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import math
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# ---------------------------------------------------------------------------- instruments
-
-
-class Right(StrEnum):
-    CALL = "C"
-    PUT = "P"
-
-
-@dataclass(frozen=True, slots=True)
-class Stock:
-    symbol: str
-    exchange: str = "SMART"
-    currency: str = "USD"
-
-    @property
-    def key(self) -> str:
-        return self.symbol
-
-    @property
-    def underlying(self) -> str:
-        return self.symbol
-
-    @property
-    def multiplier(self) -> int:
-        return 1
-
-    @property
-    def is_option(self) -> bool:
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    underlying: str
-    right: Right
-    strike: float
-    expiry: dt.date
-    multiplier: int = 100
-    exchange: str = "SMART"
-    currency: str = "USD"
-    # The key, formatted once: it is looked up on every tick, fill and risk check.
-    _key: str = field(default="", init=False, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.right, Right):
-            object.__setattr__(self, "right", Right(str(self.right).upper()[:1]))
-        if self.strike <= 0:
-            raise ValueError(f"option strike must be > 0, got {self.strike}")
-        strike = f"{self.strike:g}"
-        object.__setattr__(
-            self, "_key", f"{self.underlying} {self.expiry:%Y%m%d} {self.right.value}{strike}"
-        )
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def symbol(self) -> str:
-        return self.key
-
-    @property
-    def is_option(self) -> bool:
-        return True
-
-
-Instrument = Stock | Option
-
-_OPTION_KEY = re.compile(
-    r"^(?P<und>[A-Z0-9.\-]+) (?P<exp>\d{8}) (?P<right>[CP])(?P<strike>\d+(?:\.\d+)?)$"
-)
-
-
-@functools.lru_cache(maxsize=8192)  # pure, and instruments are immutable
-def instrument_from_key(key: str) -> Instrument:
-    """Parse ``AAPL`` or ``AAPL 20250117 C150`` back into an instrument."""
-    m = _OPTION_KEY.match(key.strip())
-    if m:
-        return Option(
-            underlying=m["und"],
-            right=Right(m["right"]),
-            strike=float(m["strike"]),
-            expiry=dt.datetime.strptime(m["exp"], "%Y%m%d").date(),
-        )
-    sym = key.strip().upper()
-    if not sym or " " in sym:
-        raise ValueError(f"not an instrument key: {key!r}")
-    return Stock(sym)
-
+from fbterm.model.instruments import Instrument, instrument_from_key
 
 # --------------------------------------------------------------------------------- orders
 
@@ -191,7 +99,7 @@ class OrderError(ValueError):
     """An order (or a change to one) is malformed: it names what is wrong."""
 
 
-def _now() -> float:
+def utc_now() -> float:
     return dt.datetime.now(dt.UTC).timestamp()
 
 
@@ -211,7 +119,7 @@ class Order:
     status: OrderStatus = OrderStatus.PENDING_SUBMIT
     filled_quantity: float = 0.0
     avg_fill_price: float = 0.0
-    created_ts: float = field(default_factory=_now)
+    created_ts: float = field(default_factory=utc_now)
     updated_ts: float = 0.0
     broker_order_id: str | None = None
     reason: str = ""
@@ -264,7 +172,7 @@ class Order:
         if status not in allowed:
             why = "order is already final" if self.status.is_terminal else ""
             raise IllegalTransition(self.client_order_id, self.status, status, why)
-        return _evolve(self, {"status": status, "updated_ts": ts or _now(), **changes})
+        return _evolve(self, {"status": status, "updated_ts": ts or utc_now(), **changes})
 
     def with_fill(self, quantity: float, price: float, *, ts: float | None = None) -> Order:
         """The order after a fill of ``quantity`` at ``price`` (status follows the totals)."""
@@ -320,7 +228,7 @@ class Order:
             order_type=new_type,
             limit_price=lp,
             stop_price=sp,
-            updated_ts=ts or _now(),
+            updated_ts=ts or utc_now(),
             revision=self.revision + 1,
             triggered=self.triggered and new_type in (OrderType.STOP, OrderType.STOP_LIMIT),
         )
@@ -423,218 +331,3 @@ def validate_order_fields(
             )
     elif stop_price is not None:
         raise OrderError(f"{where}: {order_type.value} takes no stop price")
-
-
-# ---------------------------------------------------------------------------------- fills
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    fill_id: str
-    client_order_id: str
-    instrument: Instrument
-    side: Side
-    quantity: float
-    price: float
-    commission: float = 0.0
-    ts: float = field(default_factory=_now)
-    strategy_id: str = "manual"
-
-    @property
-    def signed_quantity(self) -> float:
-        return self.side.sign * self.quantity
-
-    @property
-    def value(self) -> float:
-        return self.quantity * self.price * self.instrument.multiplier
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fill_id": self.fill_id,
-            "order_id": self.client_order_id,
-            "instrument": self.instrument.key,
-            "side": self.side.value,
-            "qty": self.quantity,
-            "price": self.price,
-            "commission": self.commission,
-            "ts": self.ts,
-            "strategy": self.strategy_id,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Fill:
-        return cls(
-            fill_id=d["fill_id"],
-            client_order_id=d["order_id"],
-            instrument=instrument_from_key(d["instrument"]),
-            side=Side(d["side"]),
-            quantity=float(d["qty"]),
-            price=float(d["price"]),
-            commission=float(d.get("commission", 0.0)),
-            ts=float(d.get("ts", 0.0)),
-            strategy_id=d.get("strategy", "manual"),
-        )
-
-
-# ------------------------------------------------------------------------------ positions
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A signed position built only from fills (average-cost accounting)."""
-
-    instrument: Instrument
-    quantity: float = 0.0
-    avg_cost: float = 0.0  # per unit, excluding the multiplier
-    realized_pnl: float = 0.0  # net of commissions
-    commissions: float = 0.0
-    strategy_id: str | None = None  # None for the account-wide aggregate
-    opened_ts: float | None = None
-
-    @property
-    def symbol(self) -> str:
-        return self.instrument.key
-
-    @property
-    def multiplier(self) -> int:
-        return self.instrument.multiplier
-
-    @property
-    def is_flat(self) -> bool:
-        return abs(self.quantity) < 1e-9
-
-    def market_value(self, mark: float) -> float:
-        return self.quantity * mark * self.multiplier
-
-    def unrealized_pnl(self, mark: float | None) -> float:
-        if mark is None or self.is_flat:
-            return 0.0
-        return (mark - self.avg_cost) * self.quantity * self.multiplier
-
-    def apply_fill(self, fill: Fill) -> Position:
-        q0, q = self.quantity, fill.signed_quantity
-        mult = self.multiplier
-        realized = self.realized_pnl - fill.commission
-        commissions = self.commissions + fill.commission
-        new_q = q0 + q
-        if abs(new_q) < 1e-9:
-            new_q = 0.0
-        if q0 == 0 or (q0 > 0) == (q > 0):
-            # Opening or adding: the average cost moves.
-            avg = (self.avg_cost * abs(q0) + fill.price * abs(q)) / abs(new_q) if new_q else 0.0
-            opened = self.opened_ts if q0 else fill.ts
-        else:
-            closed = min(abs(q0), abs(q))
-            direction = 1 if q0 > 0 else -1
-            realized += (fill.price - self.avg_cost) * closed * direction * mult
-            if new_q == 0:
-                avg, opened = 0.0, None
-            elif (new_q > 0) == (q0 > 0):
-                avg, opened = self.avg_cost, self.opened_ts
-            else:  # reversed through zero: the remainder opens at the fill price
-                avg, opened = fill.price, fill.ts
-        return dataclasses.replace(
-            self,
-            quantity=new_q,
-            avg_cost=avg,
-            realized_pnl=realized,
-            commissions=commissions,
-            opened_ts=opened,
-        )
-
-
-def positions_from_fills(fills: list[Fill], *, by_strategy: bool = False) -> dict[Any, Position]:
-    """Fold fills into positions keyed by instrument key (or (strategy, key))."""
-    out: dict[Any, Position] = {}
-    for f in fills:
-        k = (f.strategy_id, f.instrument.key) if by_strategy else f.instrument.key
-        pos = out.get(k) or Position(
-            f.instrument, strategy_id=f.strategy_id if by_strategy else None
-        )
-        out[k] = pos.apply_fill(f)
-    return out
-
-
-# ---------------------------------------------------------------------------- signals
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """A strategy's (or an operator's) wish to trade: the input of ``create_order``."""
-
-    strategy_id: str
-    instrument: Instrument
-    side: Side
-    quantity: float
-    order_type: OrderType = OrderType.MARKET
-    limit_price: float | None = None
-    stop_price: float | None = None
-    tif: TimeInForce = TimeInForce.DAY
-    signal_price: float | None = None  # the price the strategy saw; slippage is measured from it
-    ts: float = field(default_factory=_now)
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        validate_order_fields("", self.quantity, self.order_type, self.limit_price, self.stop_price)
-
-
-# ---------------------------------------------------------------------------- market data
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """One quote update. ``last`` is the trade price, ``volume`` the size traded since the last tick."""
-
-    symbol: str
-    ts: float
-    bid: float
-    ask: float
-    last: float
-    volume: float = 0.0
-
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) / 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    symbol: str
-    ts: float  # bar open time, epoch seconds UTC
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class OptionQuote:
-    instrument: Option
-    ts: float
-    bid: float
-    ask: float
-    underlying_price: float
-    iv: float
-    delta: float
-
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) / 2.0
-
-
-# ---------------------------------------------------------------------------- account
-
-
-@dataclass(frozen=True, slots=True)
-class AccountDetails:
-    account: str
-    cash: float
-    equity: float  # net liquidation value
-    buying_power: float
-    margin_used: float = 0.0  # initial margin requirement in use
-    maintenance_margin: float = 0.0
-    realized_pnl: float = 0.0
-    unrealized_pnl: float = 0.0
-    currency: str = "USD"
-    ts: float = field(default_factory=_now)
