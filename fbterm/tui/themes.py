@@ -1,4 +1,4 @@
-"""Theme files: ``fbterm/themes/*.tcss`` (shipped as package data) or a path to a .tcss file.
+"""Theme files: the repo's themes/ folder, shipped as fbterm.themes, or a path to a .tcss file.
 
 A theme file is plain Textual CSS that colours the console's semantic classes (P&L up/down,
 risk ok/warn/breach, LIVE, buy/sell). Its first line may name the Textual base theme that
@@ -29,7 +29,7 @@ class ThemeFile:
 
 
 def _package_dir() -> Path:
-    return Path(str(resources.files("fbterm").joinpath("themes")))
+    return Path(str(resources.files("fbterm.themes")))
 
 
 def builtin_names() -> list[str]:
