@@ -198,7 +198,7 @@ class Engine:
         )
         self.executor.on_error = self._on_strategy_error
         self.bars = BarBuilder(cfg.market.bar_seconds)
-        from fbterm.metrics import MetricsCalculation
+        from fbterm.metrics.live import MetricsCalculation
 
         self.metrics = MetricsCalculation(
             rolling_window=cfg.metrics.rolling_window,
@@ -1175,7 +1175,7 @@ class Engine:
 
     def _rebalance(self) -> tuple[bool, str]:
         try:
-            from fbterm.metrics import Optimization
+            from fbterm.metrics.optimization import Optimization
         except ImportError as e:  # pragma: no cover
             return False, f"rebalance unavailable: {e}"
         slots = self.executor.slots
@@ -1252,7 +1252,7 @@ class Engine:
         Stored in the journal database every 10 s (and on demand), and the day's post-trade
         report is written to the report directory when the trading day rolls.
         """
-        from fbterm.metrics import store_metrics
+        from fbterm.metrics.reports import store_metrics
 
         now = now or self.clock()
         for name, slot in self.executor.slots.items():

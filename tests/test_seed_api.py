@@ -37,11 +37,11 @@ SEED = {
         "modify_order",
     ],
     "fbterm.execution.orders:OrderQueue": ["enqueue_order", "dequeue_order"],
-    "fbterm.metrics:MetricsCalculation": [
+    "fbterm.metrics.live:MetricsCalculation": [
         "calculate_real_time_metrics",
         "calculate_post_trade_metrics",
     ],
-    "fbterm.metrics:Optimization": ["apply_half_kelly"],
+    "fbterm.metrics.optimization:Optimization": ["apply_half_kelly"],
     "fbterm.ops:UpdatesManagement": ["apply_update"],
     "fbterm.ops:Diagnostics": ["send_alert", "log_activity"],
 }
