@@ -26,8 +26,8 @@ _SEED_CLASSES = {
     "OrderQueue": "fbterm.execution.orders",
     "MetricsCalculation": "fbterm.metrics.live",
     "Optimization": "fbterm.metrics.optimization",
-    "UpdatesManagement": "fbterm.ops",
-    "Diagnostics": "fbterm.ops",
+    "UpdatesManagement": "fbterm.ops.updates",
+    "Diagnostics": "fbterm.ops.diagnostics",
     "PaperBroker": "fbterm.execution.brokers.paper",
     "Engine": "fbterm.engine",
 }

@@ -20,14 +20,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from fbterm.config import config_from_dict
-from fbterm.ops import (
-    Alert,
-    AlertDecision,
-    AlertKind,
-    Diagnostics,
-    Severity,
-    read_activity_log,
-)
+from fbterm.ops.activity import read_activity_log
+from fbterm.ops.alerts import Alert, AlertDecision, AlertKind, Severity
+from fbterm.ops.diagnostics import Diagnostics
 
 pytestmark = pytest.mark.timeout(60)
 
