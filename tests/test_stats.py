@@ -98,6 +98,7 @@ equity_values = st.one_of(
 @given(st.lists(equity_values, max_size=30))
 def test_max_drawdown_is_risks_max_drawdown(equity: list[float]) -> None:
     # fbterm.risk.portfolio keeps its own copy until it is pointed here; they must agree.
-    a, b = max_drawdown(equity), risk_max_drawdown(equity)
+    with np.errstate(over="ignore"):  # a tiny peak under a large loss overflows to -inf: fine
+        a, b = max_drawdown(equity), risk_max_drawdown(equity)
+        assert max_drawdown(np.asarray(equity)) == a or math.isnan(a)
     assert a == b or (math.isnan(a) and math.isnan(b))
-    assert max_drawdown(np.asarray(equity)) == a or math.isnan(a)
