@@ -198,7 +198,7 @@ class Engine:
         )
         self.executor.on_error = self._on_strategy_error
         self.bars = BarBuilder(cfg.market.bar_seconds)
-        from fbterm.metrics import MetricsCalculation
+        from fbterm.metrics.live import MetricsCalculation
 
         self.metrics = MetricsCalculation(
             rolling_window=cfg.metrics.rolling_window,
@@ -356,7 +356,7 @@ class Engine:
 
     def _start_control(self) -> None:
         from fbterm.control import ControlError, ControlServer
-        from fbterm.ops import UpdatesManagement
+        from fbterm.ops.updates import UpdatesManagement
 
         updates = UpdatesManagement(self.diagnostics)
 
@@ -1097,7 +1097,7 @@ class Engine:
         return not rejected, msg
 
     def _update_strategy(self, cmd: S.UpdateStrategy) -> tuple[bool, str]:
-        from fbterm.ops import UpdatesManagement
+        from fbterm.ops.updates import UpdatesManagement
 
         res = UpdatesManagement(self.diagnostics).apply_update(
             self,
@@ -1107,7 +1107,7 @@ class Engine:
         )
         return bool(res.ok), res.message
 
-    # -- the UpdatableEngine protocol (fbterm.ops.UpdatesManagement); engine thread only ----
+    # -- the UpdatableEngine protocol (fbterm.ops.updates.UpdatesManagement); engine thread only ---
     def strategy_names(self) -> list[str]:
         return list(self.executor.slots)
 
@@ -1175,7 +1175,7 @@ class Engine:
 
     def _rebalance(self) -> tuple[bool, str]:
         try:
-            from fbterm.metrics import Optimization
+            from fbterm.metrics.optimization import Optimization
         except ImportError as e:  # pragma: no cover
             return False, f"rebalance unavailable: {e}"
         slots = self.executor.slots
@@ -1252,7 +1252,7 @@ class Engine:
         Stored in the journal database every 10 s (and on demand), and the day's post-trade
         report is written to the report directory when the trading day rolls.
         """
-        from fbterm.metrics import store_metrics
+        from fbterm.metrics.reports import store_metrics
 
         now = now or self.clock()
         for name, slot in self.executor.slots.items():
@@ -1500,7 +1500,7 @@ def _finite(v: float | None) -> float | None:
 def _default_diagnostics(cfg: Config) -> Any:
     """The activity log and alert channels from config (None if they cannot be opened)."""
     try:
-        from fbterm.ops import Diagnostics
+        from fbterm.ops.diagnostics import Diagnostics
 
         return Diagnostics.from_config(cfg)
     except Exception:

@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from fbterm.ops import follow_activity_log, read_activity_log
+    from fbterm.ops.activity import follow_activity_log, read_activity_log
 
     if args.file:
         path = Path(args.file)
@@ -205,7 +205,7 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
     import tempfile
 
     from fbterm.cli_core import resolve_config
-    from fbterm.ops import Diagnostics
+    from fbterm.ops.diagnostics import Diagnostics
 
     cfg = resolve_config(args)
     # A scratch outbox and log: a failed test must not be retried later by the running engine,

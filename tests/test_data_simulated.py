@@ -15,13 +15,12 @@ from fbterm.config import SimulatedMarketConfig
 from fbterm.data.simulated import (
     TRADING_SECONDS_PER_YEAR,
     SimulatedMarket,
-    bs_delta,
-    bs_price,
     monthly_expiries,
     synth_bars,
 )
 from fbterm.data.storage import validate_bars
 from fbterm.model import Option, Right
+from fbterm.pricing import bs_delta, bs_price
 
 SYMS = ["AAPL", "MSFT", "SPY"]
 T0 = 1_700_000_000.0
@@ -106,34 +105,7 @@ def test_jumps_fatten_the_tails() -> None:
     assert np.abs(np.diff(np.log(rj))).max() > 10 * np.abs(np.diff(np.log(rp))).max()
 
 
-# ---------------------------------------------------------------------------- Black-Scholes
-
-
-def test_black_scholes_reference_values_and_parity() -> None:
-    # Hull's textbook case: S=K=100, T=1, r=5%, sigma=20%.
-    assert bs_price(100, 100, 1, 0.05, 0.2, Right.CALL) == pytest.approx(10.4506, abs=1e-4)
-    assert bs_price(100, 100, 1, 0.05, 0.2, "P") == pytest.approx(5.5735, abs=1e-4)
-    assert bs_delta(100, 100, 1, 0.05, 0.2, Right.CALL) == pytest.approx(0.6368, abs=1e-4)
-    for s, k, t, vol in [(90, 100, 0.25, 0.3), (120, 100, 2, 0.5), (100, 80, 0.01, 0.9)]:
-        c, p = bs_price(s, k, t, 0.03, vol, "C"), bs_price(s, k, t, 0.03, vol, "P")
-        assert c - p == pytest.approx(s - k * math.exp(-0.03 * t), abs=1e-9)
-        for right in ("C", "P"):
-            h = 1e-4 * s
-            fd = (
-                bs_price(s + h, k, t, 0.03, vol, right) - bs_price(s - h, k, t, 0.03, vol, right)
-            ) / (2 * h)
-            assert bs_delta(s, k, t, 0.03, vol, right) == pytest.approx(fd, abs=1e-6)
-        assert bs_delta(s, k, t, 0.03, vol, "C") - bs_delta(
-            s, k, t, 0.03, vol, "P"
-        ) == pytest.approx(1.0)
-
-
-def test_black_scholes_at_expiry_is_intrinsic() -> None:
-    assert bs_price(110, 100, 0, 0.05, 0.3, "C") == 10.0
-    assert bs_price(110, 100, -1, 0.05, 0.3, "P") == 0.0
-    assert bs_delta(110, 100, 0, 0.05, 0.3, "C") == 1.0
-    assert bs_delta(90, 100, 0, 0.05, 0.3, "P") == -1.0
-    assert bs_delta(110, 100, 0, 0.05, 0.3, "P") == 0.0
+# ---------------------------------------------------------------------------- option quotes
 
 
 def test_option_chain_and_quotes() -> None:
@@ -157,10 +129,10 @@ def test_option_chain_and_quotes() -> None:
     q = m.option_quote(opt)
     close = dt.datetime.combine(expiries[0], dt.time(16), tzinfo=ZoneInfo("America/New_York"))
     t = (close.timestamp() - T0) / (365 * 86400)
-    theo = bs_price(m.mid("AAPL"), 185.0, t, m.cfg.risk_free_rate, q.iv, Right.CALL)
+    theo = bs_price(Right.CALL, m.mid("AAPL"), 185.0, t, q.iv, m.cfg.risk_free_rate)
     assert q.bid <= theo <= q.ask
     assert q.delta == pytest.approx(
-        bs_delta(m.mid("AAPL"), 185.0, t, m.cfg.risk_free_rate, q.iv, "C")
+        bs_delta("C", m.mid("AAPL"), 185.0, t, q.iv, m.cfg.risk_free_rate)
     )
     assert q.iv == pytest.approx(m.volatility("AAPL"), rel=0.01)  # at the money: the regime's vol
     with pytest.raises(KeyError):

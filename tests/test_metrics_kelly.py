@@ -8,15 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fbterm.metrics import (
+from fbterm.metrics.optimization import (
     Optimization,
     StrategyHistory,
     half_kelly_allocations,
-    kelly_continuous,
-    kelly_discrete,
     kelly_for,
-    win_rate_and_payoff,
 )
+from fbterm.stats import kelly_continuous, kelly_discrete, win_rate_and_payoff
 
 
 @pytest.fixture(autouse=True)

@@ -12,20 +12,11 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from fbterm.metrics import (
-    PORTFOLIO,
-    MetricsCalculation,
-    drawdown_series,
-    fill_rate,
-    load_trades,
-    match_round_trips,
-    max_drawdown,
-    price_path_from_bars,
-    rolling_sharpe,
-    sharpe_ratio,
-    store_metrics,
-)
+from fbterm.metrics.live import MetricsCalculation
+from fbterm.metrics.reports import PORTFOLIO, load_trades, store_metrics
+from fbterm.metrics.trades import fill_rate, match_round_trips, price_path_from_bars
 from fbterm.model import Fill, Order, OrderStatus, Side, Stock, positions_from_fills
+from fbterm.stats import drawdown_series, max_drawdown, rolling_sharpe, sharpe_ratio
 
 AAPL = Stock("AAPL")
 NY = ZoneInfo("America/New_York")

@@ -8,7 +8,12 @@ import threading
 import pytest
 
 from fbterm.cli import main
-from fbterm.ops import ActivityLog, activity_log_files, follow_activity_log, read_activity_log
+from fbterm.ops.activity import (
+    ActivityLog,
+    activity_log_files,
+    follow_activity_log,
+    read_activity_log,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,14 +20,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from fbterm.config import config_from_dict
-from fbterm.ops import (
-    Alert,
-    AlertDecision,
-    AlertKind,
-    Diagnostics,
-    Severity,
-    read_activity_log,
-)
+from fbterm.ops.activity import read_activity_log
+from fbterm.ops.alerts import Alert, AlertDecision, AlertKind, Severity
+from fbterm.ops.diagnostics import Diagnostics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -551,3 +546,30 @@ def test_from_config_puts_log_and_outbox_in_fbterm_home(tmp_path):
         "started",
         "ERROR: x",
     ]
+
+
+def test_a_registered_channel_is_built_and_used(tmp_path, monkeypatch):
+    """A new channel is a module with a from_config plus one REGISTRY line: nothing else."""
+    from fbterm.ops import channels
+
+    delivered: list[tuple[str, str]] = []
+
+    class Pager:
+        name = "pager"
+
+        def destinations(self) -> list[str]:
+            return ["on-call"]
+
+        def deliver(self, alert: Alert, destination: str) -> None:
+            delivered.append((alert.title, destination))
+
+    monkeypatch.setitem(channels.REGISTRY, "pager", lambda cfg, env, ssl_context: Pager())
+    assert [c.name for c in channels.build_channels(alerts_cfg(), {})] == ["pager"]
+    diag = Diagnostics(alerts_cfg(), tmp_path / "activity.jsonl", tmp_path / "outbox.sqlite")
+    try:
+        assert list(diag.channels) == ["pager"]
+        assert diag.send_alert("error", "disk full", "97%") is AlertDecision.QUEUED
+        assert diag.flush()
+    finally:
+        diag.close()
+    assert delivered == [("disk full", "on-call")]

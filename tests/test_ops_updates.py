@@ -17,7 +17,8 @@ import pytest
 from fbterm.cli import main
 from fbterm.config import config_from_dict
 from fbterm.control import ControlServer
-from fbterm.ops import Diagnostics, UpdatableEngine, UpdatesManagement
+from fbterm.ops.diagnostics import Diagnostics
+from fbterm.ops.updates import UpdatableEngine, UpdatesManagement
 
 pytestmark = pytest.mark.timeout(60)
 

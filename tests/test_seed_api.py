@@ -37,13 +37,13 @@ SEED = {
         "modify_order",
     ],
     "fbterm.execution.orders:OrderQueue": ["enqueue_order", "dequeue_order"],
-    "fbterm.metrics:MetricsCalculation": [
+    "fbterm.metrics.live:MetricsCalculation": [
         "calculate_real_time_metrics",
         "calculate_post_trade_metrics",
     ],
-    "fbterm.metrics:Optimization": ["apply_half_kelly"],
-    "fbterm.ops:UpdatesManagement": ["apply_update"],
-    "fbterm.ops:Diagnostics": ["send_alert", "log_activity"],
+    "fbterm.metrics.optimization:Optimization": ["apply_half_kelly"],
+    "fbterm.ops.updates:UpdatesManagement": ["apply_update"],
+    "fbterm.ops.diagnostics:Diagnostics": ["send_alert", "log_activity"],
 }
 
 
@@ -65,3 +65,16 @@ def test_every_seed_class_is_exported_from_the_package_root() -> None:
         assert getattr(fbterm, cls_name) is getattr(
             importlib.import_module(spec.split(":")[0]), cls_name
         )
+
+
+def test_seed_classes_are_also_importable_from_their_packages() -> None:
+    # fbterm.ops and fbterm.metrics became packages; "from fbterm.ops import Diagnostics" stays.
+    from fbterm.metrics import MetricsCalculation, Optimization
+    from fbterm.metrics.live import MetricsCalculation as live_mc
+    from fbterm.metrics.optimization import Optimization as opt_o
+    from fbterm.ops import Diagnostics, UpdatesManagement
+    from fbterm.ops.diagnostics import Diagnostics as diag_d
+    from fbterm.ops.updates import UpdatesManagement as upd_u
+
+    assert MetricsCalculation is live_mc and Optimization is opt_o
+    assert Diagnostics is diag_d and UpdatesManagement is upd_u

@@ -12,9 +12,10 @@ import pytest
 
 from fbterm.data.simulated import synth_bars
 from fbterm.model import Bar, Option, Right
+from fbterm.pricing import bs_call
 from fbterm.strategies import STRATEGIES, create_strategy, load_strategy_class
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyError, target_quantity
-from fbterm.strategies.covered_call import bs_call, pick_call, synthetic_chain
+from fbterm.strategies.covered_call import pick_call, synthetic_chain
 
 PARAMS = {
     "sma_cross": {"fast": 5, "slow": 12},

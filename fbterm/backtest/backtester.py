@@ -494,7 +494,7 @@ class CustomBacktester:
         return float(self._vol[i]) if i >= 0 else math.nan
 
     def _option_price(self, opt: Option, spot: float, ts: float, vol_bar: int) -> float:
-        from fbterm.strategies.covered_call import YEAR_SECONDS, bs_call, expiry_ts
+        from fbterm.pricing import YEAR_SECONDS, bs_call, expiry_ts
 
         t = (expiry_ts(opt.expiry) - ts) / YEAR_SECONDS
         vol = self._vol_at(vol_bar)
@@ -524,7 +524,7 @@ class CustomBacktester:
         return chain
 
     def _settle_expired(self, book: _Book, i: int) -> None:
-        from fbterm.strategies.covered_call import expiry_ts
+        from fbterm.pricing import expiry_ts
 
         for key in [
             k for k, inst in book.insts.items() if isinstance(inst, Option) and k in book.pos

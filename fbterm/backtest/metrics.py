@@ -19,6 +19,9 @@ data has weekends, 52 / 12 / 1 for weekly / monthly / yearly bars):
   (currency); expectancy = mean pnl per trade (currency), expectancy_pct = mean trade return;
   sqn = sqrt(trades) * mean(pnl) / std(pnl, ddof=1); kelly = W - (1 - W) / (avg win / avg loss);
 * exposure_pct: share of bars with a position open at the close or a trade exiting on it.
+
+Sharpe, Sortino, drawdowns, periods per year and Kelly come from :mod:`fbterm.stats`, the one
+implementation the live metrics use too; this module picks the returns and the conventions.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from fbterm import stats
 
 METRIC_LABELS: dict[str, str] = {
     "start": "Start",
@@ -78,15 +83,9 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
         # DatetimeIndex.day_of_week at a tenth of the cost on a million bars.
         dow = (idx.as_unit("ns").asi8 // 86_400_000_000_000 + 3) % 7
         weekends = float((dow >= 5).mean()) > 2 / 7 * 0.6
-        per_year = (
-            52.0
-            if days == 7
-            else 12.0
-            if 28 <= days <= 31
-            else 1.0
-            if days >= 365
-            else (365.0 if weekends else 252.0)
-        )
+        # Whole days, not step.total_seconds(): a float of nanoseconds can round up to the next
+        # day, and the calendar convention classifies by whole days.
+        per_year = stats.periods_per_year(days * 86400.0, "calendar", weekends=weekends)
         freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
         if days >= 1 and freq == "D":
             eq = equity.to_numpy(dtype=float)
@@ -100,48 +99,18 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
     else:
         per_year = 252.0
         eq = equity.to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = eq[1:] / eq[:-1] - 1.0
-    return r[np.isfinite(r)], per_year
+    return stats.finite(stats.simple_returns(eq)), per_year
 
 
-def sharpe_ratio(r: np.ndarray, per_year: float) -> float:
-    if len(r) < 2:
-        return math.nan
-    sd = float(np.std(r, ddof=1))
-    return float(np.mean(r)) / sd * math.sqrt(per_year) if sd > 0 else math.nan
-
-
-def sortino_ratio(r: np.ndarray, per_year: float) -> float:
-    if len(r) < 1:
-        return math.nan
-    down = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
-    return float(np.mean(r)) / down * math.sqrt(per_year) if down > 0 else math.nan
-
-
-def drawdowns(equity: np.ndarray) -> np.ndarray:
-    """Drawdown per bar as a positive fraction below the running peak."""
-    peak = np.maximum.accumulate(equity)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(peak > 0, 1.0 - equity / peak, 0.0)
-
-
-def drawdown_episodes(dd: np.ndarray, index: pd.Index) -> tuple[np.ndarray, list[Any]]:
-    """(depth of each drawdown episode, its duration from peak to recovery or the end)."""
-    under = dd > 0
-    if not under.any():
-        return np.zeros(0), []
-    d = np.diff(np.r_[0, under.astype(np.int8), 0])
-    starts = np.flatnonzero(d == 1)
-    ends = np.flatnonzero(d == -1)  # first bar back at a peak (or len)
-    depth = np.maximum.reduceat(dd, starts)
-    peak_bar = np.maximum(starts - 1, 0)
-    end_bar = np.minimum(ends, len(dd) - 1)
+def drawdown_durations(dd: np.ndarray, index: pd.Index) -> tuple[np.ndarray, list[Any]]:
+    """(depth of each drawdown episode, its duration from peak to recovery or the end), the
+    durations as Timedeltas on a DatetimeIndex, else in bars."""
+    depth, peak_at, end_at = stats.drawdown_episodes(dd)
+    if not len(depth):
+        return depth, []
     if isinstance(index, pd.DatetimeIndex):
-        dur = list(index[end_bar] - index[peak_bar])
-    else:
-        dur = list(end_bar - peak_bar)
-    return depth, dur
+        return depth, list(index[end_at] - index[peak_at])
+    return depth, list(end_at - peak_at)
 
 
 def _gmean(x: np.ndarray) -> float:
@@ -199,13 +168,13 @@ def performance_metrics(
         )
     else:
         s["cagr_pct"] = math.nan
-    s["sharpe"] = sharpe_ratio(r, per_year)
-    s["sortino"] = sortino_ratio(r, per_year)
-    dd = drawdowns(eq)
-    max_dd = float(dd.max()) if n else 0.0
+    s["sharpe"] = stats.sharpe_ratio(r, per_year)
+    s["sortino"] = stats.sortino_ratio(r, per_year)
+    dd = stats.drawdown_series(eq)
+    max_dd = float(dd.max()) if dd.size else 0.0  # stats.max_drawdown, without a second pass
     s["calmar"] = ann / max_dd if max_dd > 0 else math.nan
     s["max_drawdown_pct"] = -max_dd * 100
-    depth, dur = drawdown_episodes(dd, idx)
+    depth, dur = drawdown_durations(dd, idx)
     s["avg_drawdown_pct"] = -float(depth.mean()) * 100 if len(depth) else 0.0
     s["max_drawdown_duration"] = max(dur) if dur else pd.NaT
     s["avg_drawdown_duration"] = (sum(dur[1:], dur[0]) / len(dur)) if dur else pd.NaT
@@ -234,7 +203,7 @@ def performance_metrics(
     avg_w = float(pnl[pnl > 0].mean()) if (pnl > 0).any() else math.nan
     avg_l = float(-pnl[pnl < 0].mean()) if (pnl < 0).any() else math.nan
     s["kelly"] = (
-        win - (1 - win) / (avg_w / avg_l) if avg_w == avg_w and avg_l == avg_l else math.nan
+        stats.kelly_discrete(win, avg_w / avg_l) if avg_w == avg_w and avg_l == avg_l else math.nan
     )
     return pd.Series(s, dtype=object, name="metrics")
 

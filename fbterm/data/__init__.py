@@ -23,7 +23,7 @@ _EXPORTS = {
     "fbterm.data.retrieval": (
         "CSVSource", "DataRetrieval", "HistoricalSource", "RealtimeSource", "SimulatedSource",
     ),
-    "fbterm.data.simulated": ("SimulatedMarket", "bs_delta", "bs_price", "synth_bars"),
+    "fbterm.data.simulated": ("SimulatedMarket", "synth_bars"),
 }  # fmt: skip
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "SimulatedMarket",
     "SimulatedSource",
     "StoredSeries",
-    "bs_delta",
-    "bs_price",
     "canonical_bar_size",
     "clean_data",
     "find_gaps",
@@ -81,7 +79,7 @@ if TYPE_CHECKING:
         RealtimeSource,
         SimulatedSource,
     )
-    from fbterm.data.simulated import SimulatedMarket, bs_delta, bs_price, synth_bars
+    from fbterm.data.simulated import SimulatedMarket, synth_bars
     from fbterm.data.storage import (
         BAR_COLUMNS,
         DataError,

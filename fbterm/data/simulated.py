@@ -2,8 +2,9 @@
 
 Prices follow geometric Brownian motion whose volatility switches between a calm and a
 stressed regime, with occasional jumps; quotes carry a bid/ask spread (wider when stressed)
-and trades alternate between the touch. Options are priced with Black-Scholes from the
-underlying, the implied volatility coming from the regime plus a mild smile.
+and trades alternate between the touch. Options are priced with Black-Scholes
+(:mod:`fbterm.pricing`) from the underlying, the implied volatility coming from the regime plus
+a mild smile.
 
 Everything is deterministic for a seed and a symbol order. Random numbers are drawn in blocks
 and whole blocks of the path are computed at once with numpy, so producing a tick is mostly
@@ -16,7 +17,6 @@ import datetime as dt
 import math
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -25,54 +25,13 @@ import pandas as pd
 from fbterm.config import SimulatedMarketConfig
 from fbterm.data.storage import INDEX_NAME, bar_timedelta, canonical_bar_size
 from fbterm.model import Option, OptionQuote, Right, Tick
+from fbterm.pricing import YEAR_SECONDS, bs_delta, bs_price, expiry_ts
 
 # Simulated time is trading time: volatilities are annualised over 252 days of 6.5 hours.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
-_YEAR_SECONDS = 365.0 * 86400  # option time to expiry is calendar time
 _NY = ZoneInfo("America/New_York")
 _STRESSED_SPREAD = 3.0  # spreads widen this much in the stressed regime
 _STRESSED_VOLUME = 2.0
-
-
-# ---------------------------------------------------------------------------- Black-Scholes
-
-
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _d1(spot: float, strike: float, t: float, rate: float, vol: float) -> float:
-    return (math.log(spot / strike) + (rate + 0.5 * vol * vol) * t) / (vol * math.sqrt(t))
-
-
-def bs_price(
-    spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str
-) -> float:
-    """Black-Scholes price of a European option; ``t`` in years. At or past expiry: intrinsic value."""
-    call = Right(str(right).upper()[:1]) is Right.CALL
-    if t <= 0 or vol <= 0:
-        fwd_strike = strike * math.exp(-rate * max(t, 0.0))
-        return max(spot - fwd_strike, 0.0) if call else max(fwd_strike - spot, 0.0)
-    d1 = _d1(spot, strike, t, rate, vol)
-    d2 = d1 - vol * math.sqrt(t)
-    disc = strike * math.exp(-rate * t)
-    if call:
-        return spot * _ncdf(d1) - disc * _ncdf(d2)
-    return disc * _ncdf(-d2) - spot * _ncdf(-d1)
-
-
-def bs_delta(
-    spot: float, strike: float, t: float, rate: float, vol: float, right: Right | str
-) -> float:
-    """Black-Scholes delta (per share): calls in [0, 1], puts in [-1, 0]."""
-    call = Right(str(right).upper()[:1]) is Right.CALL
-    if t <= 0 or vol <= 0:
-        itm = spot > strike * math.exp(-rate * max(t, 0.0))
-        if call:
-            return 1.0 if itm else 0.0
-        return 0.0 if itm or spot == strike else -1.0
-    d1 = _d1(spot, strike, t, rate, vol)
-    return _ncdf(d1) if call else _ncdf(d1) - 1.0
 
 
 # ---------------------------------------------------------------------------- option helpers
@@ -101,11 +60,6 @@ def strike_step(spot: float) -> float:
         if step >= spot * 0.02:
             return step
     return 250.0
-
-
-@lru_cache(maxsize=256)
-def _expiry_ts(expiry: dt.date) -> float:
-    return dt.datetime.combine(expiry, dt.time(16, 0), tzinfo=_NY).timestamp()
 
 
 def smile_vol(base: float, spot: float, strike: float) -> float:
@@ -246,11 +200,11 @@ class SimulatedMarket:
             raise KeyError(f"{opt.underlying!r} is not in the simulated market")
         spot = self.mid(opt.underlying)
         now = self.ts
-        t = max(_expiry_ts(opt.expiry) - now, 0.0) / _YEAR_SECONDS
+        t = max(expiry_ts(opt.expiry) - now, 0.0) / YEAR_SECONDS
         iv = smile_vol(self.volatility(opt.underlying), spot, opt.strike)
         r = self.cfg.risk_free_rate
-        theo = bs_price(spot, opt.strike, t, r, iv, opt.right)
-        delta = bs_delta(spot, opt.strike, t, r, iv, opt.right)
+        theo = bs_price(opt.right, spot, opt.strike, t, iv, r)
+        delta = bs_delta(opt.right, spot, opt.strike, t, iv, r)
         half = max(0.01, 0.02 * theo) / 2.0
         bid, ask = _quote(max(theo - half, 0.0), theo + half)
         return OptionQuote(opt, now, max(bid, 0.0), max(ask, 0.01), spot, iv, delta)

@@ -17,7 +17,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from fbterm import stats
 from fbterm.model import Bar, Option, OptionQuote, Right, Signal, instrument_from_key
+from fbterm.pricing import YEAR_SECONDS, bs_call, bs_call_delta, expiry_ts
 from fbterm.strategies._streaming import RollingMean
 from fbterm.strategies.base import (
     Param,
@@ -28,48 +30,13 @@ from fbterm.strategies.base import (
     target_quantity,
 )
 
-YEAR_SECONDS = 365.0 * 86400.0
-EXPIRY_HOUR_UTC = 21  # US options stop trading at 16:00 New York
-
-
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def bs_call(spot: float, strike: float, t_years: float, vol: float, rate: float = 0.0) -> float:
-    """Black–Scholes price of a European call (intrinsic value at or after expiry)."""
-    if t_years <= 0 or vol <= 0 or spot <= 0:
-        return max(spot - strike * math.exp(-rate * max(t_years, 0.0)), 0.0)
-    sq = vol * math.sqrt(t_years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * t_years) / sq
-    return spot * _ncdf(d1) - strike * math.exp(-rate * t_years) * _ncdf(d1 - sq)
-
-
-def bs_call_delta(
-    spot: float, strike: float, t_years: float, vol: float, rate: float = 0.0
-) -> float:
-    if t_years <= 0 or vol <= 0 or spot <= 0:
-        return 1.0 if spot > strike else 0.0
-    sq = vol * math.sqrt(t_years)
-    return _ncdf((math.log(spot / strike) + (rate + 0.5 * vol * vol) * t_years) / sq)
-
-
-def expiry_ts(expiry: dt.date) -> float:
-    return dt.datetime(
-        expiry.year, expiry.month, expiry.day, EXPIRY_HOUR_UTC, tzinfo=dt.UTC
-    ).timestamp()
-
 
 def periods_per_year(index: pd.Index) -> float:
     """Bars per year from the bar spacing: 252 trading days, 6.5-hour sessions intraday."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
         return 252.0
     step = float(np.median(np.diff(index.as_unit("ns").asi8[: min(len(index), 10_000)]))) / 1e9
-    if step <= 0:
-        return 252.0
-    if step >= 0.9 * 86400:
-        return 252.0 * 86400.0 / step if step < 6 * 86400 else 52.0 * 7 * 86400 / step
-    return 252.0 * 23400.0 / step
+    return stats.periods_per_year(step, "sessions")
 
 
 def realised_vol(close: np.ndarray, window: int, per_year: float) -> np.ndarray:
@@ -177,7 +144,7 @@ class CoveredCall(StrategyInterface):
         self.reset()
 
     def warmup(self) -> int:
-        return self.p["vol_window"] + 1
+        return int(self.p["vol_window"]) + 1
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
         close = bars["close"].to_numpy(dtype=float)
