@@ -80,6 +80,6 @@ def test_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_cli_import_stays_light() -> None:
-    code = "import sys, fbterm.cli, fbterm.data.cli; print('pandas' in sys.modules)"
+    code = "import sys, fbterm.cli, fbterm.cli.data; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -198,7 +198,7 @@ def test_ops_cli_is_import_light():
     import sys
 
     code = (
-        "import argparse, sys, fbterm.ops_cli as m; m.register(argparse.ArgumentParser().add_subparsers()); "
+        "import argparse, sys, fbterm.cli.ops as m; m.register(argparse.ArgumentParser().add_subparsers()); "
         "heavy = [m for m in ('fbterm.ops', 'fbterm.metrics', 'fbterm.control', 'numpy', 'pandas', 'smtplib') "
         "if m in sys.modules]; print(heavy)"
     )
