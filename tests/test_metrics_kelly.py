@@ -18,12 +18,6 @@ from fbterm.metrics import (
     win_rate_and_payoff,
 )
 
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-
-
 # ------------------------------------------------------------------ hand-computed Kelly
 
 

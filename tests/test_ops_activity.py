@@ -10,13 +10,7 @@ import pytest
 from fbterm.cli import main
 from fbterm.ops import ActivityLog, activity_log_files, follow_activity_log, read_activity_log
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)  # no stray ./config.toml
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("tmp_cwd")]  # no ./config.toml
 
 
 def test_json_lines_shape_and_memory_tail(tmp_path):
