@@ -3,10 +3,10 @@
 Start-up must stay fast (``fbterm --help`` well under a second), so the command modules this
 imports hold only their parsers; each handler imports what it needs when it runs.
 
-The import graph of the package is a tree with this module at the top: it imports every
-command module (run, data, backtest, ops), they import ``common`` and ``errors``, ``common``
-imports ``errors``, and nothing imports this module except the package's ``__init__``. A new
-command group is a module with ``register(subparsers)`` added to ``_COMMAND_GROUPS``.
+Imports in the package point one way, so there is no cycle: this module imports every command
+module (run, data, backtest, ops); they import ``common`` and ``errors``; ``common`` imports
+``errors``; and only the package's ``__init__`` imports this module. A new command group is a
+module with a ``register(subparsers)``, added to ``_COMMAND_GROUPS``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from fbterm import __version__
 from fbterm.cli import backtest, data, ops, run
-from fbterm.cli.common import Subparsers, add_broker_options
+from fbterm.cli.common import Handler, Subparsers, add_broker_options
 from fbterm.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError
 
 # In this order in ``fbterm --help``.
@@ -55,11 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
+    handler: Handler | None = getattr(args, "handler", None)
     try:
         if handler is None:
             return run.run_console(args)
-        return int(handler(args) or 0)
+        return int(handler(args) or EXIT_OK)
     except CLIError as e:
         print(f"fbterm: {e}", file=sys.stderr)
         return e.code
