@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import re
 import tomllib
@@ -18,7 +19,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Section = TypeVar("_Section", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -294,7 +300,9 @@ BUILTIN_STRATEGIES = ("sma_cross", "mean_reversion", "breakout", "covered_call")
 
 
 def _toml_name(f: dataclasses.Field[Any]) -> str:
-    return f.metadata.get("toml", f.name)
+    """The key a field has in the file (``class`` for ``cls``): metadata "toml", else its name."""
+    name: str = f.metadata.get("toml", f.name)
+    return name
 
 
 def _type_name(tp: Any) -> str:
@@ -374,16 +382,16 @@ def _check_constraints(ctx: _Ctx, path: str, v: Any, meta: typing.Mapping[str, A
         if v != v:  # NaN
             ctx.fail(path, "must be a number, got nan")
         for key, ok, word in (
-            ("gt", lambda a, b: a > b, ">"),
-            ("ge", lambda a, b: a >= b, ">="),
-            ("lt", lambda a, b: a < b, "<"),
-            ("le", lambda a, b: a <= b, "<="),
+            ("gt", operator.gt, ">"),
+            ("ge", operator.ge, ">="),
+            ("lt", operator.lt, "<"),
+            ("le", operator.le, "<="),
         ):
             if key in meta and not ok(v, meta[key]):
                 ctx.fail(path, f"must be {word} {meta[key]:g}, got {v:g}")
 
 
-def _build(ctx: _Ctx, path: str, cls: type, data: dict[str, Any]) -> Any:
+def _build(ctx: _Ctx, path: str, cls: type[_Section], data: dict[str, Any]) -> _Section:
     hints = typing.get_type_hints(cls)
     fields = {_toml_name(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     prefix = f"{path}." if path else ""

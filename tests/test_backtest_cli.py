@@ -15,11 +15,6 @@ from fbterm.data.simulated import synth_bars
 from fbterm.data.storage import DataStorage
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory) -> str:
     d = tmp_path_factory.mktemp("data")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fbterm import __version__
-from fbterm.cli import build_parser, main
+from fbterm.cli import main
+from fbterm.cli.dispatch import build_parser
 
 COMMANDS = [
     [],

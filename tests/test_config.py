@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tomllib
@@ -250,11 +249,10 @@ def test_dump_round_trips_any_string(account, keys):
 
 
 def fbterm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FBTERM_HOME": str(cwd / "home")}
+    """``python -m fbterm``; the child inherits the test's FBTERM_HOME (conftest)."""
     return subprocess.run(
         [sys.executable, "-m", "fbterm", *args],
         cwd=cwd,
-        env=env,
         capture_output=True,
         text=True,
         timeout=60,

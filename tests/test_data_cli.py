@@ -12,12 +12,7 @@ import pytest
 from fbterm.cli import main
 from fbterm.data.storage import DataStorage
 
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)  # no stray ./config.toml
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("tmp_cwd")  # no stray ./config.toml
 
 
 def test_synth_show_clean_round(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,12 +38,14 @@ def test_synth_show_clean_round(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not list(tmp_path.glob(".*fbcache*"))  # the CLI leaves no cache next to user files
 
 
-def test_synth_into_the_data_dir_and_list(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_synth_into_the_data_dir_and_list(
+    fbterm_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["data", "list"]) == 0
     assert "no bar files" in capsys.readouterr().out
     assert main(["data", "synth", "--symbol", "AAA", "--bars", "30"]) == 0
     assert main(["data", "synth", "--symbol", "BBB", "--bars", "60", "--bar-size", "5m"]) == 0
-    assert (home / "data" / "AAA" / "1d.csv").is_file()
+    assert (fbterm_home / "data" / "AAA" / "1d.csv").is_file()
     capsys.readouterr()
     assert main(["data", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -80,6 +77,6 @@ def test_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_cli_import_stays_light() -> None:
-    code = "import sys, fbterm.cli, fbterm.data.cli; print('pandas' in sys.modules)"
+    code = "import sys, fbterm.cli, fbterm.cli.data; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

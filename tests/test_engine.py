@@ -6,19 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
 from fbterm import snapshot as S
-from fbterm.config import Config, config_from_dict
+from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
@@ -26,17 +25,10 @@ from fbterm.journal import Journal
 from fbterm.model import Bar, OrderStatus, OrderType, Side, StrategyState, Tick, TradingState
 from fbterm.strategies.base import Sizing, StrategyInterface, signal_frame
 
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder, FakeClock
+
 pytestmark = pytest.mark.timeout(120)
-
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Scripted(StrategyInterface):
@@ -66,30 +58,28 @@ class Boom(Scripted):
         return super().on_bar(bar)
 
 
-def config(tmp_path: Path, strategies: list[dict] | None = None, **risk: Any) -> Config:
-    return config_from_dict(
-        {
-            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0, "stale_after": 10.0},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "risk": {"max_orders_per_second": 1000.0, **risk},
-            "strategies": strategies or [],
-        }
-    )
-
-
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    return tmp_path
+def config(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
+    """``config(**risk)``: AAPL and MSFT, 1 s bars, no strategies, no order-rate limit."""
+
+    def build(**risk: Any) -> Config:
+        return make_config(
+            market={"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0, "stale_after": 10.0},
+            journal={"path": str(tmp_path / "journal.sqlite")},
+            risk={"max_orders_per_second": 1000.0, **risk},
+            strategies=[],
+        )
+
+    return build
 
 
 class Rig:
     """An engine (not started) on a controllable clock, fed by hand."""
 
-    def __init__(self, tmp_path: Path, **risk: Any):
-        self.clock = Clock()
-        self.cfg = config(tmp_path, **risk)
-        self.journal_path = tmp_path / "journal.sqlite"
+    def __init__(self, cfg: Config, clock: FakeClock, journal_path: Path):
+        self.clock = clock
+        self.cfg = cfg
+        self.journal_path = journal_path
         self.engine = Engine(
             self.cfg, journal=Journal(self.journal_path), clock=self.clock, warmup_bars=0
         )
@@ -133,8 +123,16 @@ class Rig:
 
 
 @pytest.fixture
-def rig(home: Path):
-    r = Rig(home)
+def make_rig(
+    tmp_path: Path, config: Callable[..., Config], fake_clock: FakeClock
+) -> Callable[..., Rig]:
+    """``make_rig(**risk)``: a Rig on ``config(**risk)``, its journal in tmp_path."""
+    return lambda **risk: Rig(config(**risk), fake_clock, tmp_path / "journal.sqlite")
+
+
+@pytest.fixture
+def rig(make_rig: Callable[..., Rig]):
+    r = make_rig()
     yield r
     r.close()
 
@@ -201,18 +199,22 @@ class CountingPaperBroker(PaperBroker):
         super().execute_order(order)
 
 
-def test_halted_engine_submits_nothing(home: Path):
-    clock = Clock()
-    cfg = config(home)
+def test_halted_engine_submits_nothing(
+    tmp_path: Path, config: Callable[..., Config], fake_clock: FakeClock
+):
+    clock = fake_clock
+    cfg = config()
     broker = CountingPaperBroker(cfg.broker.paper, symbols=cfg.market.symbols, clock=clock)
-    e = Engine(cfg, broker=broker, journal=Journal(home / "j.sqlite"), clock=clock, warmup_bars=0)
+    e = Engine(
+        cfg, broker=broker, journal=Journal(tmp_path / "j.sqlite"), clock=clock, warmup_bars=0
+    )
     r = Rig.__new__(Rig)
     r.clock, r.cfg, r.engine, r.px, r.journal_path = (
         clock,
         cfg,
         e,
         {"AAPL": 100.0, "MSFT": 50.0},
-        home / "j.sqlite",
+        tmp_path / "j.sqlite",
     )
     try:
         r.add("flip", Scripted([1, -1] * 20), units=5)
@@ -235,8 +237,10 @@ def test_halted_engine_submits_nothing(home: Path):
 
 
 @pytest.mark.parametrize("cancel_on_halt", [True, False])
-def test_halt_cancels_open_orders_when_configured(home: Path, cancel_on_halt: bool):
-    r = Rig(home, cancel_orders_on_halt=cancel_on_halt)
+def test_halt_cancels_open_orders_when_configured(
+    make_rig: Callable[..., Rig], cancel_on_halt: bool
+):
+    r = make_rig(cancel_orders_on_halt=cancel_on_halt)
     try:
         r.ticks(1)
         ids = []
@@ -334,8 +338,8 @@ def test_cancel_and_modify_commands_report_outcomes(rig: Rig):
     assert hist == ["new", "Submitted", "modified", "cancel-request", "Cancelled"]
 
 
-def test_stop_loss_closes_through_the_gate(home: Path):
-    r = Rig(home)
+def test_stop_loss_closes_through_the_gate(make_rig: Callable[..., Rig]):
+    r = make_rig()
     try:
         from fbterm.config import StrategyRiskConfig
 
@@ -394,10 +398,12 @@ def result_of(engine: Engine, cmd: S.Command) -> S.CommandResult:
     return wait_for(find, what=f"result of {cmd}")
 
 
-def test_stale_data_blocks_new_entries(home: Path):
-    clock = Clock()
-    cfg = config(home)
-    e = Engine(cfg, source=SilentSource(), journal=Journal(home / "j.sqlite"), clock=clock)
+def test_stale_data_blocks_new_entries(
+    tmp_path: Path, config: Callable[..., Config], fake_clock: FakeClock
+):
+    clock = fake_clock
+    cfg = config()
+    e = Engine(cfg, source=SilentSource(), journal=Journal(tmp_path / "j.sqlite"), clock=clock)
     e.start()
     try:
 
@@ -423,9 +429,11 @@ def test_stale_data_blocks_new_entries(home: Path):
     assert not e.running
 
 
-def test_threaded_commands_and_snapshots(home: Path):
-    clock = Clock()
-    e = Engine(config(home), source=SilentSource(), journal=Journal(home / "j.sqlite"), clock=clock)
+def test_threaded_commands_and_snapshots(
+    tmp_path: Path, config: Callable[..., Config], fake_clock: FakeClock
+):
+    clock = fake_clock
+    e = Engine(config(), source=SilentSource(), journal=Journal(tmp_path / "j.sqlite"), clock=clock)
     snaps: list[S.EngineSnapshot] = []
     e.subscribe(snaps.append, hz=50)
     e.start()
@@ -457,26 +465,26 @@ def test_threaded_commands_and_snapshots(home: Path):
     assert snaps[-1].running is False
 
 
-def test_headless_engine_run_ends_with_positions_equal_to_journal_fills(home: Path):
-    cfg = config_from_dict(
-        {
-            "journal": {"path": str(home / "journal.sqlite")},
-            "risk": {"max_orders_per_second": 1000.0},
-            "strategies": [
-                {
-                    "name": "sma",
-                    "class": "sma_cross",
-                    "symbols": ["AAPL", "MSFT"],
-                    "params": {"fast": 2, "slow": 4},
-                },
-                {
-                    "name": "mr",
-                    "class": "mean_reversion",
-                    "symbols": ["AAPL", "SPY"],
-                    "params": {"window": 10, "entry_z": 0.5},
-                },
-            ],
-        }
+def test_headless_engine_run_ends_with_positions_equal_to_journal_fills(
+    tmp_path: Path, make_config: ConfigBuilder
+):
+    cfg = make_config(
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        risk={"max_orders_per_second": 1000.0},
+        strategies=[
+            {
+                "name": "sma",
+                "class": "sma_cross",
+                "symbols": ["AAPL", "MSFT"],
+                "params": {"fast": 2, "slow": 4},
+            },
+            {
+                "name": "mr",
+                "class": "mean_reversion",
+                "symbols": ["AAPL", "SPY"],
+                "params": {"window": 10, "entry_z": 0.5},
+            },
+        ],
     )
     e = Engine(cfg, pace=False)  # the simulated market as fast as the engine takes it
     e.start()
@@ -506,12 +514,10 @@ def test_headless_engine_run_ends_with_positions_equal_to_journal_fills(home: Pa
     assert venue == pytest.approx(live)
 
 
-def test_cli_headless_run_prints_json(tmp_path: Path):
-    env = {**os.environ, "FBTERM_HOME": str(tmp_path / "home")}
-    r = subprocess.run(
+def test_cli_headless_run_prints_json(tmp_path: Path, fbterm_home: Path):
+    r = subprocess.run(  # the child inherits FBTERM_HOME
         [sys.executable, "-m", "fbterm", "run", "--headless", "--duration", "3", "--json"],
         cwd=tmp_path,
-        env=env,
         capture_output=True,
         text=True,
         timeout=90,
@@ -527,7 +533,7 @@ def test_cli_headless_run_prints_json(tmp_path: Path):
     # What it printed is what the journal holds. The summary snapshot is taken while the
     # engine still runs (fills can follow it before stop()), so it must equal the journal's
     # first ``fills`` fills.
-    j = Journal(tmp_path / "home" / "journal.sqlite")
+    j = Journal(fbterm_home / "journal.sqlite")
     try:
         fills = j.load().fills
     finally:

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 
 from fbterm import snapshot as S
-from fbterm.config import Config, config_from_dict
+from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.journal import Journal
 from fbterm.model import Bar, OrderType, Side, Signal, Stock, Tick, TradingState
 from fbterm.strategies.base import StrategyContext, StrategyInterface, signal_frame
 from fbterm.strategies.executor import net_signals
+
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,20 +60,21 @@ class Fixed(StrategyInterface):
         return -1.0 if self.short else 1.0
 
 
-def cfg(tmp_path: Path) -> Config:
-    return config_from_dict(
-        {
-            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "risk": {"max_orders_per_second": 1000.0},
-            "broker": {"paper": {"participation": 1.0}},
-        }
+@pytest.fixture
+def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Config:
+    """AAPL and MSFT, 1 s bars, paper fills of any size at once, no order-rate limit."""
+    return make_config(
+        market={"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        risk={"max_orders_per_second": 1000.0},
+        broker={"paper": {"participation": 1.0}},
     )
 
 
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    e = Engine(cfg(tmp_path), journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0)
+@pytest.fixture
+def engine(tmp_path: Path, cfg: Config) -> Engine:
+    """An engine on ``cfg``, reconciled and not started: the test feeds it ticks by hand."""
+    e = Engine(cfg, journal=Journal(tmp_path / "journal.sqlite"), warmup_bars=0)
     e.reconcile()
     return e
 
@@ -79,10 +83,8 @@ def ticks(e: Engine, t: float, prices: dict[str, float]) -> None:
     e.on_ticks([Tick(s, t, p - 0.01, p + 0.01, p, 1e6) for s, p in prices.items()])
 
 
-def test_each_symbol_gets_its_own_strategy_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    e = engine(tmp_path, monkeypatch)
+def test_each_symbol_gets_its_own_strategy_state(engine: Engine) -> None:
+    e = engine
     slot = e.add_strategy("lc", LastClose("lc"), ["AAPL", "MSFT"], 100_000)
     for i in range(5):
         ticks(e, 1000.0 + i, {"AAPL": 100.0 + i, "MSFT": 400.0 + i})
@@ -105,10 +107,8 @@ def test_close_and_reopen_intents_are_netted() -> None:
     assert net_signals([limit, close]) == [limit, close]
 
 
-def test_a_partially_filled_order_is_not_sent_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    e = engine(tmp_path, monkeypatch)
+def test_a_partially_filled_order_is_not_sent_again(engine: Engine) -> None:
+    e = engine
     e.broker.participation = 0.00002  # 20 shares of a 1e6-volume tick: fills trickle in
     e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
     for i in range(6):
@@ -118,10 +118,8 @@ def test_a_partially_filled_order_is_not_sent_again(
     assert orders[0].filled_quantity > 0
 
 
-def test_a_turn_cancels_what_works_before_sending_the_other_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    e = engine(tmp_path, monkeypatch)
+def test_a_turn_cancels_what_works_before_sending_the_other_way(engine: Engine) -> None:
+    e = engine
     e.broker.participation = 0.00002
     strat = Fixed("fx")
     slot = e.add_strategy("fx", strat, ["AAPL"], 100_000)
@@ -136,10 +134,8 @@ def test_a_turn_cancels_what_works_before_sending_the_other_way(
     assert first.status.value in ("Cancelled", "Filled")
 
 
-def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    e = engine(tmp_path, monkeypatch)
+def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(engine: Engine) -> None:
+    e = engine
     e.add_strategy("long", Fixed("long"), ["AAPL"], 100_000)
     e.add_strategy("short", Fixed("short", short=True), ["AAPL"], 50_000)
     for i in range(4):
@@ -155,10 +151,8 @@ def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(
     assert e.oms.position("AAPL") == 0
 
 
-def test_a_strategy_turning_inside_a_halt_sends_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    e = engine(tmp_path, monkeypatch)
+def test_a_strategy_turning_inside_a_halt_sends_nothing(engine: Engine) -> None:
+    e = engine
     e.add_strategy("fx", Fixed("fx"), ["AAPL"], 100_000)
     e.risk.halt_trading("test")
     n = len(e.oms.orders)
@@ -170,14 +164,13 @@ def test_a_strategy_turning_inside_a_halt_sends_nothing(
 
 
 def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cfg: Config
 ) -> None:
     from fbterm.model import OrderStatus, TimeInForce
 
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     day1 = 1_800_000_000.0
     e = Engine(
-        cfg(tmp_path),
+        cfg,
         journal=Journal(tmp_path / "journal.sqlite"),
         warmup_bars=0,
         clock=lambda: day1,
@@ -200,7 +193,7 @@ def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
     e.journal.close()
 
     e2 = Engine(
-        cfg(tmp_path),
+        cfg,
         journal=Journal(tmp_path / "journal.sqlite"),
         warmup_bars=0,
         clock=lambda: day1 + 86_400,
@@ -214,18 +207,18 @@ def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
     e2.journal.close()
 
 
-def test_ib_feeds_are_only_judged_stale_while_the_exchange_is_open(tmp_path: Path) -> None:
+def test_ib_feeds_are_only_judged_stale_while_the_exchange_is_open(cfg: Config) -> None:
     import pandas as pd
 
     from fbterm.config import with_overrides
 
     e = Engine.__new__(Engine)  # only the calendar logic: no broker connection needed
-    e.config = with_overrides(cfg(tmp_path), **{"market.source": "ib"})
+    e.config = with_overrides(cfg, **{"market.source": "ib"})
     ts = lambda s: pd.Timestamp(s, tz="UTC").timestamp()  # noqa: E731
     assert e._market_open(ts("2026-11-24 15:00"))  # a Tuesday afternoon in New York
     assert not e._market_open(ts("2026-11-24 03:00"))  # the middle of the night
     assert not e._market_open(ts("2026-11-26 15:00"))  # Thanksgiving
-    e.config = cfg(tmp_path)  # the simulated market never sleeps
+    e.config = cfg  # the simulated market never sleeps
     assert e._market_open(ts("2026-11-24 03:00"))
 
 
@@ -256,11 +249,11 @@ class TwoLegs(StrategyInterface):
 
 
 def test_strategy_orders_go_through_the_order_queue_and_a_full_queue_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
 ) -> None:
     from fbterm.execution.orders import OrderQueue
 
-    e = engine(tmp_path, monkeypatch)
+    e = engine
     e.executor.queue = e.queue = OrderQueue(maxsize=1)
     e.add_strategy("legs", TwoLegs("legs"), ["AAPL"], 100_000)
     for i in range(3):

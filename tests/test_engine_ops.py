@@ -8,42 +8,53 @@ from __future__ import annotations
 import sqlite3
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from fbterm import snapshot as S
-from fbterm.config import Config, config_from_dict
+from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.model import Tick
+
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder
 
 pytestmark = pytest.mark.timeout(90)
 
 T0 = 1_800_000_000.0
 
 
-def cfg(tmp_path: Path, **extra) -> Config:
-    return config_from_dict(
-        {
-            "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "log": {"path": str(tmp_path / "activity.jsonl")},
-            "data": {"dir": str(tmp_path / "data")},
-            "control": {"socket": str(tmp_path / "ctl.sock")},
-            "risk": {"max_orders_per_second": 1000.0},
-            "broker": {"paper": {"participation": 1.0}},
-            "strategies": [
-                {
-                    "name": "sma",
-                    "class": "sma_cross",
-                    "symbols": ["AAPL"],
-                    "capital": 100_000,
-                    "params": {"fast": 2, "slow": 4},
-                },
-            ],
+@pytest.fixture
+def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
+    """``cfg(**sections)``: one SMA on AAPL (of AAPL, MSFT), 1 s bars, every file in tmp_path."""
+
+    def build(**extra: Any) -> Config:
+        return make_config(
+            {
+                "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
+                "journal": {"path": str(tmp_path / "journal.sqlite")},
+                "log": {"path": str(tmp_path / "activity.jsonl")},
+                "data": {"dir": str(tmp_path / "data")},
+                "control": {"socket": str(tmp_path / "ctl.sock")},
+                "risk": {"max_orders_per_second": 1000.0},
+                "broker": {"paper": {"participation": 1.0}},
+                "strategies": [
+                    {
+                        "name": "sma",
+                        "class": "sma_cross",
+                        "symbols": ["AAPL"],
+                        "capital": 100_000,
+                        "params": {"fast": 2, "slow": 4},
+                    },
+                ],
+            },
             **extra,
-        }
-    )
+        )
+
+    return build
 
 
 def drive(e: Engine, prices: list[float], t0: float = T0) -> None:
@@ -86,9 +97,8 @@ ZIGZAG = [
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    e = Engine(cfg(tmp_path), warmup_bars=0)
+def engine(cfg: Callable[..., Config]) -> Engine:
+    e = Engine(cfg(), warmup_bars=0)
     e.reconcile()
     yield e
     e.stop()
@@ -170,14 +180,10 @@ def test_hot_update_of_code_and_a_broken_one_that_rolls_back(
     sys.modules.pop("userstrats.broken", None)
 
 
-def test_fbterm_update_over_the_control_socket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fbterm_update_over_the_control_socket(cfg: Callable[..., Config]) -> None:
     from fbterm.control import send_request
 
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     c = cfg(
-        tmp_path,
         market={
             "symbols": ["AAPL", "MSFT"],
             "bar_seconds": 1.0,
@@ -200,9 +206,8 @@ def test_fbterm_update_over_the_control_socket(
         e.stop()
 
 
-def test_a_drawdown_halt_reaches_the_operator_by_email(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("no_proxy")
+def test_a_drawdown_halt_reaches_the_operator_by_email(cfg: Callable[..., Config]) -> None:
     """Engine -> PortfolioLevelRisk breach -> halt -> Diagnostics -> a real SMTP server on loopback."""
     import email
     import email.policy
@@ -224,11 +229,7 @@ def test_a_drawdown_halt_reaches_the_operator_by_email(
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
     smtp.start()
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(v, raising=False)
     c = cfg(
-        tmp_path,
         alerts={
             "email": {
                 "enabled": True,

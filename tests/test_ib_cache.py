@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -15,12 +16,17 @@ from fbterm.data.retrieval import DataRetrieval
 from fbterm.data.storage import DataStorage
 from fbterm.testing.ibserver import IBTestServer, synthetic_bars
 
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder, FakeClock
+
 pytestmark = pytest.mark.timeout(60)
 
 BARS = synthetic_bars(("AAPL",), start="2024-01-02 00:00", periods=2 * 1440, freq="1min")
 
 
-def test_second_fetch_of_a_covered_range_does_not_ask_ib(tmp_path: Path) -> None:
+def test_second_fetch_of_a_covered_range_does_not_ask_ib(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
     srv = IBTestServer(bars=BARS).start()
     storage = DataStorage(tmp_path / "data")
     start, end = (
@@ -33,12 +39,7 @@ def test_second_fetch_of_a_covered_range_does_not_ask_ib(tmp_path: Path) -> None
         await ib.connectAsync("127.0.0.1", srv.port, clientId=5, timeout=5)
         try:
             # The pacing gate's clock and sleep are ours, so the test never waits 15 s.
-            now = [0.0]
-
-            async def sleep(s: float) -> None:
-                now[0] += s
-
-            src = IBSource(ib, pacing=PacingGate(clock=lambda: now[0], sleep=sleep))
+            src = IBSource(ib, pacing=PacingGate(clock=fake_clock, sleep=fake_clock.sleep))
             retrieval = DataRetrieval(storage, historical=src)
             first = await retrieval.afetch_historical_data("AAPL", start, end, "1m")
             n1 = len(srv.historical_requests)
@@ -58,12 +59,10 @@ def test_second_fetch_of_a_covered_range_does_not_ask_ib(tmp_path: Path) -> None
 
 
 def test_live_engine_warms_its_strategies_on_cached_ib_history(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_config: ConfigBuilder
 ) -> None:
-    from fbterm.config import config_from_dict
     from fbterm.engine import Engine
 
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
     now = pd.Timestamp.now(tz="UTC").floor("5s")
     bars = synthetic_bars(
         ("AAPL",),
@@ -72,30 +71,28 @@ def test_live_engine_warms_its_strategies_on_cached_ib_history(
         freq="5s",
     )
     srv = IBTestServer(bars=bars, tick_interval=0.05).start()
-    cfg = config_from_dict(
-        {
-            "broker": {
-                "kind": "ib",
-                "ib": {
-                    "port": srv.port,
-                    "client_id": 31,
-                    "connect_timeout": 5.0,
-                    "request_timeout": 10.0,
-                },
+    cfg = make_config(
+        broker={
+            "kind": "ib",
+            "ib": {
+                "port": srv.port,
+                "client_id": 31,
+                "connect_timeout": 5.0,
+                "request_timeout": 10.0,
             },
-            "market": {"source": "ib", "symbols": ["AAPL"], "bar_seconds": 5.0},
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "data": {"dir": str(tmp_path / "data")},
-            "strategies": [
-                {
-                    "name": "sma",
-                    "class": "sma_cross",
-                    "symbols": ["AAPL"],
-                    "capital": 100_000,
-                    "params": {"fast": 3, "slow": 8},
-                }
-            ],
-        }
+        },
+        market={"source": "ib", "symbols": ["AAPL"], "bar_seconds": 5.0},
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        data={"dir": str(tmp_path / "data")},
+        strategies=[
+            {
+                "name": "sma",
+                "class": "sma_cross",
+                "symbols": ["AAPL"],
+                "capital": 100_000,
+                "params": {"fast": 3, "slow": 8},
+            }
+        ],
     )
     e = Engine(cfg)  # broker, IB source and DataRetrieval all built from the config
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -27,11 +26,10 @@ def server() -> Iterator[IBTestServer]:
 
 
 def fbterm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FBTERM_HOME": str(tmp_path)}
+    """``python -m fbterm`` from tmp_path; the child inherits the test's FBTERM_HOME (conftest)."""
     return subprocess.run(
         [sys.executable, "-m", "fbterm", *args],
         cwd=tmp_path,
-        env=env,
         capture_output=True,
         text=True,
         timeout=90,

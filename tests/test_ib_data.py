@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -20,25 +20,13 @@ from fbterm.data.ib_source import (
 )
 from fbterm.testing.ibserver import IBTestServer, synthetic_bars
 
+if TYPE_CHECKING:
+    from conftest import FakeClock
+
 pytestmark = pytest.mark.timeout(60)
 
 UTC = dt.UTC
 BARS = synthetic_bars(("AAPL", "MSFT"), start="2024-01-02 00:00", periods=3 * 2880, freq="30s")
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -62,8 +50,8 @@ def run_with_ib(srv: IBTestServer, body: Any, timeout: float = 30.0) -> None:
     asyncio.run(main())
 
 
-def source(ib: IB, fake: FakeTime, **gate: Any) -> IBSource:
-    return IBSource(ib, pacing=PacingGate(clock=fake.clock, sleep=fake.sleep, **gate))
+def source(ib: IB, clock: FakeClock, **gate: Any) -> IBSource:
+    return IBSource(ib, pacing=PacingGate(clock=clock, sleep=clock.sleep, **gate))
 
 
 def test_bar_sizes_and_durations_speak_ib() -> None:
@@ -78,13 +66,12 @@ def test_bar_sizes_and_durations_speak_ib() -> None:
 
 
 def test_history_is_paged_into_ib_sized_requests_and_matches_the_source(
-    server: IBTestServer,
+    server: IBTestServer, fake_clock: FakeClock
 ) -> None:
-    fake = FakeTime()
     start, end = dt.datetime(2024, 1, 2, 6, tzinfo=UTC), dt.datetime(2024, 1, 3, 6, tzinfo=UTC)
 
     async def body(ib: IB) -> None:
-        src = source(ib, fake)
+        src = source(ib, fake_clock)
         df = await src.fetch_bars("AAPL", start, end, "30 secs")
         want = BARS["AAPL"][(BARS["AAPL"].index >= start) & (BARS["AAPL"].index < end)]
         pd.testing.assert_frame_equal(df, want, check_freq=False)
@@ -98,59 +85,62 @@ def test_history_is_paged_into_ib_sized_requests_and_matches_the_source(
             "20240102 22:00:00 UTC",
             "20240102 14:00:00 UTC",
         ]
-        assert src.requests == 3 and fake.sleeps == []
+        assert src.requests == 3 and fake_clock.sleeps == []
 
     run_with_ib(server, body)
 
 
-def test_pacing_spaces_small_bar_requests_without_really_waiting(server: IBTestServer) -> None:
-    fake = FakeTime()
+def test_pacing_spaces_small_bar_requests_without_really_waiting(
+    server: IBTestServer, fake_clock: FakeClock
+) -> None:
     start, end = dt.datetime(2024, 1, 2, 0, tzinfo=UTC), dt.datetime(2024, 1, 2, 12, tzinfo=UTC)
 
     async def body(ib: IB) -> None:
         # A tight budget (3 requests per 600 s) shows the 10-minute rule on a 6-request download.
-        src = source(ib, fake, max_requests=3, window=600.0)
+        src = source(ib, fake_clock, max_requests=3, window=600.0)
         df = await src.fetch_bars("MSFT", start, end, "5 secs")
         assert len(df) == 12 * 120  # the server's 30 s bars: 12 hours of them
         assert src.requests == 12
-        assert src.pacing.waited == pytest.approx(sum(fake.sleeps))
+        assert src.pacing.waited == pytest.approx(sum(fake_clock.sleeps))
         # 12 requests under 3 per 600 s: the 4th, 7th and 10th each wait out the window.
-        assert len(fake.sleeps) == 3 and all(s == pytest.approx(600.0) for s in fake.sleeps)
+        assert len(fake_clock.sleeps) == 3 and all(
+            s == pytest.approx(600.0) for s in fake_clock.sleeps
+        )
         # Asking for the very same piece again within 15 s waits out the identical-request rule.
-        before = len(fake.sleeps)
+        before = len(fake_clock.sleeps)
         await src.fetch_bars("MSFT", end - dt.timedelta(hours=1), end, "5 secs")
-        assert fake.sleeps[before:] and fake.sleeps[-1] <= 600.0
+        assert fake_clock.sleeps[before:] and fake_clock.sleeps[-1] <= 600.0
 
     run_with_ib(server, body)
 
 
-def test_identical_request_within_15s_waits() -> None:
-    fake = FakeTime()
-    gate = PacingGate(clock=fake.clock, sleep=fake.sleep)
+def test_identical_request_within_15s_waits(fake_clock: FakeClock) -> None:
+    gate = PacingGate(clock=fake_clock, sleep=fake_clock.sleep)
 
     async def body() -> None:
         await gate.acquire(("AAPL", "x"), "AAPL", small_bars=False)
-        fake.now += 5
+        fake_clock.t += 5
         await gate.acquire(("AAPL", "x"), "AAPL", small_bars=False)
-        assert fake.sleeps == [pytest.approx(10.0)]
+        assert fake_clock.sleeps == [pytest.approx(10.0)]
         await gate.acquire(("AAPL", "y"), "AAPL", small_bars=False)
-        assert len(fake.sleeps) == 1
+        assert len(fake_clock.sleeps) == 1
         for i in range(4):  # six requests for one contract within 2 s is the limit...
             await gate.acquire(("AAPL", i), "AAPL", small_bars=False)
-        assert len(fake.sleeps) == 1
+        assert len(fake_clock.sleeps) == 1
         await gate.acquire(("AAPL", "7th"), "AAPL", small_bars=False)  # ...so the 7th waits
-        assert len(fake.sleeps) == 2 and fake.sleeps[-1] == pytest.approx(2.0)
+        assert len(fake_clock.sleeps) == 2 and fake_clock.sleeps[-1] == pytest.approx(2.0)
 
     asyncio.run(asyncio.wait_for(body(), 10))
 
 
-def test_pacing_violation_from_ib_is_retried_then_reported(server: IBTestServer) -> None:
-    fake = FakeTime()
+def test_pacing_violation_from_ib_is_retried_then_reported(
+    server: IBTestServer, fake_clock: FakeClock
+) -> None:
     server.pacing_window = 60.0  # the server really enforces 15 s+ between identical requests
     start, end = dt.datetime(2024, 1, 2, 10, tzinfo=UTC), dt.datetime(2024, 1, 2, 11, tzinfo=UTC)
 
     async def body(ib: IB) -> None:
-        src = source(ib, fake)
+        src = source(ib, fake_clock)
         src.max_retries = 2
         first = await src.fetch_bars("AAPL", start, end, "1 min")
         assert len(first) == 60
@@ -164,11 +154,12 @@ def test_pacing_violation_from_ib_is_retried_then_reported(server: IBTestServer)
     run_with_ib(server, body)
 
 
-def test_no_data_is_an_empty_frame_and_unknown_symbol_an_error(server: IBTestServer) -> None:
-    fake = FakeTime()
+def test_no_data_is_an_empty_frame_and_unknown_symbol_an_error(
+    server: IBTestServer, fake_clock: FakeClock
+) -> None:
 
     async def body(ib: IB) -> None:
-        src = source(ib, fake)
+        src = source(ib, fake_clock)
         df = await src.fetch_bars(
             "AAPL",
             dt.datetime(2023, 6, 1, tzinfo=UTC),
@@ -190,9 +181,9 @@ def test_no_data_is_an_empty_frame_and_unknown_symbol_an_error(server: IBTestSer
     run_with_ib(server, body)
 
 
-def test_daily_bars_are_midnight_utc(server: IBTestServer) -> None:
+def test_daily_bars_are_midnight_utc(server: IBTestServer, fake_clock: FakeClock) -> None:
     async def body(ib: IB) -> None:
-        src = source(ib, FakeTime())
+        src = source(ib, fake_clock)
         df = await src.fetch_bars(
             "AAPL", dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 5, tzinfo=UTC), "1d"
         )

@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from fbterm.config import Config, config_from_dict
+from fbterm.config import Config
 from fbterm.data.ib_source import IBSource
 from fbterm.engine import Engine
 from fbterm.execution.brokers.base import ConnectionState
 from fbterm.execution.brokers.ib import BrokerIntegration, parse_order_ref
 from fbterm.journal import Journal
 from fbterm.testing.ibserver import IBTestServer
+
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -29,37 +32,37 @@ def server() -> Iterator[IBTestServer]:
         srv.stop()
 
 
-def ib_config(srv: IBTestServer, tmp_path: Path) -> Config:
-    return config_from_dict(
-        {
-            "broker": {
-                "kind": "ib",
-                "ib": {
-                    "port": srv.port,
-                    "client_id": 21,
-                    "connect_timeout": 5.0,
-                    "request_timeout": 5.0,
-                    "reconnect_initial_delay": 0.05,
-                    "reconnect_max_delay": 0.2,
-                },
+@pytest.fixture
+def ib_config(server: IBTestServer, tmp_path: Path, make_config: ConfigBuilder) -> Config:
+    """IB broker and market data at the test server, quick reconnects, one SMA on AAPL."""
+    return make_config(
+        broker={
+            "kind": "ib",
+            "ib": {
+                "port": server.port,
+                "client_id": 21,
+                "connect_timeout": 5.0,
+                "request_timeout": 5.0,
+                "reconnect_initial_delay": 0.05,
+                "reconnect_max_delay": 0.2,
             },
-            "market": {
-                "source": "ib",
+        },
+        market={
+            "source": "ib",
+            "symbols": ["AAPL"],
+            "bar_seconds": 0.1,
+            "stale_after": 30.0,
+        },
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        strategies=[
+            {
+                "name": "sma",
+                "class": "sma_cross",
                 "symbols": ["AAPL"],
-                "bar_seconds": 0.1,
-                "stale_after": 30.0,
-            },
-            "journal": {"path": str(tmp_path / "journal.sqlite")},
-            "strategies": [
-                {
-                    "name": "sma",
-                    "class": "sma_cross",
-                    "symbols": ["AAPL"],
-                    "capital": 100_000,
-                    "params": {"fast": 2, "slow": 4},
-                }
-            ],
-        }
+                "capital": 100_000,
+                "params": {"fast": 2, "slow": 4},
+            }
+        ],
     )
 
 
@@ -91,11 +94,8 @@ def check_books(engine: Engine, server: IBTestServer) -> None:
     assert len(server.placed) == len(set(server.placed))  # no order id was sent twice
 
 
-def test_sma_strategy_trades_through_ib(
-    server: IBTestServer, tmp_path: Path, monkeypatch: Any
-) -> None:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    engine, broker = make_engine(ib_config(server, tmp_path))
+def test_sma_strategy_trades_through_ib(server: IBTestServer, ib_config: Config) -> None:
+    engine, broker = make_engine(ib_config)
     engine.start(timeout=20)
     try:
         assert broker.connection_state is ConnectionState.CONNECTED
@@ -109,10 +109,9 @@ def test_sma_strategy_trades_through_ib(
 
 
 def test_gateway_drop_mid_session_reconnects_without_duplicates(
-    server: IBTestServer, tmp_path: Path, monkeypatch: Any
+    server: IBTestServer, ib_config: Config
 ) -> None:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    engine, broker = make_engine(ib_config(server, tmp_path))
+    engine, broker = make_engine(ib_config)
     engine.start(timeout=20)
     try:
         wait(lambda: len(server.executions) >= 1, 30, "a first trade")

@@ -16,12 +16,6 @@ from fbterm.metrics.optimization import (
 )
 from fbterm.stats import kelly_continuous, kelly_discrete, win_rate_and_payoff
 
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-
-
 # ------------------------------------------------------------------ hand-computed Kelly
 
 

@@ -22,11 +22,6 @@ AAPL = Stock("AAPL")
 NY = ZoneInfo("America/New_York")
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-
-
 def fill(fid, side, qty, px, ts, comm=0.0, strat="s", order=None):
     return Fill(fid, order or f"o-{fid}", AAPL, Side(side), qty, px, comm, ts=ts, strategy_id=strat)
 

@@ -15,13 +15,7 @@ from fbterm.ops.activity import (
     read_activity_log,
 )
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)  # no stray ./config.toml
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("tmp_cwd")]  # no ./config.toml
 
 
 def test_json_lines_shape_and_memory_tail(tmp_path):
@@ -203,7 +197,7 @@ def test_ops_cli_is_import_light():
     import sys
 
     code = (
-        "import argparse, sys, fbterm.ops_cli as m; m.register(argparse.ArgumentParser().add_subparsers()); "
+        "import argparse, sys, fbterm.cli.ops as m; m.register(argparse.ArgumentParser().add_subparsers()); "
         "heavy = [m for m in ('fbterm.ops', 'fbterm.metrics', 'fbterm.control', 'numpy', 'pandas', 'smtplib') "
         "if m in sys.modules]; print(heavy)"
     )

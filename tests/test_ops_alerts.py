@@ -24,16 +24,8 @@ from fbterm.ops.activity import read_activity_log
 from fbterm.ops.alerts import Alert, AlertDecision, AlertKind, Severity
 from fbterm.ops.diagnostics import Diagnostics
 
-pytestmark = pytest.mark.timeout(60)
-
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    for v in PROXY_VARS:  # loopback requests must not be sent to a proxy
-        monkeypatch.delenv(v, raising=False)
+# Loopback requests must not be sent to a proxy.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_proxy")]
 
 
 def free_port() -> int:
@@ -314,16 +306,8 @@ class RecordingChannel:
         self.sent.append(alert)
 
 
-class FakeClock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-def test_rate_limit_per_minute_and_critical_bypass(tmp_path):
-    clock, ch = FakeClock(), RecordingChannel()
+def test_rate_limit_per_minute_and_critical_bypass(tmp_path, fake_clock):
+    clock, ch = fake_clock, RecordingChannel()
     diag = make_diag(tmp_path, alerts_cfg(rate_limit_per_minute=3), channels=[ch], clock=clock)
     decisions = [
         diag.send_alert("warning", f"rejected #{i}", "risk: max order value") for i in range(5)
@@ -346,8 +330,8 @@ def test_rate_limit_per_minute_and_critical_bypass(tmp_path):
     assert "2 other alert(s) were suppressed" in ch.sent[3].body
 
 
-def test_dedup_by_key_within_window_unless_escalated(tmp_path):
-    clock, ch = FakeClock(), RecordingChannel()
+def test_dedup_by_key_within_window_unless_escalated(tmp_path, fake_clock):
+    clock, ch = fake_clock, RecordingChannel()
     diag = make_diag(tmp_path, alerts_cfg(dedup_seconds=300), channels=[ch], clock=clock)
     assert diag.send_alert("error", "feed stale", "AAPL", key="stale:AAPL") is AlertDecision.QUEUED
     clock.t += 10
@@ -498,10 +482,10 @@ def test_webhook_json_and_error_handling(tmp_path, http_endpoint):
 # ------------------------------------------------------------------ fbterm alert-test / from_config
 
 
-def test_fbterm_alert_test_delivers_now_and_reports(tmp_path, monkeypatch, capsys):
+@pytest.mark.usefixtures("tmp_cwd")
+def test_fbterm_alert_test_delivers_now_and_reports(tmp_path, fbterm_home, capsys):
     from fbterm.cli import main
 
-    monkeypatch.chdir(tmp_path)
     inbox, port = Inbox(), free_port()
     cfg = tmp_path / "c.toml"
     cfg.write_text(
@@ -521,28 +505,28 @@ def test_fbterm_alert_test_delivers_now_and_reports(tmp_path, monkeypatch, capsy
     # Server gone: the failure is reported per destination, exit 1, nothing left to retry later.
     assert main(["alert-test", "--config", str(cfg)]) == 1
     assert capsys.readouterr().out.startswith("FAILED  email ops@test.local: email:")
-    assert not (tmp_path / "home" / "alerts-outbox.sqlite").exists()
+    assert not (fbterm_home / "alerts-outbox.sqlite").exists()
 
 
-def test_fbterm_alert_test_without_channels(tmp_path, monkeypatch, capsys):
+@pytest.mark.usefixtures("tmp_cwd")
+def test_fbterm_alert_test_without_channels(capsys):
     from fbterm.cli import main
 
-    monkeypatch.chdir(tmp_path)
     assert main(["alert-test"]) == 2
     assert "no alert channel is enabled" in capsys.readouterr().err
 
 
-def test_from_config_puts_log_and_outbox_in_fbterm_home(tmp_path):
-    cfg = config_from_dict({})
+def test_from_config_puts_log_and_outbox_in_fbterm_home(fbterm_home, make_config):
+    cfg = make_config()
     diag = Diagnostics.from_config(cfg)
     try:
         diag.log_activity("command", "started")
         assert diag.send_alert("error", "x", "y") is AlertDecision.LOGGED_ONLY  # no channel enabled
     finally:
         diag.close()
-    home = tmp_path / "home"
-    assert (home / "activity.jsonl").exists() and (home / "alerts-outbox.sqlite").exists()
-    assert [e.message for e in read_activity_log(home / "activity.jsonl")] == [
+    assert (fbterm_home / "activity.jsonl").exists()
+    assert (fbterm_home / "alerts-outbox.sqlite").exists()
+    assert [e.message for e in read_activity_log(fbterm_home / "activity.jsonl")] == [
         "started",
         "ERROR: x",
     ]

@@ -14,11 +14,6 @@ from fbterm.control import ControlClient, ControlError, ControlServer, send_requ
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture
 def sock_path(tmp_path):
     return tmp_path / "run" / "c.sock"

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 from fbterm.cli import main
-from fbterm.config import config_from_dict
 from fbterm.control import ControlServer
 from fbterm.ops.diagnostics import Diagnostics
 from fbterm.ops.updates import UpdatableEngine, UpdatesManagement
@@ -139,39 +138,35 @@ class RecordingChannel:
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch, request):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+def setup(tmp_cwd, tmp_path, monkeypatch, request, make_config):
     mod = f"user_strats_{abs(hash(request.node.name)) % 10**8}"
     src = tmp_path / "src"
     src.mkdir()
     (src / f"{mod}.py").write_text(V1)
     monkeypatch.syspath_prepend(str(src))
-    cfg = config_from_dict(
-        {
-            "market": {"symbols": ["AAPL", "MSFT"]},
-            "strategies": [
-                {
-                    "name": "mom",
-                    "class": f"{mod}:Momentum",
-                    "symbols": ["AAPL"],
-                    "params": {"window": 3},
-                },
-                {
-                    "name": "mom2",
-                    "class": f"{mod}:Momentum",
-                    "symbols": ["MSFT"],
-                    "params": {"window": 4},
-                },
-            ],
-        }
+    cfg = make_config(
+        market={"symbols": ["AAPL", "MSFT"]},
+        strategies=[
+            {
+                "name": "mom",
+                "class": f"{mod}:Momentum",
+                "symbols": ["AAPL"],
+                "params": {"window": 3},
+            },
+            {
+                "name": "mom2",
+                "class": f"{mod}:Momentum",
+                "symbols": ["MSFT"],
+                "params": {"window": 4},
+            },
+        ],
     )
     engine = MiniEngine(cfg)
     engine.step("mom")
     engine.step("mom2")
     engine.open_orders["mom"].append("o-42 BUY 10 AAPL LMT 99")
     ch = RecordingChannel()
-    alerts_cfg = config_from_dict({}).alerts
+    alerts_cfg = make_config().alerts
     diag = Diagnostics(
         alerts_cfg, tmp_path / "activity.jsonl", tmp_path / "outbox.sqlite", channels=[ch]
     )
@@ -407,8 +402,7 @@ def test_fbterm_update_failure_exits_nonzero(served, capsys):
     assert "no strategy named 'nope'" in capsys.readouterr().err
 
 
-def test_fbterm_update_without_a_running_engine(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
+def test_fbterm_update_without_a_running_engine(tmp_path, capsys):
     assert (
         main(
             ["update", "--socket", str(tmp_path / "none.sock"), "--strategy", "x", "--param", "a=1"]

@@ -4,6 +4,7 @@ drawdown and daily-loss halts."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -50,17 +51,11 @@ class Book:
         return self.stale.get(symbol)
 
 
-class Clock:
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def gate(book: Book | None = None, clock: Clock | None = None, **limits) -> PortfolioLevelRisk:
+def gate(
+    book: Book | None = None, clock: Callable[[], float] | None = None, **limits
+) -> PortfolioLevelRisk:
     cfg = RiskConfig(**{"max_orders_per_second": 1000.0, **limits})
-    return PortfolioLevelRisk(cfg, book or Book(), clock=clock or Clock())
+    return PortfolioLevelRisk(cfg, book or Book(), clock=clock or (lambda: T0))
 
 
 def order(
@@ -142,8 +137,8 @@ def test_price_collar(typ, lmt, stp, reason):
     assert gate(price_collar_pct=5.0).check_order(order(10, typ=typ, lmt=lmt, stp=stp)) == reason
 
 
-def test_max_orders_per_second_counts_accepted_orders_in_a_sliding_second():
-    clock = Clock()
+def test_max_orders_per_second_counts_accepted_orders_in_a_sliding_second(fake_clock):
+    clock = fake_clock
     g = gate(clock=clock, max_orders_per_second=3)
     assert [g.check_order(order(1)) for _ in range(3)] == [None] * 3
     assert g.check_order(order(1)) == "max_orders_per_second: 4 > 3"
@@ -180,7 +175,7 @@ def test_active_reducing_halted_semantics():
     book = Book(qty={"AAPL": 100, "MSFT": -10})
     states: list[tuple[TradingState, str]] = []
     g = PortfolioLevelRisk(
-        RiskConfig(), book, clock=Clock(), on_state_change=lambda s, r: states.append((s, r))
+        RiskConfig(), book, clock=lambda: T0, on_state_change=lambda s, r: states.append((s, r))
     )
     assert g.state is TradingState.ACTIVE
     assert g.reduce_only("desk says so")

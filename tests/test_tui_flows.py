@@ -8,9 +8,9 @@ Nothing asserts wall-clock durations.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_support import run_async
 
-from fbterm.config import Config, config_from_dict, default_config, to_dict
+from fbterm.config import default_config, to_dict
 from fbterm.engine import Engine
 from fbterm.model import StrategyState, TradingState
 from fbterm.snapshot import EngineSnapshot
@@ -32,58 +32,65 @@ from fbterm.tui.positions import PositionsTable
 from fbterm.tui.risk import Banner, GaugeLine
 from fbterm.tui.strategies import StrategiesTable
 
+if TYPE_CHECKING:
+    from conftest import ConfigBuilder
+
 pytestmark = pytest.mark.timeout(90)
 
 WAIT = 15.0  # generous bound for a busy CI machine; never an assertion about speed
 
 
-def make_cfg(tmp_path: Path, strategies: bool = True, **ui: Any) -> Config:
-    data = to_dict(default_config())
-    if not strategies:
-        data["strategies"] = []
-    data["journal"]["path"] = str(tmp_path / "journal.sqlite")
-    data["data"]["dir"] = str(tmp_path / "data")
-    data["log"]["path"] = str(tmp_path / "activity.jsonl")
-    data["control"]["socket"] = str(tmp_path / "control.sock")
-    data["ui"].update(ui)
-    return config_from_dict(data, "<test>")
+Notes = list[tuple[str, str]]
+Console = Callable[..., AbstractAsyncContextManager[tuple[FbtermApp, Pilot[Any], Engine, Notes]]]
 
 
-@asynccontextmanager
-async def console(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    size: tuple[int, int] = (120, 40),
-    strategies: bool = True,
-    **ui: Any,
-) -> AsyncIterator[tuple[FbtermApp, Pilot[Any], Engine, list[tuple[str, str]]]]:
-    monkeypatch.setenv("FBTERM_HOME", str(tmp_path))
-    cfg = make_cfg(tmp_path, strategies, **ui)
-    engine = Engine(cfg)
-    engine.start()
-    app = FbtermApp(engine, cfg, handle_signals=False)
-    notes: list[tuple[str, str]] = []
-    real_notify = app.notify
+@pytest.fixture
+def console(tmp_path: Path, make_config: ConfigBuilder) -> Console:
+    """``async with console(size, strategies, **ui) as (app, pilot, engine, notes)``: the console
+    on a started engine with the default config (demo strategies unless ``strategies=False``)
+    and every file in tmp_path, once the first prices are on screen."""
 
-    def notify(message: str, **kw: Any) -> None:
-        notes.append((message, kw.get("severity", "information")))
-        real_notify(message, **kw)
+    @asynccontextmanager
+    async def open_console(
+        size: tuple[int, int] = (120, 40), strategies: bool = True, **ui: Any
+    ) -> AsyncIterator[tuple[FbtermApp, Pilot[Any], Engine, Notes]]:
+        cfg = make_config(
+            to_dict(default_config()),
+            journal={"path": str(tmp_path / "journal.sqlite")},
+            data={"dir": str(tmp_path / "data")},
+            log={"path": str(tmp_path / "activity.jsonl")},
+            control={"socket": str(tmp_path / "control.sock")},
+            ui=ui,
+            source="<test>",
+            **({} if strategies else {"strategies": []}),
+        )
+        engine = Engine(cfg)
+        engine.start()
+        app = FbtermApp(engine, cfg, handle_signals=False)
+        notes: Notes = []
+        real_notify = app.notify
 
-    app.notify = notify  # type: ignore[method-assign]
-    try:
-        async with app.run_test(size=size) as pilot:
-            await wait_for(
-                pilot,
-                lambda: (
-                    app.snapshot is not None
-                    and bool(app.snapshot.last_prices)
-                    and (bool(app.snapshot.positions) or not strategies)
-                ),
-                "first prices",
-            )
-            yield app, pilot, engine, notes
-    finally:
-        engine.stop()
+        def notify(message: str, **kw: Any) -> None:
+            notes.append((message, kw.get("severity", "information")))
+            real_notify(message, **kw)
+
+        app.notify = notify  # type: ignore[method-assign]
+        try:
+            async with app.run_test(size=size) as pilot:
+                await wait_for(
+                    pilot,
+                    lambda: (
+                        app.snapshot is not None
+                        and bool(app.snapshot.last_prices)
+                        and (bool(app.snapshot.positions) or not strategies)
+                    ),
+                    "first prices",
+                )
+                yield app, pilot, engine, notes
+        finally:
+            engine.stop()
+
+    return open_console
 
 
 async def wait_for(
@@ -144,8 +151,8 @@ def log_text(app: FbtermApp) -> str:
 
 
 @run_async
-async def test_start_shows_every_pane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_start_shows_every_pane(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         oid = await send_limit_order(pilot, app)
         screen = app.screen
         assert isinstance(screen, ConsoleScreen)
@@ -161,10 +168,8 @@ async def test_start_shows_every_pane(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @run_async
-async def test_halt_blocks_orders_shows_banner_then_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, engine, notes):
+async def test_halt_blocks_orders_shows_banner_then_resume(console: Console) -> None:
+    async with console() as (app, pilot, engine, notes):
         banner = app.screen.query_one(Banner)
         assert not banner.display
         await pilot.press("h")
@@ -205,8 +210,8 @@ async def test_halt_blocks_orders_shows_banner_then_resume(
 
 
 @run_async
-async def test_new_modify_cancel_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, notes):
+async def test_new_modify_cancel_order(console: Console) -> None:
+    async with console() as (app, pilot, _engine, notes):
         # Invalid ticket: stays open with an inline error, nothing sent.
         await pilot.press("2", "n")
         await type_text(pilot, "ZZZZ")
@@ -260,10 +265,8 @@ async def test_new_modify_cancel_order(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @run_async
-async def test_cancel_all_with_confirmation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_cancel_all_with_confirmation(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         a = await send_limit_order(pilot, app, "AAPL")
         b = await send_limit_order(pilot, app, "MSFT")
         await pilot.press("C")
@@ -281,9 +284,9 @@ async def test_cancel_all_with_confirmation(
 
 
 @run_async
-async def test_flatten_with_confirmation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_flatten_with_confirmation(console: Console) -> None:
     # No strategies: the positions are the operator's own, so nothing reopens them.
-    async with console(tmp_path, monkeypatch, strategies=False) as (app, pilot, _engine, notes):
+    async with console(strategies=False) as (app, pilot, _engine, notes):
         await pilot.press("f")
         assert not isinstance(app.screen, Dialog)  # nothing to flatten: a warning, no dialog
         for sym in ("AAPL", "MSFT"):
@@ -309,8 +312,8 @@ async def test_flatten_with_confirmation(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @run_async
-async def test_pause_and_resume_strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_pause_and_resume_strategy(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         await pilot.press("3")
         table = app.screen.query_one(StrategiesTable)
         await wait_for(pilot, lambda: table.row_count == 4, "strategy rows")
@@ -341,9 +344,9 @@ def write_bars(path: Path, n: int = 400) -> Path:
 
 
 @run_async
-async def test_backtest_from_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backtest_from_the_console(tmp_path: Path, console: Console) -> None:
     data = write_bars(tmp_path / "spy.csv")
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+    async with console() as (app, pilot, _engine, _notes):
         await pilot.press("b")
         screen = app.screen
         assert isinstance(screen, BacktestScreen)
@@ -376,10 +379,8 @@ async def test_backtest_from_the_console(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @run_async
-async def test_quit_asks_when_orders_are_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_quit_asks_when_orders_are_open(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         await send_limit_order(pilot, app)
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmDialog)
@@ -391,12 +392,13 @@ async def test_quit_asks_when_orders_are_open(
 
 
 @run_async
-async def test_keymap_override_and_compact_80x24(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with console(
-        tmp_path, monkeypatch, size=(80, 24), keys={"halt": "x"}, confirm={"resume": False}
-    ) as (app, pilot, _engine, _notes):
+async def test_keymap_override_and_compact_80x24(console: Console) -> None:
+    async with console(size=(80, 24), keys={"halt": "x"}, confirm={"resume": False}) as (
+        app,
+        pilot,
+        _engine,
+        _notes,
+    ):
         screen = app.screen
         assert isinstance(screen, ConsoleScreen) and screen.compact
         await pilot.press("h")
@@ -416,8 +418,8 @@ async def test_keymap_override_and_compact_80x24(
 
 
 @run_async
-async def test_theme_cycle_restyles_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_theme_cycle_restyles_cells(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         table = app.screen.query_one(PositionsTable)
         dark_up = table.get_component_rich_style("tone--up", partial=True).color
         await pilot.press("t")

@@ -53,11 +53,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_console_in_tmux_then_hangup(tmp_path: Path) -> None:
+def test_console_in_tmux_then_hangup(tmp_path: Path, fbterm_home: Path) -> None:
     sock = f"fbterm-test-{os.getpid()}"
     journal = tmp_path / "journal.sqlite"
-    env = {
-        "FBTERM_HOME": str(tmp_path),
+    env = {  # tmux starts the console with this environment only (env -i)
+        "FBTERM_HOME": str(fbterm_home),
         "TERM": "xterm",
         "TZ": "UTC",
         "PATH": os.environ.get("PATH", ""),

@@ -6,10 +6,9 @@ keeps it open with the reason); a valid change reaches the running engine, posit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from test_tui_flows import console, snap, type_text, wait_for
+from test_tui_flows import Console, snap, type_text, wait_for
+from test_tui_flows import console as console  # the fixture, shared with the console flows
 from textual.widgets import Input
 from tui_support import run_async
 
@@ -20,10 +19,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @run_async
-async def test_update_strategy_parameters_from_the_console(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, engine, _notes):
+async def test_update_strategy_parameters_from_the_console(console: Console) -> None:
+    async with console() as (app, pilot, engine, _notes):
         await pilot.press("3")
         table = app.screen.query_one(StrategiesTable)
         await wait_for(pilot, lambda: table.row_count == 4, "strategy rows")
@@ -55,8 +52,8 @@ async def test_update_strategy_parameters_from_the_console(
 
 
 @run_async
-async def test_rebalance_asks_then_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with console(tmp_path, monkeypatch) as (app, pilot, _engine, _notes):
+async def test_rebalance_asks_then_reports(console: Console) -> None:
+    async with console() as (app, pilot, _engine, _notes):
         before = {r.command_id for r in snap(app).results}
         await pilot.press("k")
         assert isinstance(app.screen, ConfirmDialog)

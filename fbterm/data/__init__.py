@@ -3,8 +3,8 @@
 Bars everywhere are one shape: a DataFrame with a tz-aware UTC DatetimeIndex named ``ts`` and
 float64 columns open, high, low, close, volume (see :func:`validate_bars`).
 
-The names below are imported on first use, so ``import fbterm.data.cli`` (which the ``fbterm``
-command does at start-up) does not pay for pandas.
+The names below are imported on first use, so importing the package (or one light module of
+it) does not pay for pandas until a name that needs it is used.
 """
 
 from __future__ import annotations

@@ -1,20 +1,26 @@
-"""Core sub-commands: check-config, run (headless engine), and the console (default)."""
+"""``fbterm check-config``, ``fbterm strategies``, ``fbterm run`` and the console (no command).
+
+These are the commands that build the whole engine from a config, so this is the one module
+that reaches the engine's runners (``fbterm.headless``) and the console (``fbterm.tui.app``);
+both are imported inside the handlers, keeping ``fbterm --help`` free of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fbterm.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, add_broker_options
+from fbterm.cli.common import Subparsers, add_broker_options, resolve_config
+from fbterm.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError
 
 if TYPE_CHECKING:
     from fbterm.config import Config
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Subparsers) -> None:
+    """Add check-config, strategies and run to the ``fbterm`` parser."""
     p = sub.add_parser("check-config", help="validate a config file and print the effective config")
     p.add_argument(
         "path", nargs="?", help="config file (default: ./config.toml or built-in defaults)"
@@ -44,40 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=cmd_run)
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    """Config from --config (or ./config.toml), with command-line overrides applied."""
-    from fbterm.config import ConfigError, load_config, with_overrides
-
-    path = getattr(args, "config", None) or getattr(args, "path", None)
-    if path is None and Path("config.toml").is_file():
-        path = "config.toml"
-    try:
-        cfg = load_config(path)
-        cfg = with_overrides(
-            cfg,
-            **{
-                "broker.kind": getattr(args, "broker", None),
-                "broker.ib.host": getattr(args, "host", None),
-                "broker.ib.port": getattr(args, "port", None),
-                "broker.ib.client_id": getattr(args, "client_id", None),
-                "broker.ib.account": getattr(args, "account", None),
-                "broker.ib.read_only": getattr(args, "read_only", None),
-                "journal.path": getattr(args, "journal", None),
-                "ui.theme": getattr(args, "theme", None),
-            },
-        )
-        if (
-            cfg.broker.kind == "ib"
-            and getattr(args, "broker", None) == "ib"
-            and cfg.market.source == "simulated"
-        ):
-            # Asking for IB on the command line means IB's market data too.
-            cfg = with_overrides(cfg, **{"market.source": "ib"})
-    except ConfigError as e:
-        raise CLIError(str(e)) from None
-    return cfg
-
-
 def check_strategies(cfg: Config) -> None:
     """Build every configured strategy once, so a bad class or parameter stops start-up with
     the key path (``config.toml: strategies[1].params.fast: ...``), not a traceback later."""
@@ -97,6 +69,8 @@ def check_strategies(cfg: Config) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Print the effective config (defaults filled in) so an operator sees what will run,
+    after building every strategy so a bad parameter fails here rather than at start-up."""
     from fbterm.config import dump_toml, to_dict
 
     cfg = resolve_config(args)
@@ -108,6 +82,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
+    """List strategies with their parameters: what a config's ``params`` table may contain."""
     import json
 
     from fbterm.strategies import STRATEGIES, StrategyError, load_strategy_class
@@ -151,6 +126,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Run the engine: headless (summary at the end) or, without --headless, the console."""
     cfg = resolve_config(args)
     check_strategies(cfg)
     if not args.headless:
@@ -164,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
+    """The console; also what ``fbterm`` with no command runs. Refuses a non-terminal stdout
+    (unless FBTERM_FORCE_TUI is set) instead of drawing escape codes into a pipe."""
     if cfg is None:
         cfg = resolve_config(args)
         check_strategies(cfg)

@@ -2,6 +2,9 @@
 
 Import-light: ``register`` only builds the parser; the handler imports pandas and the
 backtester when it runs, so ``fbterm --help`` stays fast.
+
+Backtest, strategy and data errors are the user's input (a bad file, an unknown parameter), so
+they become one-line usage errors here; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ import sys
 import time
 from typing import Any
 
+from fbterm.cli.common import Subparsers
+from fbterm.cli.errors import EXIT_OK, EXIT_USAGE, CLIError, first_line_error
 
-def register(subparsers: Any) -> None:
+
+def register(subparsers: Subparsers) -> None:
+    """Add backtest to the ``fbterm`` parser."""
     p = subparsers.add_parser(
         "backtest",
         help="backtest a strategy on a CSV of bars (or sweep its parameters)",
@@ -98,7 +105,7 @@ def register(subparsers: Any) -> None:
 class _Bar:
     """A one-line progress bar, drawn only when stdout is a terminal and the run is long."""
 
-    def __init__(self, label: str, enabled: bool):
+    def __init__(self, label: str, enabled: bool) -> None:
         self.label = label
         self.enabled = enabled
         self.t0 = time.monotonic()
@@ -123,20 +130,18 @@ class _Bar:
 
 
 def _params(items: list[str]) -> dict[str, str]:
-    from fbterm.cli import CLIError
-
+    """--param NAME=VALUE pairs, values left as text: the strategy converts and checks them."""
     out: dict[str, str] = {}
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k.strip():
-            raise CLIError(f"--param {it!r}: expected NAME=VALUE", 2)
+            raise CLIError(f"--param {it!r}: expected NAME=VALUE", EXIT_USAGE)
         out[k.strip()] = v.strip()
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from fbterm.cli import CLIError
-
+    """``fbterm backtest``: one run or a sweep, with the user's input errors made one line."""
     try:
         return _run(args)
     except CLIError:
@@ -146,24 +151,24 @@ def run(args: argparse.Namespace) -> int:
         from fbterm.strategies.base import StrategyError
 
         if isinstance(e, BacktestError | StrategyError):
-            raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__, 2) from None
+            raise first_line_error(e) from None
         from fbterm.data.storage import DataError
 
         if isinstance(e, DataError):
-            raise CLIError(str(e).splitlines()[0], 2) from None
+            raise CLIError(str(e).splitlines()[0], EXIT_USAGE) from None
         raise
 
 
 def _run(args: argparse.Namespace) -> int:
+    """The work of ``run``: validate the options, then sweep or run once and report."""
     from fbterm.backtest.backtester import CustomBacktester, make_commission, make_sizing
     from fbterm.backtest.jobs import load_bars, run_sweep, sweep_grid
     from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable
-    from fbterm.cli import CLIError
     from fbterm.config import StrategyRiskConfig
     from fbterm.strategies import create_strategy, load_strategy_class
 
     if not (args.cash > 0):
-        raise CLIError(f"--cash must be > 0, got {args.cash:g}", 2)
+        raise CLIError(f"--cash must be > 0, got {args.cash:g}", EXIT_USAGE)
     params = _params(args.param)
     load_strategy_class(args.strategy)
     commission = make_commission(args.commission)
@@ -174,7 +179,8 @@ def _run(args: argparse.Namespace) -> int:
             ("tcp://", "tls://", "inproc://", "ucx://")
         ):
             raise CLIError(
-                f"--cluster {args.cluster!r}: expected an address like tcp://host:8786", 2
+                f"--cluster {args.cluster!r}: expected an address like tcp://host:8786",
+                EXIT_USAGE,
             )
         grid = sweep_grid(args.sweep, params)
         bar = _Bar(f"sweep {len(grid)} runs", tty)
@@ -235,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
                 "{:,.4f}".format,
             ):
                 print(shown.head(50).to_string(index=False))
-        return 0
+        return EXIT_OK
 
     bars = load_bars(args.data, args.on_bad_rows)
     strat = create_strategy(args.strategy, None, params)
@@ -294,10 +300,11 @@ def _run(args: argparse.Namespace) -> int:
         PerformanceAnalysis(res).visualize_results(
             terminal=args.plot and not args.json, out_dir=args.out
         )
-    return 0
+    return EXIT_OK
 
 
 def _fmt(v: Any) -> str:
+    """A metric for the table: floats to 4 places, a missing value (NaN, NaT) as a dash."""
     import math
 
     if isinstance(v, float):

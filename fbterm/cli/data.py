@@ -1,15 +1,29 @@
-"""``fbterm data synth|show|clean|list``. Import-light: pandas is imported inside the handlers."""
+"""``fbterm data synth|show|clean|list``. Import-light: pandas is imported inside the handlers.
+
+These commands read the config only for defaults (data dir, time zone, cleaning policy), so
+they load it as written: the broker overrides of ``run`` do not apply here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
-from fbterm.cli import EXIT_OK, CLIError
+from fbterm.cli.common import Subparsers, config_path, load_config_file
+from fbterm.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError, first_line_error
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fbterm.config import Config
+    from fbterm.data.processing import GapPolicy
+    from fbterm.data.storage import BadRows, LoadReport
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Subparsers) -> None:
+    """Add data and its actions (synth, show, clean, list) to the ``fbterm`` parser."""
     p = sub.add_parser("data", help="make, inspect, clean and list bar files")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
@@ -88,23 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml)")
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from fbterm.config import ConfigError, load_config
-
-    path = getattr(args, "config", None)
-    if path is None and Path("config.toml").is_file():
-        path = "config.toml"
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        raise CLIError(str(e)) from None
-
-
-def _fail(e: Exception) -> CLIError:
-    return CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
+def _config(args: argparse.Namespace) -> Config:
+    """The config named by --config (or ./config.toml, or the defaults), without overrides."""
+    return load_config_file(config_path(getattr(args, "config", None)))
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    """Write seeded synthetic bars: reproducible data for trying strategies and backtests."""
     from fbterm.data.simulated import synth_bars
     from fbterm.data.storage import DataStorage
 
@@ -117,16 +121,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
             start=args.start, symbol=args.symbol, volatility=args.volatility,
         )  # fmt: skip
     except ValueError as e:
-        raise _fail(e) from None
+        raise first_line_error(e) from None
     # A file the user names gets no binary cache beside it; the data dir does.
     storage = DataStorage(args.data_dir or cfg.data_dir, cfg.market.timezone, cache=not args.out)
     try:
         out = Path(args.out) if args.out else storage.path_for(args.symbol, args.bar_size)
         storage.save_to_csv(df, out)
     except OSError as e:
-        raise CLIError(f"{args.out}: cannot write: {e.strerror}", 1) from None
+        raise CLIError(f"{args.out}: cannot write: {e.strerror}", EXIT_ERROR) from None
     except ValueError as e:
-        raise _fail(e) from None
+        raise first_line_error(e) from None
     print(
         f"wrote {len(df):,} {args.bar_size} bars of {args.symbol} to {out} "
         f"({df.index[0]:%Y-%m-%d %H:%M} .. {df.index[-1]:%Y-%m-%d %H:%M} UTC)"
@@ -134,7 +138,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load(path: str, on_bad_rows: str, tz: str, adj_close: bool = False):  # type: ignore[no-untyped-def]
+def _load(
+    path: str, on_bad_rows: BadRows, tz: str, adj_close: bool = False
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Bars and the report of their bad rows, with a bad file as a one-line usage error."""
     from fbterm.data.storage import DataError, DataStorage
 
     # No binary cache for one-off files: the CLI should leave nothing behind next to them.
@@ -143,14 +150,15 @@ def _load(path: str, on_bad_rows: str, tz: str, adj_close: bool = False):  # typ
         return storage.load_from_csv(
             path,
             on_bad_rows=on_bad_rows,
-            report=True,  # type: ignore[arg-type]
+            report=True,
             adj_close=adj_close,
         )
     except DataError as e:
-        raise CLIError(str(e), 2) from None
+        raise CLIError(str(e), EXIT_USAGE) from None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """Summarise a bar file (range, gaps, outliers, bad rows) without changing it."""
     from fbterm.data.processing import find_gaps, infer_bar_step, outlier_mask
 
     cfg = _config(args)
@@ -162,13 +170,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not len(df):
         w("  range     (empty)\n")
     else:
-        step = infer_bar_step(df.index)
+        step = infer_bar_step(cast("pd.DatetimeIndex", df.index))  # bars are time-indexed
         w(f"  range     {df.index[0]} .. {df.index[-1]}\n")
         w(f"  bar step  {step if step is not None else '-'}\n")
         try:
             gaps = find_gaps(df, args.bar_size, timezone=tz, session=args.session)
         except ValueError as e:
-            raise _fail(e) from None
+            raise first_line_error(e) from None
         missing = int(gaps["missing"].sum()) if len(gaps) else 0
         w(f"  gaps      {len(gaps):,} ({missing:,} missing bars)\n")
         for g in gaps.head(5).itertuples():
@@ -195,15 +203,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    """Load, clean (and optionally resample) bars into a new file; the input is left alone."""
     from fbterm.data.processing import clean_data, resample_bars
     from fbterm.data.storage import DataError, DataStorage
 
     cfg = _config(args)
     tz = args.timezone or cfg.market.timezone
-    df, rep = _load(args.inp, args.on_bad_rows or cfg.data.on_bad_rows, tz, args.adj_close)
+    # argparse and the config both check these against the same choices.
+    on_bad_rows = cast("BadRows", args.on_bad_rows or cfg.data.on_bad_rows)
+    gap_policy = cast("GapPolicy", args.gap_policy or cfg.data.gap_policy)
+    df, rep = _load(args.inp, on_bad_rows, tz, args.adj_close)
     try:
         cleaned, crep = clean_data(
-            df, gap_policy=args.gap_policy or cfg.data.gap_policy,
+            df, gap_policy=gap_policy,
             outlier_sigma=args.outlier_sigma or cfg.data.outlier_sigma, session=args.session,
             bar_size=args.bar_size, timezone=tz, report=True,
         )  # fmt: skip
@@ -211,11 +223,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
             cleaned = resample_bars(cleaned, args.resample, timezone=tz)
         DataStorage(Path(args.out).parent, tz, cache=False).save_to_csv(cleaned, args.out)
     except DataError as e:
-        raise CLIError(str(e), 2) from None
+        raise CLIError(str(e), EXIT_USAGE) from None
     except ValueError as e:
-        raise _fail(e) from None
+        raise first_line_error(e) from None
     except OSError as e:
-        raise CLIError(f"{args.out}: cannot write: {e.strerror}", 1) from None
+        raise CLIError(f"{args.out}: cannot write: {e.strerror}", EXIT_ERROR) from None
     print(f"{args.inp}: {rep.rows_read:,} rows read; bad rows: {rep.summary()}")
     print(f"cleaning: {crep.summary()}")
     if len(crep.outliers):
@@ -226,6 +238,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """List the bar files stored under the data dir, with their rows and time range."""
     from fbterm.data.storage import DataError, DataStorage
 
     cfg = _config(args)
@@ -233,7 +246,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     try:
         items = storage.list()
     except DataError as e:
-        raise CLIError(str(e), 2) from None
+        raise CLIError(str(e), EXIT_USAGE) from None
     if not items:
         print(f"no bar files under {storage.data_dir}")
         return EXIT_OK

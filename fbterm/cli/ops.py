@@ -1,7 +1,7 @@
 """Operator sub-commands: ``fbterm log``, ``fbterm update``, ``fbterm alert-test``.
 
-Import-light on purpose (``fbterm --help`` imports every registrar): only argparse here, the
-real work is imported inside the handlers.
+Import-light on purpose (``fbterm --help`` imports every command module): only argparse here,
+the real work (fbterm.ops, fbterm.control) is imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fbterm.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError
+from fbterm.cli.common import Subparsers, resolve_config
+from fbterm.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError
+
+if TYPE_CHECKING:
+    from fbterm.ops import ActivityEntry
 
 LEVELS = ("debug", "info", "warning", "error")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Subparsers) -> None:
+    """Add log, update and alert-test to the ``fbterm`` parser."""
     p = sub.add_parser(
         "log", help="show the activity log (commands, orders, alerts, strategy changes)"
     )
@@ -88,20 +93,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    """Print the activity log, filtered; with --follow, keep printing as the engine writes."""
     from fbterm.ops.activity import follow_activity_log, read_activity_log
 
-    if args.file:
-        path = Path(args.file)
-    else:
-        from fbterm.cli_core import resolve_config
-
-        path = resolve_config(args).activity_log_path
+    path = Path(args.file) if args.file else resolve_config(args).activity_log_path
     if args.tail < 0:
         raise CLIError("--tail must be >= 0")
     if not path.exists() and not args.follow:
         raise CLIError(f"no activity log at {path}", EXIT_ERROR)
 
-    def show(entry: Any) -> None:
+    def show(entry: ActivityEntry) -> None:
         sys.stdout.write((entry.to_json() if args.json else entry.format()) + "\n")
 
     entries = read_activity_log(
@@ -140,10 +141,9 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
+    """The running engine's control socket: --socket, else the one its config names."""
     if args.socket:
         return Path(args.socket).expanduser()
-    from fbterm.cli_core import resolve_config
-
     if getattr(args, "config", None) is None and args.update_config:
         # The config being applied is the running instance's config: it names the socket too.
         args = argparse.Namespace(**{**vars(args), "config": args.update_config})
@@ -151,6 +151,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    """Ask a running engine, over its control socket, to swap a strategy's params or code (or
+    apply a config's strategies). The file is validated here first so a typo fails at once."""
     import json
 
     from fbterm.control import ControlError, send_request
@@ -202,9 +204,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_test(args: argparse.Namespace) -> int:
+    """Send one alert through every enabled channel now, so an operator learns a channel is
+    misconfigured before a real alert needs it."""
     import tempfile
 
-    from fbterm.cli_core import resolve_config
     from fbterm.ops.diagnostics import Diagnostics
 
     cfg = resolve_config(args)

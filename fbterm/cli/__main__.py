@@ -1,0 +1,7 @@
+"""``python -m fbterm.cli``: the same as the ``fbterm`` command."""
+
+import sys
+
+from fbterm.cli import main
+
+sys.exit(main())
