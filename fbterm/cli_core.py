@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_strategies(cfg)
     if not args.headless:
         return run_console(args, cfg)
-    from fbterm.headless import run_headless
+    from fbterm.engine import run_headless
 
     try:
         return run_headless(cfg, duration=args.duration, as_json=args.json)
