@@ -166,13 +166,6 @@ class MarketState:
             total += abs(p.quantity * (px if px is not None else p.avg_cost) * p.multiplier)
         return total
 
-    def stale_age(self, symbol: str, now: float) -> float | None:
-        """Seconds since ``symbol`` last spoke when its feed is stale, else None."""
-        f = self.feeds.get(symbol)
-        if f is None or not f.stale:
-            return None
-        return now - f.last_wall
-
     def check_staleness(self, now: float, stale_after: float) -> None:
         """Mark feeds silent for longer than ``stale_after`` seconds stale (said once each)."""
         for sym, f in self.feeds.items():
@@ -208,7 +201,10 @@ class RiskInputs:
         return self.market.gross_exposure(self.oms.positions)
 
     def stale_age(self, symbol: str) -> float | None:
-        return self.market.stale_age(symbol, self.clock())
+        f = self.market.feeds.get(symbol)
+        if f is None or not f.stale:
+            return None
+        return self.clock() - f.last_wall
 
 
 class MarketFeed:
