@@ -70,6 +70,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: str, handlers: Mapping[str, Handler]) -> None:
         self.handlers = dict(handlers)
+        self.socket_path = path
         super().__init__(path, _RequestHandler, bind_and_activate=False)
 
     def server_bind(self) -> None:
@@ -81,14 +82,14 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().server_bind()
         finally:
             os.umask(old)
-        os.chmod(self.server_address, 0o600)
+        os.chmod(self.socket_path, 0o600)
 
     def peer_allowed(self, sock: socket.socket) -> bool:
         if not hasattr(socket, "SO_PEERCRED"):
             return True  # file permissions are the guard on platforms without peer credentials
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
-        return uid == os.getuid()
+        return bool(uid == os.getuid())
 
     def dispatch(self, line: bytes) -> dict[str, Any]:
         try:

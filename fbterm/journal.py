@@ -16,12 +16,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fbterm.model import Fill, Order
+
+if TYPE_CHECKING:
+    from fbterm.metrics import ClosedTrade, MetricsSnapshot
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS order_events (
@@ -199,6 +203,37 @@ class Journal:
             "SELECT ts, kind, data FROM order_events WHERE order_id=? ORDER BY seq", (order_id,)
         )
         return [(ts, kind, Order.from_dict(json.loads(d))) for ts, kind, d in rows]
+
+    def highest_broker_order_id(self) -> int:
+        """The largest numeric venue order id any journaled order carried (0 if none).
+
+        IB order ids must never go backwards, even when the gateway's nextValidId does after a
+        restart: the IB adapter starts above this.
+        """
+        row = self.conn.execute(
+            "SELECT MAX(CAST(json_extract(data, '$.broker_id') AS INTEGER)) FROM order_events"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def count_records(self) -> int:
+        """Order events plus fills: every row the journal holds about trading."""
+        orders = self.conn.execute("SELECT COUNT(*) FROM order_events").fetchone()[0]
+        fills = self.conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+        return int(orders) + int(fills)
+
+    # -- metrics -------------------------------------------------------------------------
+    def store_metrics(
+        self, snapshot: MetricsSnapshot | None = None, trades: Iterable[ClosedTrade] = ()
+    ) -> None:
+        """Keep a metrics snapshot and the closed trades beside the orders they came from.
+
+        The tables and their SQL belong to :mod:`fbterm.metrics`; this is the one place that
+        hands it the journal's connection, under the journal's lock.
+        """
+        from fbterm.metrics.reports import store_metrics
+
+        with self._lock:
+            store_metrics(self.conn, snapshot, trades)
 
     def close(self) -> None:
         with self._lock, suppress(sqlite3.ProgrammingError):

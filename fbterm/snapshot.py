@@ -1,26 +1,17 @@
-"""What the engine publishes and what it accepts: immutable snapshots and typed commands.
+"""What the engine publishes: immutable snapshots of its state.
 
 The engine thread owns all trading state. Subscribers (the console, the headless summary, the
 control socket) never touch that state: they receive an :class:`EngineSnapshot` at a steady
-rate and send :data:`Command` objects to the engine's thread-safe queue. Every command carries
-an id; its outcome comes back as a :class:`CommandResult` inside the next snapshots and through
-the ``on_result`` callback.
+rate. What they send back lives in :mod:`fbterm.commands`; each command's outcome returns as a
+:class:`~fbterm.commands.CommandResult` inside the next snapshots.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
-from fbterm.model import (
-    AccountDetails,
-    Order,
-    OrderType,
-    Side,
-    StrategyState,
-    TimeInForce,
-    TradingState,
-)
+from fbterm.commands import CommandResult
+from fbterm.model import AccountDetails, Order, StrategyState, TradingState
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +95,6 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandResult:
-    command_id: int
-    ok: bool
-    message: str
-    ts: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     seq: int
     ts: float
@@ -142,114 +125,3 @@ class EngineSnapshot:
     @property
     def stale_feeds(self) -> tuple[str, ...]:
         return tuple(f.symbol for f in self.feeds if f.stale)
-
-
-# ----------------------------------------------------------------------------- commands
-
-_ids = itertools.count(1)
-
-
-def _next_id() -> int:
-    return next(_ids)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Cmd:
-    command_id: int = field(default_factory=_next_id)
-    source: str = "ui"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Halt(_Cmd):
-    reason: str = "operator"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReduceOnly(_Cmd):
-    reason: str = "operator"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resume(_Cmd):
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewOrder(_Cmd):
-    symbol: str
-    side: Side
-    quantity: float
-    order_type: OrderType = OrderType.MARKET
-    limit_price: float | None = None
-    stop_price: float | None = None
-    tif: TimeInForce = TimeInForce.DAY
-    strategy_id: str = "manual"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelOrder(_Cmd):
-    client_order_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelAll(_Cmd):
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModifyOrder(_Cmd):
-    client_order_id: str
-    quantity: float | None = None
-    order_type: OrderType | None = None
-    limit_price: float | None = None
-    stop_price: float | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FlattenAll(_Cmd):
-    order_type: OrderType = OrderType.MARKET
-    limit_offset_pct: float = 0.1  # limit orders: this far through the last price
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PauseStrategy(_Cmd):
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResumeStrategy(_Cmd):
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateStrategy(_Cmd):
-    name: str
-    params: dict[str, object] = field(default_factory=dict)
-    cls: str | None = None  # new code: "package.module:Class" or a built-in name
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rebalance(_Cmd):
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stop(_Cmd):
-    pass
-
-
-Command = (
-    Halt
-    | ReduceOnly
-    | Resume
-    | NewOrder
-    | CancelOrder
-    | CancelAll
-    | ModifyOrder
-    | FlattenAll
-    | PauseStrategy
-    | ResumeStrategy
-    | UpdateStrategy
-    | Rebalance
-    | Stop
-)

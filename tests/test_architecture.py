@@ -33,7 +33,7 @@ def test_import_linter_contracts_in_pyproject_are_kept():
     "module",
     [
         "fbterm.engine",
-        "fbterm.headless",
+        "fbterm.engine.headless",
         "fbterm.execution.orders",
         "fbterm.execution.brokers.paper",
         "fbterm.risk.portfolio",

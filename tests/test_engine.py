@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from fbterm import snapshot as S
+from fbterm import commands as C
 from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
 from fbterm.model import Bar, OrderStatus, OrderType, Side, StrategyState, Tick, TradingState
+from fbterm.snapshot import EngineSnapshot
 from fbterm.strategies.base import Sizing, StrategyInterface, signal_frame
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Rig:
                 batch.append(Tick(s, self.clock.t, p - 0.01, p + 0.01, p, 1000.0))
             self.engine.on_ticks(batch)
 
-    def command(self, cmd: S.Command) -> S.CommandResult:
+    def command(self, cmd: C.Command) -> C.CommandResult:
         # The engine thread drains its queue with _drain_commands(); with no thread running
         # the test plays that role on its own thread.
         self.engine.submit(cmd)
@@ -221,14 +222,14 @@ def test_halted_engine_submits_nothing(
         r.ticks(4)
         n = len(broker.received)
         assert n >= 1
-        assert r.command(S.Halt(reason="test")).ok
+        assert r.command(C.Halt(reason="test")).ok
         assert e.executor.slots["flip"].state is StrategyState.HALTED
         r.ticks(20)
-        res = r.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1))
+        res = r.command(C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1))
         assert not res.ok and "halted: trading is HALTED (test)" in res.message
         assert len(broker.received) == n  # not one order reached the venue
-        assert not r.command(S.ResumeStrategy(name="flip")).ok
-        assert r.command(S.Resume()).ok
+        assert not r.command(C.ResumeStrategy(name="flip")).ok
+        assert r.command(C.Resume()).ok
         assert e.executor.slots["flip"].state is StrategyState.RUNNING
         r.ticks(4)
         assert len(broker.received) > n
@@ -246,7 +247,7 @@ def test_halt_cancels_open_orders_when_configured(
         ids = []
         for px in (99.0, 98.0):
             res = r.command(
-                S.NewOrder(
+                C.NewOrder(
                     symbol="AAPL",
                     side=Side.BUY,
                     quantity=5,
@@ -256,7 +257,7 @@ def test_halt_cancels_open_orders_when_configured(
             )
             assert res.ok, res.message
             ids.append(res.message.split()[2])
-        assert r.command(S.Halt(reason="drill")).ok
+        assert r.command(C.Halt(reason="drill")).ok
         statuses = [r.engine.oms.orders[i].status for i in ids]
         want = OrderStatus.CANCELLED if cancel_on_halt else OrderStatus.SUBMITTED
         assert statuses == [want, want]
@@ -267,16 +268,16 @@ def test_halt_cancels_open_orders_when_configured(
 
 def test_reduce_only_blocks_growth(rig: Rig):
     rig.ticks(1)
-    assert rig.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10)).ok
+    assert rig.command(C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10)).ok
     rig.ticks(1)
     assert rig.engine.oms.position("AAPL") == 10
-    assert rig.command(S.ReduceOnly(reason="risk desk")).ok
-    res = rig.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=5))
+    assert rig.command(C.ReduceOnly(reason="risk desk")).ok
+    res = rig.command(C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=5))
     assert not res.ok and "reduce_only: order would grow AAPL from 10 to 15" in res.message
-    res = rig.command(S.NewOrder(symbol="AAPL", side=Side.SELL, quantity=11))
+    res = rig.command(C.NewOrder(symbol="AAPL", side=Side.SELL, quantity=11))
     assert not res.ok and "reduce_only" in res.message  # crossing through zero grows a short
-    assert not rig.command(S.NewOrder(symbol="MSFT", side=Side.SELL, quantity=1)).ok
-    assert rig.command(S.NewOrder(symbol="AAPL", side=Side.SELL, quantity=4)).ok
+    assert not rig.command(C.NewOrder(symbol="MSFT", side=Side.SELL, quantity=1)).ok
+    assert rig.command(C.NewOrder(symbol="AAPL", side=Side.SELL, quantity=4)).ok
     rig.ticks(1)
     assert rig.engine.oms.position("AAPL") == 6
     assert rig.engine.build_snapshot().risk.state is TradingState.REDUCING
@@ -287,18 +288,18 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
     rig.add("b", Scripted([-1]), units=7)
     rig.add("m", Scripted([1]), units=3, symbols=("MSFT",))
     rig.ticks(4)
-    assert rig.command(S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=2)).ok  # manual
+    assert rig.command(C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=2)).ok  # manual
     rig.ticks(1)
     e = rig.engine
     held = {k: p.quantity for k, p in e.oms.strategy_positions.items() if not p.is_flat}
     assert held == {("a", "AAPL"): 10, ("b", "AAPL"): -7, ("m", "MSFT"): 3, ("manual", "AAPL"): 2}
     rig.command(
-        S.NewOrder(
+        C.NewOrder(
             symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LIMIT, limit_price=49.0
         )
     )  # a working order, cancelled by the flatten
-    assert rig.command(S.Halt()).ok
-    res = rig.command(S.FlattenAll())
+    assert rig.command(C.Halt()).ok
+    res = rig.command(C.FlattenAll())
     assert res.ok and res.message == "flatten: 4 closing orders sent"
     rig.ticks(2)
     assert all(p.is_flat for p in e.oms.strategy_positions.values())
@@ -312,27 +313,27 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
 def test_cancel_and_modify_commands_report_outcomes(rig: Rig):
     rig.ticks(1)
     res = rig.command(
-        S.NewOrder(
+        C.NewOrder(
             symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, limit_price=98.0
         )
     )
     assert res.ok and res.message.endswith(": Submitted")
     oid = res.message.split()[2]
-    res = rig.command(S.ModifyOrder(client_order_id=oid, quantity=20, limit_price=99.0))
+    res = rig.command(C.ModifyOrder(client_order_id=oid, quantity=20, limit_price=99.0))
     assert res.ok and res.message == f"modify {oid}: 20 LMT lmt 99"
     assert rig.engine.broker.orders[oid].limit_price == 99.0
-    res = rig.command(S.ModifyOrder(client_order_id=oid, limit_price=150.0))
+    res = rig.command(C.ModifyOrder(client_order_id=oid, limit_price=150.0))
     assert not res.ok and "price_collar: limit 150.00" in res.message
     assert rig.engine.oms.orders[oid].limit_price == 99.0
-    res = rig.command(S.ModifyOrder(client_order_id="FB-999999", quantity=1))
+    res = rig.command(C.ModifyOrder(client_order_id="FB-999999", quantity=1))
     assert not res.ok and "unknown order 'FB-999999'" in res.message
-    res = rig.command(S.CancelOrder(client_order_id=oid))
+    res = rig.command(C.CancelOrder(client_order_id=oid))
     assert res.ok and res.message == f"cancel {oid}: Cancelled"
-    res = rig.command(S.CancelOrder(client_order_id=oid))
+    res = rig.command(C.CancelOrder(client_order_id=oid))
     assert not res.ok and "illegal transition Cancelled -> PendingCancel" in res.message
-    res = rig.command(S.ModifyOrder(client_order_id=oid, quantity=5))
+    res = rig.command(C.ModifyOrder(client_order_id=oid, quantity=5))
     assert not res.ok and "only a working order can be modified" in res.message
-    res = rig.command(S.NewOrder(symbol="TSLA", side=Side.BUY, quantity=1))
+    res = rig.command(C.NewOrder(symbol="TSLA", side=Side.BUY, quantity=1))
     assert not res.ok and "unknown symbol 'TSLA'" in res.message
     hist = [ev for _, ev, _ in rig.engine.oms.monitor_order(oid).history]
     assert hist == ["new", "Submitted", "modified", "cancel-request", "Cancelled"]
@@ -388,7 +389,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "") -> 
         time.sleep(0.02)
 
 
-def result_of(engine: Engine, cmd: S.Command) -> S.CommandResult:
+def result_of(engine: Engine, cmd: C.Command) -> C.CommandResult:
     cid = engine.submit(cmd)
 
     def find():
@@ -411,16 +412,16 @@ def test_stale_data_blocks_new_entries(
             e.on_ticks([Tick(sym, clock.t, p - 0.01, p + 0.01, p, 100.0)])
 
         e.call(lambda: (tick("AAPL", 100.0), tick("MSFT", 50.0)))
-        assert result_of(e, S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1)).ok
+        assert result_of(e, C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1)).ok
         clock.t += 30.0  # no update for 30 s > stale_after
         e.call(lambda: tick("MSFT", 50.0))
         wait_for(lambda: "AAPL" in e.build_snapshot_threadsafe().stale_feeds, what="AAPL stale")
         assert "MSFT" not in e.build_snapshot_threadsafe().stale_feeds
-        res = result_of(e, S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1))
+        res = result_of(e, C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1))
         assert not res.ok and "stale_data: AAPL has had no update for 30.0 s" in res.message
-        assert result_of(e, S.NewOrder(symbol="MSFT", side=Side.BUY, quantity=1)).ok
+        assert result_of(e, C.NewOrder(symbol="MSFT", side=Side.BUY, quantity=1)).ok
         e.call(lambda: tick("AAPL", 100.0))  # data resumes: entries pass again
-        assert result_of(e, S.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1)).ok
+        assert result_of(e, C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=1)).ok
         assert any(
             "AAPL: market data resumed" in ln.message for ln in e.build_snapshot_threadsafe().log
         )
@@ -434,14 +435,14 @@ def test_threaded_commands_and_snapshots(
 ):
     clock = fake_clock
     e = Engine(config(), source=SilentSource(), journal=Journal(tmp_path / "j.sqlite"), clock=clock)
-    snaps: list[S.EngineSnapshot] = []
+    snaps: list[EngineSnapshot] = []
     e.subscribe(snaps.append, hz=50)
     e.start()
     try:
         e.call(lambda: e.on_ticks([Tick("AAPL", clock.t, 99.99, 100.01, 100.0, 100.0)]))
         res = result_of(
             e,
-            S.NewOrder(
+            C.NewOrder(
                 symbol="AAPL",
                 side=Side.BUY,
                 quantity=3,
@@ -450,14 +451,14 @@ def test_threaded_commands_and_snapshots(
             ),
         )
         oid = res.message.split()[2]
-        assert result_of(e, S.ModifyOrder(client_order_id=oid, quantity=4)).ok
+        assert result_of(e, C.ModifyOrder(client_order_id=oid, quantity=4)).ok
         clock.t += 1
         e.call(lambda: e.on_ticks([Tick("AAPL", clock.t, 99.0, 99.2, 99.1, 100.0)]))
-        assert result_of(e, S.Halt(reason="x")).ok
+        assert result_of(e, C.Halt(reason="x")).ok
         snap = e.build_snapshot_threadsafe()
         assert snap.halted and snap.risk.halt_reason == "x"
         assert [p.quantity for p in snap.positions] == [4]
-        assert snaps and all(isinstance(s, S.EngineSnapshot) for s in snaps)
+        assert snaps and all(isinstance(s, EngineSnapshot) for s in snaps)
         with pytest.raises(Exception):  # noqa: B017 - a frozen snapshot cannot be edited
             snap.positions = ()  # type: ignore[misc]
     finally:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 
-from fbterm import snapshot as S
+from fbterm import commands as C
 from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.journal import Journal
@@ -142,7 +142,7 @@ def test_flatten_passes_a_halt_with_two_strategies_on_one_symbol(engine: Engine)
         ticks(e, 1000.0 + i, {"AAPL": 100.0})
     assert e.oms.position("AAPL", "long") > 0 > e.oms.position("AAPL", "short")
     e.risk.halt_trading("test")
-    ok, msg = e._handle(S.FlattenAll())
+    ok, msg = e.handlers.handle(C.FlattenAll())
     assert ok, msg
     ticks(e, 1010.0, {"AAPL": 100.0})
     assert e.risk.state is TradingState.HALTED
@@ -178,8 +178,8 @@ def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
     e.reconcile()
     ticks(e, day1, {"AAPL": 100.0})
     for tif in (TimeInForce.DAY, TimeInForce.GTC):
-        ok, msg = e._handle(
-            S.NewOrder(
+        ok, msg = e.handlers.handle(
+            C.NewOrder(
                 symbol="AAPL",
                 side=Side.BUY,
                 quantity=10,
@@ -210,16 +210,15 @@ def test_a_restart_expires_day_orders_from_an_earlier_session_and_keeps_gtc(
 def test_ib_feeds_are_only_judged_stale_while_the_exchange_is_open(cfg: Config) -> None:
     import pandas as pd
 
-    from fbterm.config import with_overrides
+    from fbterm.engine.housekeeping import MarketHours
 
-    e = Engine.__new__(Engine)  # only the calendar logic: no broker connection needed
-    e.config = with_overrides(cfg, **{"market.source": "ib"})
+    hours = MarketHours("ib")  # only the calendar logic: no broker connection needed
     ts = lambda s: pd.Timestamp(s, tz="UTC").timestamp()  # noqa: E731
-    assert e._market_open(ts("2026-11-24 15:00"))  # a Tuesday afternoon in New York
-    assert not e._market_open(ts("2026-11-24 03:00"))  # the middle of the night
-    assert not e._market_open(ts("2026-11-26 15:00"))  # Thanksgiving
-    e.config = cfg  # the simulated market never sleeps
-    assert e._market_open(ts("2026-11-24 03:00"))
+    assert hours.is_open(ts("2026-11-24 15:00"))  # a Tuesday afternoon in New York
+    assert not hours.is_open(ts("2026-11-24 03:00"))  # the middle of the night
+    assert not hours.is_open(ts("2026-11-26 15:00"))  # Thanksgiving
+    hours = MarketHours(cfg.market.source)  # the simulated market never sleeps
+    assert hours.is_open(ts("2026-11-24 03:00"))
 
 
 class TwoLegs(StrategyInterface):
@@ -261,4 +260,6 @@ def test_strategy_orders_go_through_the_order_queue_and_a_full_queue_is_reported
     sent = [o for o in e.oms.orders.values() if o.strategy_id == "legs"]
     assert len(sent) == 1  # the first leg went through the queue...
     assert len(e.queue) == 0  # ...which the executor drained
-    assert any("order queue full" in line.message and line.level == "error" for line in e._log)
+    assert any(
+        "order queue full" in line.message and line.level == "error" for line in e.activity.lines
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fbterm import snapshot as S
+from fbterm import commands as C
 from fbterm.config import Config
 from fbterm.engine import Engine
 from fbterm.model import Tick
@@ -127,7 +127,7 @@ def test_hot_update_of_parameters_keeps_the_position(engine: Engine) -> None:
     drive(engine, ZIGZAG)
     before = engine.oms.position("AAPL", "sma")
     assert before != 0
-    ok, msg = engine._handle(S.UpdateStrategy(name="sma", params={"fast": 3}))
+    ok, msg = engine.handlers.handle(C.UpdateStrategy(name="sma", params={"fast": 3}))
     assert ok, msg
     assert engine.executor.slots["sma"].strategy.p["fast"] == 3
     assert engine.oms.position("AAPL", "sma") == before
@@ -162,12 +162,12 @@ def test_hot_update_of_code_and_a_broken_one_that_rolls_back(
     monkeypatch.syspath_prepend(str(tmp_path))
     drive(engine, ZIGZAG)
     pos = engine.oms.position("AAPL", "sma")
-    ok, msg = engine._handle(S.UpdateStrategy(name="sma", cls="userstrats.mine:Mine"))
+    ok, msg = engine.handlers.handle(C.UpdateStrategy(name="sma", cls="userstrats.mine:Mine"))
     assert ok, msg
     assert type(engine.executor.slots["sma"].strategy).__name__ == "Mine"
     assert engine.oms.position("AAPL", "sma") == pos
 
-    ok, msg = engine._handle(S.UpdateStrategy(name="sma", cls="userstrats.broken:Broken"))
+    ok, msg = engine.handlers.handle(C.UpdateStrategy(name="sma", cls="userstrats.broken:Broken"))
     assert not ok
     assert "broken" in msg.lower()
     assert (

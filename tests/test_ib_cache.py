@@ -99,7 +99,7 @@ def test_live_engine_warms_its_strategies_on_cached_ib_history(
         e.start(timeout=30)
         seen = e.call(lambda: len(e.history.get("AAPL", ())))
         assert seen >= 2 * 9, "the strategy was fed recent history before the first live bar"
-        assert any("warmed up" in line.message for line in e.call(lambda: list(e._log)))
+        assert any("warmed up" in line.message for line in e.call(lambda: list(e.activity.lines)))
         assert (tmp_path / "data" / "AAPL" / "5s.csv").exists(), (
             "history is cached through DataStorage"
         )

@@ -12,7 +12,7 @@ import pytest
 
 from fbterm.testing.ibserver import IBTestServer
 
-pytest.importorskip("fbterm.headless")  # the headless runner lands with the engine work
+pytest.importorskip("fbterm.engine.headless")  # the headless runner lands with the engine work
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -91,11 +91,7 @@ class Books:
         return self.t
 
     def rows(self) -> int:
-        c = self.journal.conn
-        return (
-            c.execute("SELECT COUNT(*) FROM order_events").fetchone()[0]
-            + c.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
-        )
+        return self.journal.count_records()
 
     def ids(self) -> list[str]:
         return list(self.oms.orders)

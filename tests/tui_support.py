@@ -11,6 +11,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
+from fbterm.commands import Command, CommandResult
 from fbterm.model import (
     AccountDetails,
     Order,
@@ -22,8 +23,6 @@ from fbterm.model import (
     TradingState,
 )
 from fbterm.snapshot import (
-    Command,
-    CommandResult,
     EngineSnapshot,
     FeedStatus,
     Gauge,

@@ -15,7 +15,7 @@ from fbterm.cli.common import Subparsers, resolve_config
 from fbterm.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CLIError
 
 if TYPE_CHECKING:
-    from fbterm.ops import ActivityEntry
+    from fbterm.ops.activity import ActivityEntry
 
 LEVELS = ("debug", "info", "warning", "error")
 

@@ -1,7 +1,7 @@
 """``fbterm check-config``, ``fbterm strategies``, ``fbterm run`` and the console (no command).
 
 These are the commands that build the whole engine from a config, so this is the one module
-that reaches the engine's runners (``fbterm.headless``) and the console (``fbterm.tui.app``);
+that reaches the engine's runners (``fbterm.engine.headless``) and the console (``fbterm.tui.app``);
 both are imported inside the handlers, keeping ``fbterm --help`` free of them.
 """
 
@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_strategies(cfg)
     if not args.headless:
         return run_console(args, cfg)
-    from fbterm.headless import run_headless
+    from fbterm.engine import run_headless
 
     try:
         return run_headless(cfg, duration=args.duration, as_json=args.json)

@@ -19,14 +19,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 from ib_async import IB, Ticker
 from ib_async import Stock as IBStock
 
 from fbterm.data.storage import bar_timedelta, empty_bars, validate_bars
-from fbterm.execution.brokers.ib import describe_ib_error
+from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
 from fbterm.model import Tick
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
@@ -137,19 +137,15 @@ class PacingGate:
                 self._recent.popleft()
 
 
-class _HasIB(Protocol):
-    @property
-    def ib(self) -> IB: ...
-
-
 class IBSource:
-    """Bars and quotes from IB. ``connection`` is an ``ib_async.IB`` or the IB broker."""
+    """Bars and quotes from IB over ``connection``: an ``ib_async.IB``, or the IB broker, whose
+    connection it then shares (read at each use: the broker opens it only when it starts)."""
 
     name = "ib"
 
     def __init__(
         self,
-        connection: IB | _HasIB,
+        connection: IB | BrokerIntegration,
         *,
         pacing: PacingGate | None = None,
         what_to_show: str = "TRADES",

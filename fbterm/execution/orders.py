@@ -26,6 +26,7 @@ from fbterm.execution.brokers.base import (
     FillEvent,
     ModifyAckEvent,
     OrderStatusEvent,
+    SimulatedVenue,
 )
 from fbterm.journal import Journal
 from fbterm.model import (
@@ -75,6 +76,9 @@ class OrderManagement:
         restore: bool = True,
     ):
         self.broker = broker
+        # An in-process venue answers inside execute_order and dies with us, so an order and
+        # its acknowledgement may share one commit; asked once, not per order.
+        self.venue_in_process = isinstance(broker, SimulatedVenue)
         self.journal = journal
         self.risk_check = risk_check
         self.clock = clock
@@ -158,7 +162,7 @@ class OrderManagement:
             self._journal_order("rejected", rejected)
             self._store(rejected, "risk-rejected")
             return rejected
-        if self.journal is not None and getattr(self.broker, "in_process", False):
+        if self.journal is not None and self.venue_in_process:
             # An in-process venue answers inside execute_order, and dies with us: the order
             # and its acknowledgement commit together, one commit per order.
             with self.journal.batch():
@@ -320,7 +324,7 @@ class OrderManagement:
             and order.status is not OrderStatus.PENDING_CANCEL
         ):
             return
-        status = ev.status
+        status: OrderStatus = ev.status
         if status is OrderStatus.SUBMITTED and order.filled_quantity:
             status = OrderStatus.PARTIALLY_FILLED
         changes: dict[str, object] = {}
@@ -338,7 +342,7 @@ class OrderManagement:
     ) -> None:
         if reason:
             changes["reason"] = reason
-        new = order.transition(status, ts=self.clock(), **changes)  # type: ignore[arg-type]
+        new = order.transition(status, ts=self.clock(), **changes)
         self._journal_order(status.value, new)
         self._store(new, status.value)
 
@@ -553,7 +557,7 @@ class OrderQueue:
         batch = self.dequeue_batch(max_items)
         if not batch:
             return []
-        if oms.journal is None or not getattr(oms.broker, "in_process", False):
+        if oms.journal is None or not oms.venue_in_process:
             return [oms.create_order(s) for s in batch]
         with oms.journal.batch():
             return [oms.create_order(s) for s in batch]

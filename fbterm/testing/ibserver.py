@@ -943,7 +943,8 @@ class IBTestServer:
             len(sel),
         ]
         daily = step >= 86_400
-        for ts, row in zip(sel.index, sel.itertuples(index=False), strict=True):
+        rows: Iterable[Any] = sel.itertuples(index=False)  # pandas types the fields loosely
+        for ts, row in zip(sel.index, rows, strict=True):
             date = (
                 ts.strftime("%Y%m%d")
                 if daily

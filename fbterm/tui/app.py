@@ -38,12 +38,10 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Label
 
-from fbterm.model import StrategyState, TradingState
-from fbterm.snapshot import (
+from fbterm.commands import (
     CancelAll,
     CancelOrder,
     Command,
-    EngineSnapshot,
     FlattenAll,
     Halt,
     NewOrder,
@@ -53,6 +51,8 @@ from fbterm.snapshot import (
     Resume,
     ResumeStrategy,
 )
+from fbterm.model import StrategyState, TradingState
+from fbterm.snapshot import EngineSnapshot
 from fbterm.tui.dialogs import ConfirmDialog, FilterDialog, FlattenDialog, ModifyDialog, OrderTicket
 from fbterm.tui.header import HeaderBar
 from fbterm.tui.help import HelpScreen

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
+from fbterm.commands import FlattenAll, ModifyOrder, NewOrder, UpdateStrategy
 from fbterm.model import (
     IllegalTransition,
     Order,
@@ -29,14 +30,7 @@ from fbterm.model import (
     instrument_from_key,
     validate_order_fields,
 )
-from fbterm.snapshot import (
-    FlattenAll,
-    ModifyOrder,
-    NewOrder,
-    PositionRow,
-    StrategyRow,
-    UpdateStrategy,
-)
+from fbterm.snapshot import PositionRow, StrategyRow
 from fbterm.tui import fmt
 
 T = TypeVar("T")
@@ -147,7 +141,7 @@ def _radio(options: Sequence[str], selected: int, id: str) -> RadioSet:
 class ConfirmDialog(Dialog[bool]):
     """Yes / No. Focus starts on No, so a stray Enter never confirms."""
 
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape,n", "cancel", "No"),
         Binding("y", "submit", "Yes"),
     ]
@@ -322,7 +316,7 @@ class ModifyDialog(Dialog[ModifyOrder]):
 class FlattenDialog(Dialog[FlattenAll]):
     TITLE_TEXT = "Flatten all positions"
     OK_LABEL = "Flatten (y)"
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "submit", "Flatten"),
     ]

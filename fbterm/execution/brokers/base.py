@@ -8,11 +8,12 @@ adapters behind this one protocol, which is what lets the same engine run in bot
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from fbterm.execution.brokers.fills import MarketUpdate
 from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType
 
 
@@ -148,3 +149,28 @@ class Broker(Protocol):
     def query_positions(self) -> list[BrokerPosition]: ...
 
     def query_account_details(self) -> AccountDetails: ...
+
+
+@runtime_checkable
+class SimulatedVenue(Protocol):
+    """A venue simulated inside this process (the paper broker), on top of :class:`Broker`.
+
+    Three things set it apart from a remote venue, and the engine relies on each of them:
+
+    * it answers synchronously, inside :meth:`Broker.execute_order`, and dies with the
+      process, so everything one engine step causes (orders, acks, fills) may share one
+      journal commit: nothing of it is visible outside before the commit;
+    * it has no market data of its own: it fills against the updates the engine hands it;
+    * it keeps no book across restarts: the engine rebuilds it from the journal.
+
+    A remote venue (IB) has none of these, which is why the engine asks
+    ``isinstance(broker, SimulatedVenue)`` once instead of probing attributes.
+    """
+
+    def on_market(self, key: str, u: MarketUpdate) -> list[Fill]:
+        """Fill working orders for ``key`` against this market update; returns the fills."""
+        ...
+
+    def restore(self, fills: Iterable[Fill], open_orders: Iterable[Order]) -> None:
+        """Rebuild cash, positions and the working orders from the journal (after a restart)."""
+        ...

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from ib_async import IB
 from ib_async import Contract as IBContract
@@ -161,9 +162,9 @@ def from_ib_contract(c: IBContract) -> Instrument:
     return Stock(c.symbol, c.exchange or "SMART", c.currency or "USD")
 
 
-def _price(v: float) -> float | None:
+def _price(v: float | Decimal | None) -> float | None:
     # ib_async marks "no price" with UNSET_DOUBLE (sys.float_info.max) or 0.
-    return v if v and v < 1e300 else None
+    return float(v) if v and v < 1e300 else None
 
 
 _IB_TO_STATUS = {
@@ -332,7 +333,7 @@ class BrokerIntegration:
                 )
             self._account = cfg.account or (accounts[0] if accounts else "")
             # A restarted gateway may hand out ids we already used: never go below our floor.
-            ib.client.updateReqId(max(self._min_order_id, self._highest_order_id + 1))
+            ib.client.updateReqId(max(self._min_order_id, self._highest_order_id + 1))  # type: ignore[no-untyped-call]  # ib_async leaves it unannotated
             ib.client.MaxRequests = int(cfg.max_messages_per_second) if self._throttle else 0
             ib.client.RequestsInterval = 1
             await asyncio.wait_for(ib.reqAccountSummaryAsync(), cfg.request_timeout)
@@ -354,6 +355,11 @@ class BrokerIntegration:
         assert self._loop is not None
         self._reconnect_task = self._loop.create_task(self._reconnect_loop())
 
+    def _stop_requested(self) -> bool:
+        # A call, not the attribute: a type checker would keep the loop condition's answer
+        # across the await, where stop() can change it.
+        return self._stopping
+
     async def _reconnect_loop(self) -> None:
         cfg = self.config
         delay = cfg.reconnect_initial_delay
@@ -361,7 +367,7 @@ class BrokerIntegration:
         while not self._stopping:
             attempt += 1
             await self._sleep(delay)
-            if self._stopping:
+            if self._stop_requested():  # stop() may have run while we slept
                 return
             try:
                 await self._connect()
@@ -479,7 +485,7 @@ class BrokerIntegration:
             raise BrokerError(f"order {order.client_order_id} was already sent to IB")
         oid = ib.client.getReqId()
         oid = max(oid, self._min_order_id, self._highest_order_id + 1)
-        ib.client.updateReqId(oid + 1)
+        ib.client.updateReqId(oid + 1)  # type: ignore[no-untyped-call]  # unannotated in ib_async
         self._highest_order_id = oid
         ib_order = self._ib_order(order)
         ib_order.orderId = oid
@@ -504,7 +510,7 @@ class BrokerIntegration:
         if trade is not None:
             ib.cancelOrder(trade.order)  # ib_async marks the trade PendingCancel and tells us
         else:
-            ib.client.cancelOrder(tr.ib_order_id, "")
+            ib.client.cancelOrder(tr.ib_order_id, "")  # type: ignore[no-untyped-call]  # unannotated in ib_async
         self._report_status(tr, OrderStatus.PENDING_CANCEL, "cancel requested")
 
     def modify_order(self, order: Order) -> None:
@@ -669,7 +675,11 @@ class BrokerIntegration:
         elif st in ("Cancelled", "ApiCancelled", "Inactive"):
             entry = trade.log[-1] if trade.log else None
             code = entry.errorCode if entry else 0
-            reason = describe_ib_error(code, _ib_text(entry.message))[1] if code else ""
+            reason = (
+                describe_ib_error(code, _ib_text(entry.message))[1]
+                if entry is not None and code
+                else ""
+            )
             if st == "Inactive" or (
                 code and code != 202 and tr.status is OrderStatus.PENDING_SUBMIT
             ):

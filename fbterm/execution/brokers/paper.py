@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
@@ -59,10 +60,14 @@ def commission_from_config(cfg: PaperBrokerConfig) -> CommissionModel:
 
 
 class PaperBroker:
-    """A simulated broker. Not thread-safe: call it from the engine thread."""
+    """A simulated broker. Not thread-safe: call it from the engine thread.
+
+    It is the :class:`~fbterm.execution.brokers.base.SimulatedVenue`: it answers inside
+    ``execute_order``, fills on the market updates the engine hands to :meth:`on_market`, and
+    is rebuilt from the journal by :meth:`restore` at a restart.
+    """
 
     name = "paper"
-    in_process = True  # answers synchronously, inside execute_order
 
     def __init__(
         self,
@@ -232,10 +237,12 @@ class PaperBroker:
             if order is None:
                 ids.discard(oid)
                 continue
+            update: MarketUpdate | None
             if order.instrument.key == key:
                 update = u
             else:
-                update = self._option_update(order.instrument, u)  # type: ignore[arg-type]
+                # Indexed under ``key`` but not ``key`` itself: an option on it.
+                update = self._option_update(cast(Option, order.instrument), u)
                 if update is None:
                     continue
                 self.last[order.instrument.key] = update

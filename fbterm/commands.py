@@ -1,0 +1,152 @@
+"""What the engine accepts: typed operator commands, and the result each one earns.
+
+Every sender (the console, the control socket, tests) builds a :data:`Command` and hands it to
+the engine's thread-safe queue; the engine thread alone acts on it. Each command carries an id
+so its :class:`CommandResult` can be matched to it when it comes back inside a snapshot. This
+module sits at the bottom of the layering (it imports only :mod:`fbterm.model`) so the console
+can speak to the engine without importing any of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from fbterm.model import OrderType, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The engine's answer to one command: whether it did it, and a sentence saying what."""
+
+    command_id: int
+    ok: bool
+    message: str
+    ts: float = 0.0
+
+
+_ids = itertools.count(1)
+
+
+def _next_id() -> int:
+    return next(_ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Cmd:
+    command_id: int = field(default_factory=_next_id)
+    source: str = "ui"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Halt(_Cmd):
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReduceOnly(_Cmd):
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOrder(_Cmd):
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.DAY
+    strategy_id: str = "manual"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelOrder(_Cmd):
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelAll(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModifyOrder(_Cmd):
+    client_order_id: str
+    quantity: float | None = None
+    order_type: OrderType | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlattenAll(_Cmd):
+    order_type: OrderType = OrderType.MARKET
+    limit_offset_pct: float = 0.1  # limit orders: this far through the last price
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseStrategy(_Cmd):
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeStrategy(_Cmd):
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateStrategy(_Cmd):
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+    cls: str | None = None  # new code: "package.module:Class" or a built-in name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rebalance(_Cmd):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop(_Cmd):
+    pass
+
+
+Command = (
+    Halt
+    | ReduceOnly
+    | Resume
+    | NewOrder
+    | CancelOrder
+    | CancelAll
+    | ModifyOrder
+    | FlattenAll
+    | PauseStrategy
+    | ResumeStrategy
+    | UpdateStrategy
+    | Rebalance
+    | Stop
+)
+
+__all__ = [
+    "CancelAll",
+    "CancelOrder",
+    "Command",
+    "CommandResult",
+    "FlattenAll",
+    "Halt",
+    "ModifyOrder",
+    "NewOrder",
+    "PauseStrategy",
+    "Rebalance",
+    "ReduceOnly",
+    "Resume",
+    "ResumeStrategy",
+    "Stop",
+    "UpdateStrategy",
+]

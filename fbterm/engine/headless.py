@@ -1,0 +1,51 @@
+"""``fbterm run --headless``: the engine without the console, then a summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from fbterm.config import Config
+from fbterm.engine.core import Engine
+from fbterm.engine.publisher import format_summary
+
+
+def build_engine(cfg: Config) -> Engine:
+    """The engine; it opens its own activity log and alert channels from ``cfg``."""
+    return Engine(cfg)
+
+
+def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = False) -> int:
+    """Run until ``duration`` seconds pass, SIGINT/SIGTERM, or the engine stops; then print
+    the final summary (from a state no new tick can change). Returns the exit code."""
+    engine = build_engine(cfg)
+    done = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        done.set()
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.start(control=True)
+        print(
+            f"fbterm: engine running on {engine.broker.name}, {len(engine.executor.slots)} strategies, "
+            f"symbols {', '.join(engine.symbols)}; journal {cfg.journal_path}",
+            file=sys.stderr,
+        )
+        t_end = time.monotonic() + duration if duration else None
+        while not done.is_set() and engine.running:
+            left = None if t_end is None else t_end - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            done.wait(min(left, 0.5) if left is not None else 0.5)
+        engine.stop_feed()
+        time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
+        snap = engine.build_snapshot_threadsafe()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        engine.stop()
+    print(format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions))
+    return 0

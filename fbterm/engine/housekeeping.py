@@ -1,0 +1,222 @@
+"""The engine's timers: stale feeds, equity and risk limits, metrics, daily reports, rebalancing.
+
+None of this is driven by market data: it runs on the housekeeping loop (four times a second),
+so a silent feed is noticed, equity is watched, metrics are stored and the day's report is
+written whether the market moves or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fbterm.config import Config
+from fbterm.engine.events import ActivityLog
+from fbterm.engine.market import MarketState
+from fbterm.execution.brokers.base import Broker
+from fbterm.execution.orders import OrderManagement
+from fbterm.journal import Journal
+from fbterm.risk.portfolio import PortfolioLevelRisk
+from fbterm.strategies.executor import StrategyExecutor
+
+if TYPE_CHECKING:
+    from fbterm.metrics.live import MetricsSnapshot
+
+
+class MarketHours:
+    """Whether silence on a feed means something: always for the simulated market and
+    replays; for IB only while the exchange is open (a quiet feed at night is normal)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._cache: tuple[int, bool] | None = None  # (minute, open): asked every 0.25 s
+        self._calendar: Any = None
+
+    def is_open(self, now: float) -> bool:
+        if self.source != "ib":
+            return True
+        minute = int(now // 60)
+        if self._cache is not None and self._cache[0] == minute:
+            return self._cache[1]
+        try:
+            import exchange_calendars as xcals
+            import pandas as pd
+
+            cal = self._calendar or xcals.get_calendar("XNYS")
+            self._calendar = cal
+            is_open = bool(cal.is_open_on_minute(pd.Timestamp(minute * 60, unit="s", tz="UTC")))
+        except Exception:
+            is_open = True  # unknown: better a false "stale" than a silent dead feed
+        self._cache = (minute, is_open)
+        return is_open
+
+
+class EngineMetrics:
+    """Real-time metrics per strategy and for the portfolio, stored and reported.
+
+    Stored in the journal database every 10 s (and on demand), and the day's post-trade report
+    is written to the report directory when the trading day rolls.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        executor: StrategyExecutor,
+        oms: OrderManagement,
+        market: MarketState,
+        journal: Journal,
+        activity: ActivityLog,
+        clock: Callable[[], float],
+    ) -> None:
+        from fbterm.metrics.live import MetricsCalculation
+
+        self.config = cfg
+        self.executor = executor
+        self.oms = oms
+        self.market = market
+        self.journal = journal
+        self.activity = activity
+        self.clock = clock
+        self.calc = MetricsCalculation(
+            rolling_window=cfg.metrics.rolling_window, timezone=cfg.market.timezone
+        )
+        self.snapshot: MetricsSnapshot | None = None
+        self._stored = 0.0
+        self._report_day: dt.date | None = None
+
+    def update(
+        self, now: float | None = None, *, store: bool | None = None
+    ) -> MetricsSnapshot | None:
+        """Recompute the metrics (engine thread); a failure is logged, never raised."""
+        now = now or self.clock()
+        calc, oms = self.calc, self.oms
+        for name, slot in self.executor.slots.items():
+            if calc.capital.get(name) != slot.capital:
+                calc.set_capital(name, slot.capital)
+        marks = {k: m for k in oms.positions if (m := self.market.mark(k)) is not None}
+        try:
+            snap = calc.calculate_real_time_metrics(
+                oms.fills, marks, orders=list(oms.orders.values())[-5000:], now=now
+            )
+        except Exception as e:  # metrics must never stop trading
+            self.activity.log(
+                "error", "metrics", f"real-time metrics failed: {type(e).__name__}: {e}"
+            )
+            return None
+        self.snapshot = snap
+        if store or (store is None and now - self._stored >= 10.0):
+            self._stored = now
+            try:
+                post = calc.calculate_post_trade_metrics(oms.fills)
+                self.journal.store_metrics(snap, post.trades)
+            except Exception as e:
+                self.activity.log(
+                    "error", "metrics", f"storing metrics failed: {type(e).__name__}: {e}"
+                )
+        day = snap.day
+        if self._report_day is None:
+            self._report_day = day
+        elif day != self._report_day:
+            self.write_daily_report(self._report_day)
+            self._report_day = day
+        return snap
+
+    def write_daily_report(self, day: dt.date | None = None) -> list[Path]:
+        """The day's closed trades (CSV) and summary (JSON) under the report directory."""
+        try:
+            post = self.calc.calculate_post_trade_metrics(
+                self.oms.fills, orders=list(self.oms.orders.values())[-20000:]
+            )
+            day = day or (self.snapshot.day if self.snapshot else None)
+            if day is None:
+                return []
+            paths = self.calc.write_daily_report(self.config.report_dir, day, post)
+        except Exception as e:
+            self.activity.log("error", "metrics", f"daily report failed: {type(e).__name__}: {e}")
+            return []
+        self.activity.log(
+            "info", "metrics", f"daily report for {day}: {', '.join(str(p) for p in paths)}"
+        )
+        return paths
+
+
+def rebalance(executor: StrategyExecutor, cfg: Config) -> tuple[bool, str]:
+    """Move capital between strategies by half Kelly on their equity histories."""
+    try:
+        from fbterm.metrics.optimization import Optimization
+    except ImportError as e:  # pragma: no cover
+        return False, f"rebalance unavailable: {e}"
+    slots = executor.slots
+    res = Optimization().apply_half_kelly(
+        executor,
+        {n: [eq for _, eq in s.history] for n, s in slots.items()},
+        cap=cfg.metrics.kelly_cap,
+        min_observations=cfg.metrics.kelly_min_observations,
+        current={n: s.capital for n, s in slots.items()},
+    )
+    if not res.applied:
+        return True, f"rebalance: no change ({res.reason})"
+    moves = ", ".join(
+        f"{n} {res.old_allocations[n]:,.0f} -> {res.new_allocations[n]:,.0f}"
+        for n in res.new_allocations
+    )
+    return True, f"rebalance (half Kelly): {moves}"
+
+
+class Housekeeping:
+    """The loop that watches what market data cannot: feeds, equity, metrics, the clock."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        market: MarketState,
+        broker: Broker,
+        risk: PortfolioLevelRisk,
+        executor: StrategyExecutor,
+        metrics: EngineMetrics,
+        activity: ActivityLog,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = cfg
+        self.market = market
+        self.broker = broker
+        self.risk = risk
+        self.executor = executor
+        self.metrics = metrics
+        self.activity = activity
+        self.clock = clock
+        self.hours = MarketHours(cfg.market.source)
+        self._metrics_at = 0.0
+
+    def equity(self) -> float:
+        """The account's equity as the venue reports it; the risk manager's when it cannot."""
+        try:
+            return self.broker.query_account_details().equity
+        except Exception:
+            return self.risk.equity
+
+    async def run(self) -> None:
+        stale_after = self.config.market.stale_after
+        last_rebalance = self.clock()
+        while True:
+            await asyncio.sleep(0.25)
+            now = self.clock()
+            if self.hours.is_open(now):
+                self.market.check_staleness(now, stale_after)
+            reason = self.risk.update_equity(self.equity(), now)
+            if reason:
+                self.activity.alert(
+                    "critical", "Risk limit breached", reason, key=f"breach:{reason[:20]}"
+                )
+            self.executor.sample_equity(now)
+            if now - self._metrics_at >= 1.0:
+                self._metrics_at = now
+                self.metrics.update(now)
+            iv = self.config.metrics.rebalance_interval
+            if iv > 0 and now - last_rebalance >= iv:
+                last_rebalance = now
+                ok, msg = rebalance(self.executor, self.config)
+                self.activity.log("info" if ok else "warning", "metrics", msg)
