@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from fbterm.config import SimulatedMarketConfig
+from fbterm.data.bars import validate_bars
 from fbterm.data.simulated import (
     TRADING_SECONDS_PER_YEAR,
     SimulatedMarket,
@@ -20,7 +21,6 @@ from fbterm.data.simulated import (
     monthly_expiries,
     synth_bars,
 )
-from fbterm.data.storage import validate_bars
 from fbterm.model import Option, Right
 
 SYMS = ["AAPL", "MSFT", "SPY"]

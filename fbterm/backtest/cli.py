@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
         if isinstance(e, BacktestError | StrategyError):
             raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__, 2) from None
-        from fbterm.data.storage import DataError
+        from fbterm.data.bars import DataError
 
         if isinstance(e, DataError):
             raise CLIError(str(e).splitlines()[0], 2) from None

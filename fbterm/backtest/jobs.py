@@ -29,7 +29,8 @@ def load_bars(path: str | os.PathLike[str], on_bad_rows: str = "error") -> pd.Da
 
     ``on_bad_rows`` = "drop" or "repair" skips or mends bad rows instead of refusing the file.
     """
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     p = Path(path).expanduser()
     if not p.is_file():

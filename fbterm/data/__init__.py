@@ -13,10 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "fbterm.data.storage": (
-        "BAR_COLUMNS", "DataError", "DataStorage", "LoadReport", "StoredSeries",
-        "canonical_bar_size", "validate_bars",
-    ),
+    "fbterm.data.bars": ("BAR_COLUMNS", "DataError", "canonical_bar_size", "validate_bars"),
+    "fbterm.data.csvparse": ("LoadReport",),
+    "fbterm.data.storage": ("DataStorage", "StoredSeries"),
     "fbterm.data.processing": (
         "CleanReport", "DataProcessing", "clean_data", "find_gaps", "resample_bars", "transform_data",
     ),
@@ -66,6 +65,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from fbterm.data.bars import BAR_COLUMNS, DataError, canonical_bar_size, validate_bars
+    from fbterm.data.csvparse import LoadReport
     from fbterm.data.processing import (
         CleanReport,
         DataProcessing,
@@ -82,12 +83,4 @@ if TYPE_CHECKING:
         SimulatedSource,
     )
     from fbterm.data.simulated import SimulatedMarket, bs_delta, bs_price, synth_bars
-    from fbterm.data.storage import (
-        BAR_COLUMNS,
-        DataError,
-        DataStorage,
-        LoadReport,
-        StoredSeries,
-        canonical_bar_size,
-        validate_bars,
-    )
+    from fbterm.data.storage import DataStorage, StoredSeries

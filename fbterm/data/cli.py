@@ -135,7 +135,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _load(path: str, on_bad_rows: str, tz: str, adj_close: bool = False):  # type: ignore[no-untyped-def]
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     # No binary cache for one-off files: the CLI should leave nothing behind next to them.
     storage = DataStorage(Path(path).parent, tz, cache=False)
@@ -195,8 +196,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    from fbterm.data.bars import DataError
     from fbterm.data.processing import clean_data, resample_bars
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.storage import DataStorage
 
     cfg = _config(args)
     tz = args.timezone or cfg.market.timezone
@@ -226,7 +228,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     cfg = _config(args)
     storage = DataStorage(args.data_dir or cfg.data_dir, cfg.market.timezone)

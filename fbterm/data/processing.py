@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fbterm.data import indicators as ind
-from fbterm.data.storage import (
+from fbterm.data.bars import (
     BAR_COLUMNS,
     PRICE_COLUMNS,
     DataError,

@@ -26,12 +26,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from fbterm.data.simulated import SimulatedMarket, synth_bars
-from fbterm.data.storage import (
+from fbterm.data.bars import (
     BAR_COLUMNS,
-    BadRows,
     DataError,
-    DataStorage,
     bar_timedelta,
     canonical_bar_size,
     empty_bars,
@@ -39,6 +36,9 @@ from fbterm.data.storage import (
     to_utc,
     validate_bars,
 )
+from fbterm.data.csvparse import BadRows
+from fbterm.data.simulated import SimulatedMarket, synth_bars
+from fbterm.data.storage import DataStorage
 from fbterm.model import Tick
 
 
