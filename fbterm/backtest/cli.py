@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     except CLIError:
         raise
     except Exception as e:
-        from fbterm.backtest.backtester import BacktestError
+        from fbterm.backtest.inputs import BacktestError
         from fbterm.strategies.base import StrategyError
 
         if isinstance(e, BacktestError | StrategyError):
@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fbterm.backtest.backtester import CustomBacktester, make_commission, make_sizing
+    from fbterm.backtest.backtester import CustomBacktester
+    from fbterm.backtest.inputs import make_commission, make_sizing
     from fbterm.backtest.jobs import load_bars, run_sweep, sweep_grid
     from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable
     from fbterm.cli import CLIError

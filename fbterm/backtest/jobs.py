@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from fbterm.backtest.backtester import BacktestError, BacktestResult, CustomBacktester
+from fbterm.backtest.backtester import CustomBacktester
+from fbterm.backtest.inputs import BacktestError
+from fbterm.backtest.result import BacktestResult
 from fbterm.config import StrategyRiskConfig
 from fbterm.strategies import create_strategy
 from fbterm.strategies.base import StrategyError
@@ -235,14 +237,15 @@ def _run_dask(
     progress: Progress | None,
 ) -> list[dict[str, Any]]:
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        import distributed
     except ImportError:
         raise BacktestError(
             "--cluster needs dask.distributed: pip install 'fbterm[dask]'"
         ) from None
+    # distributed ships without type annotations: it is typed at this boundary, as Any.
+    dist: Any = distributed
     try:
-        client = Client(address, timeout=10)
+        client = dist.Client(address, timeout=10)
     except Exception as e:
         raise BacktestError(
             f"--cluster {address}: cannot connect: {type(e).__name__}: {e}"
@@ -260,7 +263,7 @@ def _run_dask(
             pure=False,
         )
         rows = []
-        for i, f in enumerate(dask_completed(futs)):
+        for i, f in enumerate(dist.as_completed(futs)):
             rows.append(f.result())
             if progress:
                 progress((i + 1) / len(grid))

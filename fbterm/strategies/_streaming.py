@@ -115,7 +115,7 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     prev = np.empty_like(close)
     prev[0] = np.nan
     prev[1:] = close[:-1]
-    tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
+    tr: np.ndarray = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
     return tr
 
 

@@ -177,7 +177,7 @@ class CoveredCall(StrategyInterface):
         self.reset()
 
     def warmup(self) -> int:
-        return self.p["vol_window"] + 1
+        return int(self.p["vol_window"]) + 1
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
         close = bars["close"].to_numpy(dtype=float)

@@ -22,7 +22,8 @@ import pandas as pd
 from fbterm.config import StrategyRiskConfig
 from fbterm.execution.orders import OrderQueue, QueueFull
 from fbterm.model import Bar, OptionQuote, Order, OrderStatus, OrderType, Position, Side, Signal
-from fbterm.risk.portfolio import StrategyLevelRisk, trading_day
+from fbterm.risk.portfolio import trading_day
+from fbterm.risk.strategy import StrategyLevelRisk
 from fbterm.snapshot import StrategyState
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
