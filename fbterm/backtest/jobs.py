@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,10 +23,13 @@ from fbterm.config import StrategyRiskConfig
 from fbterm.strategies import create_strategy
 from fbterm.strategies.base import StrategyError
 
+if TYPE_CHECKING:
+    from fbterm.data.csvparse import BadRows
+
 Progress = Callable[[float], None]
 
 
-def load_bars(path: str | os.PathLike[str], on_bad_rows: str = "error") -> pd.DataFrame:
+def load_bars(path: str | os.PathLike[str], on_bad_rows: BadRows = "error") -> pd.DataFrame:
     """Bars from any CSV that DataStorage loads (its binary cache makes reloads fast).
 
     ``on_bad_rows`` = "drop" or "repair" skips or mends bad rows instead of refusing the file.
@@ -38,7 +41,7 @@ def load_bars(path: str | os.PathLike[str], on_bad_rows: str = "error") -> pd.Da
     if not p.is_file():
         raise BacktestError(f"{p}: no such file")
     try:
-        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)  # type: ignore[arg-type]
+        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)
     except DataError as e:
         raise BacktestError(str(e)) from None
     except (OSError, ValueError, UnicodeDecodeError) as e:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 
-def one_category(m: int, name: str) -> pd.Categorical:
+def one_category(m: int, name: str) -> pd.Categorical[str]:
     """``m`` copies of ``name`` as a categorical, without a Python object per row."""
     return pd.Categorical.from_codes(np.zeros(m, dtype=np.int8), categories=pd.Index([name]))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -185,6 +185,12 @@ def _first_bad_row(cols: dict[str, np.ndarray]) -> tuple[int, str] | None:
         if len(hits) and (first is None or hits[0] < first[0]):
             first = (int(hits[0]), problem)
     return first
+
+
+def bar_index(df: pd.DataFrame) -> pd.DatetimeIndex:
+    """The time index of a frame in the one bar shape, typed as such (pandas types every
+    frame's index as a plain Index; :func:`validate_bars` is what makes it a DatetimeIndex)."""
+    return cast(pd.DatetimeIndex, df.index)
 
 
 def bars_from_arrays(ts: np.ndarray, arrays: Sequence[np.ndarray] | np.ndarray) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fbterm.data.bars import BAR_COLUMNS, bars_from_arrays
+from fbterm.data.bars import BAR_COLUMNS, bar_index, bars_from_arrays
 from fbterm.data.csvparse import LoadReport
 
 CACHE_VERSION = 2
@@ -57,7 +57,7 @@ def cache_write(path: Path, key: str, df: pd.DataFrame, report: LoadReport) -> N
         fd, tmp = tempfile.mkstemp(prefix=cp.name, suffix=".tmp", dir=cp.parent)
         with os.fdopen(fd, "wb") as f:
             np.savez(
-                f, key=np.array(key), ts=df.index.asi8,
+                f, key=np.array(key), ts=bar_index(df).asi8,
                 data=df[list(BAR_COLUMNS)].to_numpy(dtype=np.float64),
                 report=np.array(json.dumps(report.to_dict())),
             )  # fmt: skip

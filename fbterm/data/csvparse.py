@@ -140,7 +140,7 @@ def parse_timestamps(raw: pd.Series | np.ndarray, timezone: str) -> pd.DatetimeI
         # Not ISO at all: maybe "01/02/2020" or "20200102  09:30:00"; let pandas infer it.
         stripped = s.where(~s.notna(), s.astype(str).str.replace(r"\s+", " ", regex=True))
         alt = _to_datetime(stripped, aware, None)
-        if alt.notna().sum() > idx.notna().sum():
+        if np.count_nonzero(alt.notna()) > np.count_nonzero(idx.notna()):
             idx = alt
     if not aware:
         idx = idx.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").tz_convert("UTC")
@@ -181,7 +181,7 @@ def _parse_numeric_times(x: np.ndarray) -> pd.DatetimeIndex:
     ):
         txt = pd.Series(np.where(np.isfinite(x), x, 0).astype(np.int64).astype(str))
         idx = pd.DatetimeIndex(pd.to_datetime(txt, format="%Y%m%d", errors="coerce"))
-        idx = idx.where(np.isfinite(x), pd.NaT)
+        idx = pd.DatetimeIndex(idx.where(np.isfinite(x)))  # NaT where x is not a number
         return idx.tz_localize("UTC").as_unit("ns")
     scale = 1e9 if big < 1e11 else 1e6 if big < 1e14 else 1e3 if big < 1e17 else 1.0
     with np.errstate(invalid="ignore"):
@@ -231,7 +231,8 @@ def parse_frame(
 
     if isinstance(date_col, list):
         d, t = (raw[c].astype("string").fillna("") for c in date_col)
-        traw = (d + " " + t).str.strip().replace("", np.nan).astype(object)
+        # pandas-stubs only let a text Series be replaced with text; NaN is what marks blanks.
+        traw = (d + " " + t).str.strip().replace("", np.nan).astype(object)  # type: ignore[call-overload]
     else:
         traw = raw[date_col]
         first = _first_text(traw)

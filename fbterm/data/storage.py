@@ -21,6 +21,7 @@ from fbterm.data.bars import (
     BAR_COLUMNS,
     INDEX_NAME,
     DataError,
+    bar_index,
     bar_timedelta,
     canonical_bar_size,
     slice_bars,
@@ -52,7 +53,7 @@ class StoredSeries(NamedTuple):
 
 def _format_times(idx: pd.DatetimeIndex) -> list[str]:
     ns = idx.tz_convert("UTC").as_unit("ns").asi8
-    unit = "s"
+    unit: Literal["s", "ms", "us", "ns"] = "s"
     if len(ns) and (ns % 1_000_000_000).any():
         unit = "ms" if not (ns % 1_000_000).any() else "us" if not (ns % 1000).any() else "ns"
     txt = np.datetime_as_string(ns.view("datetime64[ns]").astype(f"datetime64[{unit}]"), unit=unit)
@@ -82,7 +83,7 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = [*BAR_COLUMNS, *(c for c in df.columns if c not in BAR_COLUMNS)]
     header = ",".join([INDEX_NAME, *(_csv_cell(c) for c in columns)])
-    fields = [_format_times(df.index), *(_format_column(df[c]) for c in columns)]
+    fields = [_format_times(bar_index(df)), *(_format_column(df[c]) for c in columns)]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ def sma(values: pd.Series, n: int) -> pd.Series:
         from fbterm.data.indicators import sma as data_sma
     except ImportError:
         return values.rolling(n).mean()
-    return data_sma(values, n)
+    return cast(pd.Series, data_sma(values, n))  # a Series in, a Series out
 
 
 class RollingMean:
