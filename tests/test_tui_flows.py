@@ -22,8 +22,9 @@ from tui_support import run_async
 from fbterm.config import Config, config_from_dict, default_config, to_dict
 from fbterm.engine import Engine
 from fbterm.snapshot import EngineSnapshot, StrategyState, TradingState
-from fbterm.tui.app import ConsoleScreen, FbtermApp
+from fbterm.tui.app import FbtermApp
 from fbterm.tui.backtest import BacktestScreen
+from fbterm.tui.console import ConsoleScreen
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog, ModifyDialog, OrderTicket
 from fbterm.tui.logpane import LogPane
 from fbterm.tui.orders import OrdersTable

@@ -147,7 +147,7 @@ def _radio(options: Sequence[str], selected: int, id: str) -> RadioSet:
 class ConfirmDialog(Dialog[bool]):
     """Yes / No. Focus starts on No, so a stray Enter never confirms."""
 
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape,n", "cancel", "No"),
         Binding("y", "submit", "Yes"),
     ]
@@ -322,7 +322,7 @@ class ModifyDialog(Dialog[ModifyOrder]):
 class FlattenDialog(Dialog[FlattenAll]):
     TITLE_TEXT = "Flatten all positions"
     OK_LABEL = "Flatten (y)"
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "submit", "Flatten"),
     ]
