@@ -37,6 +37,8 @@ def test_import_linter_contracts_in_pyproject_are_kept():
         "fbterm.execution.orders",
         "fbterm.execution.brokers.paper",
         "fbterm.risk.portfolio",
+        "fbterm.risk.strategy",
+        "fbterm.backtest.backtester",
         "fbterm.strategies",
         "fbterm.config",
         "fbterm.cli",
