@@ -58,6 +58,7 @@ def test_mypy_strict_is_clean_on_fbterm():
         "fbterm.execution.orders",
         "fbterm.execution.brokers.paper",
         "fbterm.risk",
+        "fbterm.backtest.backtester",
         "fbterm.strategies",
         "fbterm.config",
         "fbterm.cli",
