@@ -229,7 +229,7 @@ class UIConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    socket: str = _f("", help="empty: <user runtime/data dir>/fbterm/control.sock")
+    socket: str = _f("", help="empty: <fbterm's folder>/run/control.sock (a private folder)")
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class Config:
         return (
             Path(self.control.socket).expanduser()
             if self.control.socket
-            else user_dir() / "control.sock"
+            else user_dir() / "run" / "control.sock"
         )
 
     @property
@@ -333,7 +333,10 @@ class _Ctx:
         self.source = source
 
     def fail(self, path: str, reason: str) -> typing.NoReturn:
-        raise ConfigError(f"{self.source}: {path}: {reason}")
+        from fbterm.redact import redact_text
+
+        # The reason may quote the value, and a value may be a webhook URL with its token.
+        raise ConfigError(f"{self.source}: {path}: {redact_text(reason)}")
 
 
 def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) -> Any:

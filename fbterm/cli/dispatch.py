@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run.run_console(args)
         return int(handler(args) or EXIT_OK)
     except CLIError as e:
-        print(f"fbterm: {e}", file=sys.stderr)
+        from fbterm.redact import redact_text
+
+        # Errors quote what they refuse, and that may be a URL with a token in it.
+        print(f"fbterm: {redact_text(str(e))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("fbterm: interrupted", file=sys.stderr)

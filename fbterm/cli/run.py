@@ -72,12 +72,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Print the effective config (defaults filled in) so an operator sees what will run,
     after building every strategy so a bad parameter fails here rather than at start-up."""
     from fbterm.config import dump_toml, to_dict
+    from fbterm.redact import redact_value
 
     cfg = resolve_config(args)
     check_strategies(cfg)
     sys.stdout.write(f"# {cfg.source}: OK\n")
     sys.stdout.write(f"# journal: {cfg.journal_path}\n# data dir: {cfg.data_dir}\n")
-    sys.stdout.write(dump_toml(to_dict(cfg)))
+    # What is printed may be pasted into a ticket: a webhook's token stays in the file.
+    sys.stdout.write(dump_toml(redact_value(to_dict(cfg))))
     return EXIT_OK
 
 
