@@ -105,7 +105,7 @@ class _RequestHandler(socketserver.StreamRequestHandler):
 
     def setup(self) -> None:
         # A read that waits longer than this ends the connection and frees its slot.
-        self.timeout = self.server.idle_timeout
+        self.request.settimeout(self.server.idle_timeout)
         super().setup()
 
     def handle(self) -> None:
