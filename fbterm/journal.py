@@ -16,6 +16,7 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -179,22 +180,7 @@ class Journal:
     # -- reads ---------------------------------------------------------------------------
     def load(self) -> JournalState:
         """Every order's last state and every fill, as they were journaled."""
-        orders: dict[str, Order] = {}
-        n = 0
-        try:
-            for (data,) in self.conn.execute("SELECT data FROM order_events ORDER BY seq"):
-                o = Order.from_dict(json.loads(data))
-                orders[o.client_order_id] = o
-                n += 1
-            fills = [
-                Fill.from_dict(json.loads(d))
-                for (d,) in self.conn.execute("SELECT data FROM fills ORDER BY seq")
-            ]
-        except (sqlite3.DatabaseError, ValueError, KeyError) as e:
-            raise JournalError(
-                f"{self.path}: journal is damaged or not an fbterm journal: {e}"
-            ) from None
-        return JournalState(orders=orders, fills=fills, events=n + len(fills))
+        return _read_state(self.conn, self.path)
 
     def order_history(self, order_id: str) -> list[tuple[float, str, Order]]:
         # A table scan: an index on order_id would cost every order ~20% of its commit, for a
@@ -238,3 +224,41 @@ class Journal:
     def close(self) -> None:
         with self._lock, suppress(sqlite3.ProgrammingError):
             self.conn.close()
+
+
+def read_journal(path: str | Path) -> JournalState:
+    """Every order's last state and every fill, read without writing or locking anything.
+
+    For ``fbterm status|orders|positions`` when no engine runs: the file is opened read-only
+    (SQLite's ``mode=ro``), so reading can neither create a journal nor change one, and a
+    running engine (WAL) is not disturbed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise JournalError(f"no journal at {p}")
+    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.DatabaseError as e:
+        raise JournalError(f"{p}: cannot open the journal: {e}") from None
+    try:
+        return _read_state(conn, p)
+    finally:
+        conn.close()
+
+
+def _read_state(conn: sqlite3.Connection, path: Path) -> JournalState:
+    orders: dict[str, Order] = {}
+    n = 0
+    try:
+        for (data,) in conn.execute("SELECT data FROM order_events ORDER BY seq"):
+            o = Order.from_dict(json.loads(data))
+            orders[o.client_order_id] = o
+            n += 1
+        fills = [
+            Fill.from_dict(json.loads(d))
+            for (d,) in conn.execute("SELECT data FROM fills ORDER BY seq")
+        ]
+    except (sqlite3.DatabaseError, ValueError, KeyError) as e:
+        raise JournalError(f"{path}: journal is damaged or not an fbterm journal: {e}") from None
+    return JournalState(orders=orders, fills=fills, events=n + len(fills))

@@ -11,7 +11,7 @@ Requests:
 * ``status``: the snapshot summary, plus ``pid`` and ``journal``;
 * ``orders`` ``{all: bool, limit: int}``: working orders, or every recent one;
 * ``positions``: open positions, marked;
-* ``execute`` ``{command: halt|resume|flatten|cancel|cancel_all|order, ..., timeout}``: run
+* ``execute`` ``{command: halt|resume|flatten|cancel|cancel_all|order, ..., wait}``: run
   one operator command and answer its result;
 * ``command`` ``{name}``: queue a command without waiting (kept for older clients);
 * ``update``: a hot update (:mod:`fbterm.ops.updates`).
@@ -114,7 +114,7 @@ def serve_control(
 
     def execute(req: dict[str, Any]) -> Any:
         cmd = command_from_request(req)
-        wait = _number(req, "timeout", None, 0.1, 600.0) or DEFAULT_WAIT
+        wait = _number(req, "wait", None, 0.1, 600.0) or DEFAULT_WAIT
         results.expect(cmd.command_id)
         submit(cmd)
         res = results.wait(cmd.command_id, wait)
@@ -177,9 +177,10 @@ def command_from_request(req: dict[str, Any]) -> Command:
     if name == "cancel_all":
         return CancelAll(source=src)
     if name == "cancel":
-        oid = _text(req, "id", "")
+        # "id" is the request's own id (the socket's protocol); the order's is "order_id".
+        oid = _text(req, "order_id", "").strip()
         if not oid:
-            raise RequestError("cancel needs the id of an order")
+            raise RequestError("cancel needs order_id, the id of an order")
         return CancelOrder(source=src, client_order_id=oid)
     if name == "order":
         return _new_order(req, src)
