@@ -13,7 +13,9 @@ survives that, at the cost of an fsync per commit.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -262,3 +264,45 @@ def _read_state(conn: sqlite3.Connection, path: Path) -> JournalState:
     except (sqlite3.DatabaseError, ValueError, KeyError) as e:
         raise JournalError(f"{path}: journal is damaged or not an fbterm journal: {e}") from None
     return JournalState(orders=orders, fills=fills, events=n + len(fills))
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SYSTEM_TREES = ("/proc", "/sys", "/dev")
+
+
+def check_journal_path(path: str | Path) -> None:
+    """Refuse a journal path the engine could not use, before anything is created there.
+
+    An existing file must be an SQLite file (ours, or empty); otherwise the folder the engine
+    would create it in must take a new file (tried for real: permission bits say nothing to
+    root, and nothing at all about /proc). Raises JournalError with one line saying why.
+    """
+    p = Path(path).expanduser()
+    text = str(p)
+    if "\0" in text:
+        raise JournalError(f"journal path contains a NUL character: {text!r}")
+    resolved = p.resolve()
+    if any(resolved == Path(t) or Path(t) in resolved.parents for t in _SYSTEM_TREES):
+        raise JournalError(f"{p}: a journal cannot live under /{resolved.parts[1]}")
+    if p.exists():
+        if not p.is_file():
+            raise JournalError(f"{p}: not a file")
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(len(_SQLITE_HEADER))
+        except OSError as e:
+            raise JournalError(f"{p}: cannot read: {e.strerror}") from None
+        if head and head != _SQLITE_HEADER:
+            raise JournalError(f"{p}: not an fbterm journal (not an SQLite file)")
+        if not os.access(p, os.W_OK):
+            raise JournalError(f"{p}: not writable")
+        return
+    folder = next((a for a in (p.parent, *p.parent.parents) if a.exists()), None)
+    if folder is None or not folder.is_dir():
+        raise JournalError(f"{p}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fbterm-probe-", dir=folder)
+    except OSError as e:
+        raise JournalError(f"{p}: cannot create files in {folder}: {e.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -321,6 +321,24 @@ class StrategyInterface(ABC):
         return self._last_target.get(symbol)
 
 
+def history_problem(strategy: StrategyInterface, history_bars: int) -> tuple[str, str] | None:
+    """``(parameter, reason)`` when ``strategy`` needs more bars than the engine keeps
+    (``history_bars``): it could never trade, and warming it up would take minutes. The
+    parameter is the window that is too long ('' when no single one is)."""
+    need = strategy.warmup()
+    if need <= history_bars:
+        return None
+    too_long = [
+        p.name
+        for p in type(strategy).params
+        if p.type is int
+        and isinstance(strategy.p.get(p.name), int)
+        and strategy.p[p.name] > history_bars
+    ]
+    reason = f"needs {need:,} bars of history, more than market.history_bars = {history_bars:,}"
+    return (too_long[0] if too_long else "", reason)
+
+
 def _latest_target(signals: pd.DataFrame | float) -> float:
     if isinstance(signals, pd.DataFrame):
         if signals.empty:
