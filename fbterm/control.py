@@ -136,6 +136,7 @@ class _RequestHandler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.UnixStreamServer):
     allow_reuse_address = False
+    request_queue_size = 64  # the kernel's queue for a burst; beyond it a connect fails at once
 
     def __init__(
         self,
@@ -372,7 +373,12 @@ class ControlClient:
         rid = self._next_id
         payload = json.dumps({**args, "cmd": cmd, "id": rid}, default=str) + "\n"
         try:
-            self._sock.sendall(payload.encode())
+            try:
+                self._sock.sendall(payload.encode())
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may have spoken first and hung up (too many connections): its
+                # last line says why, and is a better error than a broken pipe.
+                pass
             line = self._file.readline(MAX_LINE + 1)
         except TimeoutError:
             raise ControlError(f"no answer from the engine within {self.timeout:g}s") from None
