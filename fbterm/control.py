@@ -373,12 +373,10 @@ class ControlClient:
         rid = self._next_id
         payload = json.dumps({**args, "cmd": cmd, "id": rid}, default=str) + "\n"
         try:
-            try:
+            # The server may have spoken first and hung up (too many connections): its last
+            # line says why, and is a better error than a broken pipe.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self._sock.sendall(payload.encode())
-            except (BrokenPipeError, ConnectionResetError):
-                # The server may have spoken first and hung up (too many connections): its
-                # last line says why, and is a better error than a broken pipe.
-                pass
             line = self._file.readline(MAX_LINE + 1)
         except TimeoutError:
             raise ControlError(f"no answer from the engine within {self.timeout:g}s") from None

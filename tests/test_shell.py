@@ -375,7 +375,7 @@ socket = "{tmp_path / "run" / "c.sock"}"
         wait_for(lambda: "AAPL" in fbterm("positions").stdout, "the position")
     finally:
         run.send_signal(signal.SIGTERM)
-        out, err = run.communicate(timeout=60)
+        _out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert "Traceback" not in err
     r = fbterm("positions")
