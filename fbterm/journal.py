@@ -238,15 +238,18 @@ def read_journal(path: str | Path) -> JournalState:
     p = Path(path)
     if not p.is_file():
         raise JournalError(f"no journal at {p}")
-    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True)
+        conn = _connect_read_only(p)
     except sqlite3.DatabaseError as e:
         raise JournalError(f"{p}: cannot open the journal: {e}") from None
     try:
         return _read_state(conn, p)
     finally:
         conn.close()
+
+
+def _connect_read_only(p: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{urllib.parse.quote(str(p.resolve()))}?mode=ro", uri=True)
 
 
 def _read_state(conn: sqlite3.Connection, path: Path) -> JournalState:
@@ -296,6 +299,17 @@ def check_journal_path(path: str | Path) -> None:
             raise JournalError(f"{p}: not an fbterm journal (not an SQLite file)")
         if not os.access(p, os.W_OK):
             raise JournalError(f"{p}: not writable")
+        if head:
+            try:
+                conn = _connect_read_only(p)
+                try:
+                    conn.execute("SELECT name FROM sqlite_master").fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as e:
+                raise JournalError(
+                    f"{p}: journal is damaged or not an fbterm journal: {e}"
+                ) from None
         return
     folder = next((a for a in (p.parent, *p.parent.parents) if a.exists()), None)
     if folder is None or not folder.is_dir():

@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_console(args, cfg)
     from fbterm.engine import run_headless
 
-    with startup_failures():
+    with startup_failures(cfg):
         return run_headless(cfg, duration=args.duration, as_json=args.json)
 
 
@@ -170,17 +170,21 @@ def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
         from fbterm.tui.app import run_app
     except ModuleNotFoundError as e:  # pragma: no cover - only before the console exists
         raise CLIError(f"the console is not available: {e}", EXIT_ERROR) from None
-    with startup_failures():
+    with startup_failures(cfg):
         return run_app(cfg)
 
 
 @contextlib.contextmanager
-def startup_failures() -> Iterator[None]:
-    """What can still stop a start after the checks (the venue, the journal, a slow start) as
-    one line: ``fbterm: ...`` and exit 1, never a traceback."""
+def startup_failures(cfg: Config) -> Iterator[None]:
+    """What can still stop a start after the checks (the venue, the journal, the disk, a slow
+    start) as one line: ``fbterm: ...`` and exit 1, never a traceback."""
+    import sqlite3
+
     from fbterm.journal import JournalError
 
     try:
         yield
-    except (ConnectionError, JournalError, TimeoutError) as e:
+    except (OSError, JournalError, TimeoutError) as e:  # ConnectionError is an OSError
         raise CLIError(str(e) or type(e).__name__, EXIT_ERROR) from None
+    except sqlite3.DatabaseError as e:
+        raise CLIError(f"{cfg.journal_path}: {e}", EXIT_ERROR) from None
