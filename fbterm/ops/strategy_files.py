@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,8 @@ def find_module_file(module: str) -> Path:
         name = ".".join(parts[: i + 1])
         spec = importlib.machinery.PathFinder.find_spec(name, search)
         if spec is None:
+            if name in sys.builtin_module_names:
+                raise SourceError(f"module {name!r} is built into Python: no strategy file")
             raise SourceError(f"module {name!r} not found")
         if i < len(parts) - 1:
             if spec.submodule_search_locations is None:
