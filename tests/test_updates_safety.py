@@ -124,7 +124,7 @@ def test_folders_of_configured_strategies_are_strategy_folders(
     assert layout["elsewhere"].resolve() in folders
     assert check_strategy_code("outside_mod:Mine", folders) == find_module_file("outside_mod")
     assert not marker.exists()  # finding it ran none of it
-    with pytest.raises(SourceError, match="expected 'package.module:ClassName'"):
+    with pytest.raises(SourceError, match=r"expected 'package\.module:ClassName'"):
         check_strategy_code("outside_mod", folders)
 
 
