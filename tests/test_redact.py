@@ -142,6 +142,7 @@ def test_the_outbox_keeps_a_redacted_destination_and_delivers_to_the_real_one(
         rows = conn.execute("SELECT destination, last_error FROM outbox").fetchall()
     conn.close()
     [(dest, last_error)] = rows
+    assert "503" in last_error
     assert (
         SECRET not in dest and "token=***" in dest and "/services/T0123ABCD/B0456EFGH/***" in dest
     )
