@@ -75,10 +75,11 @@ class Param:
             )
         if isinstance(v, float) and not math.isfinite(v):
             raise StrategyError(f"parameter {label}: must be finite, got {v!r}")
-        if self.min is not None and v < self.min:
-            raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
-        if self.max is not None and v > self.max:
-            raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
+        if isinstance(v, int | float):  # bounds are for numbers
+            if self.min is not None and v < self.min:
+                raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
+            if self.max is not None and v > self.max:
+                raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
         if self.choices is not None and v not in self.choices:
             raise StrategyError(f"parameter {label}: must be one of {self.choices}, got {v!r}")
         return v
