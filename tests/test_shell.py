@@ -243,6 +243,10 @@ def test_impossible_quantities_never_reach_the_venue(engine: Engine, sh: Shell) 
         send_request(sock, "execute", timeout=10, **{**order, "side": "hold"}, quantity=1)
     res = send_request(sock, "execute", timeout=10, **order, quantity=0.5)
     assert res["ok"] is False and "AAPL trades in whole shares" in res["message"]
+    res = send_request(
+        sock, "execute", timeout=10, **{**order, "symbol": "AAPL 2025011 C150"}, quantity=1
+    )
+    assert res["ok"] is False and "is not a symbol or an option contract" in res["message"]
     assert engine.call(lambda: list(engine.oms.orders)) == []  # none of them became an order
 
 

@@ -318,6 +318,23 @@ def test_impossible_quantities_are_refused_at_order_creation(
         Signal("manual", instrument, Side.BUY, qty)
 
 
+@pytest.mark.parametrize(
+    ("symbol", "why"),
+    [
+        ("AAPL 2025011 C150", "not an instrument key"),
+        ("AAPL 20251340 C150", "unconverted data remains"),
+        ("AAPL 20261218 C0", "option strike must be > 0"),
+    ],
+)
+def test_malformed_contracts_are_refused_by_the_cli(
+    symbol: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["order", "buy", symbol, "1"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fbterm: order: '{symbol}' is not a symbol or an option contract")
+    assert why in line
+
+
 def test_modifying_to_a_fraction_is_refused_and_journaled_fractions_still_load() -> None:
     o = Order("FB-1", Stock("AAPL"), Side.BUY, 10, OrderType.LIMIT, limit_price=100.0)
     with pytest.raises(OrderError, match="whole shares"):

@@ -337,7 +337,9 @@ def cmd_order(args: argparse.Namespace) -> int:
     try:
         inst = instrument_from_key(args.symbol)
     except ValueError as e:
-        raise CLIError(f"order: {e}") from None
+        raise CLIError(
+            f'order: {args.symbol!r} is not a symbol or an option contract like "AAPL 20261218 C200" ({e})'
+        ) from None
     otype = (
         OrderType.STOP_LIMIT
         if args.limit is not None and args.stop is not None

@@ -77,6 +77,7 @@ class Outcome(tuple[bool, str]):
 
 # The strategy id of an operator's own orders (the ticket, ``fbterm order``).
 MANUAL = "manual"
+CONTRACT_HELP = 'not a symbol or an option contract like "AAPL 20261218 C200"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,10 @@ def handle_resume(desk: Desk, cmd: Resume) -> Outcome:
 
 def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
     sym = cmd.symbol.strip().upper() if " " not in cmd.symbol.strip() else cmd.symbol.strip()
-    inst = instrument_from_key(sym)
+    try:
+        inst = instrument_from_key(sym)
+    except ValueError as e:
+        return Outcome(False, f"new order: {sym!r} is {CONTRACT_HELP} ({e})")
     if inst.underlying not in desk.symbols:
         return Outcome(
             False,

@@ -175,6 +175,8 @@ class Diagnostics:
         """
         sev = Severity(severity)
         kind = str(getattr(kind, "value", kind))
+        # An alert goes to chat rooms and phones and waits in the outbox file: no secrets in it.
+        title, body = redact_text(title), redact_text(body)
         key = key or title
         if self._closed:
             return AlertDecision.CLOSED
