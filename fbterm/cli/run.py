@@ -131,11 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_strategies(cfg)
     if not args.headless:
         return run_console(args, cfg)
-    from fbterm.engine import run_headless
+    from fbterm.engine import EngineFailed, run_headless
+    from fbterm.journal import JournalError
 
     try:
         return run_headless(cfg, duration=args.duration, as_json=args.json)
-    except ConnectionError as e:
+    except (ConnectionError, EngineFailed, JournalError) as e:
+        # Venue unreachable, journal in use by another engine, or a journal write failed.
         raise CLIError(str(e), EXIT_ERROR) from None
 
 
@@ -153,7 +155,10 @@ def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
         from fbterm.tui.app import run_app
     except ModuleNotFoundError as e:  # pragma: no cover - only before the console exists
         raise CLIError(f"the console is not available: {e}", EXIT_ERROR) from None
+    from fbterm.engine import EngineFailed
+    from fbterm.journal import JournalError
+
     try:
         return run_app(cfg)
-    except ConnectionError as e:
+    except (ConnectionError, EngineFailed, JournalError) as e:
         raise CLIError(str(e), EXIT_ERROR) from None
