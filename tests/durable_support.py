@@ -102,10 +102,12 @@ class Child:
         *,
         cwd: Path,
         preexec_fn: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fbterm", *args],
             cwd=cwd,
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -142,7 +144,10 @@ class Child:
         self._t.join(10)
 
     def finish(self, timeout: float = 90.0) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        """Wait for the exit: (exit code, stdout, stderr). stderr is the reader thread's."""
+        self.proc.wait(timeout)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
         self._t.join(10)
         return self.proc.returncode, out, "".join(self.err)
 

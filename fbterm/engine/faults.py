@@ -70,10 +70,21 @@ class JournalFault:
         """On the engine loop, outside any transaction: cancel, record, say it, stop."""
         why = self.why or "journal write failed"
         self.broker.set_event_handler(_drop)
+        orders = self.oms.orders
+        try:
+            # The venue's word on what works: the order book may be a step behind it (the
+            # step that failed to commit had already sent orders).
+            working = [b.client_order_id for b in self.broker.query_open_orders()]
+            targets = [orders.get(cid) if cid else None for cid in working]
+        except Exception:  # not known: ask the venue to cancel everything we think works
+            targets = [
+                o for o in self.oms.open.values() if o.status is not OrderStatus.PENDING_SUBMIT
+            ]
         cancelled, refused = 0, []
-        for o in list(self.oms.open.values()):
-            if o.status is OrderStatus.PENDING_SUBMIT:
-                continue  # never reached the venue
+        for o in targets:
+            if o is None:
+                refused.append("an order the venue has and the order book does not")
+                continue
             try:
                 self.broker.cancel_order(o)
                 cancelled += 1
