@@ -58,6 +58,7 @@ params = {{ window = 5, entry_z = 0.3 }}
 
 [journal]
 path = "{journal}"
+synchronous = "{synchronous}"
 
 [log]
 path = "{log}"
@@ -82,11 +83,18 @@ class Paths:
         self.socket = self.root / "c.sock"
 
 
-def write_busy_config(root: Path, *, seed: int = 7, risk_extra: str = "") -> Paths:
+def write_busy_config(
+    root: Path, *, seed: int = 7, risk_extra: str = "", synchronous: str = "NORMAL"
+) -> Paths:
     p = Paths(root)
     p.config.write_text(
         BUSY_CONFIG.format(
-            seed=seed, risk_extra=risk_extra, journal=p.journal, log=p.log, socket=p.socket
+            seed=seed,
+            risk_extra=risk_extra,
+            journal=p.journal,
+            log=p.log,
+            socket=p.socket,
+            synchronous=synchronous,
         ),
         encoding="utf-8",
     )
