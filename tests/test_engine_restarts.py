@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from durable_support import Child, count_fills, headless, journal_rows, wait_for, write_busy_config
+
 from fbterm.control import send_request
 
 pytestmark = [pytest.mark.timeout(240)]

@@ -69,11 +69,11 @@ def test_a_failed_write_is_final_rolls_back_and_tells_once(tmp_path: Path):
     j.on_failure = failures.append
     told: list[str] = []
     _fill_the_disk(j)
-    with pytest.raises(JournalWriteError, match=r"journal write failed \(database or disk is full\)"):
-        with j.group():
-            for i in range(2, 500):  # enough rows to need a new page
-                j.record_order("new", _order(i))
-                j.after_commit(lambda: told.append("told"))
+    full = r"journal write failed \(database or disk is full\)"
+    with pytest.raises(JournalWriteError, match=full), j.group():
+        for i in range(2, 500):  # enough rows to need a new page
+            j.record_order("new", _order(i))
+            j.after_commit(lambda: told.append("told"))
     assert failures == [j.failed] and j.failed is not None
     assert told == []  # nothing of the failed transaction is told
     # Sticky: even a write that would fit is refused, and the failure is not told again.
@@ -144,7 +144,9 @@ def test_lock_names_its_holder_and_the_kernel_releases_it_when_the_holder_dies(t
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
         lock = JournalLock(journal)
-        with pytest.raises(JournalLocked, match=rf"in use by another fbterm engine \(pid {child.pid}"):
+        with pytest.raises(
+            JournalLocked, match=rf"in use by another fbterm engine \(pid {child.pid}"
+        ):
             lock.acquire()
         assert stat.S_IMODE(lock_path(journal).stat().st_mode) == 0o600
     finally:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
 from durable_support import (
     headless,
     journal_ids,
@@ -23,6 +22,7 @@ from durable_support import (
     wait_for,
     write_busy_config,
 )
+
 from fbterm.engine import Engine
 from fbterm.journal import Journal
 from fbterm.model import TradingState

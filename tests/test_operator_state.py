@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from durable_support import wait_for
+
 from fbterm import commands as C
 from fbterm.config import Config
 from fbterm.engine import Engine
