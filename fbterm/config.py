@@ -87,6 +87,7 @@ class IBConfig:
 @dataclass(frozen=True)
 class BrokerConfig:
     kind: str = _f("paper", choices=("paper", "ib"))
+    read_only: bool = _f(False, help="refuse every new order, modification and cancel (any venue)")
     paper: PaperBrokerConfig = _f(factory=PaperBrokerConfig)
     ib: IBConfig = _f(factory=IBConfig)
 

@@ -117,6 +117,10 @@ class EngineSnapshot:
     ticks_processed: int = 0
     fills_total: int = 0
     running: bool = True
+    # How the previous session ended and what this one recovered from the journal.
+    session_note: str = ""
+    # Set when the engine stopped because a journal write failed: the line it stopped on.
+    fatal: str = ""
 
     @property
     def halted(self) -> bool:

@@ -30,7 +30,8 @@ def _fail(cfg: Config, key: str, reason: str) -> CLIError:
 
 
 def check_journal(cfg: Config) -> None:
-    from fbterm.journal import JournalError, check_journal_path
+    from fbterm.journal import JournalError
+    from fbterm.journal_files import check_journal_path
 
     try:
         check_journal_path(cfg.journal_path)

@@ -180,11 +180,14 @@ def startup_failures(cfg: Config) -> Iterator[None]:
     start) as one line: ``fbterm: ...`` and exit 1, never a traceback."""
     import sqlite3
 
+    from fbterm.engine import EngineFailed
     from fbterm.journal import JournalError
 
     try:
         yield
-    except (OSError, JournalError, TimeoutError) as e:  # ConnectionError is an OSError
+    # ConnectionError is an OSError; EngineFailed: the journal is in use by another engine or
+    # a journal write failed while running.
+    except (OSError, JournalError, EngineFailed, TimeoutError) as e:
         raise CLIError(str(e) or type(e).__name__, EXIT_ERROR) from None
     except sqlite3.DatabaseError as e:
         raise CLIError(f"{cfg.journal_path}: {e}", EXIT_ERROR) from None

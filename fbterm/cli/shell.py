@@ -182,7 +182,8 @@ class _Target:
         )
 
     def read_journal(self) -> Any:
-        from fbterm.journal import JournalError, read_journal
+        from fbterm.journal import JournalError
+        from fbterm.journal_files import read_journal
 
         try:
             return read_journal(self.journal)

@@ -10,7 +10,9 @@ handler here, and one line in :data:`HANDLERS`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,8 @@ from fbterm.commands import (
     CancelAll,
     CancelOrder,
     Command,
+    CommandResult,
+    CommandResults,
     FlattenAll,
     Halt,
     ModifyOrder,
@@ -36,11 +40,14 @@ from fbterm.engine.events import ActivityLog, RiskGate, cancel_all
 from fbterm.engine.housekeeping import rebalance
 from fbterm.engine.market import MarketState
 from fbterm.engine.strategies import StrategyHost
-from fbterm.execution.orders import OrderManagement
+from fbterm.execution.orders import OrderManagement, UnknownOrder
+from fbterm.journal import Journal, JournalWriteError
 from fbterm.model import (
+    IllegalTransition,
     Instrument,
     Option,
     Order,
+    OrderError,
     OrderStatus,
     OrderType,
     Side,
@@ -322,3 +329,104 @@ class CommandHandlers:
         if handler is None:
             return Outcome(False, f"unknown command {type(cmd).__name__}")
         return handler(self.desk, cmd)
+
+
+# Operator commands waiting for the engine thread; beyond this a sender is told the engine is
+# busy instead of queueing without bound.
+COMMAND_QUEUE_SIZE = 1_000
+
+# Commands that send, change or cancel no order: they always share one journal transaction
+# with the decisions they change, so their log lines follow its commit.
+ORDER_FREE: tuple[type[Any], ...] = (Resume, ReduceOnly, PauseStrategy, ResumeStrategy, Rebalance)
+
+
+class CommandRunner:
+    """The bounded queue of operator commands and its one consumer, the engine thread.
+
+    ``persist`` journals the operator's decisions (:class:`OperatorStateKeeper.sync`); it runs
+    after every command, before the command's log line and result, so nobody hears of a
+    decision the journal does not hold.
+    """
+
+    def __init__(
+        self,
+        handlers: CommandHandlers,
+        journal: Journal,
+        results: CommandResults,
+        *,
+        in_process_venue: bool,
+        persist: Callable[[], None],
+        log: Callable[..., None],
+        published: Callable[[], None],
+        clock: Callable[[], float],
+        size: int = COMMAND_QUEUE_SIZE,
+    ) -> None:
+        self.handlers = handlers
+        self.journal = journal
+        self.results = results
+        self.in_process_venue = in_process_venue
+        self.persist = persist
+        self.log = log
+        self.published = published
+        self.clock = clock
+        self.size = size
+        self._queue: queue.Queue[Command] = queue.Queue(size)
+
+    def put(self, cmd: Command) -> bool:
+        """Queue ``cmd`` (any thread, never blocks); False, with its result, when full."""
+        try:
+            self._queue.put_nowait(cmd)
+        except queue.Full:
+            self.results.append(
+                CommandResult(
+                    cmd.command_id,
+                    False,
+                    f"engine busy: command queue full ({self.size} waiting); "
+                    f"{type(cmd).__name__} not queued",
+                    self.clock(),
+                )
+            )
+            return False
+        return True
+
+    def drain(self) -> None:
+        """Run every queued command, in order, each answered by a result and a log line."""
+        while True:
+            try:
+                cmd = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            # On a remote venue an order commits before it leaves; anything else shares one
+            # commit with the decisions it changes.
+            grouped = self.in_process_venue or isinstance(cmd, ORDER_FREE)
+            try:
+                with self.journal.group() if grouped else contextlib.nullcontext():
+                    out = self._run(cmd)
+                    ok, msg = out
+                    self.log(
+                        "info" if ok else "warning",
+                        "command",
+                        ("OK " if ok else "FAILED ") + msg,
+                        command=type(cmd).__name__,
+                        ok=ok,
+                        source=cmd.source,
+                        command_id=cmd.command_id,
+                    )
+            except JournalWriteError as e:  # the engine's fault handler takes it from here
+                self.results.append(CommandResult(cmd.command_id, False, str(e), self.clock()))
+                return
+            self.results.append(CommandResult(cmd.command_id, ok, msg, self.clock(), out.orders))
+            self.published()
+
+    def _run(self, cmd: Command) -> Outcome:
+        try:
+            out = self.handlers.handle(cmd)
+            self.persist()
+        except JournalWriteError:
+            raise
+        except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
+            # A plain KeyError's str() is its repr; UnknownOrder's is already a sentence.
+            out = Outcome(False, str(e.args[0] if type(e) is KeyError and e.args else e))
+        except Exception as e:  # a command must never kill the engine
+            out = Outcome(False, f"{type(e).__name__}: {e}")
+        return out

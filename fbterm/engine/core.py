@@ -20,33 +20,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fbterm.commands import Command, CommandResult, CommandResults
+from fbterm.commands import Command, CommandResults
 from fbterm.config import Config, StrategyConfig
 from fbterm.engine import startup
-from fbterm.engine.commands import CommandHandlers, Desk, Outcome
+from fbterm.engine.commands import CommandHandlers, CommandRunner, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
+from fbterm.engine.faults import JournalFault
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
-from fbterm.engine.publisher import Publisher, SnapshotBuilder
+from fbterm.engine.operator_state import OperatorStateKeeper, Recovery
+from fbterm.engine.publisher import Publisher, SessionNotes, SnapshotBuilder
 from fbterm.engine.strategies import StrategyHost
 from fbterm.engine.wiring import (
     VenueContext,
     default_diagnostics,
     make_broker,
     make_source,
+    read_only_reason,
     simulated_market,
 )
 from fbterm.execution.brokers.base import Broker, BrokerPosition, SimulatedVenue
-from fbterm.execution.orders import OrderManagement, OrderQueue, UnknownOrder
-from fbterm.journal import Journal
-from fbterm.model import Bar, IllegalTransition, OrderError, Tick
+from fbterm.execution.orders import OrderManagement, OrderQueue
+from fbterm.journal import Journal, SessionRecord
+from fbterm.journal_lock import JournalLock
+from fbterm.model import Bar, Tick, TradingState
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.snapshot import EngineSnapshot
 from fbterm.strategies.base import StrategyInterface
@@ -96,6 +99,8 @@ class Engine:
             market = simulated_market(cfg, self.symbols)
         self.market = market
         self.journal = journal or Journal(cfg.journal_path, synchronous=cfg.journal.synchronous)
+        self.activity.gate = self.journal.after_commit
+        self.lock = JournalLock(self.journal.path)
         self.market_state = MarketState(cfg, self.symbols, market, self.activity)
         pricer = self.market_state.option_quote if market is not None else None
         self.broker: Broker = broker or make_broker(VenueContext(cfg, self.journal, clock, pricer))
@@ -111,9 +116,11 @@ class Engine:
 
         self.link = VenueLink()
         self._stop_requested = False
-        self.oms = OrderManagement(self.broker, self.journal, clock=clock)
+        self.oms = OrderManagement(
+            self.broker, self.journal, clock=clock, read_only=read_only_reason(cfg)
+        )
         self.events = OrderEvents(
-            self.activity, self.link, self.oms.fills, stopping=lambda: self._stop_requested
+            self.activity, self.link, self.oms.fill_counts, stopping=lambda: self._stop_requested
         )
         self.oms.subscribe(self.events.on_event)
         self.queue = OrderQueue(maxsize=10_000)
@@ -132,13 +139,28 @@ class Engine:
             cfg.risk,
             RiskInputs(self.market_state, self.oms, clock),
             clock=clock,
-            on_state_change=RiskReaction(
-                self.executor,
-                self.oms,
-                self.activity,
-                cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
-            ),
+            on_state_change=self._trading_state_changed,
         )
+        self.reaction = RiskReaction(
+            self.executor,
+            self.oms,
+            self.activity,
+            cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
+        )
+        self.keeper = OperatorStateKeeper(self.journal, self.risk, self.executor, self.oms, clock)
+        self.recovery: Recovery | None = None
+        self.fault = JournalFault(
+            self.journal,
+            self.broker,
+            self.oms,
+            self.risk,
+            self.executor,
+            self.keeper,
+            self.activity,
+            schedule=self._schedule,
+            stop=self._wake_stop,
+        )
+        self.journal.on_failure = self.fault.on_failure
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)
@@ -157,6 +179,8 @@ class Engine:
             self.metrics,
             self.activity,
             clock,
+            journal=self.journal,
+            persist=self.keeper.sync,
         )
         self.publisher = Publisher(self.build_snapshot, self.activity)
         self.feed = MarketFeed(
@@ -174,6 +198,7 @@ class Engine:
             after_step=self.publisher.maybe_publish,
         )
         self._results = CommandResults(keep=50)
+        self.notes = SessionNotes()
         self.snapshots = SnapshotBuilder(
             cfg,
             self.broker,
@@ -188,6 +213,7 @@ class Engine:
             self.activity,
             self._results,
             clock,
+            notes=self.notes,
         )
         self.handlers = CommandHandlers(
             Desk(
@@ -207,7 +233,16 @@ class Engine:
         )
         self.control: ControlServer | None = None
         self.broker_positions: list[BrokerPosition] = []
-        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self.commands = CommandRunner(
+            self.handlers,
+            self.journal,
+            self._results,
+            in_process_venue=self.venue is not None,
+            persist=self.keeper.sync,
+            log=self.activity.log,
+            published=lambda: self.publisher.publish(force=True),
+            clock=clock,
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -241,6 +276,8 @@ class Engine:
         """
         if self._thread is not None:
             raise RuntimeError("engine already started")
+        # One engine per journal, for the engine's whole life (JournalLocked names the holder).
+        self.lock.acquire()
         if control:
             from fbterm.engine.control import serve_control
 
@@ -274,6 +311,7 @@ class Engine:
             self.control = None
         if self._thread is None or self._loop is None:
             self._close_journal()
+            self.lock.release()
             return
         self._stop_requested = True
         with contextlib.suppress(RuntimeError):
@@ -281,8 +319,13 @@ class Engine:
         self._thread.join(timeout)
 
     def submit(self, cmd: Command) -> int:
-        """Queue a command for the engine thread (thread-safe, never blocks)."""
-        self._commands.put(cmd)
+        """Queue a command for the engine thread (thread-safe, never blocks).
+
+        A full queue refuses the command: its result (not ok, "engine busy") is in the next
+        snapshot, as every other command's is.
+        """
+        if not self.commands.put(cmd):
+            return cmd.command_id
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -343,6 +386,11 @@ class Engine:
             return []
 
     @property
+    def fatal(self) -> str | None:
+        """The line the engine stopped on when a journal write failed (None otherwise)."""
+        return self.fault.message or self.fault.why
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
 
@@ -367,6 +415,7 @@ class Engine:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
             self._close_journal()
+            self.lock.release()
             if self.diagnostics is not None:
                 with contextlib.suppress(Exception):
                     self.diagnostics.close(timeout=2.0)
@@ -376,10 +425,12 @@ class Engine:
         self._stop_event = asyncio.Event()
         if self._stop_requested:
             return
+        previous = self.keeper.begin_session()
         await self.broker.start()
         self.link.state = self.broker.connection_state
         self.log("info", "engine", f"connected to {self.broker.name} ({self.link.state.value})")
         self.reconcile()
+        self.restore_operator_state(previous)
         self.warm_up()
         await self.warm_up_from_history()
         self.publisher.publish(force=True)
@@ -400,13 +451,34 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             self._stop_requested = True  # from here on a disconnect is ours, not news
-            if self.oms.fills:
-                self.update_metrics(store=True)
-                self.write_daily_report()
-            self.log("info", "engine", "engine stopped")
+            if self.journal.failed is None:
+                if self.oms.fills_total:
+                    self.update_metrics(store=True)
+                    self.write_daily_report()
+                with contextlib.suppress(Exception):  # a failure here is the fault's to say
+                    self.keeper.end_session()
+                self.log("info", "engine", "engine stopped")
+            self.notes.fatal = self.fatal or ""
             self.publisher.publish(force=True, running=False)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.broker.stop(), 5)
+
+    def restore_operator_state(self, previous: SessionRecord | None) -> Recovery:
+        """Halt, baselines, paused strategies and allocations as the journal has them."""
+        rec = self.recovery = self.keeper.restore(previous)
+        # The restored baselines judge the equity we start with, before anything trades.
+        self.risk.update_equity(self.housekeeping.equity(), self.clock())
+        self.keeper.sync()
+        self.notes.note = rec.note
+        if rec.note:
+            self.log("info" if rec.uneventful else "warning", "engine", rec.note)
+        return rec
+
+    def _schedule(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
 
     def _wake_stop(self) -> None:
         if self._stop_event is not None:
@@ -423,31 +495,13 @@ class Engine:
             self.journal.close()
 
     def _drain_commands(self) -> None:
-        """Run every queued command, in order, each answered by a result and a log line."""
-        while True:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                out = self.handlers.handle(cmd)
-            except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
-                # A plain KeyError's str() is its repr; UnknownOrder's is already a sentence.
-                out = Outcome(False, str(e.args[0] if type(e) is KeyError and e.args else e))
-            except Exception as e:  # a command must never kill the engine
-                out = Outcome(False, f"{type(e).__name__}: {e}")
-            ok, msg = out
-            self._results.append(CommandResult(cmd.command_id, ok, msg, self.clock(), out.orders))
-            self.log(
-                "info" if ok else "warning",
-                "command",
-                ("OK " if ok else "FAILED ") + msg,
-                command=type(cmd).__name__,
-                ok=ok,
-                source=cmd.source,
-                command_id=cmd.command_id,
-            )
-            self.publisher.publish(force=True)
+        """Run every queued command (engine thread)."""
+        self.commands.drain()
+
+    def _trading_state_changed(self, state: TradingState, reason: str) -> None:
+        """The risk manager changed state: journal it, then react (and say so)."""
+        self.keeper.sync()
+        self.reaction(state, reason)
 
     # ------------------------------------------------------------------ engine-thread API
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
@@ -501,7 +555,7 @@ class Engine:
         return self.market_state.history
 
     def oms_count(self) -> int:
-        return len(self.oms.orders)
+        return self.oms.orders_total
 
     def mark(self, key: str) -> float | None:
         return self.market_state.mark(key)

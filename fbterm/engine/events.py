@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,28 +27,56 @@ if TYPE_CHECKING:
     from fbterm.ops.diagnostics import Diagnostics
 
 
+Gate = Callable[[Callable[[], None]], None]
+
+
+def _now(fn: Callable[[], None]) -> None:
+    fn()
+
+
 class ActivityLog:
     """The engine's voice: recent lines for the console, the activity log and alerts behind it.
 
     Neither the activity log nor an alert channel may ever stop trading, so their failures are
     swallowed here (a failing activity log is said once, in the console's log pane).
+
+    Commit, then tell: every line and alert passes ``gate`` (the journal's ``after_commit``),
+    which holds it until the transaction that records what it says has committed, and drops
+    it if that never happens. :meth:`fatal` is the one line that bypasses it.
     """
 
-    def __init__(self, diagnostics: Diagnostics | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, diagnostics: Diagnostics | None, clock: Callable[[], float], gate: Gate = _now
+    ) -> None:
         self.diagnostics = diagnostics
         self.clock = clock
+        self.gate = gate
         self.lines: deque[LogLine] = deque(maxlen=500)
         self._seq = 0
         self._failed = False
 
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
         """A line for the console's log pane and the activity log (JSON lines)."""
+        ts = self.clock()
+        self.gate(lambda: self._log(ts, level, kind, message, fields))
+
+    def _log(self, ts: float, level: str, kind: str, message: str, fields: dict[str, Any]) -> None:
         self._seq += 1
-        self.lines.append(LogLine(self._seq, self.clock(), level, kind, message))
-        self.activity(kind, message, level=level, **fields)
+        self.lines.append(LogLine(self._seq, ts, level, kind, message))
+        self._activity(kind, message, level, fields)
 
     def activity(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """A line for the activity log only (order events: the pane would repeat the fills)."""
+        self.gate(lambda: self._activity(kind, message, level, fields))
+
+    def fatal(self, message: str, *, title: str, key: str) -> None:
+        """The line that ends the engine, said even though the journal can no longer commit."""
+        self._log(self.clock(), "error", "engine", message, {})
+        if self.diagnostics is not None:
+            with contextlib.suppress(Exception):
+                self.diagnostics.send_alert("critical", title, message, key=key)
+
+    def _activity(self, kind: str, message: str, level: str, fields: dict[str, Any]) -> None:
         if self.diagnostics is None:
             return
         try:
@@ -67,6 +95,9 @@ class ActivityLog:
                 )
 
     def alert(self, severity: str, title: str, body: str, *, key: str) -> None:
+        self.gate(lambda: self._alert(severity, title, body, key))
+
+    def _alert(self, severity: str, title: str, body: str, key: str) -> None:
         if self.diagnostics is not None:
             with contextlib.suppress(Exception):
                 self.diagnostics.send_alert(severity, title, body, key=key)
@@ -91,16 +122,15 @@ class OrderEvents:
         self,
         activity: ActivityLog,
         link: VenueLink,
-        fills: Iterable[Fill],
+        fill_counts: Mapping[str, int],
         *,
         stopping: Callable[[], bool],
     ) -> None:
         self.activity = activity
         self.link = link
         self.stopping = stopping
-        self.fills_by_strategy: dict[str, int] = {}
-        for f in fills:  # the journal's, restored before any event arrives
-            self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
+        # The journal's counts, restored before any event arrives.
+        self.fills_by_strategy: dict[str, int] = dict(fill_counts)
 
     def on_event(self, kind: str, obj: object) -> None:
         """The order manager's listener: ``kind`` is order / fill / message / connection."""

@@ -8,7 +8,9 @@ written whether the market moves or not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +20,15 @@ from fbterm.engine.events import ActivityLog
 from fbterm.engine.market import MarketState
 from fbterm.execution.brokers.base import Broker
 from fbterm.execution.orders import OrderManagement
-from fbterm.journal import Journal
+from fbterm.journal import Journal, JournalWriteError
+from fbterm.metrics.reports import PostTradeMetrics, daily_aggregates
+from fbterm.model import Fill
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.strategies.executor import StrategyExecutor
 
 if TYPE_CHECKING:
     from fbterm.metrics.live import MetricsSnapshot
+    from fbterm.metrics.trades import ClosedTrade
 
 
 class MarketHours:
@@ -86,6 +91,38 @@ class EngineMetrics:
         self.snapshot: MetricsSnapshot | None = None
         self._stored = 0.0
         self._report_day: dt.date | None = None
+        self._unstored: list[ClosedTrade] = []
+        # Memory holds only recent fills: every fill the journal held at start is folded in
+        # once, here, and later ones as they arrive (update).
+        self._seen = oms.fills_total
+        self._prime()
+
+    def _prime(self) -> None:
+        calc = self.calc
+        today = calc.day_of(self.clock())
+        signal = self._signal_prices()
+        restored = itertools.islice(self.journal.iter_fills(), self._seen)
+        for i, f in enumerate(restored, 1):
+            calc.add_fills((f,), signal)
+            if i % 10_000 == 0:  # only today's closed trades may still need storing
+                self._keep_today(today)
+        self._keep_today(today)
+
+    def _keep_today(self, today: dt.date) -> None:
+        day_of = self.calc.day_of
+        self._unstored += [t for t in self.calc.take_closed_trades() if day_of(t.exit_ts) == today]
+
+    def _signal_prices(self) -> dict[str, float | None]:
+        return {oid: o.signal_price for oid, o in self.oms.orders.items()}
+
+    def _new_fills(self) -> list[Fill]:
+        oms = self.oms
+        try:
+            new = oms.fills.since(self._seen)
+        except LookupError:  # more fills since the last look than memory keeps
+            new = list(itertools.islice(self.journal.iter_fills(), self._seen, None))
+        self._seen = oms.fills_total
+        return new
 
     def update(
         self, now: float | None = None, *, store: bool | None = None
@@ -98,9 +135,14 @@ class EngineMetrics:
                 calc.set_capital(name, slot.capital)
         marks = {k: m for k in oms.positions if (m := self.market.mark(k)) is not None}
         try:
+            new = self._new_fills()
+            calc.add_fills(new, {f.client_order_id: _signal(oms, f) for f in new})
+            self._unstored += calc.take_closed_trades()
             snap = calc.calculate_real_time_metrics(
-                oms.fills, marks, orders=list(oms.orders.values())[-5000:], now=now
+                None, marks, orders=list(oms.orders.values())[-5000:], now=now
             )
+        except JournalWriteError:
+            raise
         except Exception as e:  # metrics must never stop trading
             self.activity.log(
                 "error", "metrics", f"real-time metrics failed: {type(e).__name__}: {e}"
@@ -109,13 +151,7 @@ class EngineMetrics:
         self.snapshot = snap
         if store or (store is None and now - self._stored >= 10.0):
             self._stored = now
-            try:
-                post = calc.calculate_post_trade_metrics(oms.fills)
-                self.journal.store_metrics(snap, post.trades)
-            except Exception as e:
-                self.activity.log(
-                    "error", "metrics", f"storing metrics failed: {type(e).__name__}: {e}"
-                )
+            self._store(snap)
         day = snap.day
         if self._report_day is None:
             self._report_day = day
@@ -124,16 +160,27 @@ class EngineMetrics:
             self._report_day = day
         return snap
 
+    def _store(self, snap: MetricsSnapshot | None) -> None:
+        try:
+            self.journal.store_metrics(snap, self._unstored)
+            self._unstored = []
+        except Exception as e:  # a journal failure is the engine's fault handler's to say
+            self.activity.log(
+                "error", "metrics", f"storing metrics failed: {type(e).__name__}: {e}"
+            )
+
     def write_daily_report(self, day: dt.date | None = None) -> list[Path]:
         """The day's closed trades (CSV) and summary (JSON) under the report directory."""
         try:
-            post = self.calc.calculate_post_trade_metrics(
-                self.oms.fills, orders=list(self.oms.orders.values())[-20000:]
-            )
             day = day or (self.snapshot.day if self.snapshot else None)
             if day is None:
                 return []
-            paths = self.calc.write_daily_report(self.config.report_dir, day, post)
+            self._store(None)
+            calc = self.calc
+            start = calc.day_start(day)
+            trades = self.journal.closed_trades(start, calc.day_start(day + dt.timedelta(days=1)))
+            post = PostTradeMetrics(trades, daily_aggregates(trades, calc.day_of))
+            paths = calc.write_daily_report(self.config.report_dir, day, post)
         except Exception as e:
             self.activity.log("error", "metrics", f"daily report failed: {type(e).__name__}: {e}")
             return []
@@ -141,6 +188,11 @@ class EngineMetrics:
             "info", "metrics", f"daily report for {day}: {', '.join(str(p) for p in paths)}"
         )
         return paths
+
+
+def _signal(oms: OrderManagement, f: Fill) -> float | None:
+    o = oms.orders.get(f.client_order_id)
+    return o.signal_price if o is not None else None
 
 
 def rebalance(executor: StrategyExecutor, cfg: Config) -> tuple[bool, str]:
@@ -179,6 +231,9 @@ class Housekeeping:
         metrics: EngineMetrics,
         activity: ActivityLog,
         clock: Callable[[], float],
+        *,
+        journal: Journal | None = None,
+        persist: Callable[[], None] | None = None,
     ) -> None:
         self.config = cfg
         self.market = market
@@ -188,6 +243,10 @@ class Housekeeping:
         self.metrics = metrics
         self.activity = activity
         self.clock = clock
+        self.journal = journal
+        # Journals the operator state (the keeper's sync): the loss-limit baselines move with
+        # equity, and a rebalance moves allocations.
+        self.persist = persist or (lambda: None)
         self.hours = MarketHours(cfg.market.source)
         self._metrics_at = 0.0
 
@@ -207,6 +266,7 @@ class Housekeeping:
             if self.hours.is_open(now):
                 self.market.check_staleness(now, stale_after)
             reason = self.risk.update_equity(self.equity(), now)
+            self.persist()
             if reason:
                 self.activity.alert(
                     "critical", "Risk limit breached", reason, key=f"breach:{reason[:20]}"
@@ -218,5 +278,9 @@ class Housekeeping:
             iv = self.config.metrics.rebalance_interval
             if iv > 0 and now - last_rebalance >= iv:
                 last_rebalance = now
-                ok, msg = rebalance(self.executor, self.config)
-                self.activity.log("info" if ok else "warning", "metrics", msg)
+                # The new allocations commit before the lines that announce them.
+                tx = self.journal.group() if self.journal is not None else contextlib.nullcontext()
+                with tx:
+                    ok, msg = rebalance(self.executor, self.config)
+                    self.persist()
+                    self.activity.log("info" if ok else "warning", "metrics", msg)

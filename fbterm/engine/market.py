@@ -302,7 +302,7 @@ class MarketFeed:
         executor.epoch += 1
         now = self.clock()
         state = self.state
-        prices, feeds, orders = state.prices, state.feeds, self.oms.orders
+        prices, feeds, oms = state.prices, state.feeds, self.oms
         on_market = self.venue.on_market if self.venue is not None else None
         for t in ticks:
             t0 = time.perf_counter()
@@ -320,13 +320,13 @@ class MarketFeed:
                 on_market(
                     sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
                 )
-            n_before = len(orders)
+            n_before = oms.orders_total
             executor.on_price(sym, t.last, t.ts)
             bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
             if bar is not None:
                 state.remember(bar)
                 executor.on_bar(bar)
-            if len(orders) != n_before:
+            if oms.orders_total != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
 
     def on_bars(self, bars: Sequence[Bar]) -> None:

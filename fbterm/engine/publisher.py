@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fbterm.commands import CommandResult
@@ -101,6 +102,15 @@ class Publisher:
                 )
 
 
+@dataclass(slots=True)
+class SessionNotes:
+    """What this session has to say about itself: how the last one ended and what was
+    recovered (``note``), and the line it stopped on if the journal failed (``fatal``)."""
+
+    note: str = ""
+    fatal: str = ""
+
+
 class SnapshotBuilder:
     """Reads the engine's state into one :class:`EngineSnapshot` (engine thread only)."""
 
@@ -119,6 +129,8 @@ class SnapshotBuilder:
         activity: ActivityLog,
         results: Iterable[CommandResult],
         clock: Callable[[], float],
+        *,
+        notes: SessionNotes | None = None,
     ) -> None:
         self.config = cfg
         self.broker = broker
@@ -133,6 +145,7 @@ class SnapshotBuilder:
         self.activity = activity
         self.results = results
         self.clock = clock
+        self.notes = notes or SessionNotes()
         self._seq = 0
 
     def build(self, running: bool = True) -> EngineSnapshot:
@@ -163,15 +176,11 @@ class SnapshotBuilder:
             FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
             for s, f in self.market.feeds.items()
         )
-        lat = sorted(oms.ack_latencies[-1000:])
+        lat = sorted(list(oms.ack_latencies)[-1000:])
         p50 = lat[len(lat) // 2] * 1000 if lat else None
         p99 = lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000 if lat else None
-        if len(oms.ack_latencies) > 5000:
-            del oms.ack_latencies[:-1000]
         live = self.config.broker.kind == "ib"
-        read_only = self.link.state is ConnectionState.READ_ONLY or (
-            live and self.config.broker.ib.read_only
-        )
+        read_only = self.link.state is ConnectionState.READ_ONLY or oms.read_only is not None
         return EngineSnapshot(
             seq=self._seq,
             ts=now,
@@ -192,8 +201,10 @@ class SnapshotBuilder:
             last_prices=dict(self.market.prices),
             results=tuple(self.results),
             ticks_processed=self.feed.ticks_processed,
-            fills_total=len(oms.fills),
+            fills_total=oms.fills_total,
             running=running,
+            session_note=self.notes.note,
+            fatal=self.notes.fatal,
         )
 
     def _positions(self) -> tuple[PositionRow, ...]:
@@ -292,6 +303,7 @@ def summary_dict(
             }
             for p in (broker_positions or [])
         ],
+        "previous_session": s.session_note,
         "mode": s.mode,
         "broker": s.broker,
         "account": s.account,
@@ -366,7 +378,8 @@ def format_summary(
     d = summary_dict(s, broker_positions)
     if as_json:
         return json.dumps(d, indent=2)
-    lines = [
+    lines = [f"session: {d['previous_session']}"] if d["previous_session"] else []
+    lines += [
         f"mode {d['mode']}  broker {d['broker']}  account {d['account']}  connection {d['connection']}  "
         f"trading {d['trading_state']}" + (f" ({d['halt_reason']})" if d["halt_reason"] else ""),
         f"ticks {d['ticks_processed']:,}  fills {d['fills']:,}  ack latency p50/p99 "

@@ -54,8 +54,10 @@ def reconcile(
                 notes.append(f"{o.client_order_id}: DAY order from an earlier session expired")
     restored_open = list(oms.open.values())
     if venue is not None:
+        # Every fill, streamed from the journal: memory keeps only the recent ones.
         venue.restore(
-            oms.fills, [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT]
+            oms.journal.iter_fills() if oms.journal is not None else oms.fills,
+            [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT],
         )
     for o in restored_open:
         if o.status is OrderStatus.PENDING_SUBMIT:
@@ -73,7 +75,7 @@ def reconcile(
         for o in list(oms.open.values()):
             if o.client_order_id not in venue_open:
                 notes.append(f"{o.client_order_id}: open in the journal, unknown to {broker.name}")
-        for cid in venue_open - set(oms.orders):
+        for cid in sorted(c for c in venue_open if oms.lookup(c) is None):
             notes.append(f"{cid}: working at {broker.name}, not in the journal")
     try:
         venue_pos = {p.instrument.key: p.quantity for p in broker.query_positions()}
@@ -84,7 +86,7 @@ def reconcile(
                 notes.append(f"position {key}: journal {a:g}, {broker.name} {b:g}")
     except Exception as e:
         notes.append(f"could not query positions: {e}")
-    n_orders, n_fills = len(oms.orders), len(oms.fills)
+    n_orders, n_fills = oms.orders_total, oms.fills_total
     if n_orders or n_fills:
         activity.log(
             "info",

@@ -7,6 +7,7 @@ called: the engine never loads ``ib_async`` unless the configuration asks for IB
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -57,7 +58,21 @@ def ib_broker(ctx: VenueContext) -> Broker:
     # IB order ids must never go backwards, even if the gateway's nextValidId does after a
     # restart: start above every id the journal has seen.
     min_order_id = ctx.journal.highest_broker_order_id() + 1
-    return BrokerIntegration(ctx.config.broker.ib, min_order_id=min_order_id)
+    ib = ctx.config.broker.ib
+    if ctx.config.broker.read_only and not ib.read_only:
+        ib = dataclasses.replace(ib, read_only=True)  # and connect without order rights
+    return BrokerIntegration(ib, min_order_id=min_order_id)
+
+
+def read_only_reason(cfg: Config) -> str | None:
+    """Why this session may not send, change or cancel orders, on any venue (None: it may).
+
+    Refused at the engine's boundary with the venue, so a read-only run never trades whatever
+    the venue would allow (the paper broker allows everything).
+    """
+    if cfg.broker.read_only or (cfg.broker.kind == "ib" and cfg.broker.ib.read_only):
+        return "read-only session (--read-only / broker.read_only): no orders are sent, changed or cancelled"
+    return None
 
 
 BROKERS: dict[str, BrokerFactory] = {

@@ -5,17 +5,20 @@ new immutable Order, which validates the transition, (2) writes it to the journa
 (3) swaps it into memory and tells listeners. An illegal transition therefore raises before
 anything is written, and a crash between (2) and (3) loses nothing: the journal is ahead of
 memory, never behind.
+
+Memory is bounded: positions are folded fill by fill (never rebuilt from a list), and only the
+working orders, the most recent finished orders and the most recent fills stay in memory. The
+journal keeps all of them, and answers for an order or fill that has left memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import queue
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fbterm.execution.brokers.base import (
     Broker,
@@ -28,6 +31,8 @@ from fbterm.execution.brokers.base import (
     OrderStatusEvent,
     SimulatedVenue,
 )
+from fbterm.execution.fill_log import KEEP_FILLS, FillLog
+from fbterm.execution.order_queue import OrderQueue, QueueFull
 from fbterm.journal import Journal
 from fbterm.model import (
     Fill,
@@ -62,6 +67,10 @@ class UnknownOrder(KeyError):
         return f"unknown order {self.args[0]!r}"
 
 
+# How many finished orders stay in memory; the journal keeps everything.
+KEEP_FINISHED_ORDERS = 5_000
+
+
 class OrderManagement:
     """Creates, monitors, cancels and modifies orders through a broker; owns positions."""
 
@@ -74,6 +83,9 @@ class OrderManagement:
         id_prefix: str = "FB",
         clock: Callable[[], float] = time.time,
         restore: bool = True,
+        read_only: str | None = None,
+        keep_orders: int = KEEP_FINISHED_ORDERS,
+        keep_fills: int = KEEP_FILLS,
     ):
         self.broker = broker
         # An in-process venue answers inside execute_order and dies with us, so an order and
@@ -83,9 +95,16 @@ class OrderManagement:
         self.risk_check = risk_check
         self.clock = clock
         self.id_prefix = id_prefix
+        # Why this session may not send, change or cancel orders (None: it may).
+        self.read_only = read_only
+        self.keep_orders = keep_orders
+        # Working orders and the most recent finished ones; the journal has the rest.
         self.orders: dict[str, Order] = {}
         self.open: dict[str, Order] = {}
-        self.fills: list[Fill] = []
+        self.orders_total = 0  # every order the journal holds, in memory or not
+        self._finished: deque[str] = deque()  # finished order ids, oldest first
+        self.fills = FillLog(keep_fills)
+        self.fill_counts: dict[str, int] = {}  # fills per strategy, all of them
         self.fills_by_order: dict[str, list[Fill]] = {}
         self.positions: dict[str, Position] = {}
         self.strategy_positions: dict[tuple[str, str], Position] = {}
@@ -93,11 +112,12 @@ class OrderManagement:
         # trades, and must not cost a scan of every strategy's book.
         self.by_strategy: dict[str, dict[str, Position]] = {}
         self._history: dict[str, list[tuple[float, str, OrderStatus]]] = {}
-        self._fill_ids: set[str] = set()
-        self._fill_index: dict[str, int] = {}  # fill id -> place in self.fills (commission reports)
+        # The recent fills by id (re-sent executions, late commissions); older ids are
+        # answered by the journal, which refuses a fill id twice.
+        self._recent_fills: dict[str, Fill] = {}
         self._listeners: list[Listener] = []
         self._seq = itertools.count(1)
-        self.ack_latencies: list[float] = []  # seconds, create -> acknowledged
+        self.ack_latencies: deque[float] = deque(maxlen=5_000)  # seconds, create -> acknowledged
         self._sent_at: dict[str, float] = {}
         if journal is not None and restore:
             self._restore()
@@ -114,21 +134,25 @@ class OrderManagement:
 
     # -- journal replay ------------------------------------------------------------------
     def _restore(self) -> None:
+        """Positions folded from every journaled fill; in memory only what is kept."""
         assert self.journal is not None
-        state = self.journal.load()
-        self.orders = dict(state.orders)
-        self.open = {k: o for k, o in self.orders.items() if o.is_live}
-        for f in state.fills:
-            self._apply_fill_to_positions(f)
-            self._fill_index[f.fill_id] = len(self.fills)
-            self.fills.append(f)
-            self.fills_by_order.setdefault(f.client_order_id, []).append(f)
-            self._fill_ids.add(f.fill_id)
         n = 0
         prefix = f"{self.id_prefix}-"
-        for k in self.orders:
-            if k.startswith(prefix) and k[len(prefix) :].isdigit():
-                n = max(n, int(k[len(prefix) :]))
+        for o in self.journal.iter_last_orders():
+            oid = o.client_order_id
+            self.orders_total += 1
+            self.orders[oid] = o
+            if o.is_live:
+                self.open[oid] = o
+            else:
+                self._finished.append(oid)
+                self._trim_orders()
+            if oid.startswith(prefix) and oid[len(prefix) :].isdigit():
+                n = max(n, int(oid[len(prefix) :]))
+        for f in self.journal.iter_fills():
+            self._apply_fill_to_positions(f)
+            self._remember_fill(f)
+        # Ids only ever go up: a new order never reuses the id of one the journal holds.
         self._seq = itertools.count(n + 1)
 
     def next_id(self) -> str:
@@ -156,10 +180,11 @@ class OrderManagement:
             created_ts=now,
             updated_ts=now,
         )
-        reason = self.risk_check(order) if self.risk_check else None
+        reason = self.read_only or (self.risk_check(order) if self.risk_check else None)
         if reason:
             rejected = order.transition(OrderStatus.REJECTED, ts=now, reason=reason)
             self._journal_order("rejected", rejected)
+            self.orders_total += 1
             self._store(rejected, "risk-rejected")
             return rejected
         if self.journal is not None and self.venue_in_process:
@@ -175,6 +200,7 @@ class OrderManagement:
 
     def _send(self, order: Order) -> None:
         self._journal_order("new", order)
+        self.orders_total += 1
         self._store(order, "new")
         self._sent_at[order.client_order_id] = time.perf_counter()
         try:
@@ -186,13 +212,23 @@ class OrderManagement:
 
     def monitor_order(self, order_id: str) -> OrderReport:
         order = self._get(order_id)
+        if order_id in self.orders or self.journal is None:
+            return OrderReport(
+                order=order,
+                fills=tuple(self.fills_by_order.get(order_id, ())),
+                history=tuple(self._history.get(order_id, ())),
+            )
+        # Finished long ago: the journal has its fills and history.
         return OrderReport(
             order=order,
-            fills=tuple(self.fills_by_order.get(order_id, ())),
-            history=tuple(self._history.get(order_id, ())),
+            fills=tuple(self.journal.fills_of_order(order_id)),
+            history=tuple(
+                (ts, kind, o.status) for ts, kind, o in self.journal.order_history(order_id)
+            ),
         )
 
     def cancel_order(self, order_id: str) -> Order:
+        self._refuse_if_read_only("cancel", order_id)
         order = self._get(order_id)
         if order.status is OrderStatus.PENDING_CANCEL:
             return order
@@ -227,6 +263,7 @@ class OrderManagement:
         Raises OrderError / IllegalTransition (nothing sent) when the terms are invalid, and
         OrderError with the risk rule when the modified order would break a limit.
         """
+        self._refuse_if_read_only("modify", order_id)
         order = self._get(order_id)
         proposed = order.modified(
             quantity=quantity,
@@ -253,6 +290,11 @@ class OrderManagement:
         return self.orders[order_id]
 
     # -- queries -------------------------------------------------------------------------
+    @property
+    def fills_total(self) -> int:
+        """Every fill the journal holds (restored and new), in memory or not."""
+        return self.fills.total
+
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         if strategy_id is None:
             return list(self.open.values())
@@ -267,10 +309,21 @@ class OrderManagement:
         return pos.quantity if pos else 0.0
 
     def _get(self, order_id: str) -> Order:
-        try:
-            return self.orders[order_id]
-        except KeyError:
-            raise UnknownOrder(order_id) from None
+        order = self.lookup(order_id)
+        if order is None:
+            raise UnknownOrder(order_id)
+        return order
+
+    def lookup(self, order_id: str) -> Order | None:
+        """An order by id: from memory, or the journal's last word on one that left memory."""
+        order = self.orders.get(order_id)
+        if order is None and self.journal is not None:
+            order = self.journal.last_order(order_id)
+        return order
+
+    def _refuse_if_read_only(self, what: str, order_id: str) -> None:
+        if self.read_only:
+            raise OrderError(f"{what} {order_id} refused: {self.read_only}")
 
     # -- broker events -------------------------------------------------------------------
     def on_broker_event(self, ev: BrokerEvent) -> None:
@@ -288,7 +341,7 @@ class OrderManagement:
             self._emit("connection", ev)
 
     def _on_status(self, ev: OrderStatusEvent) -> None:
-        order = self.orders.get(ev.client_order_id)
+        order = self.lookup(ev.client_order_id)
         if order is None:
             self._emit(
                 "message",
@@ -361,9 +414,11 @@ class OrderManagement:
         self._store(new, "modified")
 
     def _on_fill(self, fill: Fill) -> None:
-        if fill.fill_id in self._fill_ids:
+        if fill.fill_id in self._recent_fills:
             return  # the same execution reported again (reconnect re-sync)
-        order = self.orders.get(fill.client_order_id)
+        if self.journal is not None and self.journal.has_fill(fill.fill_id):
+            return  # ... of a fill that has left memory
+        order = self.lookup(fill.client_order_id)
         if order is not None and order.strategy_id != fill.strategy_id:
             # Attribution follows our order, whatever the venue echoed back.
             fill = Fill(
@@ -423,14 +478,10 @@ class OrderManagement:
         if self.journal is not None:
             with self.journal.batch():
                 if not self.journal.record_fill(fill):
-                    self._fill_ids.add(fill.fill_id)
                     return
                 if new_order is not None:
                     self.journal.record_order("fill", new_order)
-        self._fill_ids.add(fill.fill_id)
-        self._fill_index[fill.fill_id] = len(self.fills)
-        self.fills.append(fill)
-        self.fills_by_order.setdefault(fill.client_order_id, []).append(fill)
+        self._remember_fill(fill)
         self._apply_fill_to_positions(fill)
         if new_order is not None:
             if order is not None and order.submitted_ts is None:
@@ -441,16 +492,22 @@ class OrderManagement:
         self._emit("fill", fill)
 
     def _on_commission(self, ev: CommissionEvent) -> None:
-        if self.journal is not None:
-            updated = self.journal.update_fill_commission(ev.fill_id, ev.commission)
-            if updated is None:
-                return
-        i = self._fill_index.get(ev.fill_id)
-        if i is None:
+        f = self._recent_fills.get(ev.fill_id)
+        if f is None and self.journal is not None:
+            f = self.journal.fill(ev.fill_id)
+        if f is None:
             return
-        f = self.fills[i]
+        if self.journal is not None:
+            self.journal.update_fill_commission(ev.fill_id, ev.commission)
         delta = ev.commission - f.commission
-        f = self.fills[i] = dataclasses.replace(f, commission=ev.commission)
+        new = dataclasses.replace(f, commission=ev.commission)
+        if ev.fill_id in self._recent_fills:
+            self._recent_fills[ev.fill_id] = new
+            self.fills.replace(f, new)
+            by_order = self.fills_by_order.get(f.client_order_id, [])
+            for i, g in enumerate(by_order):
+                if g.fill_id == f.fill_id:
+                    by_order[i] = new
         key = f.instrument.key
 
         def charged(pos: Position) -> Position:
@@ -464,7 +521,17 @@ class OrderManagement:
         if skey in self.strategy_positions:
             spos = self.strategy_positions[skey] = charged(self.strategy_positions[skey])
             self.by_strategy.setdefault(f.strategy_id, {})[key] = spos
-        self._emit("commission", f)
+        self._emit("commission", new)
+
+    def _remember_fill(self, fill: Fill) -> None:
+        log = self.fills
+        if len(log) == log.keep:
+            self._recent_fills.pop(log[0].fill_id, None)
+        log.append(fill)
+        self._recent_fills[fill.fill_id] = fill
+        self.fill_counts[fill.strategy_id] = self.fill_counts.get(fill.strategy_id, 0) + 1
+        if fill.client_order_id in self.orders:
+            self.fills_by_order.setdefault(fill.client_order_id, []).append(fill)
 
     def _apply_fill_to_positions(self, fill: Fill) -> None:
         key = fill.instrument.key
@@ -484,83 +551,30 @@ class OrderManagement:
 
     def _store(self, order: Order, event: str) -> None:
         oid = order.client_order_id
+        known = oid in self.orders
         self.orders[oid] = order
         if order.is_live:
             self.open[oid] = order
         else:
+            if oid in self.open or not known:
+                self._finished.append(oid)
             self.open.pop(oid, None)
             self._sent_at.pop(oid, None)
         self._history.setdefault(oid, []).append((order.updated_ts, event, order.status))
+        self._trim_orders()
         self._emit("order", order)
 
-
-class QueueFull(RuntimeError):
-    """The order queue is at capacity: the order was NOT queued."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedOrder:
-    signal: Signal
-    enqueued_ts: float = field(default_factory=time.time)
-
-
-class OrderQueue:
-    """A bounded, thread-safe FIFO of order intents for batch submission.
-
-    A full queue raises :class:`QueueFull` to the caller; nothing is ever dropped silently.
-    """
-
-    def __init__(self, maxsize: int = 10_000):
-        if maxsize <= 0:
-            raise ValueError(f"OrderQueue maxsize must be > 0, got {maxsize}")
-        self.maxsize = maxsize
-        self._q: queue.Queue[QueuedOrder] = queue.Queue(maxsize)
-        self._lock = threading.Lock()
-
-    def enqueue_order(
-        self, signal: Signal, *, block: bool = False, timeout: float | None = None
-    ) -> None:
-        try:
-            self._q.put(QueuedOrder(signal), block=block, timeout=timeout)
-        except queue.Full:
-            raise QueueFull(
-                f"order queue full ({self.maxsize} waiting): {signal.side.value} {signal.quantity:g} "
-                f"{signal.instrument.key} for {signal.strategy_id} was not queued"
-            ) from None
-
-    def dequeue_order(self, *, block: bool = False, timeout: float | None = None) -> Signal | None:
-        """The oldest queued signal, or None when the queue is empty."""
-        try:
-            return self._q.get(block=block, timeout=timeout).signal
-        except queue.Empty:
-            return None
-
-    def dequeue_batch(self, max_items: int = 1000) -> list[Signal]:
-        out: list[Signal] = []
-        with self._lock:
-            while len(out) < max_items:
-                try:
-                    out.append(self._q.get_nowait().signal)
-                except queue.Empty:
-                    break
-        return out
-
-    def __len__(self) -> int:
-        return self._q.qsize()
-
-    def submit_all(self, oms: OrderManagement, max_items: int = 1000) -> list[Order]:
-        """Dequeue up to ``max_items`` and create them, in FIFO order.
-
-        With an in-process venue the whole batch is journaled in one transaction; a remote
-        venue's orders each commit before they leave the process, batch or not.
-        """
-        batch = self.dequeue_batch(max_items)
-        if not batch:
-            return []
-        if oms.journal is None or not oms.venue_in_process:
-            return [oms.create_order(s) for s in batch]
-        with oms.journal.batch():
-            return [oms.create_order(s) for s in batch]
+    def _trim_orders(self) -> None:
+        """Let the oldest finished orders go (the journal keeps them)."""
+        finished = self._finished
+        while len(finished) > self.keep_orders:
+            oid = finished.popleft()
+            o = self.orders.get(oid)
+            if o is None or o.is_live:
+                continue
+            del self.orders[oid]
+            self._history.pop(oid, None)
+            self.fills_by_order.pop(oid, None)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import datetime as dt
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +114,14 @@ class MetricsCalculation:
     ``capital`` is each strategy's allocated capital (the base of its equity and returns).
     Fills of strategies not in ``capital`` (e.g. "manual") are measured with capital 0.
 
-    Real-time metrics are incremental: the engine passes its whole (append-only) fill list each
+    Real-time metrics are incremental: a caller may pass its whole (append-only) fill list each
     time and only fills not seen before are folded in, so a call costs O(new fills + open
     positions), not O(history). If the list is not an extension of the last one (a restart, a
     late execution with an earlier timestamp) everything is replayed in time order.
+
+    A caller that does not keep every fill (the engine: memory holds only recent ones) hands
+    each fill over once with :meth:`add_fills` and passes ``fills=None``; trades closed by
+    those fills wait in :meth:`take_closed_trades` for the caller to store.
     """
 
     def __init__(
@@ -144,6 +148,7 @@ class MetricsCalculation:
     def _reset(self) -> None:
         self._ledgers: dict[str, _Ledger] = {}
         self._matcher = FifoMatcher()
+        self._closed: list[ClosedTrade] = []
         self._seen = 0
         self._last_fill_id: str | None = None
         self._max_ts = -math.inf
@@ -199,7 +204,19 @@ class MetricsCalculation:
         for t in self._matcher.add(f, signal_price):
             lg.trades += 1
             lg.wins += t.is_win
+            self._closed.append(t)
+        self._matcher.trades.clear()  # kept in _closed until taken: memory must not grow
         self._max_ts = max(self._max_ts, f.ts)
+
+    def add_fills(self, fills: Iterable[Fill], signal: Mapping[str, float | None]) -> None:
+        """Fold in fills the caller hands over once each, in arrival order (no replay)."""
+        for f in fills:
+            self._apply(f, signal.get(f.client_order_id))
+
+    def take_closed_trades(self) -> list[ClosedTrade]:
+        """Trades closed since the last call, for the caller to store."""
+        out, self._closed = self._closed, []
+        return out
 
     def _positions_at_open(self, name: str, day: dt.date) -> dict[str, Position]:
         lg = self._ledgers.get(name)
@@ -213,7 +230,7 @@ class MetricsCalculation:
     # -------------------------------------------------------------------- real time
     def calculate_real_time_metrics(
         self,
-        fills: Sequence[Fill],
+        fills: Sequence[Fill] | None,
         marks: Mapping[str, float],
         *,
         equity: Sequence[tuple[float, float]] | None = None,
@@ -224,7 +241,7 @@ class MetricsCalculation:
         """Per-strategy and portfolio metrics from all fills so far and current marks.
 
         ``fills`` is every fill so far, in arrival order (append-only between calls is the fast
-        path). ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's
+        path); None when they were handed over with :meth:`add_fills`. ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's
         equity, drawdown and Sharpe use it when given, otherwise the sum of the strategies.
         ``marks`` are last prices by instrument key. ``day_open_marks`` (e.g. previous closes)
         value positions carried into the day for "P&L today"; without them the first marks seen
@@ -240,8 +257,9 @@ class MetricsCalculation:
         for k, v in marks.items():
             self._day_open_marks.setdefault(k, v)
 
-        signal = {o.client_order_id: o.signal_price for o in orders}
-        self._ingest(fills, signal)
+        if fills is not None:
+            self._ingest(fills, {o.client_order_id: o.signal_price for o in orders})
+            self._closed.clear()  # whole-list callers read trades from post-trade metrics
         orders_by: dict[str, list[Order]] = {}
         for o in orders:
             orders_by.setdefault(o.strategy_id, []).append(o)

@@ -76,6 +76,11 @@ class ActivityEntry:
         )
 
 
+def _private(path: str, flags: int) -> int:
+    """Open with owner-only permissions (0600) when the file is created: orders and fills."""
+    return os.open(path, flags, 0o600)
+
+
 class _RotatingWriter:
     """Appends lines to a file and rotates it by size (``name.1`` ... ``name.N``).
 
@@ -96,7 +101,7 @@ class _RotatingWriter:
         data = line + "\n"
         n = len(data.encode("utf-8")) if not data.isascii() else len(data)
         if self._f is None:
-            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._f = open(self.path, "a", encoding="utf-8", opener=_private)  # noqa: SIM115
             self._size = self._f.tell()
         if self._size and self._size + n > self.max_bytes:
             self._rotate()
@@ -112,7 +117,7 @@ class _RotatingWriter:
                 if src.exists():
                     os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self._f = open(self.path, "w", encoding="utf-8", opener=_private)  # noqa: SIM115
         self._size = 0
 
     def close(self) -> None:

@@ -97,6 +97,18 @@ class RiskStatus:
     curve: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RiskBaselines:
+    """What the gate must not forget across a restart: the trading state and why, and the
+    equities the loss limits are measured from (the journal keeps them)."""
+
+    state: TradingState
+    reason: str
+    day: int | None  # the trading day day_start_equity belongs to
+    day_start_equity: float | None
+    peak: float
+
+
 class PortfolioLevelRisk:
     """The account-wide gate: trading state, limits, drawdown and daily loss."""
 
@@ -147,6 +159,15 @@ class PortfolioLevelRisk:
         self.state, self.reason = state, reason
         if self.on_state_change:
             self.on_state_change(state, reason)
+
+    def baselines(self) -> RiskBaselines:
+        return RiskBaselines(self.state, self.reason, self._day, self.day_start_equity, self.peak)
+
+    def restore(self, b: RiskBaselines) -> None:
+        """Take up where an earlier session left off. Nothing changes state here, so nothing
+        reacts: the caller says what was restored."""
+        self.state, self.reason = b.state, b.reason
+        self._day, self.day_start_equity, self.peak = b.day, b.day_start_equity, b.peak
 
     # -- equity --------------------------------------------------------------------------
     def calculate_max_drawdown(self, equity: Sequence[float] | None = None) -> float:
