@@ -108,7 +108,9 @@ def test_operator_order_flipping_the_strategys_own_position_cannot_pass_a_halt()
     g = gate(book)
     g.halt_trading("manual")
     # Selling 30 for s1 shrinks the account (60 -> 30) but flips s1 from +10 to -20.
-    assert g.check_order(order(30, Side.SELL), operator=True) == "halted: trading is HALTED (manual)"
+    assert (
+        g.check_order(order(30, Side.SELL), operator=True) == "halted: trading is HALTED (manual)"
+    )
     assert g.check_order(order(10, Side.SELL), operator=True) is None
 
 
@@ -191,8 +193,7 @@ def test_position_limits_see_the_position_after_the_order() -> None:
     assert gate(book, max_position_value=6_000).check_order(order(150)) is None
     assert gate(book, max_position_qty=50).check_order(order(150)) is None
     assert (
-        gate(book, max_position_qty=49).check_order(order(150))
-        == "max_position_qty: AAPL 50 > 49"
+        gate(book, max_position_qty=49).check_order(order(150)) == "max_position_qty: AAPL 50 > 49"
     )
 
 
