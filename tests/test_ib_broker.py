@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections import deque
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
