@@ -159,13 +159,18 @@ def test_market_prices_agrees_with_market_price_under_a_dollar() -> None:
     bid = np.array([0.4, 0.4, 0.0, 0.4])
     ask = np.array([0.6, 0.0, 0.6, 0.6])
     got = market_prices(opens, buy=buy, bid=bid, ask=ask)
-    want = [market_price(bool(b), 1.0, float(bi), float(a)) for b, bi, a in zip(buy, bid, ask)]
+    want = [
+        market_price(bool(b), 1.0, float(bi), float(a))
+        for b, bi, a in zip(buy, bid, ask, strict=True)
+    ]
     assert got.tolist() == want == [0.6, 1.0, 1.0, 0.4]
     assert got.dtype == np.float64
 
 
 def test_market_prices_refuses_quotes_without_sides() -> None:
-    with pytest.raises(ValueError, match=r"^market_prices: buy is needed when bid or ask is given$"):
+    with pytest.raises(
+        ValueError, match=r"^market_prices: buy is needed when bid or ask is given$"
+    ):
         market_prices(np.array([1.0]), ask=np.array([1.0]))
 
 

@@ -55,9 +55,7 @@ def test_percent_stops_on_a_short_measure_the_move_against_it() -> None:
     short = held(-10)
     assert stop_loss_hit(short, 110.0, cfg(stop_loss_pct=10)) == "stop_loss: -10.00% <= -10%"
     assert stop_loss_hit(short, 90.0, cfg(stop_loss_pct=10)) is None
-    assert take_profit_hit(short, 80.0, cfg(take_profit_pct=20)) == (
-        "take_profit: 20.00% >= 20%"
-    )
+    assert take_profit_hit(short, 80.0, cfg(take_profit_pct=20)) == ("take_profit: 20.00% >= 20%")
     assert take_profit_hit(short, 120.0, cfg(take_profit_pct=20)) is None
 
 
@@ -71,9 +69,7 @@ def test_percent_stops_on_a_one_lot() -> None:
 def test_a_penny_stock_stop_fires_and_a_zero_price_never_does() -> None:
     penny = held(1000, cost=1.0)
     assert stop_loss_hit(penny, 0.5, cfg(stop_loss_pct=10)) == "stop_loss: -50.00% <= -10%"
-    assert take_profit_hit(penny, 1.5, cfg(take_profit_pct=10)) == (
-        "take_profit: 50.00% >= 10%"
-    )
+    assert take_profit_hit(penny, 1.5, cfg(take_profit_pct=10)) == ("take_profit: 50.00% >= 10%")
     # A zero or negative print is a bad tick, not a 100% loss to sell into.
     assert stop_loss_hit(penny, 0.0, cfg(stop_loss_pct=10)) is None
     assert take_profit_hit(held(-10), 0.0, cfg(take_profit_pct=10)) is None
