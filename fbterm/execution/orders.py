@@ -93,6 +93,7 @@ class OrderManagement:
         # trades, and must not cost a scan of every strategy's book.
         self.by_strategy: dict[str, dict[str, Position]] = {}
         self._history: dict[str, list[tuple[float, str, OrderStatus]]] = {}
+        self._restored: set[str] = set()  # orders read back from the journal at start
         self._fill_ids: set[str] = set()
         self._fill_index: dict[str, int] = {}  # fill id -> place in self.fills (commission reports)
         self._listeners: list[Listener] = []
@@ -117,6 +118,7 @@ class OrderManagement:
         assert self.journal is not None
         state = self.journal.load()
         self.orders = dict(state.orders)
+        self._restored = set(self.orders)
         self.open = {k: o for k, o in self.orders.items() if o.is_live}
         for f in state.fills:
             self._apply_fill_to_positions(f)
@@ -186,10 +188,18 @@ class OrderManagement:
 
     def monitor_order(self, order_id: str) -> OrderReport:
         order = self._get(order_id)
+        history = self._history.get(order_id, [])
+        if order_id in self._restored and self.journal is not None:
+            # An order from before a restart: only the journal has its whole life (and has
+            # every change since, too).
+            history = [
+                (o.updated_ts, kind, o.status)
+                for _, kind, o in self.journal.order_history(order_id)
+            ]
         return OrderReport(
             order=order,
             fills=tuple(self.fills_by_order.get(order_id, ())),
-            history=tuple(self._history.get(order_id, ())),
+            history=tuple(history),
         )
 
     def cancel_order(self, order_id: str) -> Order:
@@ -451,6 +461,9 @@ class OrderManagement:
         f = self.fills[i]
         delta = ev.commission - f.commission
         f = self.fills[i] = dataclasses.replace(f, commission=ev.commission)
+        # monitor_order reads the order's own list: it must show the corrected figure too.
+        of_order = self.fills_by_order[f.client_order_id]
+        of_order[:] = [f if g.fill_id == f.fill_id else g for g in of_order]
         key = f.instrument.key
 
         def charged(pos: Position) -> Position:
