@@ -79,7 +79,7 @@ def test_rolling_sharpe_is_the_sharpe_of_each_trailing_window() -> None:
     two = rolling_sharpe([0.01, 0.03, 0.02], 2)
     assert math.isnan(two[0]) and two[1] == pytest.approx(sharpe_ratio([0.01, 0.03]))
     assert two[2] == pytest.approx(sharpe_ratio([0.03, 0.02]))
-    with pytest.raises(ValueError, match="^window must be >= 2, got 1$"):
+    with pytest.raises(ValueError, match=r"^window must be >= 2, got 1$"):
         rolling_sharpe(r, 1)
 
 
@@ -147,7 +147,7 @@ def test_continuous_kelly_subtracts_the_risk_free_rate() -> None:
     var = float(np.var(r, ddof=1))
     assert kelly_continuous(r) == pytest.approx(0.02 / var)
     assert kelly_continuous(r, risk_free=0.01) == pytest.approx(0.01 / var)
-    with pytest.raises(ValueError, match="^need at least 2 returns for a variance, got 1$"):
+    with pytest.raises(ValueError, match=r"^need at least 2 returns for a variance, got 1$"):
         kelly_continuous([0.01, math.nan])
 
 
