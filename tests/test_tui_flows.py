@@ -18,6 +18,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_support import run_async
+from waiting import async_wait_until
 
 from fbterm.config import default_config, to_dict
 from fbterm.engine import Engine
@@ -97,12 +98,8 @@ def console(tmp_path: Path, make_config: ConfigBuilder) -> Console:
 async def wait_for(
     pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = WAIT
 ) -> None:
-    steps = int(timeout / 0.05)
-    for _ in range(steps):
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    # The console runs on this event loop: it keeps handling messages while this waits.
+    await async_wait_until(cond, what, timeout)
 
 
 def snap(app: FbtermApp) -> EngineSnapshot:
