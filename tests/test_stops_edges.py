@@ -208,3 +208,13 @@ def test_a_reversal_gets_a_new_trailing_watermark() -> None:
     # now short from 100: the low-water mark starts at the entry, not at the long's 150
     assert trail(r, held(-10), [100, 105]) is None
     assert trail(r, held(-10), [111]) == 0
+
+
+def test_a_trailing_stop_never_starts_behind_the_entry() -> None:
+    # The first price goes against the position: the mark is the entry, not that price.
+    r = StrategyLevelRisk("s1", cfg(trailing_stop_pct=10))
+    assert trail(r, held(-10), [105, 109.9]) is None  # short from 100
+    assert trail(r, held(-10), [110.01]) == 0  # past 10% above the entry
+    r = StrategyLevelRisk("s1", cfg(trailing_stop_pct=10))
+    assert trail(r, held(1), [95, 90.1]) is None  # a 1-lot long from 100
+    assert trail(r, held(1), [90]) == 0
