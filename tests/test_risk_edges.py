@@ -17,6 +17,7 @@ from fbterm.model import Option, Order, OrderType, Right, Side, Stock, TradingSt
 from fbterm.risk.portfolio import (
     PortfolioLevelRisk,
     drawdown_breached,
+    drawdown_now,
     level_of,
     max_drawdown,
     reaches,
@@ -419,3 +420,72 @@ def test_gauge_levels_at_their_edges() -> None:
     assert level_of(79.99, 100.0, 0.8) == "ok"
     assert level_of(100.0, 100.0, 0.8) == "breach"
     assert level_of(5.0, 0.0, 0.8) == "ok"  # no limit set: never amber
+
+
+# ------------------------------------------------------------------- without a market view
+
+
+def test_a_gate_without_a_market_view_values_orders_by_their_own_prices() -> None:
+    g = PortfolioLevelRisk(RiskConfig(max_order_value=1_000, max_position_qty=10), None)
+    assert g.check_order(order(10, typ=OrderType.LIMIT, lmt=100.0)) is None  # 1,000 and 10
+    assert g.check_order(order(11, typ=OrderType.LIMIT, lmt=90.0)) == (
+        "max_position_qty: AAPL 11 > 10"
+    )
+    assert g.check_order(order(5, signal_price=250.0)) == "max_order_value: 1,250 > 1,000"
+    assert g.check_order(order(1)) == "no_price: no last price for AAPL to value the order"
+
+
+# ------------------------------------------------------------------- states and reasons
+
+
+def test_a_halt_without_a_reason_names_the_operator() -> None:
+    g = gate()
+    g.halt_trading("")
+    assert g.check_order(order(1)) == "halted: trading is HALTED (operator)"
+
+
+def test_resume_clears_the_reason_and_tells_the_listener() -> None:
+    heard: list[tuple[TradingState, str]] = []
+    g = PortfolioLevelRisk(
+        RiskConfig(), Book(), clock=lambda: T0, on_state_change=lambda s, r: heard.append((s, r))
+    )
+    g.halt_trading("manual")
+    g.resume()
+    assert g.reason == "" and heard == [(TradingState.HALTED, "manual"), (TradingState.ACTIVE, "")]
+
+
+def test_a_daily_loss_halt_keeps_its_reason() -> None:
+    g = gate(max_drawdown_pct=100.0, daily_loss_limit=100)
+    g.update_equity(1_000, T0)
+    reason = g.update_equity(900, T0 + 1)
+    assert reason == "daily_loss_limit: 100 >= 100" and g.reason == reason
+
+
+def test_max_drawdown_of_a_given_curve_is_not_the_live_one() -> None:
+    g = gate()
+    for eq in (100.0, 110.0, 120.0):
+        g.update_equity(eq, T0)
+    assert g.calculate_max_drawdown() == 0.0
+    assert g.calculate_max_drawdown([10.0, 5.0]) == pytest.approx(0.5)
+
+
+def test_drawdown_of_a_tiny_or_empty_account() -> None:
+    assert drawdown_breached(0.45, 0.5, 10.0)  # an account under a dollar still halts
+    assert drawdown_now(0.45, 0.5) == pytest.approx(0.1)
+    assert drawdown_now(0.0, 0.0) == 0.0 and drawdown_now(-5.0, -10.0) == 0.0
+
+
+def test_reaches_counts_a_loss_within_half_a_cent() -> None:
+    assert reaches(10.0 - 0.005, 10.0) and not reaches(10.0 - 0.0051, 10.0)
+
+
+def test_a_limit_of_one_still_shows_its_breach() -> None:
+    assert level_of(1.0, 1.0, 0.8) == "breach" and level_of(0.8, 1.0, 0.8) == "warn"
+
+
+def test_every_gauge_carries_its_limit_and_value() -> None:
+    g = gate(daily_loss_limit=2_000, max_gross_exposure=50_000, max_orders_per_second=7)
+    gauges = {x.name: x for x in g.gauges(gross_exposure=1_234.0)}
+    assert gauges["daily loss"].limit == 2_000
+    assert gauges["gross exposure"].value == 1_234.0 and gauges["gross exposure"].limit == 50_000
+    assert gauges["orders/s"].limit == 7

@@ -73,6 +73,10 @@ def test_a_penny_stock_stop_fires_and_a_zero_price_never_does() -> None:
     # A zero or negative print is a bad tick, not a 100% loss to sell into.
     assert stop_loss_hit(penny, 0.0, cfg(stop_loss_pct=10)) is None
     assert take_profit_hit(held(-10), 0.0, cfg(take_profit_pct=10)) is None
+    # a short penny stock's take-profit fires under a dollar
+    assert take_profit_hit(held(-1000, cost=1.0), 0.5, cfg(take_profit_pct=10)) == (
+        "take_profit: 50.00% >= 10%"
+    )
 
 
 def test_a_flat_position_never_triggers_whatever_its_old_cost() -> None:
