@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fbterm.journal import Journal, JournalError
+from fbterm.metrics.live import MetricsCalculation
 from fbterm.metrics.trades import match_round_trips
 from fbterm.model import Fill, Order, OrderStatus, Side, Stock
 
@@ -91,19 +92,23 @@ def test_order_history_is_in_the_order_it_happened(journal: Journal) -> None:
 
 
 def test_closed_trades_are_stored_beside_the_orders(journal: Journal, tmp_path: Path) -> None:
-    trades = match_round_trips(
-        [
-            fill("X1", "FB-1", Side.BUY, 10, 100.0, T0),
-            fill("X2", "FB-2", Side.SELL, 10, 103.0, T0 + 60),
-        ]
+    fills = [
+        fill("X1", "FB-1", Side.BUY, 10, 100.0, T0),
+        fill("X2", "FB-2", Side.SELL, 10, 103.0, T0 + 60),
+    ]
+    trades = match_round_trips(fills)
+    snapshot = MetricsCalculation({"alpha": 10_000.0}).calculate_real_time_metrics(
+        fills, {"AAPL": 103.0}, now=T0 + 120
     )
-    journal.store_metrics(None, trades)
+    journal.store_metrics(snapshot, trades)
     journal.store_metrics(None, trades)  # storing "all trades so far" again adds nothing
     con = sqlite3.connect(tmp_path / "journal.sqlite")
     rows = con.execute(
         "SELECT trade_id, strategy_id, quantity, entry_price, exit_price FROM trades"
     )
     assert rows.fetchall() == [(trades[0].trade_id, "alpha", 10.0, 100.0, 103.0)]
+    stored = dict(con.execute("SELECT name, total_pnl FROM metrics_snapshots"))
+    assert stored["alpha"] == pytest.approx(snapshot.strategies["alpha"].total_pnl)
 
 
 def test_a_file_that_is_not_a_journal_is_named(tmp_path: Path) -> None:

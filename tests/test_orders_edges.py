@@ -11,11 +11,13 @@ written against the mutants the rest of the suite let through (README "Mutation 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
     BrokerError,
     BrokerMessage,
@@ -25,6 +27,7 @@ from fbterm.execution.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
+from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement, OrderQueue, QueueFull, UnknownOrder
 from fbterm.journal import Journal
 from fbterm.model import (
@@ -507,3 +510,62 @@ def test_modified_keeps_the_terms_not_given_and_validates_the_new_ones() -> None
         Order("O-1", AAPL, Side.BUY, 10).modified(order_type=OrderType.LIMIT)
     unstamped = o.modified(quantity=12)
     assert unstamped.updated_ts > T0
+
+
+def visible_orders(path: Path) -> set[str]:
+    """What another reader of the journal file sees: committed order events only."""
+    con = sqlite3.connect(path)
+    try:
+        return {oid for (oid,) in con.execute("SELECT DISTINCT order_id FROM order_events")}
+    finally:
+        con.close()
+
+
+def test_a_remote_venue_never_holds_an_order_the_journal_has_not_committed(desk: Desk) -> None:
+    seen_at_send: list[bool] = []
+    send = desk.venue.execute_order
+
+    def execute_order(order: Order) -> None:
+        seen_at_send.append(order.client_order_id in visible_orders(desk.path))
+        send(order)
+
+    desk.venue.execute_order = execute_order  # type: ignore[method-assign]
+    q = OrderQueue(10)
+    for i in (1, 2, 3):
+        q.enqueue_order(Signal("alpha", AAPL, Side.BUY, i, OrderType.LIMIT, limit_price=100.0))
+    assert len(q.submit_all(desk.oms)) == 3
+    assert seen_at_send == [True, True, True]
+
+
+def test_an_in_process_venues_batch_commits_as_one(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    broker = PaperBroker(PaperBrokerConfig(), symbols=["AAPL"], clock=lambda: T0)
+    oms = OrderManagement(broker, Journal(path), clock=lambda: T0)
+    seen: list[set[str]] = []
+    oms.subscribe(lambda kind, obj: seen.append(visible_orders(path)) if kind == "order" else None)
+    q = OrderQueue(10)
+    for i in (1, 2, 3):
+        q.enqueue_order(Signal("alpha", AAPL, Side.BUY, i, OrderType.LIMIT, limit_price=100.0))
+    sent = q.submit_all(oms)
+    assert seen and all(s == set() for s in seen)  # nothing visible until the batch is done
+    assert visible_orders(path) == {o.client_order_id for o in sent}
+
+
+def test_submit_all_takes_at_most_1000_by_default() -> None:
+    venue = ScriptedVenue()
+    oms = OrderManagement(venue)  # type: ignore[arg-type]
+    q = OrderQueue(2000)
+    for _ in range(1001):
+        q.enqueue_order(Signal("alpha", AAPL, Side.BUY, 1, OrderType.LIMIT, limit_price=100.0))
+    assert len(q.submit_all(oms)) == 1000 and len(q) == 1
+
+
+def test_a_commission_correction_changes_that_fill_only(desk: Desk) -> None:
+    oid = desk.buy(10)
+    desk.venue.fill(oid, 4, "X1", commission=1.0)
+    desk.venue.fill(oid, 6, "X2", commission=1.0)
+    desk.venue.handler(CommissionEvent("X2", 2.5))
+    assert [(f.fill_id, f.commission) for f in desk.oms.monitor_order(oid).fills] == [
+        ("X1", 1.0),
+        ("X2", 2.5),
+    ]
