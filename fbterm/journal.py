@@ -313,10 +313,7 @@ class Journal:
                 return None
             d = json.loads(row[0])
             d["commission"] = commission
-            self._write(
-                "UPDATE fills SET data=? WHERE fill_id=?",
-                (json.dumps(d, separators=(",", ":")), fill_id),
-            )
+            self._write("UPDATE fills SET data=? WHERE fill_id=?", (_dumps(d), fill_id))
             return Fill.from_dict(d)
 
     def set_meta(self, key: str, value: str) -> None:

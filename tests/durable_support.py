@@ -15,11 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from waiting import wait_until
 
 BUSY_CONFIG = """
 [market]
@@ -135,15 +136,13 @@ class Child:
         return self.proc.pid
 
     def wait_line(self, text: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.err):
-                if text in line:
-                    return line
-            if self.proc.poll() is not None and not self._t.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {text!r} from fbterm; stderr so far:\n{''.join(self.err)}")
+        def seen() -> str | None:
+            hit = next((line for line in list(self.err) if text in line), None)
+            if hit is None and self.proc.poll() is not None and not self._t.is_alive():
+                raise AssertionError(f"fbterm exited without {text!r}:\n{''.join(self.err)}")
+            return hit
+
+        return wait_until(seen, f"{text!r} from fbterm", timeout)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
@@ -165,12 +164,7 @@ def headless(paths: Paths, *extra: str, **kw: Any) -> Child:
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(cond, what, timeout)
 
 
 # -- reading what was left behind ----------------------------------------------------------

@@ -9,28 +9,17 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from fbterm.cli import main
 from fbterm.control import ControlError, ControlServer, check_socket_path, send_request
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_a_regular_file_at_the_socket_path_is_refused_and_kept(tmp_path: Path) -> None:
@@ -144,7 +133,7 @@ def test_connections_over_the_cap_are_refused_without_a_thread(tmp_path: Path) -
     held: list[socket.socket] = []
     try:
         held = [_connect(path) for _ in range(4)]  # half-open: connected, never a request
-        wait_for(lambda: _conn_threads() == 4, "four connections served")
+        wait_until(lambda: _conn_threads() == 4, "four connections served")
         for _ in range(200):
             s = _connect(path)
             answer = json.loads(_read_line(s))
@@ -161,13 +150,13 @@ def test_connections_over_the_cap_are_refused_without_a_thread(tmp_path: Path) -
         assert burst and _conn_threads() == 4
         for s in burst:
             s.close()
-        wait_for(lambda: server.refused >= 200 + len(burst), "the burst refused")
+        wait_until(lambda: server.refused >= 200 + len(burst), "the burst refused")
         with pytest.raises(ControlError, match="busy"):
             send_request(path, "ping", timeout=5)
         for s in held:
             s.close()
         held = []
-        wait_for(lambda: _conn_threads() == 0, "slots freed")
+        wait_until(lambda: _conn_threads() == 0, "slots freed")
         assert send_request(path, "ping", timeout=5)["pid"] == os.getpid()
     finally:
         for s in held:
@@ -182,7 +171,7 @@ def test_an_idle_connection_is_closed_after_the_timeout(tmp_path: Path) -> None:
         for s in idle:
             assert s.recv(1) == b""  # the server hung up on it
             s.close()
-        wait_for(lambda: _conn_threads() == 0, "slots freed")
+        wait_until(lambda: _conn_threads() == 0, "slots freed")
         assert send_request(path, "ping", timeout=5)["pid"] == os.getpid()
 
 

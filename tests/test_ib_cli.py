@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import fbterm.engine.headless  # an import error here must fail, not skip
 from fbterm.testing.ibserver import IBTestServer
 
-pytest.importorskip("fbterm.engine.headless")  # the headless runner lands with the engine work
 pytestmark = pytest.mark.timeout(120)
 
 

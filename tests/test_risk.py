@@ -172,7 +172,7 @@ def test_no_price_no_entry():
 
 
 def test_active_reducing_halted_semantics():
-    book = Book(qty={"AAPL": 100, "MSFT": -10})
+    book = Book(qty={"AAPL": 100, "MSFT": -10}, sqty={("s1", "AAPL"): 100})
     states: list[tuple[TradingState, str]] = []
     g = PortfolioLevelRisk(
         RiskConfig(), book, clock=lambda: T0, on_state_change=lambda s, r: states.append((s, r))

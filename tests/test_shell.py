@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from fbterm.cli import main
 from fbterm.cli.errors import EXIT_NO_ENGINE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
@@ -24,17 +24,6 @@ from fbterm.engine import Engine
 from fbterm.ops.shell import ORDER_KEYS, POSITION_KEYS
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("tmp_cwd")]
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -55,7 +44,7 @@ def engine(cfg: Config) -> Iterator[Engine]:
     e = Engine(cfg)
     e.start(control=True)
     try:
-        wait_for(lambda: e.mark("AAPL") and e.mark("MSFT"), "prices")
+        wait_until(lambda: e.mark("AAPL") and e.mark("MSFT"), "prices")
         yield e
     finally:
         e.stop()
@@ -112,7 +101,7 @@ def test_status_orders_and_positions_of_a_running_engine(engine: Engine, sh: She
     assert sh("positions")[1] == "no open positions\n"
     rc, out, _ = sh("order", "buy", "AAPL", "10")
     assert rc == EXIT_OK
-    wait_for(lambda: engine.call(lambda: engine.oms.position("AAPL")) == 10, "the buy filled")
+    wait_until(lambda: engine.call(lambda: engine.oms.position("AAPL")) == 10, "the buy filled")
     rc, doc = sh_json(sh, "positions")
     [pos] = doc["positions"]
     assert tuple(pos) == POSITION_KEYS
@@ -191,11 +180,11 @@ def test_cancel_one_order_and_every_order(engine: Engine, sh: Shell) -> None:
     rc, doc = sh_json(sh, "cancel", ids[0])
     assert rc == EXIT_OK and doc["orders"][0]["id"] == ids[0]
     assert doc["orders"][0]["status"] in ("PendingCancel", "Cancelled")
-    wait_for(lambda: not engine.call(lambda: engine.oms.orders[ids[0]].is_live), "cancelled")
+    wait_until(lambda: not engine.call(lambda: engine.oms.orders[ids[0]].is_live), "cancelled")
     rc, out, _ = sh("cancel", "--all")
     assert rc == EXIT_OK and out.startswith("cancel all: 2 orders cancelled")
     assert ids[1] in out and ids[2] in out
-    wait_for(lambda: not engine.call(lambda: list(engine.oms.open)), "nothing working")
+    wait_until(lambda: not engine.call(lambda: list(engine.oms.open)), "nothing working")
     rc, doc = sh_json(sh, "orders", "--all")
     assert [o["id"] for o in doc["orders"]] == ids
     assert {o["status"] for o in doc["orders"]} == {"Cancelled"}
@@ -205,7 +194,7 @@ def test_flatten_closes_every_position(engine: Engine, sh: Shell) -> None:
     assert sh("order", "buy", "AAPL", "7")[0] == EXIT_OK
     assert sh("order", "sell", "MSFT", "3")[0] == EXIT_OK
     book = engine.oms
-    wait_for(
+    wait_until(
         lambda: engine.call(lambda: (book.position("AAPL"), book.position("MSFT"))) == (7, -3),
         "both filled",
     )
@@ -215,7 +204,7 @@ def test_flatten_closes_every_position(engine: Engine, sh: Shell) -> None:
         ("AAPL", "SELL", 7.0),
         ("MSFT", "BUY", 3.0),
     ]
-    wait_for(
+    wait_until(
         lambda: engine.call(lambda: (book.position("AAPL"), book.position("MSFT"))) == (0, 0),
         "flat",
     )
@@ -270,7 +259,7 @@ def test_acting_needs_a_running_engine(cfg: Config, sh: Shell) -> None:
 
 def test_reads_fall_back_to_the_journal(cfg: Config, engine: Engine, sh: Shell) -> None:
     assert sh("order", "buy", "AAPL", "4")[0] == EXIT_OK
-    wait_for(lambda: engine.call(lambda: engine.oms.position("AAPL")) == 4, "filled")
+    wait_until(lambda: engine.call(lambda: engine.oms.position("AAPL")) == 4, "filled")
     last = engine.mark("MSFT")
     assert last is not None
     rc, doc = sh_json(sh, "order", "buy", "MSFT", "2", "--limit", str(round(last * 0.97, 2)))
@@ -361,7 +350,7 @@ socket = "{tmp_path / "run" / "c.sock"}"
         text=True,
     )
     try:
-        wait_for(
+        wait_until(
             lambda: fbterm("status").returncode == 0 and "running" in fbterm("status").stdout,
             "engine up",
         )
@@ -376,7 +365,7 @@ socket = "{tmp_path / "run" / "c.sock"}"
         assert fbterm("resume").returncode == 0
         r = fbterm("order", "buy", "AAPL", "3")
         assert r.returncode == 0 and r.stdout.startswith("new order FB-")
-        wait_for(lambda: "AAPL" in fbterm("positions").stdout, "the position")
+        wait_until(lambda: "AAPL" in fbterm("positions").stdout, "the position")
     finally:
         run.send_signal(signal.SIGTERM)
         _out, err = run.communicate(timeout=60)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from tui_support import FrozenEngine, fixed_snapshot
+from waiting import async_wait_until
 
 from fbterm.model import TradingState
 from fbterm.tui.app import FbtermApp
@@ -35,11 +36,11 @@ def make_app(
 
 
 async def first_frame(pilot) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        if pilot.app.frames:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause(0.1)
+    """Until the console has rendered the fixed snapshot once, then until the app is idle
+    (every message that frame queued handled): a condition, not a fixed delay."""
+    await async_wait_until(lambda: pilot.app.frames > 0, "the first frame")
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 CASES = {

@@ -115,6 +115,7 @@ class OrderManagement:
         # The recent fills by id (re-sent executions, late commissions); older ids are
         # answered by the journal, which refuses a fill id twice.
         self._recent_fills: dict[str, Fill] = {}
+        self._restored: set[str] = set()  # orders read back from the journal at start
         self._listeners: list[Listener] = []
         self._seq = itertools.count(1)
         self.ack_latencies: deque[float] = deque(maxlen=5_000)  # seconds, create -> acknowledged
@@ -140,6 +141,7 @@ class OrderManagement:
         prefix = f"{self.id_prefix}-"
         for o in self.journal.iter_last_orders():
             oid = o.client_order_id
+            self._restored.add(oid)
             self.orders_total += 1
             self.orders[oid] = o
             if o.is_live:
@@ -212,18 +214,20 @@ class OrderManagement:
 
     def monitor_order(self, order_id: str) -> OrderReport:
         order = self._get(order_id)
-        if order_id in self.orders or self.journal is None:
+        if self.journal is None or (order_id in self.orders and order_id not in self._restored):
             return OrderReport(
                 order=order,
                 fills=tuple(self.fills_by_order.get(order_id, ())),
                 history=tuple(self._history.get(order_id, ())),
             )
-        # Finished long ago: the journal has its fills and history.
+        # From before a restart or finished long ago: only the journal has its whole life
+        # (and every change since, too); each event at the time the order itself records.
         return OrderReport(
             order=order,
             fills=tuple(self.journal.fills_of_order(order_id)),
             history=tuple(
-                (ts, kind, o.status) for ts, kind, o in self.journal.order_history(order_id)
+                (o.updated_ts, kind, o.status)
+                for _, kind, o in self.journal.order_history(order_id)
             ),
         )
 

@@ -41,12 +41,29 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
 
 
 def trading_day(ts: float) -> int:
-    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close."""
-    return int((ts - 4 * 3600) // 86_400)
+    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close
+    (day N runs from 20:00 UTC on calendar day N - 1 to 20:00 UTC on day N)."""
+    return int((ts + 4 * 3600) // 86_400)
 
 
 def drawdown_now(equity: float, peak: float) -> float:
     return 0.0 if peak <= 0 else max(1.0 - equity / peak, 0.0)
+
+
+# Money limits are met to the half cent: 100,000 -> 90,000 is 9.999999999999998% in floats,
+# and a halt set at 10% must fire there.
+HALF_CENT = 0.005
+
+
+def reaches(amount: float, limit: float) -> bool:
+    """Whether a money ``amount`` (a loss) reaches ``limit``, exact at the limit."""
+    return amount >= limit - HALF_CENT
+
+
+def drawdown_breached(equity: float, peak: float, max_pct: float) -> bool:
+    """Whether ``equity`` has fallen ``max_pct`` percent or more below ``peak``, compared in
+    money (the fall against the allowed fall) so that exactly the limit breaches."""
+    return peak > 0 and reaches(peak - equity, peak * max_pct / 100)
 
 
 def reduces_position(current: float, signed_qty: float) -> bool:
@@ -185,13 +202,13 @@ class PortfolioLevelRisk:
         self.curve.append(equity)
         if self.state is TradingState.HALTED:
             return None
-        dd = drawdown_now(equity, self.peak)
-        if dd * 100 >= self.cfg.max_drawdown_pct:
+        if drawdown_breached(equity, self.peak, self.cfg.max_drawdown_pct):
+            dd = drawdown_now(equity, self.peak)
             reason = f"max_drawdown: {dd * 100:.2f}% >= {self.cfg.max_drawdown_pct:g}%"
             self.halt_trading(reason)
             return reason
         loss = self.day_start_equity - equity
-        if loss >= self.cfg.daily_loss_limit:
+        if reaches(loss, self.cfg.daily_loss_limit):
             reason = f"daily_loss_limit: {money(loss)} >= {money(self.cfg.daily_loss_limit)}"
             self.halt_trading(reason)
             return reason
@@ -220,21 +237,20 @@ class PortfolioLevelRisk:
         key = order.instrument.key
         mult = order.multiplier
         current = inputs.position(key) if inputs else 0.0
-        reducing = reduces_position(current, order.signed_quantity)
-        if operator and not reducing and inputs:
-            # Flattening one strategy can grow the account's net position when another
-            # strategy holds the other side; it still only shrinks the strategy's own risk.
+        if operator and inputs:
+            # The operator's exit closes one strategy's position and is judged on that
+            # position alone: flattening one strategy can grow the account's net position when
+            # another holds the other side, and an order that grows or flips the strategy's
+            # own position is no exit, whatever it does to the account.
             own = inputs.strategy_position(order.strategy_id, key)
-            reducing = reduces_position(own, order.signed_quantity) or (
-                abs(own + order.signed_quantity) < 1e-9 and own != 0
-            )
+            reducing = reduces_position(own, order.signed_quantity)
+        else:
+            reducing = reduces_position(current, order.signed_quantity)
         if self.state is TradingState.HALTED and not (operator and reducing):
             return f"halted: trading is HALTED ({self.reason or 'operator'})"
         if self.state is TradingState.REDUCING and not reducing:
             return f"reduce_only: order would grow {key} from {current:g} to {current + order.signed_quantity:g}"
         last = inputs.last_price(key) if inputs else None
-        if last is None and order.instrument.is_option and inputs:
-            last = None
         price = order.reference_price() or last
         if order.order_type is not OrderType.MARKET and last:
             for label, px in (("limit", order.limit_price), ("stop", order.stop_price)):
@@ -288,6 +304,11 @@ class PortfolioLevelRisk:
     def gauges(self, gross_exposure: float) -> tuple[Gauge, ...]:
         c, w = self.cfg, self.cfg.warn_fraction
         dd = drawdown_now(self.equity, self.peak) * 100
+        dd_level = (
+            "breach"
+            if drawdown_breached(self.equity, self.peak, c.max_drawdown_pct)
+            else level_of(dd, c.max_drawdown_pct, w)
+        )
         loss = max(-self.daily_pnl, 0.0)
         ops = self.orders_per_second()
         return (
@@ -295,7 +316,7 @@ class PortfolioLevelRisk:
                 "drawdown",
                 dd,
                 c.max_drawdown_pct,
-                level_of(dd, c.max_drawdown_pct, w),
+                dd_level,
                 f"{dd:.2f}% / {c.max_drawdown_pct:g}%",
             ),
             Gauge(
