@@ -122,9 +122,7 @@ def heatmap_svg(hm: Heatmap, cell: int = 44) -> str:
     w = left + cell * len(hm.xs) + 20
     h = top + cell * len(hm.ys) + 50
     out = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">']
-    out.append(
-        f'<text x="{left}" y="18" fill="#ddd" font-size="13">{html.escape(hm.title)}</text>'
-    )
+    out.append(f'<text x="{left}" y="18" fill="#ddd" font-size="13">{html.escape(hm.title)}</text>')
     for r, (yv, row) in enumerate(zip(hm.ys, hm.z, strict=True)):
         y0 = top + r * cell
         out.append(
@@ -133,7 +131,11 @@ def heatmap_svg(hm: Heatmap, cell: int = 44) -> str:
         )
         for c, v in enumerate(row):
             x0 = left + c * cell
-            color = "#333" if not math.isfinite(v) else _color(0.5 if hi <= lo else (v - lo) / (hi - lo))
+            color = (
+                "#333"
+                if not math.isfinite(v)
+                else _color(0.5 if hi <= lo else (v - lo) / (hi - lo))
+            )
             out.append(
                 f'<rect x="{x0}" y="{y0}" width="{cell - 1}" height="{cell - 1}" fill="{color}">'
                 f"<title>{html.escape(f'{hm.x}={_label(hm.xs[c])} {hm.y}={_label(yv)}: {_num(v)}')}</title></rect>"

@@ -12,6 +12,7 @@ across the joint), which stitches one out-of-sample equity curve.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ def parse_split(spec: str, index: pd.Index) -> tuple[int, int]:
     """``TRAIN:TEST`` as bar counts (``5000:1000``) or durations (``180D:30D``, ``26W:4W``)."""
     a, sep, b = spec.partition(":")
     if not sep or not a.strip() or not b.strip():
-        raise BacktestError(f"--walk-forward {spec!r}: expected TRAIN:TEST, e.g. 5000:1000 or 180D:30D")
+        raise BacktestError(
+            f"--walk-forward {spec!r}: expected TRAIN:TEST, e.g. 5000:1000 or 180D:30D"
+        )
     return _bars(a.strip(), index, spec), _bars(b.strip(), index, spec)
 
 
@@ -65,7 +68,7 @@ def _bars(text: str, index: pd.Index, spec: str) -> int:
         if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
             raise BacktestError(f"--walk-forward {spec!r}: durations need timestamped bars")
         step = pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8[:10_000]))), "ns")
-        n = int(round(span / step))
+        n = round(span / step)
     if n < 1:
         raise BacktestError(f"--walk-forward {spec!r}: {text!r} is less than one bar")
     return n
@@ -74,7 +77,9 @@ def _bars(text: str, index: pd.Index, spec: str) -> int:
 def windows(n: int, train: int, test: int, *, anchored: bool) -> list[Window]:
     """The train/test windows over ``n`` bars; the last test window may be shorter."""
     if train + 1 > n:
-        raise BacktestError(f"--walk-forward: the train window ({train} bars) needs more than the {n} bars there are")
+        raise BacktestError(
+            f"--walk-forward: the train window ({train} bars) needs more than the {n} bars there are"
+        )
     out = []
     start = 0
     while start + train < n:
@@ -88,7 +93,7 @@ def oos_window(n: int, fraction: float) -> list[Window]:
     """One split: the first ``1 - fraction`` of the bars in sample, the rest out of sample."""
     if not 0 < fraction < 1:
         raise BacktestError(f"--oos: a fraction between 0 and 1 expected, got {fraction:g}")
-    split = int(round(n * (1 - fraction)))
+    split = round(n * (1 - fraction))
     if split < 2 or split >= n:
         raise BacktestError(f"--oos {fraction:g}: leaves no bars on one side of the split")
     return [Window((0, split), (split, n))]
@@ -107,7 +112,9 @@ def walk_forward(
         raise BacktestError("--walk-forward: no window fits the data")
     idx = bars.index
     total = len(wins) * len(spec.grid)
-    params = sorted({k for p in spec.grid for k in p if len({str(q.get(k)) for q in spec.grid}) > 1})
+    params = sorted(
+        {k for p in spec.grid for k in p if len({str(q.get(k)) for q in spec.grid}) > 1}
+    )
     rows: list[dict[str, Any]] = []
     pieces: list[pd.Series] = []
     trades: list[pd.DataFrame] = []
@@ -172,8 +179,10 @@ def walk_forward(
         if progress:
             progress(done0 + len(spec.grid), total)
     stitched = pd.concat(pieces)
-    all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(
-        columns=[*res.trades.columns, "window"]
+    all_trades = (
+        pd.concat(trades, ignore_index=True)
+        if trades
+        else pd.DataFrame(columns=[*res.trades.columns, "window"])
     )
     start = wins[0].test[0]
     metrics = performance_metrics(
@@ -184,7 +193,9 @@ def walk_forward(
         commissions=float(all_trades["commission"].sum()) if len(all_trades) else 0.0,
     )
     table = pd.DataFrame(rows)
-    return WalkForwardResult(table, stitched.rename("equity"), all_trades, metrics, stability(table, params), params)
+    return WalkForwardResult(
+        table, stitched.rename("equity"), all_trades, metrics, stability(table, params), params
+    )
 
 
 def stability(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
@@ -193,7 +204,7 @@ def stability(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     for p in params:
         vals = table[p].tolist()
         common, count = Counter(map(str, vals)).most_common(1)[0]
-        changes = sum(1 for a, b in zip(vals, vals[1:], strict=False) if a != b)
+        changes = sum(1 for a, b in itertools.pairwise(vals) if a != b)
         num = pd.to_numeric(table[p], errors="coerce")
         out.append(
             {
@@ -235,4 +246,12 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-__all__ = ["SWEEP_KEYS", "WalkForwardResult", "Window", "oos_window", "parse_split", "walk_forward", "windows"]
+__all__ = [
+    "SWEEP_KEYS",
+    "WalkForwardResult",
+    "Window",
+    "oos_window",
+    "parse_split",
+    "walk_forward",
+    "windows",
+]

@@ -115,7 +115,9 @@ class Progress:
 
 def _duration(s: float) -> str:
     s = max(int(s + 0.5), 0)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 def run(args: argparse.Namespace, params: dict[str, str]) -> int:
@@ -124,7 +126,9 @@ def run(args: argparse.Namespace, params: dict[str, str]) -> int:
 
         return run_portfolio(args)
     if not args.sweep:
-        raise CLIError("--walk-forward and --oos need a grid: add --sweep NAME=START:STOP", EXIT_USAGE)
+        raise CLIError(
+            "--walk-forward and --oos need a grid: add --sweep NAME=START:STOP", EXIT_USAGE
+        )
     if args.walk_forward and args.oos is not None:
         raise CLIError("--walk-forward and --oos: choose one", EXIT_USAGE)
     if args.cluster and not args.cluster.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
@@ -273,10 +277,14 @@ def _walk_forward(args: argparse.Namespace, spec: SweepSpec, bars: pd.DataFrame)
         train, test = parse_split(args.walk_forward, bars.index)
         wins = windows(len(bars), train, test, anchored=args.anchored)
         kind = "anchored" if args.anchored else "rolling"
-        label = f"walk-forward ({kind}) train {train:,} bars, test {test:,} bars, {len(wins)} windows"
+        label = (
+            f"walk-forward ({kind}) train {train:,} bars, test {test:,} bars, {len(wins)} windows"
+        )
     bar = _bar(args, "walk-forward")
     try:
-        res = walk_forward(spec, bars, wins, workers=args.workers, cluster=args.cluster, progress=bar)
+        res = walk_forward(
+            spec, bars, wins, workers=args.workers, cluster=args.cluster, progress=bar
+        )
     finally:
         bar.close()
     if args.out:
