@@ -76,11 +76,7 @@ class SweepStore:
                 continue
             try:
                 lo = int(p.stem.split("-")[1])
-                df = (
-                    pd.read_parquet(p)
-                    if p.suffix == ".parquet"
-                    else pd.read_csv(p, float_precision="round_trip")
-                )
+                df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
             except (ValueError, OSError, IndexError):
                 continue  # not ours or unreadable: the task runs again
             yield lo, _records(df)
