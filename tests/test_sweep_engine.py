@@ -155,7 +155,11 @@ def test_sizer_array_twin(mode, value, cf, data) -> None:
 def test_commission_array_twin(q, px, frac) -> None:
     qa = np.array(q)
     pa = np.full(len(q), px)
-    for model in (FractionCommission(frac), PerShareCommission(), PerShareCommission(0.01, 2.0, 0.005)):
+    for model in (
+        FractionCommission(frac),
+        PerShareCommission(),
+        PerShareCommission(0.01, 2.0, 0.005),
+    ):
         assert commissions(model, qa, pa).tolist() == [model(x, px) for x in q]
 
 
@@ -182,7 +186,9 @@ def test_run_grid_workers_and_store_resume(bars, tmp_path) -> None:
     two = run_grid(spec, bars, workers=2)
     assert one.equals(two)
     seen: list[tuple[int, int]] = []
-    stored = run_grid(spec, bars, workers=1, out_dir=tmp_path, progress=lambda d, t: seen.append((d, t)))
+    stored = run_grid(
+        spec, bars, workers=1, out_dir=tmp_path, progress=lambda d, t: seen.append((d, t))
+    )
     assert stored.equals(one)
     assert seen[0] == (0, len(grid)) and seen[-1] == (len(grid), len(grid))
     parts = sorted((tmp_path / "sweep-parts").iterdir())
@@ -190,9 +196,13 @@ def test_run_grid_workers_and_store_resume(bars, tmp_path) -> None:
     # Remove one part: a rerun computes that task only and returns the same table.
     parts[1].unlink()
     seen.clear()
-    again = run_grid(spec, bars, workers=1, out_dir=tmp_path, progress=lambda d, t: seen.append((d, t)))
+    again = run_grid(
+        spec, bars, workers=1, out_dir=tmp_path, progress=lambda d, t: seen.append((d, t))
+    )
     assert again.equals(one)
-    assert seen[0][0] == len(grid) - (int(parts[2].stem.split("-")[1]) - int(parts[1].stem.split("-")[1]))
+    assert seen[0][0] == len(grid) - (
+        int(parts[2].stem.split("-")[1]) - int(parts[1].stem.split("-")[1])
+    )
     # A different sweep in the same directory is refused, unless --fresh.
     other = SweepSpec("sma_cross", grid, commission=0.002)
     with pytest.raises(ValueError, match="different sweep"):

@@ -120,6 +120,7 @@ def walk_forward(
     trades: list[pd.DataFrame] = []
     held: list[pd.Series] = []
     equity = spec.cash
+    offset = 0
     for w_i, w in enumerate(wins):
         done0 = w_i * len(spec.grid)
         table = run_grid(
@@ -173,8 +174,13 @@ def walk_forward(
             held.append(pos)
         if len(tr):
             tr = tr.copy()
+            # Bars counted on the stitched curve, as the out-of-sample metrics read them.
+            shift = offset - lead
+            tr["entry_bar"] += shift
+            tr["exit_bar"] += shift
             tr["window"] = w_i + 1
             trades.append(tr)
+        offset += len(eq)
         equity = float(eq.iloc[-1])
         if progress:
             progress(done0 + len(spec.grid), total)
