@@ -238,7 +238,7 @@ def test_sweep_on_dask_local_cluster_with_one_and_two_workers(csv) -> None:
                 bars,
                 workers=4,  # tasks per worker: the grid is cut into several tasks
                 cluster=cluster.scheduler_address,
-                progress=lambda d, t: seen.append(d),
+                progress=lambda d, t, seen=seen: seen.append(d),
             )
             with distributed.Client(cluster.scheduler_address) as client:
                 assert len(client.scheduler_info()["workers"]) == n
