@@ -234,6 +234,12 @@ class PortfolioBacktest:
             stops,
             target,
             equity=None if first else (lambda i: self._slot_equity_at_open(slot, venue, book, i)),
+            # Strategies with their own execute read analyze's columns, as in a single run.
+            signals=signals
+            if signals is not None
+            and type(strat).execute is not StrategyInterface.execute
+            and not getattr(strat, "execute_every_bar", False)
+            else None,
         )
         at = self.clock.get_indexer(bars.index)
         return Leg(slot.name, sym, strat, venue, book, stepper, bars, at, signals)

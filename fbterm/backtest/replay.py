@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 from fbterm.backtest.book import Book
 from fbterm.backtest.venue import BarVenue
@@ -48,7 +49,10 @@ class BarStepper:
     which steps many of these (one per strategy and symbol) along one clock.
 
     ``equity`` (default: the book marked at the bar's open) is what ``execute`` sizes on; a
-    strategy trading several symbols is given its equity across all of them.
+    strategy trading several symbols is given its equity across all of them. With
+    ``signals`` (``analyze``'s frame, fast mode), ``execute`` is handed the row of the bar
+    whose target is pending, as the fast path's event loop hands it: strategies with their
+    own ``execute`` read indicator columns there.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class BarStepper:
         stops: StopRules | None,
         target: np.ndarray | None,
         equity: Callable[[int], float] | None = None,
+        signals: pd.DataFrame | None = None,
     ) -> None:
         self.venue, self.book, self.strategy, self.stops, self.target = (
             venue,
@@ -75,6 +80,7 @@ class BarStepper:
         self.equity = equity or (lambda i: venue.equity_at_open(book, i))
         self.pending = math.nan
         self.extreme = math.nan  # best price since entry, for the trailing stop (NaN: not yet)
+        self.signals = signals
 
     def step(self, i: int) -> None:
         venue, book, sym, ctx = self.venue, self.book, self.sym, self.ctx
@@ -89,7 +95,10 @@ class BarStepper:
             ctx.equity = self.equity(i)
             if every_bar:
                 ctx.option_chain = venue.options.chain(i)
-            for sig in self.strategy.execute(pending, ctx):
+            rows = self.signals
+            for sig in self.strategy.execute(
+                pending if rows is None else rows.iloc[i - 1 : i], ctx
+            ):
                 p_before = book.pos.get(sym, 0.0)
                 venue.submit(book, sig, i)
                 if sig.instrument.key == sym and book.pos.get(sym, 0.0) != p_before:
