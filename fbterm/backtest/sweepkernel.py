@@ -381,10 +381,17 @@ def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
         cash_u = ctx.cash - np.cumsum(np.bincount(ids, weights=fq * fp * 1.0 + fc))
         pos_u = np.cumsum(np.bincount(ids, weights=fq))
         pos_u[np.abs(pos_u) < 1e-9] = 0.0
-        lengths = np.diff(np.r_[0, ub, n])
-        held_seg = np.r_[0.0, pos_u]
+        # Segment 0 is before the first fill; segment j + 1 runs from fill bar j.
+        mu = len(ub)
+        edges = np.empty(mu + 2, dtype=np.int64)
+        edges[0], edges[1:-1], edges[-1] = 0, ub, n
+        lengths = np.diff(edges)
+        held_seg = np.empty(mu + 1)
+        held_seg[0], held_seg[1:] = 0.0, pos_u
+        cash_seg = np.empty(mu + 1)
+        cash_seg[0], cash_seg[1:] = ctx.cash, cash_u
         held = int(lengths[held_seg != 0].sum())
-        eq = np.repeat(np.r_[ctx.cash, cash_u], lengths)
+        eq = np.repeat(cash_seg, lengths)
         eq += np.repeat(held_seg, lengths) * close
     else:
         ub = np.zeros(0, dtype=np.int64)
@@ -403,7 +410,9 @@ def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
     nt = len(pnl)
     row["trades"] = nt
     if len(exit_bars):
-        xb = np.unique(exit_bars)
+        # One exit per fill bar in the simple case: already sorted and distinct.
+        rising = len(exit_bars) < 2 or bool((exit_bars[1:] > exit_bars[:-1]).all())
+        xb = exit_bars if rising else np.unique(exit_bars)
         at = np.searchsorted(ub, xb, side="right") - 1
         flat = np.where(at >= 0, pos_u[np.maximum(at, 0)], 0.0) == 0
         held += int(flat.sum())
@@ -459,7 +468,8 @@ def _trade_pnls(ctx: SweepContext, fills: Fills) -> tuple[np.ndarray, np.ndarray
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     p1 = np.cumsum(fq)
     p1[np.abs(p1) < 1e-9] = 0.0
-    p0 = np.r_[0.0, p1[:-1]]
+    p0 = np.empty_like(p1)
+    p0[0], p0[1:] = 0.0, p1[:-1]
     if simple_round_trips(p0, p1):
         _, ci, _, pnl, _, _ = round_trip_arrays(p0, p1, np.abs(fq), fp, fc, 1.0)
         return pnl, fb[ci]
