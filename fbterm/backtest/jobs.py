@@ -145,6 +145,7 @@ def run_sweep(
     rank_by: str = "sharpe",
     out_dir: str | os.PathLike[str] | None = None,
     fresh: bool = False,
+    mp_context: str | None = None,
 ) -> pd.DataFrame:
     """Run every grid point through the sweep engine (all cores, or a Dask cluster at
     ``cluster``) and return the table ranked by ``rank_by`` (best first; grid points that
@@ -180,4 +181,5 @@ def run_sweep(
         progress=(lambda done, total: progress(done / total)) if progress else None,
         out_dir=out_dir,
         fresh=fresh,
+        mp_context=mp_context,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -123,12 +124,14 @@ def run_grid(
     progress: SweepProgress | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     fresh: bool = False,
+    mp_context: str | None = None,
 ) -> pd.DataFrame:
     """Every grid point's metrics, ranked by ``spec.rank_by`` (best first, failures last).
 
     With ``out_dir`` each finished task is stored as it completes, the ranked table is written
     as ``sweep.parquet`` (``sweep.csv`` without pyarrow), and a rerun skips stored tasks
-    (``fresh`` starts over)."""
+    (``fresh`` starts over). ``mp_context`` picks how local workers start ("spawn" from a
+    process that runs threads, such as the console)."""
     if not spec.grid:
         raise BacktestError("--sweep: empty grid")
     if spec.rank_by not in SWEEP_KEYS:
@@ -148,7 +151,7 @@ def run_grid(
     done = sum(hi - lo for lo, hi in tasks if lo in rows)
     if progress:
         progress(done, total)
-    for lo, hi, part in _execute(spec, bars, ctx, todo, nw, cluster):
+    for lo, hi, part in _execute(spec, bars, ctx, todo, nw, cluster, mp_context):
         rows[lo] = part
         if store:
             store.save(lo, part)
@@ -168,6 +171,7 @@ def _execute(
     todo: list[tuple[int, int]],
     workers: int,
     cluster: str | None,
+    mp_context: str | None = None,
 ) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
     if not todo:
         return
@@ -178,12 +182,16 @@ def _execute(
         for lo, hi in todo:
             yield lo, hi, run_points(ctx, spec.grid[lo:hi])
         return
+    import multiprocessing
+
+    mp = multiprocessing.get_context(mp_context)
+    if mp.get_start_method() != "fork":
+        _tracker_with_real_stderr()
     # The bars go to the workers by fork (no copy) where the platform forks; elsewhere
     # the workers read the file's binary cache themselves.
-    fork = os.name == "posix" and "fork" in _start_methods()
-    init_bars = bars if fork or not spec.data else None
+    init_bars = bars if mp.get_start_method() == "fork" or not spec.data else None
     with ProcessPoolExecutor(
-        min(workers, len(todo)), initializer=_init_local, initargs=(spec, init_bars)
+        min(workers, len(todo)), mp_context=mp, initializer=_init_local, initargs=(spec, init_bars)
     ) as ex:
         futs = [ex.submit(_run_local, lo, hi) for lo, hi in todo]
         try:
@@ -194,10 +202,24 @@ def _execute(
                 f.cancel()
 
 
-def _start_methods() -> list[str]:
-    import multiprocessing
+def _tracker_with_real_stderr() -> None:
+    """Start multiprocessing's resource tracker with a real stderr. Its launch passes
+    stderr's file descriptor on, and a console (Textual) replaces sys.stderr with an object
+    that has none, so spawning workers from the console would fail."""
+    try:
+        if sys.stderr.fileno() >= 0:
+            return
+    except (AttributeError, OSError, ValueError):
+        pass
+    from multiprocessing import resource_tracker
 
-    return multiprocessing.get_all_start_methods()
+    saved = sys.stderr
+    with open(os.devnull, "w") as devnull:
+        sys.stderr = sys.__stderr__ or devnull
+        try:
+            resource_tracker.ensure_running()
+        finally:
+            sys.stderr = saved
 
 
 def _execute_dask(
