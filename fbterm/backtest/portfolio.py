@@ -360,7 +360,7 @@ class PortfolioBacktest:
                 np.any(
                     [
                         pd.Series(
-                            legs[(slot.name, lg.symbol)].position.to_numpy() != 0,
+                            _position(legs[(slot.name, lg.symbol)]) != 0,
                             index=lg.bars.index,
                         )
                         .reindex(clock, method="ffill")
@@ -432,6 +432,11 @@ def _trade_frame(trades: pd.DataFrame, clock: pd.Index) -> pd.DataFrame:
 def gross_held(gross: np.ndarray, clock: pd.Index) -> pd.Series:
     """1 where the account holds any position, for the exposure metric."""
     return pd.Series((gross > 0).astype(float), index=clock)
+
+
+def _position(res: BacktestResult) -> np.ndarray:
+    pos = res.position
+    return np.zeros(len(res.equity)) if pos is None else pos.to_numpy(dtype=float)
 
 
 def _seconds(index: pd.Index) -> np.ndarray:

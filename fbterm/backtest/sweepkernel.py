@@ -379,7 +379,7 @@ def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
         ub = fb[brk]
         ids = np.cumsum(brk) - 1
         cash_u = ctx.cash - np.cumsum(np.bincount(ids, weights=fq * fp * 1.0 + fc))
-        pos_u = np.cumsum(np.bincount(ids, weights=fq))
+        pos_u: np.ndarray = np.cumsum(np.bincount(ids, weights=fq))
         pos_u[np.abs(pos_u) < 1e-9] = 0.0
         # Segment 0 is before the first fill; segment j + 1 runs from fill bar j.
         mu = len(ub)
@@ -395,7 +395,7 @@ def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
         eq += np.repeat(held_seg, lengths) * close
     else:
         ub = np.zeros(0, dtype=np.int64)
-        pos_u = np.zeros(0)
+        pos_u = np.zeros(0, dtype=np.float64)
         eq = np.full(n, ctx.cash)
         held = 0
     row: dict[str, Any] = {}

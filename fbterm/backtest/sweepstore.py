@@ -24,11 +24,9 @@ PARTS = "sweep-parts"
 
 
 def parquet_available() -> bool:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 class SweepStore:

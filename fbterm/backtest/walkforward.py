@@ -128,7 +128,7 @@ def walk_forward(
             bars.iloc[w.train[0] : w.train[1]],
             workers=workers,
             cluster=cluster,
-            progress=(lambda d, t, base=done0: progress(base + d, total)) if progress else None,
+            progress=_offset(progress, done0, total),
         )
         ok = table[table[spec.rank_by].notna()] if spec.rank_by in table else table.iloc[:0]
         if "error" in ok:
@@ -224,6 +224,18 @@ def stability(table: pd.DataFrame, params: list[str]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def _offset(progress: SweepProgress | None, base: int, total: int) -> SweepProgress | None:
+    """A window's sweep progress as progress of the whole walk-forward."""
+    if progress is None:
+        return None
+    report = progress
+
+    def inner(done: int, _total: int) -> None:
+        report(base + done, total)
+
+    return inner
 
 
 def _sizing(spec: SweepSpec) -> Any:
