@@ -154,8 +154,13 @@ def test_drawdown_halt_stops_trading(make_config, data_dir) -> None:
     t_halt = halts.iloc[0]["time"]
     leg = res.legs[("a", "AAA")]
     assert (leg.fills["time"] <= t_halt).all()
+    # The strategy kept signalling after the halt, but sent nothing; a stop exit it may still
+    # have (the only order after a halt) is refused by the gate.
+    sig = leg.signals["target"]
+    assert sig[sig.index > t_halt].notna().sum() > 5
     refused = res.events[res.events["event"] == "rejected"]
-    assert len(refused) and refused["detail"].str.startswith("halted").all()
+    assert refused["detail"].str.startswith("halted").all()
+    assert (refused["time"] > t_halt).all()
     # The account's drawdown at the halt is the configured limit (the halt follows at once).
     eq = res.equity[:t_halt]
     assert 1 - eq.iloc[-1] / eq.max() >= 0.03

@@ -9,7 +9,9 @@ same components:
 * every order passes :meth:`fbterm.risk.portfolio.PortfolioLevelRisk.check_order` with the
   config's ``[risk]`` limits, reading positions and marks across all legs;
 * after each timestamp the account's equity goes to ``update_equity``, whose drawdown and
-  daily-loss limits halt trading (nothing new is accepted after a halt, as live);
+  daily-loss limits halt trading: from then on the strategies send nothing (the live
+  executor holds halted strategies) and the gate refuses whatever else comes (stop exits);
+  positions stay open, marked to market, as they do live until the operator acts;
 * every ``metrics.rebalance_interval`` seconds of market time (or ``rebalance``) capital
   moves between strategies by :meth:`fbterm.metrics.optimization.Optimization.apply_half_kelly`;
 * sizing follows the config (:func:`fbterm.strategies.executor.configured_sizing`) on the
@@ -255,6 +257,8 @@ class PortfolioBacktest:
 
     def _state_changed(self, state: TradingState, reason: str) -> None:
         self.events.append((self.clock[self._step], state.value.lower(), "", reason))
+        for leg in self.legs:
+            leg.stepper.trading = state is not TradingState.HALTED
 
     def _slot_equity_at_open(self, slot: Slot, venue: BarVenue, book: Book, i: int) -> float:
         """A strategy's equity across its symbols when one of them opens bar ``i``."""

@@ -81,6 +81,9 @@ class BarStepper:
         self.pending = math.nan
         self.extreme = math.nan  # best price since entry, for the trailing stop (NaN: not yet)
         self.signals = signals
+        # False while trading is halted: the strategy sends nothing, as the live executor
+        # holds a halted strategy (its stop exits still go to the gate).
+        self.trading = True
 
     def step(self, i: int) -> None:
         venue, book, sym, ctx = self.venue, self.book, self.sym, self.ctx
@@ -88,7 +91,7 @@ class BarStepper:
         if every_bar:
             venue.options.settle_expired(book, i)
         pending = self.pending
-        if pending == pending or every_bar:
+        if (pending == pending or every_bar) and self.trading:
             ctx.price = venue.o[i]
             ctx.ts = venue.ts[i]
             ctx.position = book.pos.get(sym, 0.0)
