@@ -202,7 +202,8 @@ def tree_run(cmd: list[str]) -> tuple[float, float, float, str]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({p.returncode}): {err[-500:]}")
+        what = "killed (out of memory?)" if p.returncode == -9 else f"exit {p.returncode}"
+        raise RuntimeError(f"{cmd[0]} {what}: {err.strip()[-500:]}")
     return wall, cpu, peak / 2**20, err.strip()[-300:]
 
 

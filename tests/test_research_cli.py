@@ -113,16 +113,36 @@ def test_sweep_cli_heatmap_and_report(csv, tmp_path, capsys) -> None:
             "slow=30:60:10",
             "--out",
             str(out),
-            "--quiet",
         ]
     )
     assert rc == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.err == ""  # stderr is not a terminal here: no progress bar
+    text = captured.out
     assert "sharpe by fast × slow" in text
     assert (out / "sweep.csv").exists() or (out / "sweep.parquet").exists()
     html = (out / "report.html").read_text()
     assert html.count("<rect") == 16 and "sharpe by fast × slow" in html
     assert "sharpe by fast" in (out / "heatmap.txt").read_text()
+
+
+def test_progress_bar_with_eta(capsys) -> None:
+    from fbterm.cli.research import Progress
+
+    bar = Progress("sweep", enabled=True)
+    bar(250, 1000)  # resumed: a quarter was already done
+    bar.drawn = 0.0
+    bar.t0 -= 10.0  # ten seconds in
+    bar(500, 1000)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "sweep 500/1,000" in err and " 50%" in err
+    # 250 points in 10 s, 500 to go: 20 s left (the resumed quarter does not count as speed).
+    assert "0:20 left" in err
+    quiet = Progress("sweep", enabled=False)
+    quiet(1, 2)
+    quiet.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_heatmap_pictures() -> None:
