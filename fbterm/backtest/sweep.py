@@ -108,6 +108,7 @@ def _run_remote(
     """A task on a Dask worker: the context is built once per worker process and sweep."""
     global _CTX, _CTX_KEY
     if _CTX is None or key != _CTX_KEY:
+        _roomy_malloc()
         _CTX, _CTX_KEY = spec.context(bars), key
     return lo, hi, run_points(_CTX, spec.grid[lo:hi])
 
@@ -200,6 +201,26 @@ def _execute(
         finally:
             for f in futs:
                 f.cancel()
+
+
+def _roomy_malloc() -> None:
+    """Let glibc serve bar-length arrays from its heap in a Dask worker.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_`` set, which also pins glibc's
+    mmap threshold at 128 KiB: every temporary of a sweep (an equity curve is 800 KB at 100k
+    bars) is then a fresh mmap, page-faulted in and unmapped again, and tasks ran 2-4x slower
+    than in a local process. Raising the mmap threshold to 64 MiB gives that speed back; the
+    trim threshold still returns freed memory to the system.
+    """
+    if not os.environ.get("MALLOC_TRIM_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to adjust
 
 
 def _tracker_with_real_stderr() -> None:
