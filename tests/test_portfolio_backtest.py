@@ -166,6 +166,34 @@ def test_drawdown_halt_stops_trading(make_config, data_dir) -> None:
     assert 1 - eq.iloc[-1] / eq.max() >= 0.03
 
 
+def test_flatten_on_halt(make_config, data_dir) -> None:
+    cfg = _config(
+        make_config,
+        [
+            {
+                "name": "a",
+                "class": "sma_cross",
+                "symbols": ["AAA", "BBB"],
+                "capital": 1e6,
+                "params": {"fast": 3, "slow": 10},
+            }
+        ],
+        risk={"max_drawdown_pct": 2.0},
+    )
+    data = load_portfolio_data(cfg, str(data_dir))
+    res = PortfolioBacktest(cfg, data, on_halt="flatten").run()
+    t_halt = res.events[res.events["event"] == "halted"].iloc[0]["time"]
+    for sym in ("AAA", "BBB"):
+        leg = res.legs[("a", sym)]
+        after = leg.fills[leg.fills["time"] > t_halt]
+        # One operator exit per symbol at its next open, then flat to the end.
+        assert len(after) <= 1 and (after["reason"] == "flatten on halt").all()
+        assert leg.position.iloc[-1] == 0
+    assert res.events[res.events["event"] == "rejected"].empty
+    with pytest.raises(ValueError, match="on_halt"):
+        PortfolioBacktest(cfg, data, on_halt="panic")
+
+
 def test_half_kelly_rebalancing(make_config, data_dir) -> None:
     strategies = [
         {

@@ -11,7 +11,9 @@ same components:
 * after each timestamp the account's equity goes to ``update_equity``, whose drawdown and
   daily-loss limits halt trading: from then on the strategies send nothing (the live
   executor holds halted strategies) and the gate refuses whatever else comes (stop exits);
-  positions stay open, marked to market, as they do live until the operator acts;
+  positions stay open, marked to market, as they do live until the operator acts, or
+  (``on_halt="flatten"``) are closed at each symbol's next open by an operator exit, the
+  one kind of order the gate lets through a halt;
 * every ``metrics.rebalance_interval`` seconds of market time (or ``rebalance``) capital
   moves between strategies by :meth:`fbterm.metrics.optimization.Optimization.apply_half_kelly`;
 * sizing follows the config (:func:`fbterm.strategies.executor.configured_sizing`) on the
@@ -39,7 +41,7 @@ from fbterm.backtest.venue import BarVenue
 from fbterm.config import Config
 from fbterm.execution.costs import commission_from_config
 from fbterm.metrics.optimization import Optimization, StrategyHistory
-from fbterm.model import Option, Order, TradingState
+from fbterm.model import Option, Order, Side, Signal, TradingState
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.risk.stops import StopRules
 from fbterm.strategies import create_strategy
@@ -141,9 +143,15 @@ class PortfolioBacktest:
         *,
         mode: str = "fast",
         rebalance: float | None = None,
+        on_halt: str = "hold",
     ) -> None:
         if mode not in ("fast", "replay"):
             raise BacktestError(f"mode must be 'fast' or 'replay', got {mode!r}")
+        if on_halt not in ("hold", "flatten"):
+            raise BacktestError(f"on_halt must be 'hold' or 'flatten', got {on_halt!r}")
+        self.on_halt = on_halt
+        self._operator = False  # an operator exit is going out (it may pass a halt)
+        self._flatten: set[int] = set()  # legs (by id) still to flatten after a halt
         self.cfg = cfg
         self.mode = mode
         self.interval = cfg.metrics.rebalance_interval if rebalance is None else rebalance
@@ -248,7 +256,7 @@ class PortfolioBacktest:
 
     def _gate(self, name: str) -> Any:
         def gate(order: Order) -> str | None:
-            reason = self.risk.check_order(order)
+            reason = self.risk.check_order(order, operator=self._operator)
             if reason:
                 self.events.append((self.clock[self._step], "rejected", name, reason))
             return reason
@@ -259,6 +267,28 @@ class PortfolioBacktest:
         self.events.append((self.clock[self._step], state.value.lower(), "", reason))
         for leg in self.legs:
             leg.stepper.trading = state is not TradingState.HALTED
+        if state is TradingState.HALTED and self.on_halt == "flatten":
+            self._flatten = {id(leg) for leg in self.legs}
+
+    def _flatten_leg(self, leg: Leg, i: int) -> None:
+        """Close the leg's positions at bar ``i``'s open, as the operator's exit."""
+        self._flatten.discard(id(leg))
+        book, venue = leg.book, leg.venue
+        self._operator = True
+        try:
+            for key, q in list(book.pos.items()):
+                sig = Signal(
+                    strategy_id=leg.slot,
+                    instrument=book.insts[key],
+                    side=Side.SELL if q > 0 else Side.BUY,
+                    quantity=abs(q),
+                    signal_price=float(venue.o[i]),
+                    ts=float(venue.ts[i]),
+                    reason="flatten on halt",
+                )
+                venue.submit(book, sig, i)
+        finally:
+            self._operator = False
 
     def _slot_equity_at_open(self, slot: Slot, venue: BarVenue, book: Book, i: int) -> float:
         """A strategy's equity across its symbols when one of them opens bar ``i``."""
@@ -290,6 +320,8 @@ class PortfolioBacktest:
             for leg in by_step[g]:
                 i = leg.i + 1
                 self.marks[leg.symbol] = float(leg.venue.o[i])
+                if self._flatten and id(leg) in self._flatten:
+                    self._flatten_leg(leg, i)
                 leg.stepper.step(i)
                 leg.i = i
                 self.marks[leg.symbol] = float(leg.venue.c[i])

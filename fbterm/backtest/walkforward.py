@@ -138,7 +138,7 @@ def walk_forward(
                 f"--walk-forward: no parameter set could run on the train window "
                 f"{idx[w.train[0]]} .. {idx[w.train[1] - 1]}"
             )
-        best = {k: _plain(ok.iloc[0][k]) for k in spec.grid[0]}
+        best = {k: _plain(ok[k].iloc[0]) for k in spec.grid[0]}  # per column: keeps ints
         strat = create_strategy(spec.strategy, None, best)
         lead = min(strat.warmup(), w.test[0])
         seg = bars.iloc[w.test[0] - lead : w.test[1]]

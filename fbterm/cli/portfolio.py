@@ -47,7 +47,9 @@ def run_portfolio(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise CLIError(str(e).splitlines()[0], EXIT_USAGE) from None
     data = load_portfolio_data(cfg, args.data)
-    res = PortfolioBacktest(cfg, data, mode=args.mode, rebalance=args.rebalance).run()
+    res = PortfolioBacktest(
+        cfg, data, mode=args.mode, rebalance=args.rebalance, on_halt=args.on_halt
+    ).run()
     ev = res.events
     halts = ev[ev["event"] == "halted"]
     rebal = ev[ev["event"] == "rebalance"]

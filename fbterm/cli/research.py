@@ -66,6 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="portfolio: half-Kelly rebalance every SECONDS of market time "
         "(default: the config's metrics.rebalance_interval; 0: never)",
     )
+    g.add_argument(
+        "--on-halt",
+        dest="on_halt",
+        choices=("hold", "flatten"),
+        default="hold",
+        help="portfolio: after a risk halt keep the positions (as live, default) or close "
+        "them at the next open as the operator would",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
