@@ -229,50 +229,66 @@ def sweeps(args: argparse.Namespace) -> None:
         store.save_to_csv(synth_bars(100_000, bar_size="1h", seed=42), mid)
         store.load_from_csv(big)  # the binary cache, as a second run of a user's file has
         store.load_from_csv(mid)
+        parts = set(args.sweep_parts.split(","))
         grid = ("fast=5:50:5", "slow=60:240:20")
-        print("10x10 SMA grid (100 sets) over 1,000,000 hourly bars, whole process:")
-        rows = []
-        for label, cmd in (
-            ("fbterm, all cores", fb_sweep_cmd(big, *grid)),
-            ("fbterm, 1 process", fb_sweep_cmd(big, *grid, workers=1)),
-        ):
-            wall, cpu, mb, _ = tree_run(cmd)
-            rows.append((label, wall, cpu, mb))
-        vbt = None
-        try:
-            vbt = tree_run([args.vectorbt_python, "-c", VBT_GRID_SCRIPT, str(big)])
-            rows.append(("vectorbt from_signals", vbt[0], vbt[1], vbt[2]))
-        except RuntimeError as e:
-            print(f"  vectorbt: could not run: {e}")
-        for label, wall, cpu, mb in rows:
-            print(f"  {label:<24} {wall:7.2f} s wall  {cpu:7.2f} s CPU  peak {mb:7.0f} MB")
-        if vbt is not None:
+        if "grid" in parts:
+            grid_vs_vectorbt(args, big, grid)
+        if "big" in parts:
             print(
-                f"  ratio vectorbt / fbterm: {vbt[0] / rows[0][1]:.1f}x wall (all cores), "
-                f"{vbt[0] / rows[1][1]:.1f}x wall (1 process), {vbt[1] / rows[1][2]:.1f}x CPU"
+                "\n10,000 parameter sets (fast 2..101 x slow 110..1100) over 100,000 hourly bars:"
             )
-        print("\n10,000 parameter sets (fast 2..101 x slow 110..1100) over 100,000 hourly bars:")
-        big_grid = ("fast=2:101", "slow=110:1100:10")
-        wall, cpu, mb, _ = tree_run(fb_sweep_cmd(mid, *big_grid))
-        print(f"  fbterm, all cores        {wall:7.2f} s wall  {cpu:7.2f} s CPU  peak {mb:7.0f} MB")
-        try:
-            import distributed
-        except ImportError:
-            print("dask: not installed, scaling skipped")
-            return
-        print("\nDask LocalCluster, 2,000 sets over 100,000 bars (fast 2..41 x slow 110..600):")
-        times = {}
-        for n in (1, 2):
-            with distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster:
-                cmd = fb_sweep_cmd(
-                    mid, "fast=2:41", "slow=110:600:10", cluster=cluster.scheduler_address
-                )
-                tree_run(cmd)  # the workers import fbterm once
-                times[n] = tree_run(cmd)[0]
-            print(f"  {n} worker process(es): {times[n]:6.2f} s")
-        print(f"  scaling 1 -> 2 workers: {times[1] / times[2]:.2f}x")
+            big_grid = ("fast=2:101", "slow=110:1100:10")
+            wall, cpu, mb, _ = tree_run(fb_sweep_cmd(mid, *big_grid))
+            print(
+                f"  fbterm, all cores        {wall:7.2f} s wall  {cpu:7.2f} s CPU  peak {mb:7.0f} MB"
+            )
+        if "dask" in parts:
+            dask_scaling(mid)
+
+
+def grid_vs_vectorbt(args: argparse.Namespace, big: Path, grid: tuple[str, ...]) -> None:
+    print("10x10 SMA grid (100 sets) over 1,000,000 hourly bars, whole process:")
+    rows = []
+    for label, cmd in (
+        ("fbterm, all cores", fb_sweep_cmd(big, *grid)),
+        ("fbterm, 1 process", fb_sweep_cmd(big, *grid, workers=1)),
+    ):
+        wall, cpu, mb, _ = tree_run(cmd)
+        rows.append((label, wall, cpu, mb))
+    vbt = None
+    try:
+        vbt = tree_run([args.vectorbt_python, "-c", VBT_GRID_SCRIPT, str(big)])
+        rows.append(("vectorbt from_signals", vbt[0], vbt[1], vbt[2]))
+    except RuntimeError as e:
+        print(f"  vectorbt: could not run: {e}")
+    for label, wall, cpu, mb in rows:
+        print(f"  {label:<24} {wall:7.2f} s wall  {cpu:7.2f} s CPU  peak {mb:7.0f} MB")
+    if vbt is not None:
+        print(
+            f"  ratio vectorbt / fbterm: {vbt[0] / rows[0][1]:.1f}x wall (all cores), "
+            f"{vbt[0] / rows[1][1]:.1f}x wall (1 process), {vbt[1] / rows[1][2]:.1f}x CPU"
+        )
+
+
+def dask_scaling(mid: Path) -> None:
+    try:
+        import distributed
+    except ImportError:
+        print("dask: not installed, scaling skipped")
+        return
+    print("\nDask LocalCluster, 2,000 sets over 100,000 bars (fast 2..41 x slow 110..600):")
+    times = {}
+    for n in (1, 2):
+        with distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            cmd = fb_sweep_cmd(
+                mid, "fast=2:41", "slow=110:600:10", cluster=cluster.scheduler_address
+            )
+            tree_run(cmd)  # the workers import fbterm once
+            times[n] = tree_run(cmd)[0]
+        print(f"  {n} worker process(es): {times[n]:6.2f} s")
+    print(f"  scaling 1 -> 2 workers: {times[1] / times[2]:.2f}x")
 
 
 def main() -> None:
@@ -282,6 +298,9 @@ def main() -> None:
     ap.add_argument("--skip-backtesting-above", type=int, default=10_000_000)
     ap.add_argument("--sweeps", action="store_true", help="run the sweep benchmarks instead")
     ap.add_argument("--vectorbt-python", default=sys.executable, metavar="PYTHON")
+    ap.add_argument(
+        "--sweep-parts", default="grid,big,dask", help="which sweep benchmarks (grid,big,dask)"
+    )
     args = ap.parse_args()
     if args.sweeps:
         sweeps(args)
