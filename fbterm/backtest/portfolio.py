@@ -93,7 +93,7 @@ class Slot:
 @dataclass
 class PortfolioResult:
     equity: pd.Series  # the account
-    strategies: pd.DataFrame  # each strategy's equity (capital + P&L)
+    strategies: pd.DataFrame  # each strategy's equity (capital + P&L); metrics use its returns
     exposure: pd.Series  # gross exposure / account equity
     metrics: pd.Series  # the account's
     strategy_metrics: pd.DataFrame  # one row per strategy
@@ -388,9 +388,19 @@ class PortfolioBacktest:
             index=clock,
             name="gross_exposure_pct",
         )
+        # Each strategy's performance as a time-weighted index: its returns net of capital
+        # moves, chained from its first allocation, so a rebalance is not a gain or a loss.
+        twr = pd.DataFrame(
+            {
+                s.name: s.capital_at[0][1]
+                * np.cumprod(1.0 + np.nan_to_num(np.asarray(s.returns), nan=0.0))
+                for s in self.slots
+            },
+            index=clock,
+        )
         rows = []
         for slot in self.slots:
-            eq = strategies[slot.name]
+            eq = twr[slot.name]
             st = all_trades[all_trades["strategy"] == slot.name] if len(all_trades) else all_trades
             held = pd.Series(
                 np.any(
@@ -426,9 +436,9 @@ class PortfolioBacktest:
             equity, _trade_frame(all_trades, clock), close=equity, position=gross_held(gross, clock)
         )
         daily = (
-            strategies.resample("D").last().dropna(how="all")
+            twr.resample("D").last().dropna(how="all")
             if isinstance(clock, pd.DatetimeIndex)
-            else strategies
+            else twr
         )
         corr = daily.pct_change(fill_method=None).corr()
         events = pd.DataFrame(self.events, columns=["time", "event", "strategy", "detail"])
