@@ -108,7 +108,7 @@ class SweepStore:
     @staticmethod
     def _write_json(path: Path, doc: dict[str, Any]) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=str))
+        tmp.write_text(json.dumps(doc, default=str))
         os.replace(tmp, path)
 
 
