@@ -55,7 +55,11 @@ GRID = [{"fast": f, "slow": s} for f in (2, 3, 5, 8, 13) for s in (14, 21, 34, 5
     ("commission", "sizing"),
     [(0.0, "all_in"), (0.002, "all_in"), ("ib", "fraction"), (0.001, Sizing("cash", 5000.0))],
 )
-def test_every_row_equals_a_full_backtest(bars, commission, sizing) -> None:
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_every_row_equals_a_full_backtest(bars, commission, sizing, lockstep, monkeypatch) -> None:
+    from fbterm.backtest import sweepkernel
+
+    monkeypatch.setattr(sweepkernel, "LOCKSTEP_MIN", 2 if lockstep else 10**9)
     ctx = make_context(bars, "sma_cross", cash=10_000, commission=commission, sizing=sizing)
     rows = run_points(ctx, GRID)
     for p, row in zip(GRID, rows, strict=True):

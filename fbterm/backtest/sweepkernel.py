@@ -61,8 +61,9 @@ SWEEP_KEYS = (
 # Lockstep state per chunk is about 40 bytes per (order step, parameter set): chunks are cut
 # to stay under this, so 10,000 sets over 100k bars run in a few hundred MB.
 CHUNK_BYTES = 160_000_000
-# Below this many sets a plain Python loop per set beats numpy's per-call overhead.
-LOCKSTEP_MIN = 48
+# Below this many sets a plain Python loop per set beats numpy's per-call overhead (measured:
+# at 100 sets of ~4k orders each the loop is still ahead; at 500 the lockstep is far ahead).
+LOCKSTEP_MIN = 128
 
 
 @dataclass
