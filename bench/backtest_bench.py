@@ -14,7 +14,7 @@ Sweeps (``--sweeps``): whole processes, wall and CPU time, peak memory of the pr
   ratios computed, as fbterm ranks by Sharpe); ``--vectorbt-python`` names an interpreter
   that has vectorbt when the project's venv does not;
 * 10,000 parameter sets over 100k bars;
-* the same sweep on a Dask LocalCluster with 1 and 2 worker processes (scaling ratio).
+* the 10,000 sets on a Dask LocalCluster with 1 and 2 worker processes (scaling ratio).
 
     python bench/backtest_bench.py --sweeps [--vectorbt-python /path/to/python]
 
@@ -276,14 +276,14 @@ def dask_scaling(mid: Path) -> None:
     except ImportError:
         print("dask: not installed, scaling skipped")
         return
-    print("\nDask LocalCluster, 2,000 sets over 100,000 bars (fast 2..41 x slow 110..600):")
+    print("\nDask LocalCluster, the 10,000 sets over 100,000 bars, whole fbterm process:")
     times = {}
     for n in (1, 2):
         with distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
             cmd = fb_sweep_cmd(
-                mid, "fast=2:41", "slow=110:600:10", cluster=cluster.scheduler_address
+                mid, "fast=2:101", "slow=110:1100:10", cluster=cluster.scheduler_address
             )
             tree_run(cmd)  # the workers import fbterm once
             times[n] = tree_run(cmd)[0]

@@ -197,6 +197,15 @@ def _sweep(args: argparse.Namespace, spec: SweepSpec, bars: pd.DataFrame) -> int
             out_dir=args.out,
             fresh=args.fresh,
         )
+    except KeyboardInterrupt:
+        bar.close()
+        if args.out:
+            print(
+                f"sweep interrupted: the finished tasks are kept in {args.out}; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
+        raise
     finally:
         bar.close()
     hm = _heatmap(args, table, spec)
