@@ -73,7 +73,14 @@ METRIC_LABELS: dict[str, str] = {
 
 def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
     """(returns, periods per year) used by the annualised metrics."""
-    idx = equity.index
+    ends, per_year = period_ends(equity.index)
+    eq = equity.to_numpy(dtype=float)
+    return stats.finite(stats.simple_returns(eq if ends is None else eq[ends])), per_year
+
+
+def period_ends(idx: pd.Index) -> tuple[np.ndarray | None, float]:
+    """(the bars whose equity the periodic returns are taken from, None for every bar;
+    periods per year). Depends on the index only, so a sweep computes it once for all runs."""
     if isinstance(idx, pd.DatetimeIndex) and len(idx) > 1:
         step = pd.Timedelta(
             int(np.median(np.diff(idx.as_unit("ns").asi8[: min(len(idx), 10_000)]))), "ns"
@@ -88,18 +95,14 @@ def periodic_returns(equity: pd.Series) -> tuple[np.ndarray, float]:
         per_year = stats.periods_per_year(days * 86400.0, "calendar", weekends=weekends)
         freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
         if days >= 1 and freq == "D":
-            eq = equity.to_numpy(dtype=float)
-        elif freq == "D":
-            # Last equity of each calendar day (UTC): resample('D').last() without the cost.
+            return None, per_year
+        if freq == "D":
+            # Last bar of each calendar day (UTC): resample('D').last() without the cost.
             day = idx.as_unit("ns").asi8 // 86_400_000_000_000
-            last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
-            eq = equity.to_numpy(dtype=float)[last]
-        else:
-            eq = equity.resample(freq).last().dropna().to_numpy(dtype=float)
-    else:
-        per_year = 252.0
-        eq = equity.to_numpy(dtype=float)
-    return stats.finite(stats.simple_returns(eq)), per_year
+            return np.flatnonzero(np.r_[day[1:] != day[:-1], True]), per_year
+        pos = pd.Series(np.arange(len(idx), dtype=np.float64), index=idx)
+        return pos.resample(freq).last().dropna().to_numpy(dtype=np.int64), per_year
+    return None, 252.0
 
 
 def drawdown_durations(dd: np.ndarray, index: pd.Index) -> tuple[np.ndarray, list[Any]]:

@@ -46,7 +46,7 @@ def trades_from_fills(
             p1 = np.cumsum(q)
             p1[np.abs(p1) < 1e-9] = 0.0
             p0 = np.r_[0.0, p1[:-1]]
-            if np.all((p0 == 0) | (p1 == 0) | ((p0 > 0) != (p1 > 0))):
+            if simple_round_trips(p0, p1):
                 parts.append(_trades_vectorised(str(key), grp, p0, p1, mult))
             else:
                 parts.append(pd.DataFrame(_trades_walk(str(key), grp, mult), columns=_RAW_COLUMNS))
@@ -68,19 +68,21 @@ def trades_from_fills(
 _RAW_COLUMNS = TRADE_COLUMNS[:4] + TRADE_COLUMNS[6:11]
 
 
-def _trades_vectorised(
-    key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarray, mult: float
-) -> pd.DataFrame:
-    """Fast case: every fill opens from flat, closes to flat, or reverses."""
-    bar = grp["bar"].to_numpy()
-    px = grp["price"].to_numpy()
-    com = grp["commission"].to_numpy()
-    q = np.abs(grp["quantity"].to_numpy())
+def simple_round_trips(p0: np.ndarray, p1: np.ndarray) -> bool:
+    """Whether every fill opens from flat, closes to flat or reverses (the vectorised case)."""
+    return bool(np.all((p0 == 0) | (p1 == 0) | ((p0 > 0) != (p1 > 0))))
+
+
+def round_trip_arrays(
+    p0: np.ndarray, p1: np.ndarray, q: np.ndarray, px: np.ndarray, com: np.ndarray, mult: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The round trips of fills where :func:`simple_round_trips` holds: (opening fill,
+    closing fill, size, pnl, return, commission). ``q`` is each fill's absolute quantity,
+    ``p0``/``p1`` the position before/after it. The one place this arithmetic lives: trade
+    lists and the sweep engine's metrics both use it."""
     opens = np.flatnonzero(p1 != 0)
     closes = np.flatnonzero(p0 != 0)
     m = min(len(opens), len(closes))
-    if m == 0:
-        return pd.DataFrame(columns=_RAW_COLUMNS)
     oi, ci = opens[:m], closes[:m]
     size = p1[oi]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -90,14 +92,29 @@ def _trades_vectorised(
     comm = c_in + c_out
     pnl = size * (exit_ - entry) * mult - comm
     ret = np.sign(size) * (exit_ / entry - 1) - comm / (np.abs(size) * entry * mult)
+    return oi, ci, size, pnl, ret, comm
+
+
+def _trades_vectorised(
+    key: str, grp: pd.DataFrame, p0: np.ndarray, p1: np.ndarray, mult: float
+) -> pd.DataFrame:
+    """Fast case: every fill opens from flat, closes to flat, or reverses."""
+    bar = grp["bar"].to_numpy()
+    px = grp["price"].to_numpy()
+    com = grp["commission"].to_numpy()
+    q = np.abs(grp["quantity"].to_numpy())
+    oi, ci, size, pnl, ret, comm = round_trip_arrays(p0, p1, q, px, com, mult)
+    m = len(oi)
+    if m == 0:
+        return pd.DataFrame(columns=_RAW_COLUMNS)
     return pd.DataFrame(
         {
             "instrument": one_category(m, key),
             "size": size,
             "entry_bar": bar[oi],
             "exit_bar": bar[ci],
-            "entry_price": entry,
-            "exit_price": exit_,
+            "entry_price": px[oi],
+            "exit_price": px[ci],
             "pnl": pnl,
             "return_pct": ret,
             "commission": comm,

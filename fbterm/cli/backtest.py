@@ -28,7 +28,10 @@ def register(subparsers: Subparsers) -> None:
         "open; commission as a fraction of value (or 'ib' per share), charged on entry and exit.",
     )
     p.add_argument(
-        "--data", required=True, metavar="FILE.csv", help="bars CSV (any layout DataStorage loads)"
+        "--data",
+        required=True,
+        metavar="FILE.csv",
+        help="bars CSV (any layout DataStorage loads); with --config, a folder of SYMBOL.csv",
     )
     p.add_argument(
         "--strategy", default="sma_cross", help="built-in name or package.module:ClassName"
@@ -99,6 +102,10 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--cluster", metavar="tcp://HOST:8786", help="sweep: run the grid on a Dask cluster"
     )
+    # Research (sweeps, walk-forward, portfolios): one block, options and handling in research.py.
+    from fbterm.cli import research
+
+    research.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -163,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     """The work of ``run``: validate the options, then sweep or run once and report."""
     from fbterm.backtest.backtester import CustomBacktester
     from fbterm.backtest.inputs import make_commission, make_sizing
-    from fbterm.backtest.jobs import load_bars, run_sweep, sweep_grid
+    from fbterm.backtest.jobs import load_bars
     from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable
     from fbterm.config import StrategyRiskConfig
     from fbterm.strategies import create_strategy, load_strategy_class
@@ -175,74 +182,10 @@ def _run(args: argparse.Namespace) -> int:
     commission = make_commission(args.commission)
     sizing = make_sizing(args.sizing, args.size)
     tty = sys.stdout.isatty()
-    if args.sweep:
-        if args.cluster and not args.cluster.startswith(
-            ("tcp://", "tls://", "inproc://", "ucx://")
-        ):
-            raise CLIError(
-                f"--cluster {args.cluster!r}: expected an address like tcp://host:8786",
-                EXIT_USAGE,
-            )
-        grid = sweep_grid(args.sweep, params)
-        bar = _Bar(f"sweep {len(grid)} runs", tty)
-        try:
-            # Bad rows dropped or repaired once here; the workers then share the clean frame.
-            data = (
-                args.data if args.on_bad_rows == "error" else load_bars(args.data, args.on_bad_rows)
-            )
-            table = run_sweep(
-                data,
-                args.strategy,
-                grid,
-                cash=args.cash,
-                commission=args.commission,
-                sizing=args.sizing,
-                workers=args.workers,
-                cluster=args.cluster,
-                progress=bar,
-                rank_by=args.rank,
-            )
-        finally:
-            bar.close()
-        if args.out:
-            from pathlib import Path
+    from fbterm.cli import research
 
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            table.to_csv(out / "sweep.csv", index=False)
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "strategy": args.strategy,
-                        "rank_by": args.rank,
-                        "results": json.loads(table.to_json(orient="records")),
-                    }
-                )
-            )
-        else:
-            import pandas as pd
-
-            shown = table
-            if "error" in table:
-                failed = table[table["error"].notna()]
-                shown = table[table["error"].isna()].drop(columns="error")
-                if len(failed):
-                    reasons = sorted(set(failed["error"].astype(str)))
-                    print(
-                        f"{len(failed)} of {len(table)} combinations skipped: {reasons[0]}"
-                        + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else "")
-                    )
-            with pd.option_context(
-                "display.max_rows",
-                200,
-                "display.width",
-                200,
-                "display.float_format",
-                "{:,.4f}".format,
-            ):
-                print(shown.head(50).to_string(index=False))
-        return EXIT_OK
+    if research.handles(args):
+        return research.run(args, params)
 
     bars = load_bars(args.data, args.on_bad_rows)
     strat = create_strategy(args.strategy, None, params)

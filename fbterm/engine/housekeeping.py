@@ -198,13 +198,19 @@ def _signal(oms: OrderManagement, f: Fill) -> float | None:
 def rebalance(executor: StrategyExecutor, cfg: Config) -> tuple[bool, str]:
     """Move capital between strategies by half Kelly on their equity histories."""
     try:
-        from fbterm.metrics.optimization import Optimization
+        from fbterm.metrics.optimization import Optimization, StrategyHistory
     except ImportError as e:  # pragma: no cover
         return False, f"rebalance unavailable: {e}"
+    from fbterm.stats import simple_returns
+
     slots = executor.slots
     res = Optimization().apply_half_kelly(
         executor,
-        {n: [eq for _, eq in s.history] for n, s in slots.items()},
+        # Kelly reads returns: the equity samples' period returns, not the equity levels.
+        {
+            n: StrategyHistory(returns=tuple(simple_returns([eq for _, eq in s.history])))
+            for n, s in slots.items()
+        },
         cap=cfg.metrics.kelly_cap,
         min_observations=cfg.metrics.kelly_min_observations,
         current={n: s.capital for n, s in slots.items()},

@@ -74,6 +74,19 @@ class StrategySlot:
         return inst
 
 
+def configured_sizing(mode: str, capital: float, n_symbols: int) -> Sizing:
+    """The sizing rule of a configured strategy's ``sizing`` mode (the engine and the
+    portfolio backtest both size configured strategies with it)."""
+    n = max(n_symbols, 1)
+    if mode == "fixed":
+        return Sizing("fixed", 100.0)
+    if mode == "cash":
+        return Sizing("cash", capital / n)
+    if mode == "all_in":
+        return Sizing("all_in", 1.0)
+    return Sizing("fraction", 0.95 / n)
+
+
 def clone_strategy(s: StrategyInterface) -> StrategyInterface:
     """A copy of ``s`` as it is now; taken before any bar, it is a fresh instance with the
     same parameters (a deep copy keeps whatever a custom ``__init__`` set up)."""
