@@ -9,12 +9,12 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from fbterm.cli import main
 from fbterm.control import ControlError, ControlServer, check_socket_path, send_request
@@ -23,14 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(pred, what, timeout)
 
 
 def test_a_regular_file_at_the_socket_path_is_refused_and_kept(tmp_path: Path) -> None:

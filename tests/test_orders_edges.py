@@ -439,8 +439,8 @@ def test_a_full_queue_names_what_was_not_queued() -> None:
     q = OrderQueue(1)
     q.enqueue_order(Signal("s", AAPL, Side.BUY, 1))
     with pytest.raises(QueueFull) as e:
-        q.enqueue_order(Signal("beta", AAPL, Side.SELL, 2.5))
-    assert str(e.value) == "order queue full (1 waiting): SELL 2.5 AAPL for beta was not queued"
+        q.enqueue_order(Signal("beta", AAPL, Side.SELL, 2))
+    assert str(e.value) == "order queue full (1 waiting): SELL 2 AAPL for beta was not queued"
 
 
 def test_submit_all_sends_a_remote_venues_orders_one_commit_each(desk: Desk) -> None:

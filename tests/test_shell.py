@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from fbterm.cli import main
 from fbterm.cli.errors import EXIT_NO_ENGINE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
@@ -27,14 +27,7 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("tmp_cwd")]
 
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(pred, what, timeout)
 
 
 @pytest.fixture
