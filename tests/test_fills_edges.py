@@ -266,3 +266,26 @@ def test_commission_models_by_name_and_their_share_of_value() -> None:
     assert commission_fraction(FractionCommission(0.002)) == 0.002
     assert commission_fraction(PerShareCommission()) == 0.0
     assert FractionCommission(0.01)(-10, 5.0) == pytest.approx(0.5)  # a sell's size counts
+
+
+def test_a_one_unit_order_fills() -> None:
+    assert match_order(order(qty=1), bar(100, 101, 99, 100)) == FillDecision(1, 100.0, False)
+
+
+def test_stops_triggered_by_the_quote_alone_fill_at_the_quote() -> None:
+    # A tick at 100 whose ask is 101: a buy stop at 100.5 is reached by what a buyer pays.
+    buy = MarketUpdate.from_tick(Tick("AAPL", T0, 99.0, 101.0, 100.0, 0))
+    assert match_order(order(typ=OrderType.STOP, stp=100.5), buy) == FillDecision(10, 101.0, True)
+    sell = MarketUpdate.from_tick(Tick("AAPL", T0, 99.0, 101.0, 100.0, 0))
+    assert match_order(order(Side.SELL, OrderType.STOP, stp=99.5), sell) == (
+        FillDecision(10, 99.0, True)
+    )
+
+
+def test_a_sell_stop_under_a_dollar_is_touched_by_the_bid() -> None:
+    assert stop_touched(False, 0.6, 1.0, 0.7, bid=0.5)
+
+
+def test_a_triggered_sell_stop_limit_keeps_a_better_open() -> None:
+    sell = order(Side.SELL, OrderType.STOP_LIMIT, stp=100.0, lmt=99.0, triggered=True)
+    assert match_order(sell, bar(99.5, 99.8, 98, 99)) == FillDecision(10, 99.5, True)

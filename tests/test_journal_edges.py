@@ -9,12 +9,14 @@ the suite let through (README "Mutation testing")."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from fbterm.journal import Journal, JournalError
+from fbterm.journal_files import check_journal_path, read_journal
 from fbterm.metrics.live import MetricsCalculation
 from fbterm.metrics.trades import match_round_trips
 from fbterm.model import Fill, Order, OrderStatus, Side, Stock
@@ -155,3 +157,82 @@ def test_sequence_numbers_continue_after_a_restart(journal: Journal, tmp_path: P
     again.record_fill(fill("X2", "FB-1", Side.BUY, 1, 100.0, T0 + 1))
     state = again.load()
     assert [f.fill_id for f in state.fills] == ["X1", "X2"] and state.events == 4
+
+
+# ------------------------------------------------------------ reading and checking paths
+
+
+def test_read_journal_reads_what_was_written_without_touching_it(tmp_path: Path) -> None:
+    folder = tmp_path / "odd #name? 50%"
+    folder.mkdir()
+    path = folder / "journal.sqlite"
+    j = Journal(path)
+    j.record_order("new", Order("FB-1", AAPL, Side.BUY, 10))
+    j.record_fill(fill("X1", "FB-1", Side.BUY, 10, 100.0, T0))
+    j.close()
+    before = path.read_bytes()
+    state = read_journal(path)
+    assert list(state.orders) == ["FB-1"] and [f.fill_id for f in state.fills] == ["X1"]
+    assert state.events == 2 and path.read_bytes() == before
+
+
+def test_read_journal_names_a_missing_or_foreign_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        JournalError, match=rf"^no journal at {re.escape(str(tmp_path / 'nope.sqlite'))}$"
+    ):
+        read_journal(tmp_path / "nope.sqlite")
+    with pytest.raises(JournalError, match=rf"^no journal at {re.escape(str(tmp_path))}$"):
+        read_journal(tmp_path)  # a folder is no journal
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database " * 100)
+    with pytest.raises(
+        JournalError, match=rf"^{re.escape(str(text))}: journal is damaged or not an fbterm journal"
+    ):
+        read_journal(text)
+
+
+def test_a_usable_journal_path_passes_the_check(tmp_path: Path) -> None:
+    check_journal_path(tmp_path / "new" / "deeper" / "journal.sqlite")  # folders made later
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone again
+    existing = tmp_path / "journal.sqlite"
+    Journal(existing).close()
+    check_journal_path(existing)
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    check_journal_path(empty)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.mkdir(), "not a file"),
+        (lambda p: p.write_text("hello " * 10), "not an fbterm journal (not an SQLite file)"),
+        (
+            lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200),
+            "journal is damaged or not an fbterm journal",
+        ),
+    ],
+)
+def test_an_unusable_existing_path_is_refused_naming_why(
+    tmp_path: Path, make: object, reason: str
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}: {re.escape(reason)}"):
+        check_journal_path(path)
+
+
+def test_a_journal_path_outside_any_folder_or_in_system_trees_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(
+        JournalError,
+        match=rf"^{re.escape(str(blocker / 'j.sqlite'))}: {re.escape(str(blocker))} is not a folder$",
+    ):
+        check_journal_path(blocker / "j.sqlite")
+    with pytest.raises(
+        JournalError, match=r"^/proc/fbterm.sqlite: a journal cannot live under /proc$"
+    ):
+        check_journal_path("/proc/fbterm.sqlite")
+    with pytest.raises(JournalError, match=r"^journal path contains a NUL character"):
+        check_journal_path("journal\0.sqlite")

@@ -40,6 +40,7 @@ from fbterm.model import (
     Side,
     Signal,
     Stock,
+    TimeInForce,
 )
 
 T0 = 1_700_000_000.0
@@ -569,3 +570,40 @@ def test_a_commission_correction_changes_that_fill_only(desk: Desk) -> None:
         ("X1", 1.0),
         ("X2", 2.5),
     ]
+
+
+def test_nine_of_ten_is_a_partial_fill_stamped_with_the_fills_time() -> None:
+    o = Order("O-1", AAPL, Side.BUY, 10, OrderType.LIMIT, limit_price=100.0)
+    part = o.with_fill(9, 100.0, ts=T0 + 3)
+    assert part.status is OrderStatus.PARTIALLY_FILLED and part.updated_ts == T0 + 3
+    done = part.with_fill(1, 101.0, ts=T0 + 4)
+    assert done.status is OrderStatus.FILLED and done.avg_fill_price == pytest.approx(100.1)
+
+
+def test_a_modification_keeps_quantities_in_whole_shares() -> None:
+    o = Order("O-1", AAPL, Side.BUY, 10, OrderType.LIMIT, limit_price=100.0)
+    with pytest.raises(OrderError, match=r"AAPL trades in whole shares; got a quantity of 2\.5$"):
+        o.modified(quantity=2.5)
+
+
+def test_orders_read_back_from_an_older_journal_get_the_defaults() -> None:
+    minimal = {"id": "O-1", "instrument": "AAPL", "side": "BUY", "qty": 10, "type": "MKT"}
+    o = Order.from_dict(minimal)
+    assert (o.tif, o.strategy_id, o.triggered, o.status) == (
+        TimeInForce.DAY,
+        "manual",
+        False,
+        OrderStatus.PENDING_SUBMIT,
+    )
+    full = Order(
+        "O-2",
+        AAPL,
+        Side.SELL,
+        5,
+        OrderType.STOP,
+        stop_price=99.0,
+        tif=TimeInForce.GTC,
+        strategy_id="alpha",
+        triggered=True,
+    )
+    assert Order.from_dict(full.to_dict()) == full

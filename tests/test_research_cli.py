@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from waiting import wait_until
 
 from fbterm.backtest.heatmap import heatmap, heatmap_svg, heatmap_text, swept_axes, terminal_heatmap
 from fbterm.backtest.jobs import sweep_grid
@@ -60,11 +60,7 @@ def _sweep_cmd(csv: Path, out: Path) -> list[str]:
 
 
 def _wait_for(cond, deadline: float = 120.0) -> None:
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.02)
+    wait_until(cond, "the sweep's progress", deadline)
 
 
 def test_killed_sweep_resumes_where_it_stopped(csv, tmp_path) -> None:
@@ -242,7 +238,8 @@ def test_walk_forward_and_oos_cli(csv, tmp_path, capsys) -> None:
 
 @pytest.mark.slow
 def test_sweep_on_dask_local_cluster_with_one_and_two_workers(csv) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared test dependency: missing means a broken install
+
     from fbterm.backtest.jobs import load_bars
 
     bars = load_bars(csv)

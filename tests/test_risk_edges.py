@@ -7,6 +7,7 @@ rest of the suite let through (README "Mutation testing")."""
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -489,3 +490,38 @@ def test_every_gauge_carries_its_limit_and_value() -> None:
     assert gauges["daily loss"].limit == 2_000
     assert gauges["gross exposure"].value == 1_234.0 and gauges["gross exposure"].limit == 50_000
     assert gauges["orders/s"].limit == 7
+
+
+def test_a_fresh_gate_reports_nothing_lost_and_nothing_breached() -> None:
+    g = gate()
+    assert (g.state, g.reason, g.equity, g.peak, g.daily_pnl) == (
+        TradingState.ACTIVE,
+        "",
+        0.0,
+        0.0,
+        0.0,
+    )
+    gauges = {x.name: x for x in g.gauges(0.0)}
+    assert gauges["drawdown"].value == 0.0 and gauges["drawdown"].level == "ok"
+
+
+def test_the_live_equity_curve_keeps_the_last_100000_points() -> None:
+    g = gate(max_drawdown_pct=100.0, daily_loss_limit=1e12)
+    for i in range(100_001):
+        g.curve.append(float(i))
+    assert len(g.curve) == 100_000 and g.curve[0] == 1.0
+
+
+def test_the_drawdown_of_an_empty_or_negative_curve_is_quiet() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert max_drawdown([0.0, -1.0, 0.0]) == 0.0
+
+
+def test_a_reversal_to_the_same_size_is_not_growth_for_the_strategy_limit() -> None:
+    book = Book(qty={"AAPL": 700}, sqty={("s1", "AAPL"): 700})
+    g = gate(book, max_strategy_position_value=60_000)
+    assert g.check_order(order(1_400, Side.SELL)) is None  # 700 long -> 700 short
+    assert g.check_order(order(1_401, Side.SELL)) == (
+        "max_strategy_position_value: s1 AAPL 70,100 > 60,000"
+    )

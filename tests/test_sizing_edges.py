@@ -74,3 +74,9 @@ def test_all_in_without_a_commission_fraction_charges_none() -> None:
 def test_reentry_equity_is_what_is_left_after_closing() -> None:
     assert reentry_equity(100_000.0, -500.0, 100.0, 0.001) == pytest.approx(99_950.0)
     assert reentry_equity(100_000.0, 500.0, 100.0, 0.0) == 100_000.0
+
+
+def test_all_in_scales_with_a_partial_target_and_needs_equity() -> None:
+    size = sizer(Sizing("all_in"))
+    assert size(0.5, 100.0, 10_000.0, 0.0) == 49  # half of (just under) 100 shares
+    assert size(1.0, 0.5, -1.0, 0.0) == 0  # a penny stock is no way round a negative equity

@@ -166,3 +166,7 @@ def test_win_rate_and_payoff_count_small_wins_and_single_trades() -> None:
     assert win_rate_and_payoff([3.0]) == (1.0, math.inf)
     assert win_rate_and_payoff([0.0, 0.0]) == (0.0, 1.0)  # only scratches: undecided
     assert win_rate_and_payoff([1.0, 1.0, -1.0]) == (pytest.approx(2 / 3), 1.0)
+
+
+def test_rolling_sharpe_of_fewer_returns_than_the_window_is_all_undefined() -> None:
+    assert np.isnan(rolling_sharpe([0.01, 0.03, 0.02], 5)).all()

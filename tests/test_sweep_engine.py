@@ -125,7 +125,8 @@ def test_other_strategies_and_failures(bars) -> None:
     assert "must be < slow" in bad[0]["error"]
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=5000)
 @given(
     mode=st.sampled_from(["all_in", "fraction", "cash", "fixed"]),
     value=st.floats(0.05, 3.0),
@@ -150,7 +151,8 @@ def test_sizer_array_twin(mode, value, cf, data) -> None:
     assert got.tolist() == want
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=5000)
 @given(
     q=st.lists(st.floats(0, 1e6), min_size=1, max_size=20),
     px=st.floats(0.01, 5000),

@@ -11,6 +11,7 @@ from textual.app import App
 from textual.widgets import DataTable, Input, TabbedContent
 from textual_plotext import PlotextPlot
 from tui_support import run_async
+from waiting import async_wait_until
 
 from fbterm.data.simulated import synth_bars
 from fbterm.data.storage import DataStorage
@@ -25,12 +26,8 @@ class _Host(App[None]):
 
 
 async def _until(pilot: Any, cond: Any, timeout: float = 90.0) -> None:
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met before the deadline"
-        await pilot.pause(0.05)
+    # The app runs on this loop: waiting with asyncio.sleep lets it work meanwhile.
+    await async_wait_until(cond, "the sweep on the backtest screen", timeout)
 
 
 @run_async
