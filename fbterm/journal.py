@@ -12,6 +12,7 @@ survives that, at the cost of an fsync per commit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fbterm.model import Fill, Order
+from fbterm.model.venue import VenueContract
 
 if TYPE_CHECKING:
     from fbterm.metrics import ClosedTrade, MetricsSnapshot
@@ -45,6 +47,13 @@ CREATE TABLE IF NOT EXISTS fills (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS venue_contracts (
+    venue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (venue, key)
 );
 """
 
@@ -175,6 +184,25 @@ class Journal:
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
+
+    # -- contracts a venue qualified ----------------------------------------------------
+    def save_venue_contract(self, venue: str, contract: VenueContract) -> None:
+        """Keep a qualified contract, so the next session need not ask the venue again."""
+        with self._lock:
+            self.conn.execute(
+                "INSERT INTO venue_contracts(venue, key, ts, data) VALUES (?,?,?,?) "
+                "ON CONFLICT(venue, key) DO UPDATE SET ts=excluded.ts, data=excluded.data",
+                (venue, contract.key, contract.ts, _dumps(dataclasses.asdict(contract))),
+            )
+
+    def venue_contracts(self, venue: str) -> dict[str, VenueContract]:
+        """Every contract ``venue`` qualified, by instrument key."""
+        rows = self.conn.execute("SELECT data FROM venue_contracts WHERE venue=?", (venue,))
+        out: dict[str, VenueContract] = {}
+        for (data,) in rows:
+            c = VenueContract(**json.loads(data))
+            out[c.key] = c
+        return out
 
     # -- reads ---------------------------------------------------------------------------
     def load(self) -> JournalState:
