@@ -17,7 +17,7 @@ _SEED_CLASSES = {
     "DataProcessing": "fbterm.data.processing",
     "StrategyInterface": "fbterm.strategies.base",
     "StrategyExecutor": "fbterm.strategies.executor",
-    "StrategyLevelRisk": "fbterm.risk.portfolio",
+    "StrategyLevelRisk": "fbterm.risk.strategy",
     "PortfolioLevelRisk": "fbterm.risk.portfolio",
     "CustomBacktester": "fbterm.backtest.backtester",
     "PerformanceAnalysis": "fbterm.backtest.analysis",

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fbterm.backtest.backtester import TRADE_COLUMNS
 from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable, performance_metrics
+from fbterm.backtest.trades import TRADE_COLUMNS
 
 
 def _trades(pnls: list[float], rets: list[float], idx: pd.DatetimeIndex) -> pd.DataFrame:

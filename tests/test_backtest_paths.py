@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fbterm.backtest.backtester import BacktestError, CustomBacktester
+from fbterm.backtest.backtester import CustomBacktester
+from fbterm.backtest.inputs import BacktestError
 from fbterm.config import StrategyRiskConfig
 from fbterm.data.simulated import synth_bars
 from fbterm.strategies import STRATEGIES, create_strategy

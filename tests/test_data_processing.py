@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fbterm.config import default_config
+from fbterm.data.bars import DataError, validate_bars
 from fbterm.data.processing import (
     DataProcessing,
     clean_data,
@@ -17,7 +18,6 @@ from fbterm.data.processing import (
     transform_data,
 )
 from fbterm.data.simulated import synth_bars
-from fbterm.data.storage import DataError, validate_bars
 
 
 def bars(rows: list[tuple], tz: str = "UTC") -> pd.DataFrame:

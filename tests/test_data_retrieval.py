@@ -12,6 +12,7 @@ import pytest
 
 from fbterm.config import SimulatedMarketConfig
 from fbterm.data import retrieval as rmod
+from fbterm.data.bars import DataError
 from fbterm.data.retrieval import (
     CSVSource,
     DataRetrieval,
@@ -22,7 +23,7 @@ from fbterm.data.retrieval import (
     subtract_intervals,
 )
 from fbterm.data.simulated import SimulatedMarket, synth_bars
-from fbterm.data.storage import DataError, DataStorage
+from fbterm.data.storage import DataStorage
 from fbterm.model import Tick
 
 ALL = synth_bars(400, seed=3, start="2020-01-01")

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 from fbterm.config import SimulatedMarketConfig
+from fbterm.data.bars import validate_bars
 from fbterm.data.simulated import (
     TRADING_SECONDS_PER_YEAR,
     SimulatedMarket,
     monthly_expiries,
     synth_bars,
 )
-from fbterm.data.storage import validate_bars
 from fbterm.model import Option, Right
 from fbterm.pricing import bs_delta, bs_price
 

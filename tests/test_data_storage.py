@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fbterm.data.bars import BAR_COLUMNS, DataError, canonical_bar_size, validate_bars
+from fbterm.data.csvparse import parse_timestamps
 from fbterm.data.simulated import synth_bars
-from fbterm.data.storage import (
-    BAR_COLUMNS,
-    DataError,
-    DataStorage,
-    canonical_bar_size,
-    parse_timestamps,
-    validate_bars,
-)
+from fbterm.data.storage import DataStorage
 
 
 @pytest.fixture

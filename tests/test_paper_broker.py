@@ -10,14 +10,9 @@ import pytest
 from fbterm.config import PaperBrokerConfig, SimulatedMarketConfig
 from fbterm.data.simulated import SimulatedMarket
 from fbterm.execution.brokers.base import FillEvent, ModifyAckEvent, OrderStatusEvent
-from fbterm.execution.brokers.fills import (
-    FractionCommission,
-    MarketUpdate,
-    PerShareCommission,
-    commission_model,
-    match_order,
-)
+from fbterm.execution.brokers.fills import MarketUpdate, match_order
 from fbterm.execution.brokers.paper import PaperBroker
+from fbterm.execution.costs import FractionCommission, PerShareCommission, commission_model
 from fbterm.model import (
     Option,
     Order,

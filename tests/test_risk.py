@@ -13,11 +13,11 @@ from fbterm.config import RiskConfig, StrategyRiskConfig
 from fbterm.model import Fill, Option, Order, OrderType, Position, Right, Side, Stock, TradingState
 from fbterm.risk.portfolio import (
     PortfolioLevelRisk,
-    StrategyLevelRisk,
     drawdown_now,
     max_drawdown,
     reduces_position,
 )
+from fbterm.risk.strategy import StrategyLevelRisk
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC
 

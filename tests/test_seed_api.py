@@ -17,7 +17,7 @@ SEED = {
     "fbterm.data.processing:DataProcessing": ["clean_data", "transform_data"],
     "fbterm.strategies.base:StrategyInterface": ["analyze", "execute"],
     "fbterm.strategies.executor:StrategyExecutor": ["run_strategy", "scale_strategy"],
-    "fbterm.risk.portfolio:StrategyLevelRisk": ["apply_stop_loss", "apply_take_profit"],
+    "fbterm.risk.strategy:StrategyLevelRisk": ["apply_stop_loss", "apply_take_profit"],
     "fbterm.risk.portfolio:PortfolioLevelRisk": ["calculate_max_drawdown", "halt_trading"],
     "fbterm.backtest.backtester:CustomBacktester": [
         "run_backtest",

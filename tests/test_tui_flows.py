@@ -23,8 +23,9 @@ from fbterm.config import default_config, to_dict
 from fbterm.engine import Engine
 from fbterm.model import StrategyState, TradingState
 from fbterm.snapshot import EngineSnapshot
-from fbterm.tui.app import ConsoleScreen, FbtermApp
+from fbterm.tui.app import FbtermApp
 from fbterm.tui.backtest import BacktestScreen
+from fbterm.tui.console import ConsoleScreen
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog, ModifyDialog, OrderTicket
 from fbterm.tui.logpane import LogPane
 from fbterm.tui.orders import OrdersTable

@@ -193,8 +193,9 @@ def test_console_never_imports_trading_internals() -> None:
     forbidden = (
         "fbterm.execution.orders",
         "fbterm.journal",
-        "fbterm.risk.portfolio",
+        "fbterm.risk",  # the gate, strategy exits and stop rules alike
         "fbterm.execution.brokers",
+        "fbterm.execution.costs",
         "fbterm.metrics",
     )
     tui = Path(themes.__file__).resolve().parent

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fbterm.backtest.backtester import BacktestResult
 from fbterm.backtest.metrics import METRIC_LABELS
+from fbterm.backtest.result import BacktestResult
 
 MAX_POINTS = 2000
 
@@ -107,7 +107,9 @@ class PerformanceAnalysis:
     ) -> str:
         """The three charts as text (plotext), ready to print."""
         if plt is None:
-            import plotext as plt
+            import plotext
+
+            plt = plotext
         plt.clear_figure()
         plt.theme("clear")  # the terminal's own background: readable on dark and light terminals
         plt.subplots(3, 1)

@@ -12,30 +12,36 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from fbterm.backtest.backtester import BacktestError, BacktestResult, CustomBacktester
+from fbterm.backtest.backtester import CustomBacktester
+from fbterm.backtest.inputs import BacktestError
+from fbterm.backtest.result import BacktestResult
 from fbterm.config import StrategyRiskConfig
 from fbterm.strategies import create_strategy
 from fbterm.strategies.base import StrategyError
 
+if TYPE_CHECKING:
+    from fbterm.data.csvparse import BadRows
+
 Progress = Callable[[float], None]
 
 
-def load_bars(path: str | os.PathLike[str], on_bad_rows: str = "error") -> pd.DataFrame:
+def load_bars(path: str | os.PathLike[str], on_bad_rows: BadRows = "error") -> pd.DataFrame:
     """Bars from any CSV that DataStorage loads (its binary cache makes reloads fast).
 
     ``on_bad_rows`` = "drop" or "repair" skips or mends bad rows instead of refusing the file.
     """
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise BacktestError(f"{p}: no such file")
     try:
-        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)  # type: ignore[arg-type]
+        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)
     except DataError as e:
         raise BacktestError(str(e)) from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -234,14 +240,15 @@ def _run_dask(
     progress: Progress | None,
 ) -> list[dict[str, Any]]:
     try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
+        import distributed
     except ImportError:
         raise BacktestError(
             "--cluster needs dask.distributed: pip install 'fbterm[dask]'"
         ) from None
+    # distributed ships without type annotations: it is typed at this boundary, as Any.
+    dist: Any = distributed
     try:
-        client = Client(address, timeout=10)
+        client = dist.Client(address, timeout=10)
     except Exception as e:
         raise BacktestError(
             f"--cluster {address}: cannot connect: {type(e).__name__}: {e}"
@@ -259,7 +266,7 @@ def _run_dask(
             pure=False,
         )
         rows = []
-        for i, f in enumerate(dask_completed(futs)):
+        for i, f in enumerate(dist.as_completed(futs)):
             rows.append(f.result())
             if progress:
                 progress((i + 1) / len(grid))

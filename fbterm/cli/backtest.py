@@ -147,12 +147,12 @@ def run(args: argparse.Namespace) -> int:
     except CLIError:
         raise
     except Exception as e:
-        from fbterm.backtest.backtester import BacktestError
+        from fbterm.backtest.inputs import BacktestError
         from fbterm.strategies.base import StrategyError
 
         if isinstance(e, BacktestError | StrategyError):
             raise first_line_error(e) from None
-        from fbterm.data.storage import DataError
+        from fbterm.data.bars import DataError
 
         if isinstance(e, DataError):
             raise CLIError(str(e).splitlines()[0], EXIT_USAGE) from None
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The work of ``run``: validate the options, then sweep or run once and report."""
-    from fbterm.backtest.backtester import CustomBacktester, make_commission, make_sizing
+    from fbterm.backtest.backtester import CustomBacktester
+    from fbterm.backtest.inputs import make_commission, make_sizing
     from fbterm.backtest.jobs import load_bars, run_sweep, sweep_grid
     from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable
     from fbterm.config import StrategyRiskConfig

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fbterm.config import Config
+    from fbterm.data.csvparse import BadRows, LoadReport
     from fbterm.data.processing import GapPolicy
-    from fbterm.data.storage import BadRows, LoadReport
 
 
 def register(sub: Subparsers) -> None:
@@ -142,7 +142,8 @@ def _load(
     path: str, on_bad_rows: BadRows, tz: str, adj_close: bool = False
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Bars and the report of their bad rows, with a bad file as a one-line usage error."""
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     # No binary cache for one-off files: the CLI should leave nothing behind next to them.
     storage = DataStorage(Path(path).parent, tz, cache=False)
@@ -204,8 +205,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     """Load, clean (and optionally resample) bars into a new file; the input is left alone."""
+    from fbterm.data.bars import DataError
     from fbterm.data.processing import clean_data, resample_bars
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.storage import DataStorage
 
     cfg = _config(args)
     tz = args.timezone or cfg.market.timezone
@@ -239,7 +241,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List the bar files stored under the data dir, with their rows and time range."""
-    from fbterm.data.storage import DataError, DataStorage
+    from fbterm.data.bars import DataError
+    from fbterm.data.storage import DataStorage
 
     cfg = _config(args)
     storage = DataStorage(args.data_dir or cfg.data_dir, cfg.market.timezone)

@@ -13,10 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "fbterm.data.storage": (
-        "BAR_COLUMNS", "DataError", "DataStorage", "LoadReport", "StoredSeries",
-        "canonical_bar_size", "validate_bars",
-    ),
+    "fbterm.data.bars": ("BAR_COLUMNS", "DataError", "canonical_bar_size", "validate_bars"),
+    "fbterm.data.csvparse": ("LoadReport",),
+    "fbterm.data.storage": ("DataStorage", "StoredSeries"),
     "fbterm.data.processing": (
         "CleanReport", "DataProcessing", "clean_data", "find_gaps", "resample_bars", "transform_data",
     ),
@@ -64,6 +63,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from fbterm.data.bars import BAR_COLUMNS, DataError, canonical_bar_size, validate_bars
+    from fbterm.data.csvparse import LoadReport
     from fbterm.data.processing import (
         CleanReport,
         DataProcessing,
@@ -80,12 +81,4 @@ if TYPE_CHECKING:
         SimulatedSource,
     )
     from fbterm.data.simulated import SimulatedMarket, synth_bars
-    from fbterm.data.storage import (
-        BAR_COLUMNS,
-        DataError,
-        DataStorage,
-        LoadReport,
-        StoredSeries,
-        canonical_bar_size,
-        validate_bars,
-    )
+    from fbterm.data.storage import DataStorage, StoredSeries

@@ -25,7 +25,7 @@ import pandas as pd
 from ib_async import IB, Ticker
 from ib_async import Stock as IBStock
 
-from fbterm.data.storage import bar_timedelta, empty_bars, validate_bars
+from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
 from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
 from fbterm.model import Tick
 

@@ -9,7 +9,8 @@ Leading values without enough history are NaN.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,9 @@ def _close(x: Any) -> pd.Series:
         if "close" not in x.columns:
             raise ValueError("expected a Series or a bar DataFrame with a 'close' column")
         return x["close"]
-    return _pd(x)  # type: ignore[return-value]
+    out = _pd(x)
+    assert isinstance(out, pd.Series)  # not a DataFrame, so _pd made it a Series
+    return out
 
 
 def _check_window(n: int) -> int:
@@ -53,11 +56,16 @@ def rolling_std(x: Any, n: int, ddof: int = 1) -> Frame:
     return _pd(x).rolling(_check_window(n)).std(ddof=ddof)
 
 
+@overload
+def _wilder(x: pd.Series, n: int) -> pd.Series: ...
+@overload
+def _wilder(x: pd.DataFrame, n: int) -> pd.DataFrame: ...
 def _wilder(x: Frame, n: int) -> Frame:
     """Wilder's smoothing: the first value is the mean of the first ``n`` values, then
     ``avg = avg_prev + (x - avg_prev) / n``. Leading NaNs (e.g. from a diff) are skipped."""
     if isinstance(x, pd.DataFrame):
-        return x.apply(lambda col: _wilder(col, n))
+        by_column: pd.DataFrame = x.apply(lambda col: _wilder(col, n))
+        return by_column
     vals = x.to_numpy(dtype=np.float64)
     out = np.full(len(vals), np.nan)
     valid = np.flatnonzero(~np.isnan(vals))
@@ -76,6 +84,14 @@ def rsi(x: Any, n: int = 14) -> Frame:
     """Wilder's RSI (0-100) of a price Series (or a bar frame's close). A flat window gives 50."""
     n = _check_window(n)
     s = _close(x) if isinstance(x, pd.DataFrame) and "close" in x.columns else _pd(x)
+    if isinstance(s, pd.DataFrame):
+        # Price columns side by side: each is a price series of its own.
+        by_column: pd.DataFrame = s.apply(lambda col: _rsi(col, n))
+        return by_column
+    return _rsi(s, n)
+
+
+def _rsi(s: pd.Series, n: int) -> pd.Series:
     delta = s.diff()
     gain = _wilder(delta.clip(lower=0), n)
     loss = _wilder((-delta).clip(lower=0), n)
@@ -94,7 +110,7 @@ def true_range(bars: pd.DataFrame) -> pd.Series:
 
 def atr(bars: pd.DataFrame, n: int = 14) -> pd.Series:
     """Average true range with Wilder's smoothing, first defined at bar ``n-1``."""
-    return _wilder(true_range(bars), _check_window(n)).rename(f"atr_{n}")  # type: ignore[return-value]
+    return _wilder(true_range(bars), _check_window(n)).rename(f"atr_{n}")
 
 
 def bollinger(x: Any, n: int = 20, k: float = 2.0) -> pd.DataFrame:
@@ -122,10 +138,12 @@ def returns(x: Any, periods: int = 1) -> Frame:
 def log_returns(x: Any, periods: int = 1) -> Frame:
     """Log returns ``ln(p_t / p_{t-periods})``."""
     p = _pd(x)
-    return np.log(p).diff(periods)  # type: ignore[return-value]
+    # A ufunc on a Series or DataFrame returns the same kind (__array_ufunc__); numpy's stubs
+    # only know ndarray.
+    return cast(Frame, np.log(p)).diff(periods)
 
 
-INDICATORS = {
+INDICATORS: dict[str, Callable[..., Frame]] = {
     "sma": sma, "ema": ema, "std": rolling_std, "rsi": rsi, "atr": atr,
     "bb": bollinger, "donchian": donchian, "ret": returns, "logret": log_returns,
 }  # fmt: skip

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from fbterm.data import indicators as ind
-from fbterm.data.storage import (
+from fbterm.data.bars import (
     BAR_COLUMNS,
     PRICE_COLUMNS,
     DataError,
+    bar_index,
     bar_timedelta,
     canonical_bar_size,
 )
@@ -128,7 +129,7 @@ def find_gaps(
     bars expect a bar every step within the same exchange-local day, so nights and weekends are
     not gaps. The step is ``bar_size`` or the most common spacing.
     """
-    idx = df.index
+    idx = bar_index(df)
     step = _expected_step(idx, bar_size)
     if step is None or len(idx) < 2:
         return _gap_frame([], [], [])
@@ -148,8 +149,10 @@ def _missing_counts(
             if session:
                 sessions = _session_days(session)
                 pos = np.searchsorted(sessions, days)
-                return np.maximum(np.diff(pos) - 1, 0)
-            return np.maximum(np.diff(np.busday_count(days[0], days)) - 1, 0)
+                between: np.ndarray = np.maximum(np.diff(pos) - 1, 0)
+            else:
+                between = np.maximum(np.diff(np.busday_count(days[0], days)) - 1, 0)
+            return between
         d = np.diff(_ns(idx))
         return np.maximum(np.rint(d / step.value).astype(np.int64) - 1, 0)
     d = np.diff(_ns(idx))
@@ -179,7 +182,8 @@ def _calendar(name: str) -> Any:
 def _session_days(name: str) -> np.ndarray:
     cal = _calendar(name)
     sessions = cal.sessions.tz_localize(None) if cal.sessions.tz else cal.sessions
-    return sessions.to_numpy().astype("datetime64[D]")
+    days: np.ndarray = sessions.to_numpy().astype("datetime64[D]")
+    return days
 
 
 def session_mask(df: pd.DataFrame, session: str, *, daily: bool | None = None) -> np.ndarray:
@@ -188,7 +192,7 @@ def session_mask(df: pd.DataFrame, session: str, *, daily: bool | None = None) -
     Intraday bars must open at or after a session's open and before its close; daily bars
     must fall on a session date (in the exchange's time zone).
     """
-    idx = df.index
+    idx = bar_index(df)
     if not len(idx):
         return np.zeros(0, dtype=bool)
     cal = _calendar(session)
@@ -215,7 +219,8 @@ def _impossible_mask(df: pd.DataFrame) -> np.ndarray:
         finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
         bad = (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (h < lo)
         bad |= (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (v < 0)
-    return finite & bad
+    impossible: np.ndarray = finite & bad
+    return impossible
 
 
 def outlier_mask(close: pd.Series, sigma: float) -> np.ndarray:
@@ -292,14 +297,15 @@ def clean_data(
         raise ValueError(f"gap_policy must be 'keep', 'drop' or 'ffill', got {gap_policy!r}")
     if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         raise DataError("clean_data", "bars need a tz-aware DatetimeIndex")
+    idx = df.index
     missing_cols = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing_cols:
         raise DataError("clean_data", f"missing column(s) {', '.join(missing_cols)}")
     rep = CleanReport(rows_in=len(df))
     out = df
-    if str(out.index.unit) != "ns":
-        out = out.set_axis(out.index.as_unit("ns"))
-    if out.index.tz is not None and str(out.index.tz) != "UTC":
+    if str(idx.unit) != "ns":
+        out = out.set_axis(idx.as_unit("ns"))
+    if idx.tz is not None and str(idx.tz) != "UTC":
         out = out.tz_convert("UTC")
     if not out.index.is_monotonic_increasing:
         rep.unsorted = True
@@ -323,7 +329,7 @@ def clean_data(
         out = out[~has_nan]
     elif gap_policy == "ffill":
         out = _fill_missing_values(out)
-    step = _expected_step(out.index, bar_size)
+    step = _expected_step(bar_index(out), bar_size)
     gaps = (
         find_gaps(out, bar_size, timezone=timezone, session=session)
         if step
@@ -334,12 +340,12 @@ def clean_data(
         out, rep.filled_bars = _fill_holes(out, step, timezone, session)
     if outlier_sigma:
         flags = outlier_mask(out["close"], outlier_sigma)
-        rep.outliers = out.index[flags]
+        rep.outliers = bar_index(out)[flags]
     out = out.copy()
     for c in BAR_COLUMNS:
         if out[c].dtype != np.float64:
             out[c] = out[c].astype(np.float64)
-    out.index = out.index.as_unit("ns")
+    out.index = bar_index(out).as_unit("ns")
     out.index.name = "ts"
     rep.rows_out = len(out)
     return (out, rep) if report else out
@@ -360,7 +366,7 @@ def _fill_missing_values(df: pd.DataFrame) -> pd.DataFrame:
 def _fill_holes(
     df: pd.DataFrame, step: pd.Timedelta, timezone: str, session: str | None
 ) -> tuple[pd.DataFrame, int]:
-    idx = df.index
+    idx = bar_index(df)
     if step == _DAY:
         local = idx.tz_convert(timezone)
         if (_ns(local.normalize()) != _ns(local)).any() and (
@@ -419,7 +425,7 @@ def resample_bars(df: pd.DataFrame, bar_size: str, *, timezone: str = "UTC") -> 
     r = src[list(BAR_COLUMNS)].resample(rule, label="left", closed="left").agg(agg)
     counts = src["close"].resample(rule, label="left", closed="left").count()
     r = r[counts.to_numpy() > 0]
-    r.index = r.index.tz_convert("UTC").as_unit("ns")
+    r.index = bar_index(r).tz_convert("UTC").as_unit("ns")
     r.index.name = "ts"
     return r.astype(np.float64)
 
@@ -437,17 +443,16 @@ def add_indicators(
     out = df.copy()
     items: list[tuple[str, str, dict[str, Any]]] = []
     if isinstance(specs, Mapping):
-        for name, kw in specs.items():
-            kw = dict(kw)
-            fn = kw.pop("fn", name.split("_")[0])
-            items.append((name, fn, kw))
+        for name, given in specs.items():
+            kw = dict(given)
+            items.append((name, kw.pop("fn", name.split("_")[0]), kw))
     else:
         for spec in specs:
             m = _SPEC.match(spec.strip().lower())
             if not m or m[1] not in ind.INDICATORS:
                 known = ", ".join(ind.INDICATORS)
                 raise ValueError(f"unknown indicator {spec!r} (use one of {known}, e.g. sma_20)")
-            kw: dict[str, Any] = {}
+            kw = {}
             if m[2]:
                 kw["periods" if m[1] in ("ret", "logret") else "n"] = int(m[2])
             if m[3]:

@@ -26,12 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from fbterm.data.simulated import SimulatedMarket, synth_bars
-from fbterm.data.storage import (
+from fbterm.data.bars import (
     BAR_COLUMNS,
-    BadRows,
     DataError,
-    DataStorage,
+    bar_index,
     bar_timedelta,
     canonical_bar_size,
     empty_bars,
@@ -39,6 +37,9 @@ from fbterm.data.storage import (
     to_utc,
     validate_bars,
 )
+from fbterm.data.csvparse import BadRows
+from fbterm.data.simulated import SimulatedMarket, synth_bars
+from fbterm.data.storage import DataStorage
 from fbterm.model import Tick
 
 
@@ -196,7 +197,9 @@ class DataRetrieval:
         t0, t1, missing = self._plan(symbol, start, end, bar_size)
         for a, b in missing:
             src = self._need_source(symbol, bar_size)
-            df = src.fetch_bars(
+            # Any, not the protocol's DataFrame: a source may be async against its protocol,
+            # which is checked here at run time.
+            df: Any = src.fetch_bars(
                 symbol,
                 pd.Timestamp(a, tz="UTC"),
                 pd.Timestamp(b, tz="UTC"),
@@ -250,7 +253,7 @@ def bars_to_ticks(
     up = c >= o
     prices = np.column_stack([o, np.where(up, lo, h), np.where(up, h, lo), c]).ravel()
     ts = (
-        df.index.as_unit("ns").asi8[:, None]
+        bar_index(df).as_unit("ns").asi8[:, None]
         + (_TICK_OFFSETS * step.value).astype(np.int64)[None, :]
     ).ravel()
     vols = np.repeat(v / 4.0, 4)
@@ -330,7 +333,7 @@ class CSVSource:
                 continue
             step = bar_timedelta(self.bar_size)
             if len(df) > 1:
-                d = np.diff(df.index.as_unit("ns").asi8)
+                d = np.diff(bar_index(df).as_unit("ns").asi8)
                 step = pd.Timedelta(int(np.median(d)), unit="ns")
             ts, px, vol = bars_to_ticks(df, step)
             parts.append((ts, np.full(len(ts), k, dtype=np.int64), px, vol))

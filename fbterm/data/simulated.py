@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fbterm.config import SimulatedMarketConfig
-from fbterm.data.storage import INDEX_NAME, bar_timedelta, canonical_bar_size
+from fbterm.data.bars import INDEX_NAME, bar_timedelta, canonical_bar_size
 from fbterm.model import Option, OptionQuote, Right, Tick
 from fbterm.pricing import YEAR_SECONDS, bs_delta, bs_price, expiry_ts
 

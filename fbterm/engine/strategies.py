@@ -127,7 +127,7 @@ class StrategyHost:
         if config.capital != slot.capital:
             self.executor.scale_strategy(name, config.capital)
         if config.risk != self.strategy_config(name).risk:
-            from fbterm.risk.portfolio import StrategyLevelRisk
+            from fbterm.risk.strategy import StrategyLevelRisk
 
             slot.risk = StrategyLevelRisk(name, config.risk)
         self.configs[name] = config

@@ -52,8 +52,9 @@ class Option:
     _key: str = field(default="", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.right, Right):
-            object.__setattr__(self, "right", Right(str(self.right).upper()[:1]))
+        right: object = self.right  # a str straight from a journal row or a config file
+        if not isinstance(right, Right):
+            object.__setattr__(self, "right", Right(str(right).upper()[:1]))
         if self.strike <= 0:
             raise ValueError(f"option strike must be > 0, got {self.strike}")
         strike = f"{self.strike:g}"

@@ -1,4 +1,7 @@
-"""Risk management: StrategyLevelRisk (exits) and PortfolioLevelRisk (the pre-trade gate).
+"""PortfolioLevelRisk: the account-wide pre-trade gate, trading states, drawdown and daily-loss halts.
+
+Strategy-level exits (stop-loss, take-profit, trailing stops) are in
+:mod:`fbterm.risk.strategy`, their pure rules in :mod:`fbterm.risk.stops`.
 
 Risk is a gate, not a report: every order passes :meth:`PortfolioLevelRisk.check_order` before
 it reaches a venue, and a refusal names the rule and the numbers
@@ -18,8 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
-from fbterm.config import RiskConfig, StrategyRiskConfig
-from fbterm.model import Order, OrderType, Position, Side, Signal, TradingState
+from fbterm.config import RiskConfig
+from fbterm.model import Order, OrderType, TradingState
+from fbterm.risk.stops import money
 from fbterm.snapshot import Gauge
 
 # ------------------------------------------------------------------------------ the maths
@@ -59,137 +63,6 @@ def level_of(value: float, limit: float, warn_fraction: float) -> str:
     if value >= limit * warn_fraction:
         return "warn"
     return "ok"
-
-
-def _money(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
-
-
-# ------------------------------------------------------------------------ strategy level
-
-
-@dataclass(slots=True)
-class _Watermark:
-    quantity: float
-    best: float  # highest price while long, lowest while short
-
-
-def stop_loss_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
-    """Why the stop-loss fires for ``pos`` at ``price``, or None. Pure."""
-    if pos.is_flat or price <= 0:
-        return None
-    move = (
-        (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1)
-        if pos.avg_cost
-        else 0.0
-    )
-    if cfg.stop_loss_pct is not None and move <= -cfg.stop_loss_pct / 100:
-        return f"stop_loss: {move * 100:.2f}% <= -{cfg.stop_loss_pct:g}%"
-    pnl = pos.unrealized_pnl(price)
-    if cfg.stop_loss_abs is not None and pnl <= -cfg.stop_loss_abs:
-        return f"stop_loss: P&L {_money(pnl)} <= -{_money(cfg.stop_loss_abs)}"
-    return None
-
-
-def take_profit_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
-    if pos.is_flat or price <= 0:
-        return None
-    move = (
-        (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1)
-        if pos.avg_cost
-        else 0.0
-    )
-    if cfg.take_profit_pct is not None and move >= cfg.take_profit_pct / 100:
-        return f"take_profit: {move * 100:.2f}% >= {cfg.take_profit_pct:g}%"
-    pnl = pos.unrealized_pnl(price)
-    if cfg.take_profit_abs is not None and pnl >= cfg.take_profit_abs:
-        return f"take_profit: P&L {_money(pnl)} >= {_money(cfg.take_profit_abs)}"
-    return None
-
-
-def trailing_stop_hit(quantity: float, best: float, price: float, pct: float) -> str | None:
-    if quantity > 0 and price <= best * (1 - pct / 100):
-        return f"trailing_stop: {price:.2f} <= {best:.2f} - {pct:g}%"
-    if quantity < 0 and price >= best * (1 + pct / 100):
-        return f"trailing_stop: {price:.2f} >= {best:.2f} + {pct:g}%"
-    return None
-
-
-class StrategyLevelRisk:
-    """Stop-loss, take-profit and trailing stops for one strategy's positions.
-
-    A trigger produces an ordinary market order (a :class:`Signal`) that closes the position;
-    it goes through the same pre-trade gate as any other order.
-    """
-
-    def __init__(self, strategy_id: str, cfg: StrategyRiskConfig | None = None):
-        self.strategy_id = strategy_id
-        self.cfg = cfg or StrategyRiskConfig()
-        self._marks: dict[str, _Watermark] = {}
-        self._exiting: set[str] = set()
-        c = self.cfg
-        # Read on every tick for every strategy: decided once.
-        self.active = any(
-            v is not None
-            for v in (
-                c.stop_loss_pct,
-                c.stop_loss_abs,
-                c.take_profit_pct,
-                c.take_profit_abs,
-                c.trailing_stop_pct,
-            )
-        )
-
-    def _exit(self, pos: Position, price: float, reason: str, ts: float | None) -> Signal:
-        self._exiting.add(pos.symbol)
-        return Signal(
-            strategy_id=self.strategy_id,
-            instrument=pos.instrument,
-            side=Side.SELL if pos.quantity > 0 else Side.BUY,
-            quantity=abs(pos.quantity),
-            order_type=OrderType.MARKET,
-            signal_price=price,
-            ts=ts or time.time(),
-            reason=reason,
-        )
-
-    def apply_stop_loss(
-        self, pos: Position, price: float, ts: float | None = None
-    ) -> Signal | None:
-        """A closing order when the stop-loss (fixed or trailing) is hit, else None."""
-        if pos.is_flat:
-            self._marks.pop(pos.symbol, None)
-            self._exiting.discard(pos.symbol)
-            return None
-        if pos.symbol in self._exiting:
-            return None
-        reason = stop_loss_hit(pos, price, self.cfg)
-        if reason is None and self.cfg.trailing_stop_pct is not None:
-            wm = self._marks.get(pos.symbol)
-            if wm is None or wm.quantity * pos.quantity <= 0:
-                wm = self._marks[pos.symbol] = _Watermark(
-                    pos.quantity,
-                    max(price, pos.avg_cost) if pos.quantity > 0 else min(price, pos.avg_cost),
-                )
-            wm.quantity = pos.quantity
-            wm.best = max(wm.best, price) if pos.quantity > 0 else min(wm.best, price)
-            reason = trailing_stop_hit(pos.quantity, wm.best, price, self.cfg.trailing_stop_pct)
-        return self._exit(pos, price, reason, ts) if reason else None
-
-    def apply_take_profit(
-        self, pos: Position, price: float, ts: float | None = None
-    ) -> Signal | None:
-        if pos.is_flat or pos.symbol in self._exiting:
-            return None
-        reason = take_profit_hit(pos, price, self.cfg)
-        return self._exit(pos, price, reason, ts) if reason else None
-
-    def on_price(self, pos: Position, price: float, ts: float | None = None) -> Signal | None:
-        return self.apply_stop_loss(pos, price, ts) or self.apply_take_profit(pos, price, ts)
-
-    def exit_done(self, symbol: str) -> None:
-        """The exit order finished (filled or failed): watch the position afresh."""
-        self._exiting.discard(symbol)
 
 
 # ------------------------------------------------------------------------ portfolio level
@@ -298,7 +171,7 @@ class PortfolioLevelRisk:
             return reason
         loss = self.day_start_equity - equity
         if loss >= self.cfg.daily_loss_limit:
-            reason = f"daily_loss_limit: {_money(loss)} >= {_money(self.cfg.daily_loss_limit)}"
+            reason = f"daily_loss_limit: {money(loss)} >= {money(self.cfg.daily_loss_limit)}"
             self.halt_trading(reason)
             return reason
         return None
@@ -366,13 +239,13 @@ class PortfolioLevelRisk:
                 return f"no_price: no last price for {key} to value the order"
             value = order.quantity * price * mult
             if value > self.cfg.max_order_value:
-                return f"max_order_value: {_money(value)} > {_money(self.cfg.max_order_value)}"
+                return f"max_order_value: {money(value)} > {money(self.cfg.max_order_value)}"
             new_qty = current + order.signed_quantity
             if abs(new_qty) > self.cfg.max_position_qty:
                 return f"max_position_qty: {key} {abs(new_qty):,.0f} > {self.cfg.max_position_qty:,.0f}"
             pos_value = abs(new_qty) * price * mult
             if pos_value > self.cfg.max_position_value:
-                return f"max_position_value: {key} {_money(pos_value)} > {_money(self.cfg.max_position_value)}"
+                return f"max_position_value: {key} {money(pos_value)} > {money(self.cfg.max_position_value)}"
             if inputs:
                 s_now = inputs.strategy_position(order.strategy_id, key)
                 s_value = abs(s_now + order.signed_quantity) * price * mult
@@ -380,13 +253,13 @@ class PortfolioLevelRisk:
                     s_now + order.signed_quantity
                 ) > abs(s_now):
                     return (
-                        f"max_strategy_position_value: {order.strategy_id} {key} {_money(s_value)} "
-                        f"> {_money(self.cfg.max_strategy_position_value)}"
+                        f"max_strategy_position_value: {order.strategy_id} {key} {money(s_value)} "
+                        f"> {money(self.cfg.max_strategy_position_value)}"
                     )
                 gross = inputs.gross_exposure()
                 added = (abs(new_qty) - abs(current)) * price * mult
                 if gross + added > self.cfg.max_gross_exposure:
-                    return f"max_gross_exposure: {_money(gross + added)} > {_money(self.cfg.max_gross_exposure)}"
+                    return f"max_gross_exposure: {money(gross + added)} > {money(self.cfg.max_gross_exposure)}"
         self._accepted.append(now)
         return None
 
@@ -409,14 +282,14 @@ class PortfolioLevelRisk:
                 loss,
                 c.daily_loss_limit,
                 level_of(loss, c.daily_loss_limit, w),
-                f"{_money(loss)} / {_money(c.daily_loss_limit)}",
+                f"{money(loss)} / {money(c.daily_loss_limit)}",
             ),
             Gauge(
                 "gross exposure",
                 gross_exposure,
                 c.max_gross_exposure,
                 level_of(gross_exposure, c.max_gross_exposure, w),
-                f"{_money(gross_exposure)} / {_money(c.max_gross_exposure)}",
+                f"{money(gross_exposure)} / {money(c.max_gross_exposure)}",
             ),
             Gauge(
                 "orders/s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ def sma(values: pd.Series, n: int) -> pd.Series:
         from fbterm.data.indicators import sma as data_sma
     except ImportError:
         return values.rolling(n).mean()
-    return data_sma(values, n)
+    return cast(pd.Series, data_sma(values, n))  # a Series in, a Series out
 
 
 class RollingMean:
@@ -115,7 +116,7 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     prev = np.empty_like(close)
     prev[0] = np.nan
     prev[1:] = close[:-1]
-    tr = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
+    tr: np.ndarray = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
     return tr
 
 

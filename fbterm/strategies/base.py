@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pandas as pd
 
@@ -75,9 +75,10 @@ class Param:
             )
         if isinstance(v, float) and not math.isfinite(v):
             raise StrategyError(f"parameter {label}: must be finite, got {v!r}")
-        if self.min is not None and v < self.min:
+        # Bounds are only declared on numeric parameters, so ``v`` is a number here.
+        if self.min is not None and cast(float, v) < self.min:
             raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
-        if self.max is not None and v > self.max:
+        if self.max is not None and cast(float, v) > self.max:
             raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
         if self.choices is not None and v not in self.choices:
             raise StrategyError(f"parameter {label}: must be one of {self.choices}, got {v!r}")
@@ -112,6 +113,47 @@ class Sizing:
             raise StrategyError(f"sizing value must be > 0, got {self.value!r}")
 
 
+Sizer = Callable[[float, float, float, float], float]
+"""``(target, price, equity, position) -> signed whole units``: one sizing, prepared."""
+
+
+def sizer(sizing: Sizing, *, multiplier: int = 1, commission_fraction: float = 0.0) -> Sizer:
+    """The sizing rule with its settings bound, for loops that size many times with the same
+    settings (the backtester's fast path sizes once per trade, tens of thousands of times):
+    the mode is decided here once instead of on every call. :func:`target_quantity` is this
+    function applied once, so every caller sizes with the same arithmetic.
+
+    ``position`` is the quantity held now: when all_in closes or reverses it, the equity to
+    spend is what is left after paying the commission on the closing leg (backtesting.py
+    closes the old trade before sizing the new one).
+    """
+    mode, value, cf = sizing.mode, sizing.value, commission_fraction
+    all_in, fixed, cash = mode == "all_in", mode == "fixed", mode == "cash"
+    # backtesting.py sizes all_in at (1 - eps) of equity, net of commission.
+    keep = 1 - 1e-10
+    floor, copysign, inf = math.floor, math.copysign, math.inf
+
+    def size(target: float, price: float, equity: float, position: float) -> float:
+        # Written as a chained comparison, not math.isfinite: this runs once per trade in
+        # the fast path and a call is a measurable share of it. NaN fails it too.
+        if not target or not 0.0 < price < inf:
+            return 0.0
+        unit = price * multiplier
+        if all_in:
+            if position and (position > 0) != (target > 0):
+                equity -= abs(position) * unit * cf
+            units = max(equity, 0.0) * keep * abs(target) / (unit * (1 + cf))
+        elif fixed:
+            units = value * abs(target)
+        elif cash:
+            units = value * abs(target) / unit
+        else:  # fraction
+            units = max(equity, 0.0) * value * abs(target) / unit
+        return copysign(float(floor(units + 1e-9)), target)
+
+    return size
+
+
 def target_quantity(
     target: float,
     price: float,
@@ -122,26 +164,17 @@ def target_quantity(
     commission_fraction: float = 0.0,
     position: float = 0.0,
 ) -> float:
-    """Whole units to hold for ``target`` at ``price`` (signed). Pure; shared with the backtester.
+    """Whole units to hold for ``target`` at ``price`` (signed); see :func:`sizer`."""
+    size = sizer(sizing, multiplier=multiplier, commission_fraction=commission_fraction)
+    return size(target, price, equity, position)
 
-    ``position`` is the quantity held now: when all_in closes or reverses it, the equity to
-    spend is what is left after paying the commission on the closing leg (backtesting.py
-    closes the old trade before sizing the new one).
-    """
-    if not target or price <= 0 or not math.isfinite(price):
-        return 0.0
-    unit = price * multiplier
-    if sizing.mode == "all_in" and position and (position > 0) != (target > 0):
-        equity -= abs(position) * unit * commission_fraction
-    if sizing.mode == "fixed":
-        units = sizing.value * abs(target)
-    elif sizing.mode == "cash":
-        units = sizing.value * abs(target) / unit
-    elif sizing.mode == "fraction":
-        units = max(equity, 0.0) * sizing.value * abs(target) / unit
-    else:  # all_in: backtesting.py sizes at (1 - eps) of equity, net of commission
-        units = max(equity, 0.0) * (1 - 1e-10) * abs(target) / (unit * (1 + commission_fraction))
-    return math.copysign(float(math.floor(units + 1e-9)), target)
+
+def reentry_equity(
+    equity: float, position: float, price: float, commission_fraction: float
+) -> float:
+    """The equity a re-entry sizes on: what is left once ``position`` is closed at ``price``
+    and its commission paid (the close and the new entry go out together)."""
+    return equity - abs(position) * price * commission_fraction
 
 
 # ------------------------------------------------------------------------------ context
@@ -266,7 +299,7 @@ class StrategyInterface(ABC):
 
     def _reenter(self, target: float, ctx: StrategyContext) -> list[Signal]:
         """Close the position, then open ``target`` sized on the equity left after closing."""
-        equity = ctx.equity - abs(ctx.position) * ctx.price * ctx.commission_fraction
+        equity = reentry_equity(ctx.equity, ctx.position, ctx.price, ctx.commission_fraction)
         qty = target_quantity(
             target, ctx.price, equity, ctx.sizing, commission_fraction=ctx.commission_fraction
         )

@@ -71,7 +71,7 @@ class Breakout(StrategyInterface):
         self.reset()
 
     def warmup(self) -> int:
-        return max(self.p["window"], self.p["atr_window"]) + 1
+        return int(max(self.p["window"], self.p["atr_window"])) + 1
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
         n, m = self.p["window"], self.p["exit_window"]

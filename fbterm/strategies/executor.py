@@ -32,7 +32,8 @@ from fbterm.model import (
     Signal,
     StrategyState,
 )
-from fbterm.risk.portfolio import StrategyLevelRisk, trading_day
+from fbterm.risk.portfolio import trading_day
+from fbterm.risk.strategy import StrategyLevelRisk
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:

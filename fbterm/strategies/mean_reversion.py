@@ -52,7 +52,7 @@ class MeanReversion(StrategyInterface):
         self.reset()
 
     def warmup(self) -> int:
-        return self.p["window"]
+        return int(self.p["window"])
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
         c = bars["close"].to_numpy(dtype=float)

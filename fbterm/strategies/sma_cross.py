@@ -52,7 +52,7 @@ class SmaCross(StrategyInterface):
         self.reset()
 
     def warmup(self) -> int:
-        return self.p["slow"] + 1
+        return int(self.p["slow"]) + 1
 
     def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
         close = bars["close"]

@@ -25,56 +25,30 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual import on
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
-from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Footer, Label
 
-from fbterm.commands import (
-    CancelAll,
-    CancelOrder,
-    Command,
-    FlattenAll,
-    Halt,
-    NewOrder,
-    PauseStrategy,
-    Rebalance,
-    ReduceOnly,
-    Resume,
-    ResumeStrategy,
-)
-from fbterm.model import StrategyState, TradingState
+from fbterm.commands import Command
+from fbterm.model import TradingState
 from fbterm.snapshot import EngineSnapshot
-from fbterm.tui.dialogs import ConfirmDialog, FilterDialog, FlattenDialog, ModifyDialog, OrderTicket
+from fbterm.tui.console import ConsoleScreen
+from fbterm.tui.dialogs import ConfirmDialog
 from fbterm.tui.header import HeaderBar
-from fbterm.tui.help import HelpScreen
-from fbterm.tui.keymap import ACTIONS, Keymap, KeymapError
+from fbterm.tui.keymap import Keymap, KeymapError
 from fbterm.tui.logpane import LogPane
-from fbterm.tui.orders import OrdersTable
-from fbterm.tui.positions import PositionsTable
-from fbterm.tui.risk import Banner, RiskPane, RiskSummary
-from fbterm.tui.strategies import StrategiesTable
+from fbterm.tui.palette import console_commands
+from fbterm.tui.risk import Banner
 from fbterm.tui.table import KeyedTable
 from fbterm.tui.themes import ThemeError, ThemeFile, builtin_names, load_theme
 
 if TYPE_CHECKING:
     from fbterm.config import Config
 
-PANES: tuple[tuple[str, str], ...] = (
-    ("positions", "Positions"),
-    ("orders", "Orders"),
-    ("strategies", "Strategies"),
-    ("risk", "Risk"),
-    ("log", "Log"),
-)
 NO_ANSWER_AFTER = 10.0  # seconds before a command without an outcome is reported as such
 ENGINE_SILENT_AFTER = 3.0  # seconds without a snapshot before the header says so
 
@@ -99,407 +73,9 @@ class Pending:
     sent: float
 
 
-STRUCTURE_CSS = """
-ConsoleScreen { layout: vertical; }
-HeaderBar { height: 1; dock: top; }
-HeaderBar Part { width: auto; padding: 0 1; }
-ConsoleScreen.-compact HeaderBar Part { padding: 0 0 0 1; }
-ConsoleScreen.-compact HeaderBar #hdr-mode { padding: 0; }
-HeaderBar #hdr-clock { dock: right; }
-#banner { width: 1fr; height: auto; text-align: center; text-style: bold; }
-#pane-tabs { height: 1; display: none; }
-#pane-tabs Label { width: auto; padding: 0 1; }
-#risk-summary { height: 1; display: none; padding: 0 1; }
-#body { height: 1fr; }
-#left { width: 1fr; }
-#right { width: 44; }
-#positions, #orders, #strategies { height: 1fr; }
-#risk { height: auto; padding: 0 1; }
-#log { height: 1fr; overflow-x: hidden; }
-.pane { border: round $panel-lighten-2; border-title-align: left; }
-.pane:focus, .pane:focus-within { border: round $accent; }
-GaugeLine { height: 1; }
-#risk-state { height: 1; }
-ConsoleScreen.-compact #pane-tabs { display: block; }
-ConsoleScreen.-compact #risk-summary { display: block; }
-ConsoleScreen.-compact #right { width: 1fr; }
-ConsoleScreen.-compact .pane { border: none; height: 1fr; }
-ConsoleScreen.-compact #risk { height: 1fr; }
-
-ModalScreen { align: center middle; }
-.dialog { width: 72; max-width: 100%; height: auto; max-height: 100%; border: thick $accent; padding: 0 1; }
-.dialog.help { width: 90; height: 90%; }
-.dialog-title { text-style: bold; width: 1fr; margin-bottom: 1; }
-.dialog-message { margin-top: 1; }
-.dialog-message { margin-bottom: 1; }
-.dialog-error { display: none; text-style: bold; margin-top: 1; }
-.dialog-error.-visible { display: block; }
-.dialog-buttons { height: 1; margin-top: 1; align-horizontal: right; }
-.dialog-buttons Button { margin-left: 2; }
-.field { height: 1; }
-.field RadioButton { width: auto; margin-right: 2; }
-.field-label { width: 10; }
-.field Input { width: 1fr; }
-.field RadioSet { layout: horizontal; width: auto; height: 1; }
-MetricsScreen #metrics-table { height: auto; max-height: 60%; }
-.section-title { text-style: bold; margin-top: 1; }
-"""
-
-
-class ConsoleScreen(Screen[None]):
-    """The main screen. Its bindings come from the keymap, so they are inactive while a
-    dialog is open (a key typed into a dialog never triggers a console action)."""
-
-    BINDINGS: ClassVar[list[Binding]] = Keymap.build().bindings()  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__(id="console")
-        self.current_pane = "positions"
-        self.compact = False
-        self.ready = False  # children composed; snapshots arriving earlier wait for this
-
-    @property
-    def fb(self) -> FbtermApp:
-        return self.app  # type: ignore[return-value]
-
-    def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield Banner(id="banner")
-        with Horizontal(id="pane-tabs"):
-            for pid, title in PANES:
-                n = PANES.index((pid, title)) + 1
-                yield Label(f"{n} {title}", id=f"tab-{pid}")
-        yield RiskSummary(id="risk-summary")
-        with Horizontal(id="body"):
-            with Vertical(id="left"):
-                yield PositionsTable(id="positions", classes="pane")
-                yield OrdersTable(id="orders", classes="pane")
-                yield StrategiesTable(id="strategies", classes="pane")
-            with Vertical(id="right"):
-                risk = RiskPane(id="risk", classes="pane")
-                risk.can_focus = True
-                yield risk
-                yield LogPane(id="log", classes="pane")
-        yield Footer(compact=True, show_command_palette=False)
-
-    def on_mount(self) -> None:
-        for pid, title in PANES:
-            self.query_one(f"#{pid}").border_title = title
-        self.query_one("#log", LogPane).border_subtitle = self.query_one(
-            "#log", LogPane
-        ).describe_filter()
-        self.apply_compact(self.fb.want_compact(self.app.size.width, self.app.size.height))
-        self.show_pane("positions")
-        self.ready = True
-        self.fb.post_message(SnapshotReady())
-
-    # -- layout ----------------------------------------------------------------------------
-    def on_resize(self, event: Resize) -> None:
-        self.apply_compact(self.fb.want_compact(event.size.width, event.size.height))
-
-    def apply_compact(self, compact: bool) -> None:
-        changed = compact != self.compact
-        self.compact = compact
-        self.set_class(compact, "-compact")
-        self._apply_visibility()
-        if changed and self.fb.snapshot is not None:
-            self.render_snapshot(self.fb.snapshot)
-
-    def _apply_visibility(self) -> None:
-        left = {"positions", "orders", "strategies"}
-        for pid, _ in PANES:
-            self.query_one(f"#{pid}").display = not self.compact or pid == self.current_pane
-            self.query_one(f"#tab-{pid}", Label).set_class(pid == self.current_pane, "-current")
-        self.query_one("#left").display = not self.compact or self.current_pane in left
-        self.query_one("#right").display = not self.compact or self.current_pane not in left
-
-    def pane(self, pid: str) -> Widget:
-        return self.query_one(f"#{pid}")
-
-    def show_pane(self, pid: str) -> None:
-        self.current_pane = pid
-        self._apply_visibility()
-        if self.fb.snapshot is not None:
-            self.render_snapshot(self.fb.snapshot)
-        self.pane(pid).focus()
-
-    def on_descendant_focus(self, event: Any) -> None:
-        # Focus moved by mouse or Tab inside a pane: keep the tab strip in step.
-        for pid, _ in PANES:
-            w = self.pane(pid)
-            if self.focused is not None and (self.focused is w or w in self.focused.ancestors):
-                if pid != self.current_pane:
-                    self.current_pane = pid
-                    self._apply_visibility()
-                break
-
-    # -- rendering -------------------------------------------------------------------------
-    def render_snapshot(self, snap: EngineSnapshot) -> None:
-        fb = self.fb
-        self.query_one(HeaderBar).update_snapshot(snap, fb.ui_lag())
-        self.query_one(Banner).update_snapshot(snap, fb.keymap.display("halt"), self.compact)
-        if self.compact:
-            self.query_one(RiskSummary).update_snapshot(snap)
-        for pid, _ in PANES:
-            w = self.pane(pid)
-            if w.display:
-                w.update_snapshot(snap)  # type: ignore[attr-defined]
-            elif pid == "log":
-                # The log keeps its own buffer so nothing is lost while it is hidden.
-                w.update_snapshot(snap)  # type: ignore[attr-defined]
-
-    # -- actions ---------------------------------------------------------------------------
-    def action_halt_toggle(self) -> None:
-        snap = self.fb.snapshot
-        if snap is not None and snap.risk.state is TradingState.HALTED:
-            self.fb.confirm_then(
-                "resume",
-                "Resume trading?",
-                "Strategies and manual orders will be allowed again.",
-                lambda: self.fb.send(Resume(), "resume trading"),
-            )
-        else:
-            self.fb.send(Halt(reason="operator"), "halt trading")
-
-    def action_reduce_only(self) -> None:
-        snap = self.fb.snapshot
-        state = snap.risk.state if snap is not None else TradingState.ACTIVE
-        if state is TradingState.REDUCING:
-            self.fb.confirm_then(
-                "resume",
-                "Leave reduce-only?",
-                "Trading goes back to ACTIVE.",
-                lambda: self.fb.send(Resume(), "resume trading"),
-            )
-        elif state is TradingState.HALTED:
-            self.fb.confirm_then(
-                "resume",
-                "Go from HALTED to reduce-only?",
-                "Orders that shrink positions will be allowed.",
-                lambda: self.fb.send(ReduceOnly(reason="operator"), "reduce-only"),
-            )
-        else:
-            self.fb.send(ReduceOnly(reason="operator"), "reduce-only")
-
-    def action_flatten(self) -> None:
-        snap = self.fb.snapshot
-        positions = [p for p in (snap.positions if snap else ()) if p.quantity != 0]
-        if not positions:
-            self.fb.notify("No positions to flatten.", severity="warning")
-            return
-        ui = self.fb.cfg.ui if self.fb.cfg else None
-        otype = ui.flatten_order_type if ui else "market"
-        offset = ui.flatten_limit_offset_pct if ui else 0.1
-        if not self.fb.keymap.needs_confirm("flatten"):
-            from fbterm.model import OrderType
-
-            self.fb.send(
-                FlattenAll(
-                    order_type=OrderType.LIMIT if otype == "limit" else OrderType.MARKET,
-                    limit_offset_pct=offset,
-                ),
-                "flatten all",
-            )
-            return
-
-        def done(cmd: FlattenAll | None) -> None:
-            if cmd is not None:
-                self.fb.send(cmd, f"flatten all ({cmd.order_type.value})")
-
-        self.app.push_screen(FlattenDialog(positions, otype, offset), done)
-
-    def action_new_order(self) -> None:
-        snap = self.fb.snapshot
-        symbols = self.fb.symbols()
-        prices = dict(snap.last_prices) if snap else {}
-        sym = ""
-        if self.focused is self.pane("positions"):
-            sym = self.query_one(PositionsTable).selected_key or ""
-
-        def done(cmd: NewOrder | None) -> None:
-            if cmd is not None:
-                price = f" @ {cmd.limit_price:g}" if cmd.limit_price else ""
-                self.fb.send(
-                    cmd,
-                    f"new order {cmd.side.value} {cmd.quantity:g} {cmd.symbol} {cmd.order_type.value}{price}",
-                )
-
-        self.app.push_screen(OrderTicket(symbols, prices, sym), done)
-
-    def _selected_order(self) -> Any:
-        order = self.query_one(OrdersTable).selected_order
-        if order is None:
-            self.fb.notify(
-                "No order selected: pick one in the Orders pane (2).", severity="warning"
-            )
-        return order
-
-    def action_cancel_order(self) -> None:
-        order = self._selected_order()
-        if order is None:
-            return
-        desc = (
-            f"cancel {order.client_order_id} ({order.side.value} {order.quantity:g} {order.symbol})"
-        )
-        self.fb.confirm_then(
-            "cancel_order",
-            "Cancel order?",
-            desc,
-            lambda: self.fb.send(CancelOrder(client_order_id=order.client_order_id), desc),
-        )
-
-    def action_cancel_all(self) -> None:
-        snap = self.fb.snapshot
-        n = len(snap.open_orders) if snap else 0
-        if n == 0:
-            self.fb.notify("No open orders.", severity="warning")
-            return
-        self.fb.confirm_then(
-            "cancel_all",
-            "Cancel all orders?",
-            f"{n} open orders will be cancelled.",
-            lambda: self.fb.send(CancelAll(), f"cancel all ({n} orders)"),
-        )
-
-    def action_modify_order(self) -> None:
-        order = self._selected_order()
-        if order is None:
-            return
-
-        def done(cmd: Any) -> None:
-            if cmd is not None:
-                self.fb.send(cmd, f"modify {cmd.client_order_id}")
-
-        self.app.push_screen(ModifyDialog(order), done)
-
-    def action_pause_strategy(self) -> None:
-        s = self.query_one(StrategiesTable).selected_strategy
-        if s is None:
-            self.fb.notify(
-                "No strategy selected: pick one in the Strategies pane (3).", severity="warning"
-            )
-            return
-        if s.state is StrategyState.RUNNING:
-            self.fb.confirm_then(
-                "pause_strategy",
-                f"Pause {s.name}?",
-                "It stops trading; positions stay.",
-                lambda: self.fb.send(PauseStrategy(name=s.name), f"pause {s.name}"),
-            )
-        else:
-            self.fb.send(ResumeStrategy(name=s.name), f"resume {s.name}")
-
-    def action_backtest(self) -> None:
-        self.fb.open_backtest()
-
-    def action_update_strategy(self) -> None:
-        from fbterm.tui.dialogs import UpdateStrategyDialog
-
-        s = self.query_one(StrategiesTable).selected_strategy
-        if s is None:
-            self.fb.notify(
-                "No strategy selected: pick one in the Strategies pane (3).", severity="warning"
-            )
-            return
-
-        def done(cmd: Any) -> None:
-            if cmd is not None:
-                self.fb.send(cmd, f"update {cmd.name}")
-
-        self.app.push_screen(UpdateStrategyDialog(s), done)
-
-    def action_rebalance(self) -> None:
-        self.fb.confirm_then(
-            "rebalance",
-            "Rebalance by half Kelly?",
-            "Each strategy's capital is set from its own return history (capped).",
-            lambda: self.fb.send(Rebalance(), "rebalance"),
-        )
-
-    def action_metrics(self) -> None:
-        from fbterm.tui.metrics import MetricsScreen
-
-        self.app.push_screen(MetricsScreen())
-
-    def _focused_pane(self) -> str:
-        for pid, _ in PANES:
-            w = self.pane(pid)
-            if self.focused is w:
-                return pid
-        return self.current_pane
-
-    def action_filter(self) -> None:
-        pid = self._focused_pane()
-        w = self.pane(pid)
-        if not isinstance(w, KeyedTable | LogPane):
-            self.fb.notify("This pane has nothing to filter.", severity="warning")
-            return
-
-        def done(text: str | None) -> None:
-            if text is None:
-                return
-            w.set_filter(text)
-            if isinstance(w, LogPane):
-                w.border_subtitle = w.describe_filter()
-            else:
-                w.border_subtitle = f"/{text}" if text else ""
-            w.focus()
-
-        self.app.push_screen(FilterDialog(dict(PANES)[pid], w.filter_text), done)
-
-    def action_sort_next(self) -> None:
-        w = self.pane(self._focused_pane())
-        if isinstance(w, KeyedTable):
-            w.cycle_sort()
-
-    def action_sort_reverse(self) -> None:
-        w = self.pane(self._focused_pane())
-        if isinstance(w, KeyedTable):
-            w.reverse_sort()
-
-    def action_log_level(self) -> None:
-        log = self.query_one(LogPane)
-        level = log.cycle_level()
-        self.fb.notify(f"Log shows {level} and above.", timeout=2)
-
-    def action_cycle_theme(self) -> None:
-        self.fb.cycle_theme()
-
-    def action_next_pane(self) -> None:
-        self._step_pane(1)
-
-    def action_prev_pane(self) -> None:
-        self._step_pane(-1)
-
-    def _step_pane(self, step: int) -> None:
-        ids = [p for p, _ in PANES]
-        cur = self._focused_pane()
-        self.show_pane(ids[(ids.index(cur) + step) % len(ids)])
-
-    def action_show_pane(self, pid: str) -> None:
-        self.show_pane(pid)
-
-    def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.fb.keymap))
-
-    def action_quit(self) -> None:
-        snap = self.fb.snapshot
-        n = len(snap.open_orders) if snap else 0
-        if n == 0:
-            self.app.exit(0)
-            return
-        self.fb.confirm_then(
-            "quit",
-            "Quit with open orders?",
-            f"{n} open orders stay working at the broker after the console exits.",
-            lambda: self.app.exit(0),
-            yes="Quit",
-        )
-
-
 class FbtermApp(App[int]):
     TITLE = "fbterm"
-    CSS = STRUCTURE_CSS
+    CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(
@@ -580,6 +156,10 @@ class FbtermApp(App[int]):
         self.hangup = True
         self.exit(128 + int(sig))
 
+    def request_render(self) -> None:
+        """Draw the newest snapshot as soon as the console can (it has just been mounted)."""
+        self.post_message(SnapshotReady())
+
     def _on_engine_snapshot(self, snap: EngineSnapshot) -> None:
         """Runs on the engine thread: store, and post at most one message at a time."""
         self._newest = snap
@@ -634,7 +214,7 @@ class FbtermApp(App[int]):
         for cid, p in list(self.pending.items()):
             if now - p.sent > NO_ANSWER_AFTER:
                 del self.pending[cid]
-                self._log(
+                self.log_line(
                     f"no outcome for #{cid} {p.description} after {NO_ANSWER_AFTER:g}s", "warning"
                 )
                 self.notify(f"No answer from the engine for: {p.description}", severity="warning")
@@ -644,11 +224,11 @@ class FbtermApp(App[int]):
         try:
             cid = self.engine.submit(cmd)
         except Exception as e:  # the engine stopped or refused the queue
-            self._log(f"could not send {description}: {e}", "error")
+            self.log_line(f"could not send {description}: {e}", "error")
             self.notify(f"Could not send {description}: {e}", severity="error")
             return None
         self.pending[cid] = Pending(description, time.monotonic())
-        self._log(f"→ #{cid} {description}")
+        self.log_line(f"→ #{cid} {description}")
         return cid
 
     def _collect_results(self, snap: EngineSnapshot) -> None:
@@ -659,7 +239,7 @@ class FbtermApp(App[int]):
             if p is None:
                 continue
             mark = "✓" if r.ok else "✗"
-            self._log(
+            self.log_line(
                 f"{mark} #{r.command_id} {p.description}: {r.message}",
                 "info" if r.ok else "error",
                 ts=r.ts or None,
@@ -671,7 +251,8 @@ class FbtermApp(App[int]):
                 timeout=4 if r.ok else 8,
             )
 
-    def _log(self, message: str, level: str = "info", ts: float | None = None) -> None:
+    def log_line(self, message: str, level: str = "info", ts: float | None = None) -> None:
+        """A line in the console's log pane, from the console itself (commands and outcomes)."""
         with contextlib.suppress(LookupError):
             self._console_screen().query_one(LogPane).add_ui_line(message, level, ts=ts)
 
@@ -753,21 +334,7 @@ class FbtermApp(App[int]):
     # -- command palette -------------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        console = next((s for s in self.screen_stack if isinstance(s, ConsoleScreen)), None)
-        if console is None or screen is not console:
-            return
-        for a in ACTIONS:
-            if a.id in ("next_pane", "prev_pane"):
-                continue
-            title = f"{a.label} [{self.keymap.display(a.id)}]"
-            yield SystemCommand(title, a.help, _palette_callback(console, a.action))
-
-
-def _palette_callback(console: ConsoleScreen, action: str) -> Callable[[], Any]:
-    async def run() -> None:
-        await console.run_action(action)
-
-    return run
+        yield from console_commands(self, screen)
 
 
 def run_app(cfg: Config) -> int:

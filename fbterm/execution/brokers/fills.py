@@ -1,8 +1,8 @@
-"""The fill model and commission models, as pure functions.
+"""The fill model, as pure functions.
 
-The paper broker and the backtester both call :func:`match_order`, so a strategy fills the same
-way in a backtest as in paper trading. It decides from one market update (a bar, or a tick seen
-as a one-price bar with a bid and an ask) whether and where an order fills:
+The paper broker and both backtest paths fill with these rules, so a strategy fills the same
+way in a backtest as in paper trading. :func:`match_order` decides from one market update (a
+bar, or a tick seen as a one-price bar with a bid and an ask) whether and where an order fills:
 
 * market: at the update's open (the next price after the order was placed); a buy pays the ask
   and a sell gets the bid when the update has them;
@@ -13,6 +13,12 @@ as a one-price bar with a bid and an ask) whether and where an order fills:
 * stop-limit: once triggered it is a limit order (possibly in the same update).
 
 Partial fills cap a fill at ``participation`` of the update's volume.
+
+Each rule is also a small function of its own (:func:`market_price`, :func:`stop_touched`,
+:func:`stop_price`, :func:`limit_touched`, :func:`limit_fill_price`) so the backtester's fast
+path, which never builds an order, applies the same rules; the array forms
+(:func:`market_prices`, :func:`stops_touched`, :func:`limits_touched`) sit next to their
+scalar twin and a test holds each pair to the same answers.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from fbterm.model import Bar, Order, OrderType, Side, Tick
+
+FloatArray = np.ndarray[tuple[int], np.dtype[np.float64]]
+BoolArray = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +63,93 @@ class FillDecision:
     triggered: bool  # the stop has been touched (now or earlier)
 
 
-def _buy_px(u: MarketUpdate) -> float:
-    return u.ask if u.ask is not None and u.ask > 0 else u.open
+# ------------------------------------------------------------------------------ the rules
 
 
-def _sell_px(u: MarketUpdate) -> float:
-    return u.bid if u.bid is not None and u.bid > 0 else u.open
+def market_price(
+    buy: bool, open_: float, bid: float | None = None, ask: float | None = None
+) -> float:
+    """Where a market order fills: the ask for a buy, the bid for a sell, else the open."""
+    if buy:
+        return ask if ask is not None and ask > 0 else open_
+    return bid if bid is not None and bid > 0 else open_
+
+
+def market_prices(
+    open_: FloatArray,
+    *,
+    buy: BoolArray | None = None,
+    bid: FloatArray | None = None,
+    ask: FloatArray | None = None,
+) -> FloatArray:
+    """:func:`market_price` over arrays of updates (NaN: no bid/ask). Without quotes the
+    side does not matter, so ``buy`` may be left out."""
+    out = np.array(open_, dtype=np.float64)
+    if bid is None and ask is None:
+        return out
+    if buy is None:
+        raise ValueError("market_prices: buy is needed when bid or ask is given")
+    with np.errstate(invalid="ignore"):
+        if ask is not None:
+            use = buy & (ask > 0)
+            out[use] = ask[use]
+        if bid is not None:
+            use = ~buy & (bid > 0)
+            out[use] = bid[use]
+    return out
+
+
+def stop_touched(
+    buy: bool,
+    stop: float,
+    high: float,
+    low: float,
+    bid: float | None = None,
+    ask: float | None = None,
+) -> bool:
+    """Whether an update reaches a stop: a buy stop from below, a sell stop from above.
+
+    A bar has no bid/ask: only a quote that exists can touch the stop."""
+    if buy:
+        return high >= stop or (ask is not None and ask >= stop)
+    return low <= stop or (bid is not None and 0 < bid <= stop)
+
+
+def stops_touched(buy: bool, stop: FloatArray, high: FloatArray, low: FloatArray) -> BoolArray:
+    """:func:`stop_touched` over arrays of bars (no quotes); a NaN stop is never touched."""
+    with np.errstate(invalid="ignore"):
+        return high >= stop if buy else low <= stop
+
+
+def stop_price(buy: bool, stop: float, ref_open: float) -> float:
+    """Where a touched stop fills: at the stop, or at the open when the update opened
+    beyond it (a gap gives no chance to fill at the stop)."""
+    gapped = ref_open >= stop if buy else ref_open <= stop
+    return ref_open if gapped else stop
+
+
+def limit_touched(buy: bool, limit: float, high: float, low: float) -> bool:
+    """Whether an update's range reaches a limit: a buy limit from above, a sell from below."""
+    return low <= limit if buy else high >= limit
+
+
+def limits_touched(buy: bool, limit: FloatArray, high: FloatArray, low: FloatArray) -> BoolArray:
+    """:func:`limit_touched` over arrays of bars; a NaN limit is never touched."""
+    with np.errstate(invalid="ignore"):
+        return low <= limit if buy else high >= limit
+
+
+def limit_fill_price(
+    buy: bool, limit: float, open_: float, low: float, high: float
+) -> float | None:
+    """Where a limit order fills in an update, or None: at the open when the update opens
+    through the limit (price improvement), otherwise at the limit once the range reaches it."""
+    if open_ <= limit if buy else open_ >= limit:
+        return open_
+    return limit if limit_touched(buy, limit, high, low) else None
+
+
+# ------------------------------------------------------------------------------ matching
 
 
 def _cap(quantity: float, u: MarketUpdate, participation: float | None, whole: bool) -> float:
@@ -87,100 +179,44 @@ def match_order(
     buy = order.side is Side.BUY
     typ = order.order_type
     triggered = order.triggered
+    # A quote beyond the bar's range counts for the limit: the buyer could take that ask.
     lo = min(u.low, u.ask) if (buy and u.ask) else u.low
     hi = max(u.high, u.bid) if (not buy and u.bid) else u.high
-    ref_open = _buy_px(u) if buy else _sell_px(u)
+    ref_open = market_price(buy, u.open, u.bid, u.ask)
 
+    price: float | None
     if typ is OrderType.MARKET:
         price = ref_open
     elif typ is OrderType.LIMIT:
-        price = _limit_price(buy, order.limit_price, ref_open, lo, hi)  # type: ignore[arg-type]
+        limit = order.limit_price
+        assert limit is not None  # Order validates that a limit order has its price
+        price = limit_fill_price(buy, limit, ref_open, lo, hi)
         if price is None:
             return None
     else:
         stop = order.stop_price
         assert stop is not None
         if not triggered:
-            # A bar has no bid/ask: only a quote that exists can touch the stop.
-            if buy:
-                touched = u.high >= stop or (u.ask is not None and u.ask >= stop)
-            else:
-                touched = u.low <= stop or (u.bid is not None and 0 < u.bid <= stop)
-            if not touched:
+            if not stop_touched(buy, stop, u.high, u.low, u.bid, u.ask):
                 return None
             triggered = True
-            gapped = ref_open >= stop if buy else ref_open <= stop
-            trigger_px = ref_open if gapped else stop
+            trigger_px = stop_price(buy, stop, ref_open)
         else:
             trigger_px = ref_open
         if typ is OrderType.STOP:
             price = trigger_px
         else:
-            limit = order.limit_price
-            assert limit is not None
+            stop_limit = order.limit_price
+            assert stop_limit is not None
             # After the trigger the order is a limit order for the rest of the update.
             start = trigger_px
             if buy:
-                price = start if start <= limit else (limit if lo <= limit else None)
+                price = start if start <= stop_limit else (stop_limit if lo <= stop_limit else None)
             else:
-                price = start if start >= limit else (limit if hi >= limit else None)
+                price = start if start >= stop_limit else (stop_limit if hi >= stop_limit else None)
             if price is None:
                 return FillDecision(0.0, 0.0, True)
     fill_qty = _cap(qty, u, participation, whole_units)
     if fill_qty <= 0:
         return FillDecision(0.0, 0.0, triggered) if triggered != order.triggered else None
     return FillDecision(fill_qty, float(price), triggered)
-
-
-def _limit_price(buy: bool, limit: float, open_px: float, lo: float, hi: float) -> float | None:
-    if buy:
-        if open_px <= limit:
-            return open_px
-        return limit if lo <= limit else None
-    if open_px >= limit:
-        return open_px
-    return limit if hi >= limit else None
-
-
-# ------------------------------------------------------------------------------ commissions
-
-
-@dataclass(frozen=True, slots=True)
-class PerShareCommission:
-    """IB's fixed pricing: a rate per share (per contract for options), a minimum per order,
-    and a cap as a fraction of the trade value."""
-
-    per_share: float = 0.005
-    minimum: float = 1.0
-    max_fraction: float = 0.01
-    per_contract: float = 0.65  # options
-
-    def __call__(self, quantity: float, price: float, multiplier: int = 1) -> float:
-        if quantity <= 0:
-            return 0.0
-        if multiplier > 1:
-            return max(self.per_contract * quantity, self.minimum)
-        fee = max(self.per_share * quantity, self.minimum)
-        cap = self.max_fraction * quantity * price
-        return min(fee, cap) if cap > 0 else fee
-
-
-@dataclass(frozen=True, slots=True)
-class FractionCommission:
-    """A fraction of the traded value (backtesting.py's ``commission=0.002``)."""
-
-    fraction: float = 0.0
-
-    def __call__(self, quantity: float, price: float, multiplier: int = 1) -> float:
-        return abs(quantity) * price * multiplier * self.fraction
-
-
-CommissionModel = PerShareCommission | FractionCommission
-
-
-def commission_model(kind: str, **kw: float) -> CommissionModel:
-    if kind in ("per_share", "ib", "fixed"):
-        return PerShareCommission(**kw)
-    if kind in ("percent", "fraction"):
-        return FractionCommission(**kw)
-    raise ValueError(f"unknown commission model {kind!r}: expected 'per_share' or 'percent'")

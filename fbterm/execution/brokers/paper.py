@@ -12,7 +12,6 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import cast
 
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
@@ -25,13 +24,8 @@ from fbterm.execution.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.execution.brokers.fills import (
-    CommissionModel,
-    FractionCommission,
-    MarketUpdate,
-    PerShareCommission,
-    match_order,
-)
+from fbterm.execution.brokers.fills import MarketUpdate, match_order
+from fbterm.execution.costs import CommissionModel, commission_from_config
 from fbterm.model import (
     AccountDetails,
     Fill,
@@ -46,17 +40,6 @@ from fbterm.model import (
 )
 
 OptionPricer = Callable[[Option], OptionQuote | None]
-
-
-def commission_from_config(cfg: PaperBrokerConfig) -> CommissionModel:
-    if cfg.commission == "percent":
-        return FractionCommission(cfg.commission_fraction)
-    return PerShareCommission(
-        per_share=cfg.commission_per_share,
-        minimum=cfg.commission_minimum,
-        max_fraction=cfg.commission_max_fraction,
-        per_contract=cfg.commission_per_contract,
-    )
 
 
 class PaperBroker:
@@ -237,15 +220,17 @@ class PaperBroker:
             if order is None:
                 ids.discard(oid)
                 continue
-            update: MarketUpdate | None
-            if order.instrument.key == key:
-                update = u
+            inst = order.instrument
+            if inst.key == key:
+                update: MarketUpdate | None = u
+            elif isinstance(inst, Option):
+                update = self._option_update(inst, u)
+                if update is not None:
+                    self.last[inst.key] = update
             else:
-                # Indexed under ``key`` but not ``key`` itself: an option on it.
-                update = self._option_update(cast(Option, order.instrument), u)
-                if update is None:
-                    continue
-                self.last[order.instrument.key] = update
+                update = None  # another stock keyed under this one: not this update's to fill
+            if update is None:
+                continue
             f = self._try_fill(order, update)
             if f is not None:
                 fills.append(f)
