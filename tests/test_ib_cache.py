@@ -4,6 +4,7 @@ cached through DataStorage, served from disk the second time (the server counts 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,10 +97,15 @@ def test_live_engine_warms_its_strategies_on_cached_ib_history(
     )
     e = Engine(cfg)  # broker, IB source and DataRetrieval all built from the config
     try:
-        e.start(timeout=30)
+        e.start(timeout=30)  # returns at once: history arrives in the background
+        deadline = time.monotonic() + 30
+        while not e.call(lambda: e.warmup.complete) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert e.call(lambda: e.warmup.complete), e.call(lambda: e.warmup.view())
         seen = e.call(lambda: len(e.history.get("AAPL", ())))
-        assert seen >= 2 * 9, "the strategy was fed recent history before the first live bar"
-        assert any("warmed up" in line.message for line in e.call(lambda: list(e.activity.lines)))
+        assert seen >= 2 * 9, "the strategy was fed recent history before its first trade"
+        lines = [line.message for line in e.call(lambda: list(e.activity.lines))]
+        assert any("AAPL warm on" in m and "historical bars" in m for m in lines), lines
         assert (tmp_path / "data" / "AAPL" / "5s.csv").exists(), (
             "history is cached through DataStorage"
         )

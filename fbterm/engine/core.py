@@ -35,15 +35,19 @@ from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReactio
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
 from fbterm.engine.publisher import Publisher, SnapshotBuilder
+from fbterm.engine.reconcile import Reconciler
 from fbterm.engine.strategies import StrategyHost
+from fbterm.engine.venue import ConnectionWatch
+from fbterm.engine.warmup import Warmup
 from fbterm.engine.wiring import (
+    SourceHooks,
     VenueContext,
     default_diagnostics,
     make_broker,
     make_source,
     simulated_market,
 )
-from fbterm.execution.brokers.base import Broker, BrokerPosition, SimulatedVenue
+from fbterm.execution.brokers.base import Broker, BrokerPosition, RemoteVenue, SimulatedVenue
 from fbterm.execution.orders import OrderManagement, OrderQueue, UnknownOrder
 from fbterm.journal import Journal
 from fbterm.model import Bar, IllegalTransition, OrderError, Tick
@@ -104,17 +108,21 @@ class Engine:
         self.venue: SimulatedVenue | None = (
             self.broker if isinstance(self.broker, SimulatedVenue) else None
         )
+        # A venue outside this process (IB) is the truth the engine reconciles against.
+        self.remote: RemoteVenue | None = (
+            self.broker if isinstance(self.broker, RemoteVenue) else None
+        )
         self.retrieval: DataRetrieval | None = None
         if source is None and cfg.market.source != "simulated":
-            source, self.retrieval = make_source(cfg, self.broker)
+            source, self.retrieval = make_source(
+                cfg, self.broker, SourceHooks(on_pacing_wait=lambda *a: self.warmup.note_wait(*a))
+            )
         self.source = source
 
         self.link = VenueLink()
         self._stop_requested = False
         self.oms = OrderManagement(self.broker, self.journal, clock=clock)
-        self.events = OrderEvents(
-            self.activity, self.link, self.oms.fills, stopping=lambda: self._stop_requested
-        )
+        self.events = OrderEvents(self.activity, self.oms.fills)
         self.oms.subscribe(self.events.on_event)
         self.queue = OrderQueue(maxsize=10_000)
         paper = cfg.broker.paper
@@ -143,6 +151,29 @@ class Engine:
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)
         self.oms.risk_check = self.gate.check
+        self.reconciler: Reconciler | None = None
+        if self.remote is not None:
+            self.reconciler = Reconciler(
+                self.remote,
+                self.broker,
+                self.oms,
+                self.activity,
+                clock,
+                interval=cfg.broker.ib.reconcile_interval,
+            )
+        self.watch = ConnectionWatch(
+            cfg,
+            self.link,
+            self.risk,
+            self.activity,
+            clock,
+            stopping=lambda: self._stop_requested,
+            resync=self.reconciler.request if self.reconciler is not None else None,
+        )
+        self.oms.subscribe(self.watch.on_oms_event)
+        self.warmup = Warmup(
+            cfg, self.symbols, self.market_state, self.executor, self.activity, clock
+        )
 
         self.strategies = StrategyHost(cfg, self.executor, self.market_state.history)
         self.metrics = EngineMetrics(
@@ -157,6 +188,7 @@ class Engine:
             self.metrics,
             self.activity,
             clock,
+            feed_ended=lambda: self.feed.ended,
         )
         self.publisher = Publisher(self.build_snapshot, self.activity)
         self.feed = MarketFeed(
@@ -172,6 +204,7 @@ class Engine:
             clock=clock,
             pace=pace,
             after_step=self.publisher.maybe_publish,
+            admit=self.warmup.admit,
         )
         self._results: deque[CommandResult] = deque(maxlen=50)
         self.snapshots = SnapshotBuilder(
@@ -188,6 +221,8 @@ class Engine:
             self.activity,
             self._results,
             clock,
+            reconciler=self.reconciler,
+            warmup=self.warmup,
         )
         self.handlers = CommandHandlers(
             Desk(
@@ -376,9 +411,13 @@ class Engine:
         await self.broker.start()
         self.link.state = self.broker.connection_state
         self.log("info", "engine", f"connected to {self.broker.name} ({self.link.state.value})")
-        self.reconcile()
+        if self.reconciler is not None:
+            await startup.prepare_remote(self.reconciler, self.symbols, self.activity)
+        else:
+            self.reconcile()
+        self.watch.arm()
         self.warm_up()
-        await self.warm_up_from_history()
+        warming = self.warmup.begin(self.retrieval)
         self.publisher.publish(force=True)
         self._ready.set()
         self._drain_commands()
@@ -388,6 +427,10 @@ class Engine:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
             asyncio.create_task(self.publisher.run(), name="publish"),
         ]
+        if warming and self.retrieval is not None:
+            tasks.append(asyncio.create_task(self.warmup.run(self.retrieval), name="warm-up"))
+        if self.reconciler is not None and self.reconciler.interval > 0:
+            tasks.append(asyncio.create_task(self.reconciler.loop(), name="reconcile"))
         try:
             await self._stop_event.wait()
         finally:
@@ -396,6 +439,8 @@ class Engine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self.reconciler is not None:
+                await self.reconciler.close()
             self._stop_requested = True  # from here on a disconnect is ours, not news
             if self.oms.fills:
                 self.update_metrics(store=True)
@@ -457,18 +502,6 @@ class Engine:
     def warm_up(self) -> None:
         """Give strategies history so they trade from the first live bar (simulated market)."""
         startup.warm_up(self.market_state, self.executor, self.symbols, self.warmup_bars)
-
-    async def warm_up_from_history(self) -> int:
-        """Live data: feed strategies recent history (cached through DataRetrieval)."""
-        return await startup.warm_up_from_history(
-            self.retrieval,
-            self.market_state,
-            self.executor,
-            self.config,
-            self.symbols,
-            self.activity,
-            self.clock,
-        )
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Process market updates (engine thread). Public so benchmarks can drive it directly."""

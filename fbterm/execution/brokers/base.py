@@ -17,6 +17,10 @@ from fbterm.execution.brokers.fills import MarketUpdate
 from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType
 from fbterm.model.venue import VenueContract
 
+# The strategy id of everything fbterm did not create: positions it found at the venue and
+# orders other clients (or a person in TWS) placed. Risk limits and flatten count it.
+EXTERNAL = "external"
+
 
 class ConnectionState(StrEnum):
     """The link to the venue as the operator sees it.

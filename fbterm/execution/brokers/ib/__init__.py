@@ -7,11 +7,11 @@ machine, reconnecting), :mod:`.book` (IB's answers as a :class:`VenueBook`), :mo
 message codes in an operator's words).
 """
 
+from fbterm.execution.brokers.base import EXTERNAL
 from fbterm.execution.brokers.ib.adapter import BrokerIntegration
 from fbterm.execution.brokers.ib.codes import IB_ERRORS, IBConnectError, describe_ib_error
 from fbterm.execution.brokers.ib.contracts import from_ib_contract, to_ib_contract
 from fbterm.execution.brokers.ib.tracking import (
-    EXTERNAL,
     foreign_order_id,
     make_order_ref,
     parse_order_ref,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -76,6 +77,11 @@ from fbterm.execution.brokers.ib.tracking import (
     make_order_ref,
 )
 from fbterm.model import AccountDetails, Instrument, Order, OrderStatus
+
+# ib_async logs every failure it raises; with no logging configured Python would print those
+# to stderr next to our own one-line message. A NullHandler stops that fallback and still lets
+# the records reach the application's handlers when it configures logging.
+logging.getLogger("ib_async").addHandler(logging.NullHandler())
 
 _ENDED = ("Cancelled", "ApiCancelled", "Inactive")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fbterm.execution.brokers.base import EXTERNAL
 from fbterm.model import Instrument, Order, OrderStatus, OrderType, Side
 
 ORDER_REF_PREFIX = "fb"
-EXTERNAL = "external"  # the book of everything fbterm did not create
 
 IB_TO_STATUS = {
     "PendingSubmit": OrderStatus.PENDING_SUBMIT,
