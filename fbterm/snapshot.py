@@ -107,9 +107,9 @@ class ConnectionChange:
 class ReconcileView:
     """The engine's book against the venue's own answers (remote venues only).
 
-    ``differences`` are those of the latest reconciliation that found any, each with what
-    was done about it; ``order_notes`` say who placed an order fbterm did not (and whether it
-    can be cancelled from here).
+    ``differences`` are the most recent ones found (any run), each with its time and what was
+    done about it; ``order_notes`` say who placed an order fbterm did not (and whether it can
+    be cancelled from here).
     """
 
     runs: int

@@ -23,11 +23,12 @@ from typing import Any
 
 import pandas as pd
 from ib_async import IB, Ticker
+from ib_async import Contract as IBContract
 from ib_async import Stock as IBStock
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
-from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
-from fbterm.model import Tick
+from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error, to_ib_contract
+from fbterm.model import Stock, Tick
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
 _IB_BAR_SIZES = {
@@ -264,17 +265,30 @@ class IBSource:
             raise IBDataError(f"{contract.symbol}: {describe_ib_error(code, text)[1]}")
         raise IBDataError(f"{contract.symbol}: historical request failed")  # pragma: no cover
 
-    # -- streaming ----------------------------------------------------------------------------
-    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
-        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
-        ib = self._listen()
-        contracts = [IBStock(s, "SMART", "USD") for s in symbols]
+    async def _qualified(self, ib: IB, symbols: Sequence[str]) -> list[IBContract]:
+        """The symbols' contracts, qualified; over the broker's connection, from the broker's
+        cache of qualified contracts (kept in the journal), so they are asked for once."""
+        conn = self._conn
+        if isinstance(conn, BrokerIntegration):
+            stocks = [Stock(s) for s in symbols]
+            problems = await conn.qualify(stocks)
+            if problems:
+                raise IBDataError(f"IB does not know {'; '.join(problems)}")
+            return [to_ib_contract(s, conn.contracts.get(s)) for s in stocks]
+        contracts: list[IBContract] = [IBStock(s, "SMART", "USD") for s in symbols]
         qualified = await asyncio.wait_for(
             ib.qualifyContractsAsync(*contracts), self.request_timeout
         )
         missing = [s for s, q in zip(symbols, qualified, strict=True) if q is None]
         if missing:
             raise IBDataError(f"IB does not know {', '.join(missing)} (no security definition)")
+        return contracts
+
+    # -- streaming ----------------------------------------------------------------------------
+    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
+        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
+        ib = self._listen()
+        contracts = await self._qualified(ib, symbols)
         queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
         wanted = {c.conId: c.symbol for c in contracts}
 

@@ -101,14 +101,14 @@ class OrderEvents:
             self._fill(cast(Fill, obj))
         elif kind == "order":
             self._order(cast(Order, obj))
-        elif kind == "venue-cancel":
+        elif kind == "venue-ended":
             o = cast(Order, obj)
             self.activity.alert(
                 "warning",
-                "Order cancelled by the venue",
+                "Order ended by the venue",
                 f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} ({o.strategy_id}), "
                 f"filled {o.filled_quantity:g}: {o.reason or 'no reason given'}",
-                key=f"venue-cancel:{o.client_order_id}",
+                key=f"venue-ended:{o.client_order_id}",
             )
         elif kind == "adjustment":
             f = cast(Fill, obj)
@@ -122,11 +122,17 @@ class OrderEvents:
             )
         elif kind == "message":
             m = cast(BrokerMessage, obj)
-            self.activity.log(
-                m.level if m.level in ("info", "warning", "error") else "warning",
-                "broker",
-                f"[{m.code}] {m.message}" if m.code else m.message,
-            )
+            level = m.level if m.level in ("info", "warning", "error") else "warning"
+            text = f"[{m.code}] {m.message}" if m.code else m.message
+            self.activity.log(level, "broker", text)
+            if m.alert:
+                about = f" on order {m.client_order_id}" if m.client_order_id else ""
+                self.activity.alert(
+                    "error" if level == "error" else "warning",
+                    f"Venue message{about}",
+                    text,
+                    key=f"venue:{m.code}:{m.client_order_id or ''}",
+                )
 
     def _fill(self, f: Fill) -> None:
         self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1

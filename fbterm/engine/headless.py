@@ -42,10 +42,17 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
             done.wait(min(left, 0.5) if left is not None else 0.5)
         engine.stop_feed()
         time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
-        snap = engine.build_snapshot_threadsafe()
+        summary = headless_summary(engine, as_json=as_json)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         engine.stop()
-    print(format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions))
+    print(summary)
     return 0
+
+
+def headless_summary(engine: Engine, *, as_json: bool = False) -> str:
+    """The summary ``fbterm run --headless`` prints, from the running engine as it stands:
+    ours and the venue's positions, connection history, reconciliation, warm-up, alerts."""
+    snap = engine.build_snapshot_threadsafe()
+    return format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions)

@@ -479,7 +479,7 @@ def _venue_lines(s: EngineSnapshot) -> list[str]:
             f"{r.venue_open_orders} open orders at the venue"
         )
         if r.differences:
-            out.append(f"  differences found at {_clock(r.differences_ts)}:")
+            out.append(f"  differences found ({len(r.differences)} most recent):")
             out += [f"  - {t}" for t in r.differences]
     if s.alerts:
         out.append("")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,8 +97,8 @@ class Reconciler:
         self.interval = interval
         self.runs = 0
         self.last: ReconcileReport | None = None
-        self.last_different: ReconcileReport | None = None
         self.history: deque[ReconcileReport] = deque(maxlen=20)
+        self.found: deque[tuple[float, str]] = deque(maxlen=20)  # recent differences, any run
         self.venue_orders: dict[str, BrokerOrder] = {}  # the venue's open orders, last asked
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[ReconcileReport]] = set()
@@ -129,8 +130,7 @@ class Reconciler:
         self.runs += 1
         self.last = report
         self.history.append(report)
-        if not report.clean:
-            self.last_different = report
+        self.found.extend((report.ts, d.text) for d in report.differences)
         self._tell(report)
         if not report.error and self.broker.connection_state is ConnectionState.SYNCING:
             self.venue.end_sync()
@@ -219,7 +219,8 @@ class Reconciler:
             self.oms.on_broker_event(fe)
             out.append(
                 Difference(
-                    "missed-fill",
+                    # Another client's fills reach us only by asking: news, not a miss.
+                    "foreign-fill" if f.strategy_id == EXTERNAL else "missed-fill",
                     f.client_order_id,
                     f"execution {f.fill_id} ({f.side.value} {f.quantity:g} {f.instrument.key} "
                     f"@ {f.price:g}, order {f.client_order_id}) was not in the journal: recorded",
@@ -367,7 +368,6 @@ class Reconciler:
         last = self.last
         if last is None:
             return None
-        diff = self.last_different
         notes = tuple(
             (coid, b.owner + ("" if b.cancellable else ", read-only"))
             for coid, b in self.venue_orders.items()
@@ -379,11 +379,15 @@ class Reconciler:
             last_trigger=last.trigger,
             clean=last.clean,
             error=last.error,
-            differences=tuple(d.text for d in diff.differences) if diff else (),
-            differences_ts=diff.ts if diff else 0.0,
+            differences=tuple(f"{_clock(ts)} {text}" for ts, text in self.found),
+            differences_ts=self.found[-1][0] if self.found else 0.0,
             venue_open_orders=last.venue_open,
             order_notes=notes,
         )
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def order_from_venue(b: BrokerOrder, filled: float, ts: float) -> Order:

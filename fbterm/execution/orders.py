@@ -106,7 +106,8 @@ class OrderManagement:
     # -- listeners -----------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
         """``listener(kind, obj)``: kind is order / fill / commission / message / connection,
-        venue-cancel (an order the venue cancelled unasked) or adjustment (a booked position)."""
+        venue-ended (an order the venue ended unasked or with an error) or adjustment (a
+        booked position)."""
         self._listeners.append(listener)
 
     def _emit(self, kind: str, obj: object) -> None:
@@ -373,11 +374,14 @@ class OrderManagement:
             t0 = self._sent_at.pop(order.client_order_id, None)
             if t0 is not None:
                 self.ack_latencies.append(time.perf_counter() - t0)
-        unasked = status is OrderStatus.CANCELLED and order.status is not OrderStatus.PENDING_CANCEL
+        # The venue ended a working order on its own, or our cancel ended in a venue error
+        # (IB 10147: not found): the operator must hear of it.
+        ended = status is OrderStatus.CANCELLED and (
+            order.status is not OrderStatus.PENDING_CANCEL or ev.code not in (0, 202)
+        )
         self._apply_status(order, status, reason=ev.reason, **changes)
-        if unasked:
-            # Nobody here asked for it: the venue ended a working order on its own.
-            self._emit("venue-cancel", self.orders[order.client_order_id])
+        if ended:
+            self._emit("venue-ended", self.orders[order.client_order_id])
 
     def _record_ids(self, order: Order, ids: dict[str, str]) -> None:
         new = dataclasses.replace(order, **ids)  # type: ignore[arg-type]  # str fields only

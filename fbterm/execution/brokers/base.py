@@ -116,6 +116,7 @@ class BrokerMessage:
     client_order_id: str | None = None
     level: str = "warning"
     ts: float = 0.0
+    alert: bool = False  # the operator must hear of it (an alert, not only a log line)
 
 
 BrokerEvent = (

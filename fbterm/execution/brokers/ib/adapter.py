@@ -553,6 +553,7 @@ class BrokerIntegration:
                     tr.client_order_id,
                     "error",
                     time.time(),
+                    alert=True,
                 )
             )
             return
@@ -573,12 +574,23 @@ class BrokerIntegration:
                         tr.client_order_id,
                         "warning",
                         time.time(),
+                        alert=True,
                     )
                 )
             return
         done = [b for b in book.completed_orders if b.client_order_id == tr.client_order_id]
         if tr.filled >= tr.quantity - 1e-9 or (done and done[0].status is OrderStatus.FILLED):
             tr.status = OrderStatus.FILLED  # its fills, reported above, say the rest
+            self._emit(
+                BrokerMessage(
+                    code,
+                    f"{why}; it had already filled at IB (fills recorded)",
+                    tr.client_order_id,
+                    "warning",
+                    time.time(),
+                    alert=True,
+                )
+            )
             return
         ended = f"IB: {done[0].reason}" if done else "IB no longer has this order"
         final = (

@@ -174,13 +174,14 @@ class Link:
         self._refusal = None
         refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-        def on_api_error(msg: str) -> None:
-            # ib_async says "Peer closed connection" and then waits out its timeout; a gateway
-            # that hangs up during the handshake has refused us, and we know why.
+        def on_closed(msg: str) -> None:
+            # ib_async notes a socket closed during the handshake and then waits out its
+            # whole timeout; a gateway that hangs up has refused us, and we may know why.
             if not refused.done():
-                refused.set_result(msg)
+                refused.set_result(msg or "connection closed during the handshake")
 
-        ib.client.apiError += on_api_error
+        ib.client.apiError += on_closed
+        ib.client.conn.disconnected += on_closed
         connect = asyncio.ensure_future(
             ib.connectAsync(
                 cfg.host,
@@ -209,7 +210,8 @@ class Link:
             self._prepare(ib)
             await asyncio.wait_for(ib.reqAccountSummaryAsync(), cfg.request_timeout)
         finally:
-            ib.client.apiError -= on_api_error
+            ib.client.apiError -= on_closed
+            ib.client.conn.disconnected -= on_closed
             self._connecting = False
 
     def _check_account(self, ib: IB) -> None:
