@@ -89,16 +89,17 @@ def test_other_clients_and_manual_orders_are_shown_read_only_and_their_fills_rec
     other = server.add_foreign_order(5, "AAPL", "BUY", 10, limit_price=90.0)
     manual = server.add_foreign_order(0, "AAPL", "SELL", 5, limit_price=120.0)
     same = server.add_foreign_order(21, "AAPL", "BUY", 3, limit_price=91.0)  # our id, no ref
+    same2 = server.add_foreign_order(21, "AAPL", "BUY", 2, limit_price=92.0)
     cfg = ib_config(server.port, tmp_path, ib={"reconcile_interval": 0.3})
     rig = Rig(server, cfg)
     try:
         rig.start()
-        ids = {o.perm_id: f"IB-{o.perm_id}" for o in (other, manual, same)}
+        ids = {o.perm_id: f"IB-{o.perm_id}" for o in (other, manual, same, same2)}
         wait(lambda: all(i in rig.call(lambda: rig.e.oms.open) for i in ids.values()), what="shown")
         alert = rig.wait_alert("Reconciliation")
         assert (
             alert.severity.value == "warning"
-            and alert.body.count("adopted into the external book") == 3
+            and alert.body.count("adopted into the external book") == 4
         )
         text = rig.summary()
         assert f"{ids[other.perm_id]}" in text and "[client 5, read-only]" in text
@@ -114,6 +115,11 @@ def test_other_clients_and_manual_orders_are_shown_read_only_and_their_fills_rec
         )
         assert server.order(same.perm_id).status == "Cancelled"
 
+        # An order of our client id without fbterm's reference fills: IB tells us at once.
+        live = server.fill_foreign_order(same2.perm_id, price=92.0)
+        wait(lambda: rig.order(ids[same2.perm_id]).status is OrderStatus.FILLED, what="its fill")
+        assert [f.fill_id for f in rig.journal().fills] == [live.exec_id]
+
         fill = server.fill_foreign_order(other.perm_id, price=90.0)  # client 5's order fills
         wait(
             lambda: rig.order(ids[other.perm_id]).status is OrderStatus.FILLED,
@@ -123,7 +129,7 @@ def test_other_clients_and_manual_orders_are_shown_read_only_and_their_fills_rec
         assert [(f.client_order_id, f.strategy_id, f.quantity) for f in recorded] == [
             (ids[other.perm_id], "external", 10.0)
         ]
-        assert rig.call(lambda: rig.e.oms.position("AAPL", "external")) == 10
+        assert rig.call(lambda: rig.e.oms.position("AAPL", "external")) == 12
 
         after = rig.command(CancelAll())
         assert after.ok and "0 orders cancelled" in after.message  # only read-only ones left

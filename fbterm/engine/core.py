@@ -429,7 +429,7 @@ class Engine:
         ]
         if warming and self.retrieval is not None:
             tasks.append(asyncio.create_task(self.warmup.run(self.retrieval), name="warm-up"))
-        if self.reconciler is not None and self.reconciler.interval > 0:
+        if self.reconciler is not None:
             tasks.append(asyncio.create_task(self.reconciler.loop(), name="reconcile"))
         try:
             await self._stop_event.wait()

@@ -50,6 +50,8 @@ from fbterm.model import (
 )
 from fbterm.snapshot import ReconcileView
 
+_SYNC_RETRY = 5.0  # seconds between re-sync attempts when no timer is configured
+
 # Differences that mean fbterm's book was wrong (an error), not news it had not heard yet.
 _SERIOUS = frozenset({"position", "missed-fill", "order-closed", "order-working"})
 
@@ -111,11 +113,15 @@ class Reconciler:
         task.add_done_callback(self._tasks.discard)
 
     async def loop(self) -> None:
-        """Every ``interval`` seconds while the venue answers."""
+        """Every ``interval`` seconds while the venue answers; with no interval, only to end
+        a re-sync that failed (orders stay refused until one succeeds)."""
         while True:
-            await asyncio.sleep(self.interval)
-            if not self.broker.connection_state.is_down:
+            await asyncio.sleep(self.interval if self.interval > 0 else _SYNC_RETRY)
+            state = self.broker.connection_state
+            if self.interval > 0 and not state.is_down:
                 await self.run("timer")
+            elif state is ConnectionState.SYNCING:
+                await self.run("retry")
 
     async def close(self) -> None:
         for t in list(self._tasks):
@@ -191,7 +197,12 @@ class Reconciler:
             pending = sum(
                 fe.fill.quantity for fe in unseen.values() if fe.fill.client_order_id == coid
             )
-            order = order_from_venue(b, max(b.filled - pending, 0.0), self.clock())
+            try:
+                order = order_from_venue(b, max(b.filled - pending, 0.0), self.clock())
+            except (OrderError, ValueError) as e:
+                text = f"{coid} at the venue cannot be shown: {e}"
+                out.append(Difference("order-unshown", coid, text))
+                continue
             oms.adopt_order(order)
             if b.foreign:
                 what = f"placed by {b.owner}" + ("" if b.cancellable else ", read-only here")
@@ -398,7 +409,7 @@ def order_from_venue(b: BrokerOrder, filled: float, ts: float) -> Order:
     plain = Order(
         client_order_id=b.client_order_id or f"IB-{b.perm_id or b.broker_order_id}",
         instrument=b.instrument,
-        side=Side(b.side),
+        side=Side.BUY if b.side == "BUY" else Side.SELL,  # IB's SSHORT/SLONG: sell/buy
         quantity=qty,
         order_type=OrderType.MARKET,
         tif=TimeInForce.DAY if b.tif == "DAY" else TimeInForce.GTC,

@@ -30,13 +30,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from ib_async import IB
-from ib_async import Contract as IBContract
 from ib_async import Fill as IBFill
 from ib_async import Trade as IBTrade
-from ib_async.objects import CommissionReport as IBCommissionReport
-from ib_async.objects import Execution as IBExecution
 from ib_async.order import Order as IBOrder
-from ib_async.order import OrderState as IBOrderState
 
 from fbterm.config import IBConfig
 from fbterm.execution.brokers.base import (
@@ -53,13 +49,8 @@ from fbterm.execution.brokers.base import (
     OrderStatusEvent,
     VenueBook,
 )
-from fbterm.execution.brokers.ib.book import (
-    fill_event,
-    note_fill,
-    open_order,
-    price_or_none,
-    read_book,
-)
+from fbterm.execution.brokers.ib import hooks, queries
+from fbterm.execution.brokers.ib.book import fill_event, note_fill, price_or_none, read_book
 from fbterm.execution.brokers.ib.codes import (
     LINK_LOST,
     LINK_RESTORED,
@@ -187,35 +178,7 @@ class BrokerIntegration:
         ib.openOrderEvent += self._on_open_order
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self.link.on_disconnected
-        # ib_async hands on a commission only once the execution's openOrder (perm id) has
-        # arrived, and live executions only of orders it already knows; completed orders lose
-        # IB's words for why they ended. We listen one level lower for all three.
-        w = ib.wrapper
-        exec_details, commission_report, completed_order = (
-            w.execDetails,
-            w.commissionReport,
-            w.completedOrder,
-        )
-
-        def on_exec(req_id: int, contract: IBContract, execution: IBExecution) -> None:
-            exec_details(req_id, contract, execution)
-            if req_id == -1:  # live; a reqExecutions answer carries its request id
-                stored = w.fills.get(execution.execId)
-                if stored is not None:
-                    self._on_live_fill(stored)
-
-        def on_commission(report: IBCommissionReport) -> None:
-            commission_report(report)
-            self._on_commission(report.execId, float(report.commission))
-
-        def on_completed(contract: IBContract, order: IBOrder, state: IBOrderState) -> None:
-            completed_order(contract, order, state)
-            if state.completedStatus:
-                self.reg.completed_why[order.permId] = state.completedStatus
-
-        w.execDetails = on_exec  # type: ignore[method-assign,assignment]  # the hook described above
-        w.commissionReport = on_commission  # type: ignore[method-assign,assignment]
-        w.completedOrder = on_completed  # type: ignore[method-assign,assignment]
+        hooks.listen_below(ib, self._on_live_fill, self._on_commission, self.reg.completed_why)
 
     def _prepare(self, ib: IB) -> None:
         # A restarted gateway may hand out ids we already used: never go below our floor.
@@ -391,60 +354,13 @@ class BrokerIntegration:
     def query_open_orders(self) -> list[BrokerOrder]:
         """The working orders this connection has heard of (a cheap view, not a re-sync:
         :meth:`fetch_book` asks IB)."""
-        out = []
-        for t in self.ib.openTrades():
-            b = open_order(self.reg, t, self.account)
-            if b is not None:
-                out.append(b)
-        return out
+        return queries.open_orders(self.ib, self.reg, self.account)
 
     def query_positions(self) -> list[BrokerPosition]:
-        from fbterm.execution.brokers.ib.contracts import from_ib_contract
-
-        ib = self.ib
-        marks = {p.contract.conId: p.marketPrice for p in ib.portfolio(self.account)}
-        out: list[BrokerPosition] = []
-        for p in ib.positions(self.account):
-            inst = from_ib_contract(p.contract)
-            out.append(
-                BrokerPosition(
-                    inst,
-                    float(p.position),
-                    float(p.avgCost) / inst.multiplier,
-                    p.account,
-                    marks.get(p.contract.conId),
-                )
-            )
-        return out
+        return queries.positions(self.ib, self.account)
 
     def query_account_details(self) -> AccountDetails:
-        ib = self.ib
-        values: dict[str, float] = {}
-        currency = "USD"
-        # ib.accountSummary() is the blocking API (it runs the loop): read what the live
-        # summary subscription keeps instead.
-        summary = [v for v in ib.wrapper.acctSummary.values() if v.account == self.account]
-        for v in [*ib.accountValues(self.account), *summary]:
-            try:
-                values[v.tag] = float(v.value)
-            except ValueError:
-                continue
-            if v.tag == "NetLiquidation" and v.currency:
-                currency = v.currency
-        if "NetLiquidation" not in values:
-            raise BrokerError(f"no account values from IB yet for account {self.account or '?'}")
-        return AccountDetails(
-            account=self.account,
-            cash=values.get("TotalCashValue", 0.0),
-            equity=values["NetLiquidation"],
-            buying_power=values.get("BuyingPower", 0.0),
-            margin_used=values.get("InitMarginReq", 0.0),
-            maintenance_margin=values.get("MaintMarginReq", 0.0),
-            realized_pnl=values.get("RealizedPnL", 0.0),
-            unrealized_pnl=values.get("UnrealizedPnL", 0.0),
-            currency=currency,
-            ts=time.time(),
-        )
+        return queries.account_details(self.ib, self.account)
 
     async def refresh_account(self) -> AccountDetails:
         """Ask IB for a fresh account summary (it otherwise updates every few minutes)."""
@@ -461,6 +377,10 @@ class BrokerIntegration:
             handler(ev)
         else:
             loop.call_soon(handler, ev)
+
+    def _say(self, code: int, text: str, coid: str | None, level: str) -> None:
+        """A venue message the operator must hear (an alert, not only a log line)."""
+        self._emit(BrokerMessage(code, text, coid, level, time.time(), alert=True))
 
     def _report(self, tr: Tracked, status: OrderStatus, reason: str = "", code: int = 0) -> None:
         if tr.status is status or tr.status.is_terminal:
@@ -546,15 +466,8 @@ class BrokerIntegration:
         try:
             book = await self.fetch_book()
         except (TimeoutError, ConnectionError, BrokerError) as e:
-            self._emit(
-                BrokerMessage(
-                    code,
-                    f"{why}; could not ask IB about it: {reason(e)}",
-                    tr.client_order_id,
-                    "error",
-                    time.time(),
-                    alert=True,
-                )
+            self._say(
+                code, f"{why}; could not ask IB about it: {reason(e)}", tr.client_order_id, "error"
             )
             return
         for fe in book.fills:
@@ -567,29 +480,18 @@ class BrokerIntegration:
                 back = OrderStatus.PARTIALLY_FILLED if tr.filled > 0 else OrderStatus.SUBMITTED
                 self._report(tr, back, f"cancel refused: {why}", code)
             else:
-                self._emit(
-                    BrokerMessage(
-                        code,
-                        f"{why}; the order is still working at IB",
-                        tr.client_order_id,
-                        "warning",
-                        time.time(),
-                        alert=True,
-                    )
+                self._say(
+                    code, f"{why}; the order is still working at IB", tr.client_order_id, "warning"
                 )
             return
         done = [b for b in book.completed_orders if b.client_order_id == tr.client_order_id]
         if tr.filled >= tr.quantity - 1e-9 or (done and done[0].status is OrderStatus.FILLED):
             tr.status = OrderStatus.FILLED  # its fills, reported above, say the rest
-            self._emit(
-                BrokerMessage(
-                    code,
-                    f"{why}; it had already filled at IB (fills recorded)",
-                    tr.client_order_id,
-                    "warning",
-                    time.time(),
-                    alert=True,
-                )
+            self._say(
+                code,
+                f"{why}; it had already filled at IB (fills recorded)",
+                tr.client_order_id,
+                "warning",
             )
             return
         ended = f"IB: {done[0].reason}" if done else "IB no longer has this order"
@@ -693,15 +595,7 @@ class BrokerIntegration:
             await asyncio.wait_for(ib.reqAccountUpdatesAsync(self.account), timeout)
             await asyncio.wait_for(ib.reqAccountSummaryAsync(), timeout)
         except (TimeoutError, ConnectionError) as e:
-            self._emit(
-                BrokerMessage(
-                    0,
-                    f"IB account updates not renewed after 1101: {reason(e)}",
-                    None,
-                    "error",
-                    time.time(),
-                )
-            )
+            self._say(0, f"IB account updates not renewed after 1101: {reason(e)}", None, "error")
 
 
 def _ib_text(message: str) -> str:
