@@ -11,7 +11,9 @@ imports textual, so the engine runs headless and is testable alone.
 
 :class:`Engine` assembles its collaborators and runs them; each job lives in its own module:
 market data (:mod:`.market`), commands (:mod:`.commands`), order events and the risk hook
-(:mod:`.events`), start-up (:mod:`.startup`), timers and metrics (:mod:`.housekeeping`),
+(:mod:`.events`), start-up (:mod:`.startup`), warm-up on history (:mod:`.warmup`), the venue
+link (:mod:`.venue`), reconciliation with a remote venue (:mod:`.reconcile`), timers and
+metrics (:mod:`.housekeeping`),
 snapshots (:mod:`.publisher`), strategies and hot updates (:mod:`.strategies`), the control
 socket (:mod:`.control`), and the parts built from configuration (:mod:`.wiring`).
 """
