@@ -27,6 +27,14 @@ COMMANDS = [
     ["log"],
     ["update"],
     ["alert-test"],
+    ["status"],
+    ["orders"],
+    ["positions"],
+    ["halt"],
+    ["resume"],
+    ["flatten"],
+    ["order"],
+    ["cancel"],
 ]
 
 

@@ -32,6 +32,7 @@ def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
     """``cfg(**sections)``: one SMA on AAPL (of AAPL, MSFT), 1 s bars, every file in tmp_path."""
 
     def build(**extra: Any) -> Config:
+        # As if read from tmp_path/config.toml: its folder is a strategy folder for updates.
         return make_config(
             {
                 "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
@@ -51,6 +52,7 @@ def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
                     },
                 ],
             },
+            source=str(tmp_path / "config.toml"),
             **extra,
         )
 

@@ -144,7 +144,9 @@ def setup(tmp_cwd, tmp_path, monkeypatch, request, make_config):
     src.mkdir()
     (src / f"{mod}.py").write_text(V1)
     monkeypatch.syspath_prepend(str(src))
+    # As if read from tmp_path/config.toml: updates' config files come from that folder.
     cfg = make_config(
+        source=str(tmp_path / "config.toml"),
         market={"symbols": ["AAPL", "MSFT"]},
         strategies=[
             {

@@ -1,14 +1,16 @@
 """The operator's commands, one handler each, looked up by command type.
 
-A handler gets the :class:`Desk` (what commands act on) and its command, and answers
-``(ok, message)``: the message is the sentence the operator reads in the log pane. Raising an
-order or state error is also an answer (the engine turns it into a failed result); nothing a
-handler does can stop the engine. A new command is a class in :mod:`fbterm.commands`, a
+A handler gets the :class:`Desk` (what commands act on) and its command, and answers an
+:class:`Outcome`: the message is the sentence the operator reads
+in the log pane, and the orders are the ones it created or acted on, as they stood when it was
+done (what ``fbterm order --json`` reports). Raising an order or state error is also an answer
+(the engine turns it into a failed result); nothing a handler does can stop the engine. A new command is a class in :mod:`fbterm.commands`, a
 handler here, and one line in :data:`HANDLERS`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,9 @@ from fbterm.engine.market import MarketState
 from fbterm.engine.strategies import StrategyHost
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import (
+    Instrument,
+    Option,
+    Order,
     OrderStatus,
     OrderType,
     Side,
@@ -50,7 +55,29 @@ from fbterm.strategies.executor import StrategyExecutor
 if TYPE_CHECKING:
     from fbterm.ops.diagnostics import Diagnostics
 
-Outcome = tuple[bool, str]
+
+class Outcome(tuple[bool, str]):
+    """A handler's answer: ``(ok, message)`` (it unpacks as that pair), plus ``orders``."""
+
+    orders: tuple[Order, ...]
+
+    def __new__(cls, ok: bool, message: str, orders: tuple[Order, ...] = ()) -> Outcome:
+        self = super().__new__(cls, (ok, message))
+        self.orders = orders
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self[0]
+
+    @property
+    def message(self) -> str:
+        return self[1]
+
+
+# The strategy id of an operator's own orders (the ticket, ``fbterm order``).
+MANUAL = "manual"
+CONTRACT_HELP = 'not a symbol or an option contract like "AAPL 20261218 C200"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,30 +103,40 @@ class Desk:
 
 def handle_halt(desk: Desk, cmd: Halt) -> Outcome:
     if desk.risk.halt_trading(f"{cmd.reason}"):
-        return True, f"halt: trading HALTED ({cmd.reason})"
-    return False, "halt: already halted"
+        return Outcome(True, f"halt: trading HALTED ({cmd.reason})")
+    return Outcome(False, "halt: already halted")
 
 
 def handle_reduce_only(desk: Desk, cmd: ReduceOnly) -> Outcome:
     if desk.risk.reduce_only(cmd.reason):
-        return True, "reduce-only: only orders that shrink positions pass"
-    return False, f"reduce-only: trading is {desk.risk.state.value}"
+        return Outcome(True, "reduce-only: only orders that shrink positions pass")
+    return Outcome(False, f"reduce-only: trading is {desk.risk.state.value}")
 
 
 def handle_resume(desk: Desk, cmd: Resume) -> Outcome:
     if desk.risk.resume():
-        return True, "resume: trading ACTIVE"
-    return False, "resume: trading is already ACTIVE"
+        return Outcome(True, "resume: trading ACTIVE")
+    return Outcome(False, "resume: trading is already ACTIVE")
 
 
 def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
     sym = cmd.symbol.strip().upper() if " " not in cmd.symbol.strip() else cmd.symbol.strip()
-    inst = instrument_from_key(sym)
+    try:
+        inst = instrument_from_key(sym)
+    except ValueError as e:
+        return Outcome(False, f"new order: {sym!r} is {CONTRACT_HELP} ({e})")
     if inst.underlying not in desk.symbols:
-        return (
+        return Outcome(
             False,
             f"new order: unknown symbol {inst.underlying!r} (trading {', '.join(desk.symbols)})",
         )
+    if cmd.strategy_id != MANUAL and cmd.strategy_id not in desk.executor.slots:
+        known = ", ".join([MANUAL, *desk.executor.slots])
+        return Outcome(False, f"new order: unknown strategy {cmd.strategy_id!r} (known: {known})")
+    if isinstance(inst, Option):
+        problem = _option_problem(desk, inst)
+        if problem:
+            return Outcome(False, f"new order {inst.key}: {problem}")
     sig = Signal(
         cmd.strategy_id,
         inst,
@@ -116,18 +153,51 @@ def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
     o = desk.oms.create_order(sig)
     desc = f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} {o.order_type.value}"
     if o.status is OrderStatus.REJECTED:
-        return False, f"new order {desc} rejected: {o.reason}"
-    return True, f"new order {desc}: {o.status.value}"
+        return Outcome(False, f"new order {desc} rejected: {o.reason}", (o,))
+    return Outcome(True, f"new order {desc}: {o.status.value}", (o,))
+
+
+def _option_problem(desk: Desk, opt: Option) -> str:
+    """Why an operator may not trade this option contract ('' when it may).
+
+    Expired means past its last trading day on the market's own clock (a simulated market
+    keeps its own time). Where there is a chain to check against, a contract outside it that
+    we do not hold is unknown; with no chain (live data) the venue is the judge.
+    """
+    simulated = desk.market.simulated
+    now = simulated.ts if simulated is not None else desk.clock()
+    from fbterm.pricing import EXCHANGE_TZ
+
+    today = dt.datetime.fromtimestamp(now, EXCHANGE_TZ).date()
+    if opt.expiry < today:
+        return f"the contract expired on {opt.expiry:%Y-%m-%d}"
+    if simulated is not None and not _held_or_working(desk, opt):
+        chain = desk.market.option_chain(opt.underlying)
+        if chain and all(q.instrument.key != opt.key for q in chain):
+            expiries = sorted({q.instrument.expiry for q in chain})
+            listed = ", ".join(f"{e:%Y%m%d}" for e in expiries)
+            return f"unknown contract: not in the {opt.underlying} option chain (expiries {listed})"
+    return ""
+
+
+def _held_or_working(desk: Desk, inst: Instrument) -> bool:
+    pos = desk.oms.positions.get(inst.key)
+    if pos is not None and not pos.is_flat:
+        return True
+    return any(o.symbol == inst.key for o in desk.oms.open.values())
 
 
 def handle_cancel_order(desk: Desk, cmd: CancelOrder) -> Outcome:
     o = desk.oms.cancel_order(cmd.client_order_id)
-    return True, f"cancel {o.client_order_id}: {o.status.value}"
+    return Outcome(True, f"cancel {o.client_order_id}: {o.status.value}", (o,))
 
 
 def handle_cancel_all(desk: Desk, cmd: CancelAll) -> Outcome:
+    working = [o.client_order_id for o in desk.oms.open.values()]
     n = cancel_all(desk.oms, desk.activity, "operator")
-    return True, f"cancel all: {n} orders cancelled"
+    return Outcome(
+        True, f"cancel all: {n} orders cancelled", tuple(desk.oms.orders[i] for i in working)
+    )
 
 
 def handle_modify_order(desk: Desk, cmd: ModifyOrder) -> Outcome:
@@ -143,12 +213,13 @@ def handle_modify_order(desk: Desk, cmd: ModifyOrder) -> Outcome:
         terms += f" lmt {o.limit_price:g}"
     if o.stop_price is not None:
         terms += f" stp {o.stop_price:g}"
-    return True, f"modify {o.client_order_id}: {terms}"
+    return Outcome(True, f"modify {o.client_order_id}: {terms}", (o,))
 
 
 def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
     cancel_all(desk.oms, desk.activity, "flatten")
     sent, rejected = 0, []
+    orders: list[Order] = []
     for (sid, key), p in list(desk.oms.strategy_positions.items()):
         if p.is_flat:
             continue
@@ -176,6 +247,7 @@ def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
         )
         with desk.gate.operator_exit():
             o = desk.oms.create_order(sig)
+        orders.append(o)
         slot = desk.executor.slots.get(sid)
         if slot is not None:
             slot.instance(p.instrument.underlying).forget_target(p.instrument.underlying)
@@ -186,19 +258,19 @@ def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
     msg = f"flatten: {sent} closing orders sent"
     if rejected:
         msg += f"; {len(rejected)} refused ({'; '.join(rejected)})"
-    return not rejected, msg
+    return Outcome(not rejected, msg, tuple(orders))
 
 
 def handle_pause_strategy(desk: Desk, cmd: PauseStrategy) -> Outcome:
     desk.executor.pause_strategy(cmd.name)
-    return True, f"strategy {cmd.name} paused"
+    return Outcome(True, f"strategy {cmd.name} paused")
 
 
 def handle_resume_strategy(desk: Desk, cmd: ResumeStrategy) -> Outcome:
     if desk.risk.state is TradingState.HALTED:
-        return False, f"strategy {cmd.name}: trading is HALTED; resume trading first"
+        return Outcome(False, f"strategy {cmd.name}: trading is HALTED; resume trading first")
     desk.executor.resume_strategy(cmd.name)
-    return True, f"strategy {cmd.name} running"
+    return Outcome(True, f"strategy {cmd.name} running")
 
 
 def handle_update_strategy(desk: Desk, cmd: UpdateStrategy) -> Outcome:
@@ -210,16 +282,16 @@ def handle_update_strategy(desk: Desk, cmd: UpdateStrategy) -> Outcome:
         params=dict(cmd.params) or None,
         code=cmd.cls,
     )
-    return bool(res.ok), res.message
+    return Outcome(bool(res.ok), res.message)
 
 
 def handle_rebalance(desk: Desk, cmd: Rebalance) -> Outcome:
-    return rebalance(desk.executor, desk.config)
+    return Outcome(*rebalance(desk.executor, desk.config))
 
 
 def handle_stop(desk: Desk, cmd: Stop) -> Outcome:
     desk.stop()
-    return True, "stopping"
+    return Outcome(True, "stopping")
 
 
 HANDLERS: dict[type[Any], Callable[[Desk, Any], Outcome]] = {
@@ -248,5 +320,5 @@ class CommandHandlers:
     def handle(self, cmd: Command) -> Outcome:
         handler = HANDLERS.get(type(cmd))
         if handler is None:
-            return False, f"unknown command {type(cmd).__name__}"
+            return Outcome(False, f"unknown command {type(cmd).__name__}")
         return handler(self.desk, cmd)

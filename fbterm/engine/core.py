@@ -29,10 +29,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fbterm.commands import Command, CommandResult
+from fbterm.commands import Command, CommandResult, CommandResults
 from fbterm.config import Config, StrategyConfig
 from fbterm.engine import startup
-from fbterm.engine.commands import CommandHandlers, Desk
+from fbterm.engine.commands import CommandHandlers, Desk, Outcome
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
@@ -208,7 +208,7 @@ class Engine:
             after_step=self.publisher.maybe_publish,
             admit=self.warmup.admit,
         )
-        self._results: deque[CommandResult] = deque(maxlen=50)
+        self._results = CommandResults(keep=50)
         self.snapshots = SnapshotBuilder(
             cfg,
             self.broker,
@@ -288,7 +288,10 @@ class Engine:
                 call=self.call,
                 snapshot=self.build_snapshot_threadsafe,
                 submit=self.submit,
+                results=self._results,
                 activity=self.activity,
+                oms=self.oms,
+                journal_path=self.journal.path,
             )
         self._thread = threading.Thread(target=self._thread_main, name="fbterm-engine", daemon=True)
         self._thread.start()
@@ -474,13 +477,14 @@ class Engine:
             except queue.Empty:
                 return
             try:
-                ok, msg = self.handlers.handle(cmd)
+                out = self.handlers.handle(cmd)
             except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
                 # A plain KeyError's str() is its repr; UnknownOrder's is already a sentence.
-                ok, msg = False, str(e.args[0] if type(e) is KeyError and e.args else e)
+                out = Outcome(False, str(e.args[0] if type(e) is KeyError and e.args else e))
             except Exception as e:  # a command must never kill the engine
-                ok, msg = False, f"{type(e).__name__}: {e}"
-            self._results.append(CommandResult(cmd.command_id, ok, msg, self.clock()))
+                out = Outcome(False, f"{type(e).__name__}: {e}")
+            ok, msg = out
+            self._results.append(CommandResult(cmd.command_id, ok, msg, self.clock(), out.orders))
             self.log(
                 "info" if ok else "warning",
                 "command",

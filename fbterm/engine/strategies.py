@@ -96,9 +96,15 @@ class StrategyHost:
         return create_strategy(config.cls, config.name, config.params)
 
     def validate_strategy(self, name: str, strategy: StrategyInterface) -> None:
-        """Dry run on the bars the engine has seen: analyze must give a target per bar."""
-        from fbterm.strategies.base import bars_frame
+        """Dry run on the bars the engine has seen: analyze must give a target per bar; and a
+        window longer than the history kept is refused (it could never trade)."""
+        from fbterm.strategies.base import bars_frame, history_problem
 
+        if isinstance(strategy, StrategyInterface):
+            problem = history_problem(strategy, self.config.market.history_bars)
+            if problem is not None:
+                param, reason = problem
+                raise ValueError(f"{name}{'.' + param if param else ''}: {reason}")
         slot = self.executor.slots[name]
         for sym in slot.symbols:
             bars = list(self.history.get(sym, ()))

@@ -27,7 +27,14 @@ class Signal:
     reason: str = ""
 
     def __post_init__(self) -> None:
-        validate_order_fields("", self.quantity, self.order_type, self.limit_price, self.stop_price)
+        validate_order_fields(
+            "",
+            self.quantity,
+            self.order_type,
+            self.limit_price,
+            self.stop_price,
+            instrument=self.instrument,
+        )
 
 
 # ---------------------------------------------------------------------------- market data

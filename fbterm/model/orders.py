@@ -222,7 +222,9 @@ class Order:
             lp = None
         if new_type in (OrderType.MARKET, OrderType.LIMIT):
             sp = None
-        validate_order_fields(self.client_order_id, new_qty, new_type, lp, sp)
+        validate_order_fields(
+            self.client_order_id, new_qty, new_type, lp, sp, instrument=self.instrument
+        )
         return dataclasses.replace(
             self,
             quantity=new_qty,
@@ -316,10 +318,29 @@ def validate_order_fields(
     order_type: OrderType,
     limit_price: float | None,
     stop_price: float | None,
+    *,
+    instrument: Instrument | None = None,
 ) -> None:
+    """Refuse terms no venue could accept, naming the problem.
+
+    With ``instrument``, the quantity must also be whole units where the instrument trades in
+    whole units (shares and option contracts: every instrument fbterm knows today). Orders
+    read back from the journal are checked without it: what was recorded stays readable.
+    """
     where = f"order {order_id}" if order_id else "order"
-    if not isinstance(quantity, int | float) or not math.isfinite(quantity) or quantity <= 0:
+    # bool is an int to Python, but True shares is a mistake, not an order for one share.
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+        raise OrderError(f"{where}: quantity must be a number, got {quantity!r}")
+    if not math.isfinite(quantity) or quantity <= 0:
         raise OrderError(f"{where}: quantity must be > 0, got {quantity!r}")
+    if instrument is not None and not float(quantity).is_integer():
+        unit = "option contracts" if instrument.is_option else "shares"
+        raise OrderError(
+            f"{where}: {instrument.key} trades in whole {unit}; got a quantity of {quantity:g}"
+        )
+    for name, price in (("limit", limit_price), ("stop", stop_price)):
+        if isinstance(price, bool):
+            raise OrderError(f"{where}: {name} price must be a number, got {price!r}")
     if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         if limit_price is None or not math.isfinite(limit_price) or limit_price <= 0:
             raise OrderError(

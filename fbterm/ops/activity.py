@@ -1,27 +1,28 @@
 """The activity log: one JSON line per event in a rotating file, the latest entries in memory.
 
 ``fbterm log`` reads it back (:func:`read_activity_log`, :func:`follow_activity_log`), across
-rotations. Fields whose names look like secrets are redacted before anything is written.
-Standard library only, so ``fbterm log`` stays cheap to start.
+rotations. Secrets are redacted (:mod:`fbterm.redact`: secret-named fields, tokens in URLs and
+messages) before anything is written or kept. Standard library only, so ``fbterm log`` stays
+cheap to start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbterm.redact import redact_fields, redact_text
+
 LEVELS = ("debug", "info", "warning", "error")
 _LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
-_SECRET_WORDS = ("password", "passwd", "token", "secret", "api_key", "apikey")
 
 
 def _level_rank(level: str) -> int:
@@ -73,17 +74,6 @@ class ActivityEntry:
         return f"{when} {self.level.upper():<7} {self.kind:<16} {self.message}" + (
             f"  {extra}" if extra else ""
         )
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_secret(key: str) -> bool:
-    k = key.lower()
-    return any(w in k for w in _SECRET_WORDS)
-
-
-def _redact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    # A secret handed to the log by mistake must not reach a file an operator may share.
-    return {k: ("***" if _is_secret(k) else v) for k, v in fields.items()}
 
 
 class _RotatingWriter:
@@ -162,8 +152,14 @@ class ActivityLog:
             return None
         with self._lock:
             self._seq += 1
+            # A secret handed to the log by mistake must not reach a file an operator may share.
             entry = ActivityEntry(
-                time.time(), level.lower(), kind, message, _redact(fields), self._seq
+                time.time(),
+                level.lower(),
+                kind,
+                redact_text(message),
+                redact_fields(fields),
+                self._seq,
             )
             self._recent.append(entry)
             try:

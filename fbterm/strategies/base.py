@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -75,11 +75,11 @@ class Param:
             )
         if isinstance(v, float) and not math.isfinite(v):
             raise StrategyError(f"parameter {label}: must be finite, got {v!r}")
-        # Bounds are only declared on numeric parameters, so ``v`` is a number here.
-        if self.min is not None and cast(float, v) < self.min:
-            raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
-        if self.max is not None and cast(float, v) > self.max:
-            raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
+        if isinstance(v, int | float):  # bounds are for numbers
+            if self.min is not None and v < self.min:
+                raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
+            if self.max is not None and v > self.max:
+                raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
         if self.choices is not None and v not in self.choices:
             raise StrategyError(f"parameter {label}: must be one of {self.choices}, got {v!r}")
         return v
@@ -352,6 +352,24 @@ class StrategyInterface(ABC):
 
     def last_target(self, symbol: str) -> float | None:
         return self._last_target.get(symbol)
+
+
+def history_problem(strategy: StrategyInterface, history_bars: int) -> tuple[str, str] | None:
+    """``(parameter, reason)`` when ``strategy`` needs more bars than the engine keeps
+    (``history_bars``): it could never trade, and warming it up would take minutes. The
+    parameter is the window that is too long ('' when no single one is)."""
+    need = strategy.warmup()
+    if need <= history_bars:
+        return None
+    too_long = [
+        p.name
+        for p in type(strategy).params
+        if p.type is int
+        and isinstance(strategy.p.get(p.name), int)
+        and strategy.p[p.name] > history_bars
+    ]
+    reason = f"needs {need:,} bars of history, more than market.history_bars = {history_bars:,}"
+    return (too_long[0] if too_long else "", reason)
 
 
 def _latest_target(signals: pd.DataFrame | float) -> float:

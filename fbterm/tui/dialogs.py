@@ -248,7 +248,7 @@ class OrderTicket(Dialog[NewOrder]):
             lp = parse_number(self.query_one("#limit", Input).value, "limit price")
         if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
             sp = parse_number(self.query_one("#stop", Input).value, "stop price")
-        validate_order_fields("", q, otype, lp, sp)
+        validate_order_fields("", q, otype, lp, sp, instrument=inst)
         return NewOrder(
             symbol=inst.key, side=side, quantity=q, order_type=otype, limit_price=lp, stop_price=sp
         )
