@@ -19,7 +19,7 @@ from fbterm.commands import Command, CommandResult
 from fbterm.config import Config, config_from_dict
 from fbterm.engine import Engine
 from fbterm.engine.headless import headless_summary
-from fbterm.journal import Journal, JournalState
+from fbterm.journal import JournalState, read_journal
 from fbterm.model import Order
 from fbterm.ops.alerts import Alert
 from fbterm.ops.diagnostics import Diagnostics
@@ -144,19 +144,12 @@ class Rig:
 
     # -- what was recorded and said -----------------------------------------------------------
     def journal(self) -> JournalState:
-        """The journal file as a second reader sees it (WAL: the engine keeps writing)."""
-        j = Journal(self.cfg.journal_path)
-        try:
-            return j.load()
-        finally:
-            j.close()
+        """The journal file as a second reader sees it: read-only, beside the running engine."""
+        return read_journal(self.cfg.journal_path)
 
     def history(self, coid: str) -> list[tuple[float, str, Order]]:
-        j = Journal(self.cfg.journal_path)
-        try:
-            return j.order_history(coid)
-        finally:
-            j.close()
+        """One order's journaled events, asked of the engine's own journal (its thread)."""
+        return self.call(lambda: self.e.journal.order_history(coid))  # type: ignore[no-any-return]
 
     def alerts(self, title: str = "") -> list[Alert]:
         return [a for a in list(self.channel.sent) if title.lower() in a.title.lower()]

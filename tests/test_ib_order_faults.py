@@ -228,13 +228,8 @@ def test_orders_carry_ibs_ids_and_a_qualified_contract_kept_in_the_journal(
     assert kinds[-1] == ("Submitted", True, True)
     (so,) = server.open_orders()
     assert so.contract.con_id != 0 and so.contract.primary_exchange == "NASDAQ"
+    cached = rig.call(lambda: rig.e.journal.venue_contracts("ib"))
     rig.stop()
-
-    from fbterm.journal import Journal
-
-    j = Journal(rig.cfg.journal_path)
-    cached = j.venue_contracts("ib")
-    j.close()
     assert cached["AAPL"].con_id == so.contract.con_id
     assert cached["AAPL"].primary_exchange == "NASDAQ"
     asked = sum(1 for mid, _ in server.received_messages() if mid == REQ_CONTRACT_DATA)
