@@ -258,4 +258,7 @@ class RiskReaction:
         elif state is TradingState.REDUCING:
             log("warning", "risk", f"REDUCE-ONLY: {reason}")
         else:
+            # Orders refused while held are not retried by themselves: each strategy acts on
+            # its next target even if it repeats the last one.
+            self.executor.forget_targets()
             log("info", "risk", "trading resumed (ACTIVE)")
