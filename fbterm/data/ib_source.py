@@ -23,11 +23,12 @@ from typing import Any
 
 import pandas as pd
 from ib_async import IB, Ticker
+from ib_async import Contract as IBContract
 from ib_async import Stock as IBStock
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
-from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
-from fbterm.model import Tick
+from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error, to_ib_contract
+from fbterm.model import Stock, Tick
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
 _IB_BAR_SIZES = {
@@ -154,6 +155,7 @@ class IBSource:
         max_retries: int = 3,
         retry_delay: float = 15.0,
         market_data_type: int = 1,
+        on_wait: Callable[[str, str, float, int], None] | None = None,
     ) -> None:
         self._conn = connection
         self.pacing = pacing or PacingGate()
@@ -163,7 +165,10 @@ class IBSource:
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.market_data_type = market_data_type
+        # Told of every pacing wait: (symbol, IB's reason, seconds, retry number).
+        self.on_wait = on_wait
         self.requests = 0
+        self._renew: Callable[[], None] | None = None
         self._errors: dict[int, tuple[int, str]] = {}
         self._listening: IB | None = None
 
@@ -181,6 +186,9 @@ class IBSource:
     def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         if req_id > 0:
             self._errors[req_id] = (code, text)
+        elif code == 1101 and self._renew is not None:
+            # IB's link is back but every market-data subscription is gone: ask again.
+            self._renew()
 
     # -- historical ---------------------------------------------------------------------------
     async def fetch_bars(
@@ -238,30 +246,49 @@ class IBSource:
                     )
                 return _to_frame(bars)
             code, text = err
-            if code == 162 and "pacing" in text.lower():
+            if code == 162 and "no data" in text.lower():
+                return empty_bars()
+            if code == 366 or (code == 162 and "pacing" in text.lower()):
+                # Pacing: IB wants us to slow down. Wait it out, doubling the wait each time.
                 if attempt < self.max_retries:
-                    await self.pacing.sleep(self.retry_delay * (attempt + 1))
+                    wait = self.retry_delay * 2**attempt
+                    if self.on_wait is not None:
+                        self.on_wait(
+                            contract.symbol, describe_ib_error(code, text)[1], wait, attempt + 1
+                        )
+                    await self.pacing.sleep(wait)
                     continue
                 raise IBDataError(
                     f"{contract.symbol}: {describe_ib_error(code, text)[1]}; "
                     f"gave up after {self.max_retries} retries"
                 )
-            if code == 162 and "no data" in text.lower():
-                return empty_bars()
             raise IBDataError(f"{contract.symbol}: {describe_ib_error(code, text)[1]}")
         raise IBDataError(f"{contract.symbol}: historical request failed")  # pragma: no cover
 
-    # -- streaming ----------------------------------------------------------------------------
-    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
-        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
-        ib = self._listen()
-        contracts = [IBStock(s, "SMART", "USD") for s in symbols]
+    async def _qualified(self, ib: IB, symbols: Sequence[str]) -> list[IBContract]:
+        """The symbols' contracts, qualified; over the broker's connection, from the broker's
+        cache of qualified contracts (kept in the journal), so they are asked for once."""
+        conn = self._conn
+        if isinstance(conn, BrokerIntegration):
+            stocks = [Stock(s) for s in symbols]
+            problems = await conn.qualify(stocks)
+            if problems:
+                raise IBDataError(f"IB does not know {'; '.join(problems)}")
+            return [to_ib_contract(s, conn.contracts.get(s)) for s in stocks]
+        contracts: list[IBContract] = [IBStock(s, "SMART", "USD") for s in symbols]
         qualified = await asyncio.wait_for(
             ib.qualifyContractsAsync(*contracts), self.request_timeout
         )
         missing = [s for s, q in zip(symbols, qualified, strict=True) if q is None]
         if missing:
             raise IBDataError(f"IB does not know {', '.join(missing)} (no security definition)")
+        return contracts
+
+    # -- streaming ----------------------------------------------------------------------------
+    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
+        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
+        ib = self._listen()
+        contracts = await self._qualified(ib, symbols)
         queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
         wanted = {c.conId: c.symbol for c in contracts}
 
@@ -280,14 +307,22 @@ class IBSource:
             for c in contracts:
                 ib.reqMktData(c)
 
+        def renew() -> None:
+            for c in contracts:
+                ib.cancelMktData(c)
+            subscribe()
+
         ib.pendingTickersEvent += on_tickers
         # Subscriptions die with the socket; the IB object reconnects in place and says so.
+        # After IB's 1101 (link back, data lost) the socket lived: renew them ourselves.
         ib.connectedEvent += subscribe
+        self._renew = renew
         subscribe()
         try:
             while True:
                 yield await queue.get()
         finally:
+            self._renew = None
             ib.pendingTickersEvent -= on_tickers
             ib.connectedEvent -= subscribe
             if ib.isConnected():

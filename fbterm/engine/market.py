@@ -167,14 +167,18 @@ class MarketState:
         return total
 
     def check_staleness(self, now: float, stale_after: float) -> None:
-        """Mark feeds silent for longer than ``stale_after`` seconds stale (said once each)."""
+        """Mark feeds silent for longer than ``stale_after`` seconds stale, and alert (said
+        once per silence; asked only while silence means something: market hours)."""
         for sym, f in self.feeds.items():
             if f.last_wall and not f.stale and now - f.last_wall > stale_after:
                 f.stale = True
-                self.activity.log(
+                msg = f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)"
+                self.activity.log("warning", "data", msg)
+                self.activity.alert(
                     "warning",
-                    "data",
-                    f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)",
+                    "Market data stale",
+                    f"{msg}; new orders in {sym} are refused until it speaks again",
+                    key=f"stale:{sym}",
                 )
 
 
@@ -229,6 +233,7 @@ class MarketFeed:
         clock: Callable[[], float],
         pace: bool,
         after_step: Callable[[], None],
+        admit: Callable[[Bar], bool] = lambda bar: True,
     ) -> None:
         self.config = cfg
         self.symbols = list(symbols)
@@ -242,6 +247,8 @@ class MarketFeed:
         self.clock = clock
         self.pace = pace
         self.after_step = after_step
+        self.admit = admit  # may the strategies trade on this bar (warm-up holds cold ones)
+        self.ended = False  # the source said it has nothing more: silence is not staleness
         self.ticks_processed = 0
         self.tick_latencies: deque[float] = deque(maxlen=10_000)  # tick arrival -> order created
         self._errors = 0
@@ -252,6 +259,7 @@ class MarketFeed:
             async for batch in self.source.stream(self.symbols):
                 self._guarded(batch)
                 await asyncio.sleep(0)
+            self.ended = True
             self.activity.log("info", "engine", f"market data from {self.source.name} ended")
             return
         market = self.state.simulated
@@ -325,7 +333,8 @@ class MarketFeed:
             bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
             if bar is not None:
                 state.remember(bar)
-                executor.on_bar(bar)
+                if self.admit(bar):
+                    executor.on_bar(bar)
             if oms.orders_total != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
 
@@ -343,4 +352,5 @@ class MarketFeed:
                 on_market(b.symbol, MarketUpdate.from_bar(b))
             self.executor.on_price(b.symbol, b.close, b.ts)
             state.remember(b)
-            self.executor.on_bar(b)
+            if self.admit(b):
+                self.executor.on_bar(b)

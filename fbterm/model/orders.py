@@ -127,6 +127,7 @@ class Order:
     triggered: bool = False  # a stop or stop-limit whose stop price has been touched
     submitted_ts: float | None = None  # when the broker acknowledged it
     revision: int = 0  # bumped by every modification
+    broker_perm_id: str | None = None  # the venue's permanent id (IB permId), once known
 
     def __post_init__(self) -> None:
         validate_order_fields(
@@ -258,6 +259,7 @@ class Order:
             "triggered": self.triggered,
             "submitted_ts": self.submitted_ts,
             "rev": self.revision,
+            "perm_id": self.broker_perm_id,
         }
 
     @classmethod
@@ -283,6 +285,7 @@ class Order:
             triggered=bool(d.get("triggered", False)),
             submitted_ts=d.get("submitted_ts"),
             revision=int(d.get("rev", 0)),
+            broker_perm_id=d.get("perm_id"),
         )
 
 
