@@ -165,7 +165,14 @@ class BarVenue:
         d = match_order(order, self.update(inst, i))
         if d is None or d.quantity <= 0:
             return False
-        book.fill(i, inst, -pos, d.price, self.commission(abs(pos), d.price), order.reason)
+        book.fill(
+            i,
+            inst,
+            -pos,
+            d.price,
+            self.commission(abs(pos), d.price, inst.multiplier),
+            order.reason,
+        )
         return True
 
     def exit_at(
@@ -186,15 +193,17 @@ class BarVenue:
             )
             if not self.gate(order):
                 return
-        book.fill(j, inst, -pos, price, self.commission(abs(pos), price), reason)
+        book.fill(j, inst, -pos, price, self.commission(abs(pos), price, inst.multiplier), reason)
 
     # -- marks ---------------------------------------------------------------------------
     def equity_at_open(self, book: Book, i: int) -> float:
         """The book marked at bar ``i``'s open (options by the model)."""
         px = self.o[i]
-        eq = book.cash + book.pos.get(self.symbol, 0.0) * px
+        eq = book.cash
         for key, q in book.pos.items():
             inst = book.insts[key]
-            if isinstance(inst, Option):
+            if key == self.symbol:
+                eq += q * px * inst.multiplier
+            elif isinstance(inst, Option):
                 eq += q * inst.multiplier * self.options.price(inst, px, self.ts[i], i - 1)
         return float(eq)

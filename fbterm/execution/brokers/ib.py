@@ -34,10 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ib_async import IB
-from ib_async import Contract as IBContract
 from ib_async import Fill as IBFill
-from ib_async import Option as IBOption
-from ib_async import Stock as IBStock
 from ib_async import Trade as IBTrade
 from ib_async.objects import CommissionReport as IBCommissionReport
 from ib_async.order import Order as IBOrder
@@ -57,17 +54,15 @@ from fbterm.execution.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
+from fbterm.execution.brokers.ib_contracts import from_ib_contract, to_ib_contract
 from fbterm.model import (
     AccountDetails,
     Fill,
     Instrument,
-    Option,
     Order,
     OrderStatus,
     OrderType,
-    Right,
     Side,
-    Stock,
 )
 
 log = logging.getLogger("fbterm.execution.brokers.ib")
@@ -131,35 +126,6 @@ def parse_order_ref(ref: str) -> tuple[str, str] | None:
     if len(parts) == 3 and parts[0] == ORDER_REF_PREFIX and parts[2]:
         return parts[1], parts[2]
     return None
-
-
-def to_ib_contract(inst: Instrument) -> IBContract:
-    if isinstance(inst, Option):
-        return IBOption(
-            symbol=inst.underlying,
-            lastTradeDateOrContractMonth=inst.expiry.strftime("%Y%m%d"),
-            strike=inst.strike,
-            right=inst.right.value,
-            exchange=inst.exchange,
-            multiplier=str(inst.multiplier),
-            currency=inst.currency,
-        )
-    return IBStock(inst.symbol, inst.exchange, inst.currency)
-
-
-def from_ib_contract(c: IBContract) -> Instrument:
-    if c.secType in ("OPT", "FOP"):
-        expiry = dt.datetime.strptime(c.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-        return Option(
-            c.symbol,
-            Right(c.right[:1]),
-            float(c.strike),
-            expiry,
-            multiplier=int(float(c.multiplier or 100)),
-            exchange=c.exchange or "SMART",
-            currency=c.currency or "USD",
-        )
-    return Stock(c.symbol, c.exchange or "SMART", c.currency or "USD")
 
 
 def _price(v: float | Decimal | None) -> float | None:
