@@ -23,11 +23,12 @@ from typing import Any
 
 import pandas as pd
 from ib_async import IB, Ticker
-from ib_async import Stock as IBStock
+from ib_async import Contract as IBContract
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
 from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
-from fbterm.model import Tick
+from fbterm.execution.brokers.ib_contracts import to_ib_contract
+from fbterm.model import Tick, instrument_from_key
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
 _IB_BAR_SIZES = {
@@ -192,7 +193,7 @@ class IBSource:
             raise ValueError(f"end {end} is not after start {start}")
         setting, bar_seconds = normalize_bar_size(bar_size)
         span = max_span(bar_seconds)
-        contract = IBStock(symbol, "SMART", "USD")
+        contract = to_ib_contract(instrument_from_key(symbol))
         frames: list[pd.DataFrame] = []
         cursor = end
         while cursor > start:
@@ -212,10 +213,12 @@ class IBSource:
         return validate_bars(df, f"IB {symbol} {setting} bars")
 
     async def _request(
-        self, contract: IBStock, end: dt.datetime, duration: str, setting: str, bar_seconds: int
+        self, contract: IBContract, end: dt.datetime, duration: str, setting: str, bar_seconds: int
     ) -> pd.DataFrame:
         ib = self._listen()
-        key = (contract.symbol, end.isoformat(), duration, setting, self.what_to_show, self.use_rth)
+        # IB has no TRADES for currency pairs: their history is quotes.
+        what = "MIDPOINT" if contract.secType == "CASH" else self.what_to_show
+        key = (contract.symbol, end.isoformat(), duration, setting, what, self.use_rth)
         for attempt in range(self.max_retries + 1):
             await self.pacing.acquire(key, contract.symbol, small_bars=bar_seconds <= 30)
             self.requests += 1
@@ -224,7 +227,7 @@ class IBSource:
                 end,
                 duration,
                 setting,
-                self.what_to_show,
+                what,
                 self.use_rth,
                 formatDate=2,
                 timeout=self.request_timeout,
@@ -255,7 +258,7 @@ class IBSource:
     async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
         """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
         ib = self._listen()
-        contracts = [IBStock(s, "SMART", "USD") for s in symbols]
+        contracts = [to_ib_contract(instrument_from_key(s)) for s in symbols]
         qualified = await asyncio.wait_for(
             ib.qualifyContractsAsync(*contracts), self.request_timeout
         )
@@ -263,7 +266,8 @@ class IBSource:
         if missing:
             raise IBDataError(f"IB does not know {', '.join(missing)} (no security definition)")
         queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
-        wanted = {c.conId: c.symbol for c in contracts}
+        # Ticks are keyed by the instrument key (a future's contract, a pair), not IB's symbol.
+        wanted = {c.conId: s for c, s in zip(contracts, symbols, strict=True)}
 
         def on_tickers(tickers: set[Ticker]) -> None:
             batch = [
