@@ -147,6 +147,12 @@ class RiskConfig:
     daily_loss_limit: float = _f(50_000.0, gt=0)
     cancel_orders_on_halt: bool = _f(True)
     warn_fraction: float = _f(0.8, gt=0, lt=1, help="gauges turn amber at this share of a limit")
+    max_portfolio_delta: float = _f(
+        0.0, ge=0, help="dollar delta (delta x underlying price), whole account; 0: no limit"
+    )
+    max_portfolio_vega: float = _f(
+        0.0, ge=0, help="money per volatility point, whole account; 0: no limit"
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ class Roll:
 
 
 def _days(df: pd.DataFrame) -> pd.Index:
-    return pd.Index([t.date() for t in df.index])
+    days: pd.Index = pd.Index([t.date() for t in df.index], dtype=object)
+    return days
 
 
 def continuous_bars(

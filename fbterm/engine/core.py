@@ -32,6 +32,7 @@ from fbterm.config import Config, StrategyConfig
 from fbterm.engine import startup
 from fbterm.engine.commands import CommandHandlers, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
 from fbterm.engine.publisher import Publisher, SnapshotBuilder
@@ -139,6 +140,10 @@ class Engine:
                 cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
             ),
         )
+        self.greeks = GreekBook(
+            self.market_state, self.oms, clock, cfg.market.simulated.risk_free_rate
+        )
+        self.risk.greeks = self.greeks
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)

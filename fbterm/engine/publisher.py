@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from fbterm.commands import CommandResult
 from fbterm.config import Config
 from fbterm.engine.events import ActivityLog, OrderEvents, VenueLink
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics
 from fbterm.engine.market import MarketFeed, MarketState
 from fbterm.execution.brokers.base import Broker, BrokerPosition, ConnectionState
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import Option
+from fbterm.risk.greeks import total as total_greeks
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.snapshot import EngineSnapshot, FeedStatus, PositionRow, RiskView, StrategyRow
 from fbterm.strategies.executor import StrategyExecutor
@@ -132,6 +134,7 @@ class SnapshotBuilder:
         self.link = link
         self.activity = activity
         self.results = results
+        self.greek_book = GreekBook(market, oms, clock, cfg.market.simulated.risk_free_rate)
         self.clock = clock
         self._seq = 0
 
@@ -148,6 +151,8 @@ class SnapshotBuilder:
         strategies = self._strategies()
         gross = self.market.gross_exposure(oms.positions)
         eq = acct.equity if acct else risk.equity
+        greek_rows = self.greek_book.rows()
+        greeks = total_greeks(greek_rows)
         risk_view = RiskView(
             risk.state,
             risk.reason,
@@ -157,7 +162,9 @@ class SnapshotBuilder:
             risk.daily_pnl,
             gross,
             risk.orders_per_second(),
-            risk.gauges(gross),
+            risk.gauges(gross, greeks),
+            greek_rows,
+            greeks,
         )
         feeds = tuple(
             FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
