@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from fbterm.model.instruments import Instrument, Option
-from fbterm.model.orders import OrderType, Side, TimeInForce, utc_now, validate_order_fields
+from fbterm.model.orders import (
+    PLAIN,
+    OrderError,
+    OrderOptions,
+    OrderType,
+    Side,
+    TimeInForce,
+    utc_now,
+    validate_order_fields,
+)
 
 # ---------------------------------------------------------------------------- signals
 
@@ -25,9 +35,30 @@ class Signal:
     signal_price: float | None = None  # the price the strategy saw; slippage is measured from it
     ts: float = field(default_factory=utc_now)
     reason: str = ""
+    options: OrderOptions = PLAIN
+    # A bracket: exits placed with the entry, working once it fills, one cancelling the other.
+    take_profit: float | None = None
+    stop_loss: float | None = None
 
     def __post_init__(self) -> None:
         validate_order_fields("", self.quantity, self.order_type, self.limit_price, self.stop_price)
+        if self.options is not PLAIN or self.tif is TimeInForce.GTD:
+            self.options.validate("order", self.order_type, self.tif)
+        for name in ("take_profit", "stop_loss"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise OrderError(f"order: {name.replace('_', '-')} must be > 0, got {v!r}")
+        tp, sl = self.take_profit, self.stop_loss
+        if tp is not None and sl is not None and (tp > sl) != (self.side is Side.BUY):
+            want = "above" if self.side is Side.BUY else "below"
+            raise OrderError(
+                f"order: a {self.side.value} bracket's take-profit {tp:g} must be {want} "
+                f"its stop-loss {sl:g}"
+            )
+
+    @property
+    def is_bracket(self) -> bool:
+        return self.take_profit is not None or self.stop_loss is not None
 
 
 # ---------------------------------------------------------------------------- market data
