@@ -83,7 +83,7 @@ def bracket_children(
                 updated_ts=now,
                 reason="take-profit" if typ is OrderType.LIMIT else "stop-loss",
                 parent_id=parent.client_order_id,
-                oca_group=parent.oca_group,
+                oca_group=f"OCA-{parent.client_order_id}",
                 options=OrderOptions(outside_rth=parent.options.outside_rth),
             )
         )
@@ -190,7 +190,6 @@ class OrderManagement:
             created_ts=now,
             updated_ts=now,
             options=signal.options,
-            oca_group=f"OCA-{oid}" if signal.is_bracket else "",
         )
         reason = self.risk_check(order) if self.risk_check else None
         if reason:

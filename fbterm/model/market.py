@@ -42,7 +42,11 @@ class Signal:
 
     def __post_init__(self) -> None:
         validate_order_fields("", self.quantity, self.order_type, self.limit_price, self.stop_price)
-        if self.options is not PLAIN or self.tif is TimeInForce.GTD:
+        if (
+            self.options is not PLAIN
+            or self.tif is TimeInForce.GTD
+            or self.order_type is OrderType.TRAIL
+        ):
             self.options.validate("order", self.order_type, self.tif)
         for name in ("take_profit", "stop_loss"):
             v = getattr(self, name)

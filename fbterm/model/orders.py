@@ -207,15 +207,15 @@ class Order:
             self.limit_price,
             self.stop_price,
         )
-        if self.options is not PLAIN or self.tif is TimeInForce.GTD:
+        if (
+            self.options is not PLAIN
+            or self.tif is TimeInForce.GTD
+            or self.order_type is OrderType.TRAIL
+        ):
             self.options.validate(
                 f"order {self.client_order_id}" if self.client_order_id else "order",
                 self.order_type,
                 self.tif,
-            )
-        elif self.order_type is OrderType.TRAIL:
-            raise OrderError(
-                f"order {self.client_order_id}: TRAIL needs a trail amount or a trail percent"
             )
 
     # -- derived -------------------------------------------------------------------------

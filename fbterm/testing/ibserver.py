@@ -403,6 +403,8 @@ class IBTestServer:
         self.executions: list[ServerExecution] = []
         self.historical_requests: list[HistoricalRequest] = []
         self.placed: list[tuple[int, int]] = []  # (client id, order id) of every placeOrder
+        # The raw fields of each placeOrder, for tests of order terms the server does not model.
+        self.place_fields: dict[tuple[int, int], list[str]] = {}
         self.connections_accepted = 0
         self._max_order_id: dict[int, int] = {}
         self._perm_seq = 1_000_000
@@ -788,6 +790,7 @@ class IBTestServer:
 
     def _on_place_order(self, s: _Session, f: list[str]) -> None:
         order_id = int(f[1])
+        self.place_fields[(s.client_id, order_id)] = list(f)
         c = self._contract(f, 2)
         action, qty, otype = f[16], float(f[17]), f[18]
         lmt = float(f[19]) if f[19] else None

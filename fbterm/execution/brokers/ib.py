@@ -55,6 +55,7 @@ from fbterm.execution.brokers.base import (
     OrderStatusEvent,
 )
 from fbterm.execution.brokers.ib_contracts import from_ib_contract, to_ib_contract
+from fbterm.execution.brokers.ib_orders import apply_order_terms
 from fbterm.model import (
     AccountDetails,
     Fill,
@@ -511,7 +512,8 @@ class BrokerIntegration:
             o.lmtPrice = float(order.limit_price)
         if order.stop_price is not None:
             o.auxPrice = float(order.stop_price)
-        return o
+        parent = self._by_coid.get(order.parent_id) if order.parent_id else None
+        return apply_order_terms(o, order, parent.ib_order_id if parent else None)
 
     def _tracked(self, order: Order) -> _Tracked:
         tr = self._by_coid.get(order.client_order_id)

@@ -1,0 +1,43 @@
+"""fbterm's order terms on an IB order: trailing stops, IOC/GTD, outside-RTH, the Adaptive
+algo and bracket children (parentId + an OCA group)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ib_async import TagValue
+from ib_async.order import Order as IBOrder
+
+from fbterm.model import Order, OrderType, TimeInForce
+
+# IB's OCA type 2: reduce the group's other orders on a fill, with overfill protection.
+OCA_REDUCE_WITH_BLOCK = 2
+UNSET_DOUBLE = 1.7976931348623157e308
+
+
+def gtd_string(ts: float) -> str:
+    """IB's goodTillDate for epoch seconds: ``yyyymmdd-hh:mm:ss`` reads as UTC."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+
+
+def apply_order_terms(o: IBOrder, order: Order, parent_ib_id: int | None) -> IBOrder:
+    """Set what ``order`` asks beyond type, prices and TIF on ``o`` (returned, for chaining)."""
+    opts = order.options
+    if order.order_type is OrderType.TRAIL:
+        # auxPrice is the trailing amount for TRAIL; the current level is trailStopPrice.
+        o.auxPrice = float(opts.trail_amount) if opts.trail_amount is not None else UNSET_DOUBLE
+        if opts.trail_percent is not None:
+            o.trailingPercent = float(opts.trail_percent)
+        o.trailStopPrice = float(order.stop_price) if order.stop_price is not None else UNSET_DOUBLE
+    if order.tif is TimeInForce.GTD and opts.good_till is not None:
+        o.goodTillDate = gtd_string(opts.good_till)
+    o.outsideRth = opts.outside_rth
+    if opts.algo:
+        o.algoStrategy = opts.algo
+        o.algoParams = [TagValue("adaptivePriority", opts.algo_priority)]
+    if parent_ib_id is not None:
+        o.parentId = parent_ib_id
+    if order.oca_group:
+        o.ocaGroup = order.oca_group
+        o.ocaType = OCA_REDUCE_WITH_BLOCK
+    return o
