@@ -21,8 +21,8 @@ from fbterm.journal import Journal
 from fbterm.model import (
     IllegalTransition,
     OrderError,
-    OrderStatus,
     OrderOptions,
+    OrderStatus,
     OrderType,
     Side,
     Signal,
