@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from fbterm.model import OrderType, Side, TimeInForce
+from fbterm.model import OrderOptions, OrderType, Side, TimeInForce
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,9 @@ class NewOrder(_Cmd):
     stop_price: float | None = None
     tif: TimeInForce = TimeInForce.DAY
     strategy_id: str = "manual"
+    options: OrderOptions = field(default_factory=OrderOptions)  # trail, GTD time, RTH, algo
+    take_profit: float | None = None  # with stop_loss: a bracket
+    stop_loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,9 +4,11 @@ through OrderManagement (the strategy API's path), journal included."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fbterm import commands as C
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.fills import MarketUpdate, match_order, trail_level
 from fbterm.execution.brokers.paper import PaperBroker
@@ -24,6 +26,7 @@ from fbterm.model import (
     Tick,
     TimeInForce,
 )
+from tests.test_engine import Rig
 
 AAPL = Stock("AAPL")
 T0 = 1_700_000_000.0
@@ -252,3 +255,42 @@ def test_a_restart_keeps_bracket_exits_held(tmp_path: Path) -> None:
     assert set(fresh.orders) == {parent.client_order_id}
     fresh.on_tick(Tick("AAPL", d.t + 1, 79.99, 80.01, 80.0, 0))
     assert set(fresh.orders) == {c.client_order_id for c in d.oms.children(parent.client_order_id)}
+
+
+def test_operator_bracket_and_trail_through_the_engine_command(
+    tmp_path: Path, make_config: Any, fake_clock: Any
+) -> None:
+    """The ticket's and the control shell's path: a NewOrder command with the new terms."""
+    cfg = make_config(
+        market={"symbols": ["AAPL"], "bar_seconds": 1.0, "stale_after": 10.0},
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        risk={"max_orders_per_second": 1000.0},
+        strategies=[],
+    )
+    rig = Rig(cfg, fake_clock, tmp_path / "journal.sqlite")
+    try:
+        rig.ticks(1, symbols=("AAPL",))
+        res = rig.command(
+            C.NewOrder(symbol="AAPL", side=Side.BUY, quantity=10, take_profit=110.0, stop_loss=95.0)
+        )
+        assert res.ok and "with take-profit" in res.message and "stop-loss" in res.message
+        rig.ticks(1, symbols=("AAPL",))
+        assert rig.engine.oms.position("AAPL") == 10
+        exits = [o for o in rig.engine.oms.orders.values() if o.parent_id]
+        assert sorted(o.order_type.value for o in exits if o.is_live) == ["LMT", "STP"]
+        res = rig.command(
+            C.NewOrder(
+                symbol="AAPL",
+                side=Side.SELL,
+                quantity=10,
+                order_type=OrderType.TRAIL,
+                options=OrderOptions(trail_percent=1.0),
+            )
+        )
+        assert res.ok, res.message
+        bad = rig.command(
+            C.NewOrder(symbol="AAPL", side=Side.SELL, quantity=1, tif=TimeInForce.GTD)
+        )
+        assert not bad.ok and "GTD needs a good-till time" in bad.message
+    finally:
+        rig.close()

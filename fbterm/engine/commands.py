@@ -112,11 +112,17 @@ def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
         signal_price=desk.market.mark(inst.key),
         ts=desk.clock(),
         reason="operator",
+        options=cmd.options,
+        take_profit=cmd.take_profit,
+        stop_loss=cmd.stop_loss,
     )
     o = desk.oms.create_order(sig)
     desc = f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} {o.order_type.value}"
     if o.status is OrderStatus.REJECTED:
         return False, f"new order {desc} rejected: {o.reason}"
+    exits = desk.oms.children(o.client_order_id)
+    if exits:
+        desc += " with " + ", ".join(f"{c.reason} {c.client_order_id}" for c in exits)
     return True, f"new order {desc}: {o.status.value}"
 
 
