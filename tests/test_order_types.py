@@ -3,9 +3,11 @@ through OrderManagement (the strategy API's path), journal included."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pandas as pd
 import pytest
 
 from fbterm import commands as C
@@ -15,6 +17,7 @@ from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal
 from fbterm.model import (
+    Bar,
     Order,
     OrderError,
     OrderOptions,
@@ -26,6 +29,7 @@ from fbterm.model import (
     Tick,
     TimeInForce,
 )
+from fbterm.strategies.base import StrategyContext, StrategyInterface, signal_frame
 from tests.test_engine import Rig
 
 AAPL = Stock("AAPL")
@@ -294,3 +298,76 @@ def test_operator_bracket_and_trail_through_the_engine_command(
         assert not bad.ok and "GTD needs a good-till time" in bad.message
     finally:
         rig.close()
+
+
+# ------------------------------------------------------------------------- backtests
+
+
+class BracketEveryTen(StrategyInterface):
+    """Buys 10 at market every tenth bar while flat, with a +/-3% bracket."""
+
+    name: ClassVar[str] = "bracket_every_ten"
+    uses_brackets: ClassVar[bool] = True
+
+    def analyze(self, bars: pd.DataFrame) -> pd.DataFrame:
+        return signal_frame(bars.index, math.nan)
+
+    def on_bar(self, bar: Bar) -> float:
+        self.n = getattr(self, "n", 0) + 1
+        return 1.0 if self.n % 10 == 0 else math.nan
+
+    def execute(self, signals: pd.DataFrame | float, ctx: StrategyContext) -> list[Signal]:
+        if ctx.position or math.isnan(float(signals)):  # type: ignore[arg-type]
+            return []
+        px = ctx.price
+        return [
+            Signal(
+                self.strategy_id,
+                Stock(ctx.symbol),
+                Side.BUY,
+                10,
+                take_profit=round(px * 1.03, 2),
+                stop_loss=round(px * 0.97, 2),
+                reason="entry",
+            )
+        ]
+
+
+def test_backtest_brackets_fill_like_the_paper_venue(tmp_path: Path) -> None:
+    from fbterm.backtest.backtester import CustomBacktester
+    from fbterm.data.simulated import synth_bars
+
+    bars = synth_bars(300, seed=11)
+    res = CustomBacktester(
+        bars, BracketEveryTen(), cash=100_000.0, symbol="AAPL", sizing="fixed", mode="replay"
+    ).run_backtest()
+    bt = [
+        (int(r.bar), float(r.quantity), round(float(r.price), 6), str(r.reason))
+        for r in res.fills.itertuples()
+    ]
+    assert {r for *_, r in bt} >= {"entry", "take-profit", "stop-loss"}
+    assert res.position is not None and res.position.abs().max() == 10  # never doubled
+
+    # The same bars through the paper venue: the entry sent at the bar the backtest entered.
+    desk = Desk(tmp_path / "paper.sqlite")
+    entries = {b for b, q, _, r in bt if r == "entry"}
+    paper: list[tuple[int, float, float, str]] = []
+    seen: set[str] = set()
+    for i, (ts, row) in enumerate(bars.iterrows()):
+        if i in entries:
+            px = float(row["open"])
+            desk.send(quantity=10, take_profit=round(px * 1.03, 2), stop_loss=round(px * 0.97, 2))
+        u = MarketUpdate(ts.timestamp(), row["open"], row["high"], row["low"], row["close"], 0.0)
+        desk.broker.on_market("AAPL", u)
+        for f in desk.oms.fills:
+            if f.fill_id not in seen:
+                seen.add(f.fill_id)
+                reason = desk.oms.orders[f.client_order_id].reason or "entry"
+                paper.append((i, f.signed_quantity, round(f.price, 6), reason))
+
+    # Same fills, bar by bar (within one bar the two list an exit and a new entry in either order).
+    def by_bar(rows: list[tuple[int, float, float, str]]) -> list[tuple[int, float, float, str]]:
+        return sorted(rows, key=lambda r: (r[0], r[3]))
+
+    assert len(paper) == len(bt) > 6
+    assert by_bar(paper) == by_bar(bt)

@@ -50,6 +50,10 @@ def bar_loop(
     for i in range(n):
         if every_bar:
             options.settle_expired(book, i)
+        if venue.exits and venue.work_exits(book, i):
+            # As after a stop: the strategy's next target acts even if it repeats.
+            strategy.forget_target(sym)
+            extreme = math.nan
         if pending == pending or every_bar:
             ctx.price = o[i]
             ctx.ts = ts[i]

@@ -26,6 +26,7 @@ scalar twin and a test holds each pair to the same answers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -167,6 +168,23 @@ def trail_level(
         return cand if level is None else min(level, cand)
     cand = high - amount if amount is not None else high * (1 - (percent or 0.0) / 100)
     return cand if level is None else max(level, cand)
+
+
+def oca_after_fill(other: Order, filled: float) -> Order | None:
+    """An OCA group's other order after ``filled`` units of one of its orders fill: reduced by
+    as much, or None (cancelled) when nothing would be left above what it already filled."""
+    left = other.quantity - filled
+    if left <= other.filled_quantity + 1e-9:
+        return None
+    return dataclasses.replace(other, quantity=left)
+
+
+def oca_rank(order: Order) -> int:
+    """Matching order within one update: an OCA group's stops first (when one update reaches
+    both exits of a bracket the loss is assumed), then other orders, then OCA limits."""
+    if not order.oca_group:
+        return 1
+    return 0 if order.stop_price is not None and order.limit_price is None else 2
 
 
 # ------------------------------------------------------------------------------ matching

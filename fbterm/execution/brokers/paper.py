@@ -25,7 +25,13 @@ from fbterm.execution.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.execution.brokers.fills import MarketUpdate, match_order, trail_level
+from fbterm.execution.brokers.fills import (
+    MarketUpdate,
+    match_order,
+    oca_after_fill,
+    oca_rank,
+    trail_level,
+)
 from fbterm.execution.costs import CommissionModel, commission_from_config
 from fbterm.model import (
     AccountDetails,
@@ -41,7 +47,6 @@ from fbterm.model import (
     Tick,
     TimeInForce,
 )
-from fbterm.model.orders import STOP_TYPES
 
 OptionPricer = Callable[[Option], OptionQuote | None]
 
@@ -233,8 +238,8 @@ class PaperBroker:
         for other in list(self.orders.values()) + [c for cs in self._held.values() for c in cs]:
             if other.oca_group != order.oca_group or other.client_order_id == oid:
                 continue
-            left = other.quantity - fill.quantity
-            if left <= other.filled_quantity + 1e-9:
+            reduced = oca_after_fill(other, fill.quantity)
+            if reduced is None:
                 if self._drop(other.client_order_id) is None:
                     self._unhold(other.client_order_id)
                 self._close(
@@ -244,7 +249,6 @@ class PaperBroker:
                     fill.ts,
                 )
             else:
-                reduced = dataclasses.replace(other, quantity=left)
                 if other.client_order_id in self.orders:
                     self._put(reduced)
                 else:
@@ -253,7 +257,7 @@ class PaperBroker:
                 self._handler(
                     ModifyAckEvent(
                         other.client_order_id,
-                        left,
+                        reduced.quantity,
                         other.order_type,
                         other.limit_price,
                         other.stop_price,
@@ -354,9 +358,7 @@ class PaperBroker:
 
     def _match_rank(self, oid: str) -> int:
         o = self.orders.get(oid)
-        if o is None or not o.oca_group:
-            return 1
-        return 0 if o.order_type.value in STOP_TYPES else 2
+        return 1 if o is None else oca_rank(o)
 
     def _option_update(self, opt: Option, u: MarketUpdate) -> MarketUpdate | None:
         q = self.option_pricer(opt) if self.option_pricer else None
