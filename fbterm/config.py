@@ -153,6 +153,12 @@ class RiskConfig:
     max_portfolio_vega: float = _f(
         0.0, ge=0, help="money per volatility point, whole account; 0: no limit"
     )
+    max_margin_pct: float = _f(
+        0.0,
+        ge=0,
+        le=100,
+        help="initial margin after an order, % of equity with loan (IB what-if); 0: no limit",
+    )
 
 
 @dataclass(frozen=True)

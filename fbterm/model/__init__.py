@@ -20,7 +20,7 @@ from fbterm.model.instruments import (
     instrument_from_key,
     quantity_error,
 )
-from fbterm.model.market import AccountDetails, Bar, OptionQuote, Signal, Tick
+from fbterm.model.market import AccountDetails, Bar, MarginImpact, OptionQuote, Signal, Tick
 from fbterm.model.orders import (
     TERMINAL_STATUSES,
     TRANSITIONS,
@@ -47,6 +47,7 @@ __all__ = [
     "Future",
     "IllegalTransition",
     "Instrument",
+    "MarginImpact",
     "Option",
     "OptionQuote",
     "Order",

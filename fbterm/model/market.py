@@ -125,3 +125,24 @@ class AccountDetails:
     unrealized_pnl: float = 0.0
     currency: str = "USD"
     ts: float = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginImpact:
+    """What a broker says an order would do to the account's margin (IB's what-if)."""
+
+    init_margin_change: float
+    maint_margin_change: float
+    init_margin_after: float
+    maint_margin_after: float
+    equity_with_loan: float
+    commission: float | None = None
+    warning: str = ""
+
+    def describe(self) -> str:
+        fee = f", commission {self.commission:,.2f}" if self.commission is not None else ""
+        return (
+            f"initial margin {self.init_margin_change:+,.0f} (to {self.init_margin_after:,.0f}), "
+            f"maintenance {self.maint_margin_change:+,.0f}{fee}"
+            + (f"; {self.warning}" if self.warning else "")
+        )

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from fbterm.config import RiskConfig
-from fbterm.model import Order, OrderType, TradingState
+from fbterm.model import MarginImpact, Order, OrderType, TradingState
 from fbterm.model.greeks import Greeks
 from fbterm.risk.greeks import GreekInputs, check_greek_limits
 from fbterm.risk.stops import money
@@ -275,6 +275,21 @@ class PortfolioLevelRisk:
                 if why:
                     return why
         self._accepted.append(now)
+        return None
+
+    def check_margin(self, impact: MarginImpact) -> str | None:
+        """The margin limit on a broker's what-if answer: None when the order may go out."""
+        limit = self.cfg.max_margin_pct
+        if limit <= 0:
+            return None
+        if impact.equity_with_loan <= 0:
+            return "max_margin_pct: the broker reported no equity with loan to check margin against"
+        pct = impact.init_margin_after / impact.equity_with_loan * 100
+        if pct > limit and impact.init_margin_change > 0:
+            return (
+                f"max_margin_pct: initial margin after the order {money(impact.init_margin_after)} "
+                f"is {pct:.1f}% of equity with loan {money(impact.equity_with_loan)} > {limit:g}%"
+            )
         return None
 
     # -- the view ------------------------------------------------------------------------

@@ -55,11 +55,12 @@ from fbterm.execution.brokers.base import (
     OrderStatusEvent,
 )
 from fbterm.execution.brokers.ib_contracts import from_ib_contract, to_ib_contract
-from fbterm.execution.brokers.ib_orders import apply_order_terms
+from fbterm.execution.brokers.ib_orders import apply_order_terms, margin_impact
 from fbterm.model import (
     AccountDetails,
     Fill,
     Instrument,
+    MarginImpact,
     Order,
     OrderStatus,
     OrderType,
@@ -467,6 +468,22 @@ class BrokerIntegration:
         self._by_coid[tr.client_order_id] = tr
         self._by_ib_id[oid] = tr
         ib.placeOrder(to_ib_contract(order.instrument), ib_order)
+
+    async def what_if(self, order: Order) -> MarginImpact:
+        """IB's margin and commission preview for ``order`` (nothing is placed)."""
+        ib = self._check_can_trade(f"what-if of {order.client_order_id}")
+        ib_order = self._ib_order(order)
+        try:
+            st = await asyncio.wait_for(
+                ib.whatIfOrderAsync(to_ib_contract(order.instrument), ib_order),
+                self.config.request_timeout,
+            )
+        except TimeoutError:
+            raise BrokerError(
+                f"what-if of {order.client_order_id}: no answer from IB within "
+                f"{self.config.request_timeout:g}s"
+            ) from None
+        return margin_impact(st)
 
     def cancel_order(self, order: Order) -> None:
         ib = self._check_can_trade(f"cancel of {order.client_order_id}")

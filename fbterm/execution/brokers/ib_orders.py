@@ -7,8 +7,9 @@ import datetime as dt
 
 from ib_async import TagValue
 from ib_async.order import Order as IBOrder
+from ib_async.order import OrderState as IBOrderState
 
-from fbterm.model import Order, OrderType, TimeInForce
+from fbterm.model import MarginImpact, Order, OrderType, TimeInForce
 
 # IB's OCA type 2: reduce the group's other orders on a fill, with overfill protection.
 OCA_REDUCE_WITH_BLOCK = 2
@@ -41,3 +42,24 @@ def apply_order_terms(o: IBOrder, order: Order, parent_ib_id: int | None) -> IBO
         o.ocaGroup = order.oca_group
         o.ocaType = OCA_REDUCE_WITH_BLOCK
     return o
+
+
+def _num(v: object) -> float | None:
+    try:
+        x = float(str(v))
+    except ValueError:
+        return None
+    return None if x >= 1e300 else x
+
+
+def margin_impact(st: IBOrderState) -> MarginImpact:
+    """IB's what-if answer (strings, UNSET_DOUBLE for unknown) as fbterm's figures."""
+    return MarginImpact(
+        init_margin_change=_num(st.initMarginChange) or 0.0,
+        maint_margin_change=_num(st.maintMarginChange) or 0.0,
+        init_margin_after=_num(st.initMarginAfter) or 0.0,
+        maint_margin_after=_num(st.maintMarginAfter) or 0.0,
+        equity_with_loan=_num(st.equityWithLoanAfter) or 0.0,
+        commission=_num(st.commission),
+        warning=st.warningText or "",
+    )

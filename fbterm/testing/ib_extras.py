@@ -1,0 +1,85 @@
+"""The TWS test server, extended: what-if orders (margin and commission previews).
+
+A subclass of :class:`~fbterm.testing.ibserver.IBTestServer` so the base server stays as it is:
+a placeOrder with the whatIf flag is answered with an openOrder carrying the margin figures,
+computed at ``margin_rate`` of the notional (``maint_rate`` for maintenance), and places
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from fbterm.testing.ibserver import PLACE_ORDER, IBTestServer, ServerOrder, _Session
+
+Handler = Callable[[IBTestServer, _Session, list[str]], None]
+WHAT_IF_FIELD = 84  # the whatIf flag's position in a placeOrder message (server version 176+)
+STATUS_MARK = "__what_if__"
+
+
+class _Capture:
+    """Stands in for a session to capture what the base encoder would send."""
+
+    def __init__(self) -> None:
+        self.fields: list[Any] = []
+
+    def send(self, *fields: Any) -> None:
+        self.fields = list(fields)
+
+
+class ExtendedIBTestServer(IBTestServer):
+    def __init__(self, *, margin_rate: float = 0.25, maint_rate: float = 0.20, **kw: Any):
+        super().__init__(**kw)
+        self.margin_rate = margin_rate
+        self.maint_rate = maint_rate
+        self.what_ifs: list[tuple[str, str, float]] = []  # (symbol, action, quantity) asked
+
+    def _on_place_order_what_if(self: IBTestServer, s: _Session, f: list[str]) -> None:
+        assert isinstance(self, ExtendedIBTestServer)
+        if len(f) <= WHAT_IF_FIELD or f[WHAT_IF_FIELD] != "1":
+            IBTestServer._on_place_order(self, s, f)
+            return
+        c = self._contract(f, 2)
+        action, qty = f[16], float(f[17])
+        lmt = float(f[19]) if f[19] else None
+        o = ServerOrder(
+            s.client_id, int(f[1]), 0, c, action, qty, f[18], lmt, None, f[21], "", f[26]
+        )
+        price = lmt if lmt is not None else self._market_price(o)
+        notional = qty * price * c.mult
+        gross = sum(abs(p.quantity) * p.avg_cost for p in self.positions.values())
+        init_before, maint_before = gross * self.margin_rate, gross * self.maint_rate
+        init_change, maint_change = notional * self.margin_rate, notional * self.maint_rate
+        ewl = self.account_values.get("EquityWithLoanValue", self.account_values["NetLiquidation"])
+        commission = max(self.commission_per_share * qty, self.commission_minimum)
+        self.what_ifs.append((c.symbol, action, qty))
+        o.status = STATUS_MARK
+        cap = _Capture()
+        self._send_open_order(cap, o)  # type: ignore[arg-type]
+        out = cap.fields
+        i = out.index(STATUS_MARK)
+        out[i - 1] = 1  # whatIf
+        out[i] = "PreSubmitted"
+        out[i + 1 : i + 15] = [
+            f"{init_before:.2f}",
+            f"{maint_before:.2f}",
+            f"{ewl:.2f}",
+            f"{init_change:.2f}",
+            f"{maint_change:.2f}",
+            "0.00",
+            f"{init_before + init_change:.2f}",
+            f"{maint_before + maint_change:.2f}",
+            f"{ewl:.2f}",
+            commission,
+            commission,
+            commission,
+            "USD",
+            "",
+        ]
+        s.send(*out)
+
+    _handlers: ClassVar[dict[int, Handler]] = {
+        **IBTestServer._handlers,
+        PLACE_ORDER: _on_place_order_what_if,
+    }
