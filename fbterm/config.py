@@ -67,6 +67,9 @@ class IBConfig:
     reconnect_max_delay: float = _f(60.0, gt=0)
     max_messages_per_second: float = _f(45.0, gt=0, le=50)
     market_data_type: int = _f(1, ge=1, le=4, help="1 live, 2 frozen, 3 delayed, 4 delayed-frozen")
+    delayed_fallback: bool = _f(
+        True, help="no market data subscription (IB 354/10167): switch to delayed data"
+    )
 
 
 @dataclass(frozen=True)

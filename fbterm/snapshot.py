@@ -120,6 +120,7 @@ class EngineSnapshot:
     ticks_processed: int = 0
     fills_total: int = 0
     running: bool = True
+    market_data_delayed: bool = False  # quotes are IB's delayed data (header: DELAYED)
 
     @property
     def halted(self) -> bool:

@@ -11,6 +11,10 @@ import pytest
 
 from fbterm import commands as C
 from fbterm.config import Config, RiskConfig
+from fbterm.engine import Engine
+from fbterm.engine.wiring import ib_source
+from fbterm.execution.brokers.ib import BrokerIntegration
+from fbterm.journal import Journal
 from fbterm.model import MarginImpact, Order, OrderType, Side, Stock
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.testing.ib_extras import ExtendedIBTestServer
@@ -105,3 +109,42 @@ def test_engine_sends_an_operator_order_only_after_the_what_if_passes(
         assert len(server.what_ifs) == 2
     finally:
         engine.stop()
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_no_subscription_falls_back_to_delayed_data_by_config(
+    tmp_path: Path, make_config: ConfigBuilder, fallback: bool
+) -> None:
+    srv = ExtendedIBTestServer(no_subscription={"AAPL"}, tick_interval=0.02).start()
+    cfg: Config = make_config(
+        broker={
+            "kind": "ib",
+            "ib": {
+                "port": srv.port,
+                "client_id": 24,
+                "request_timeout": 5.0,
+                "delayed_fallback": fallback,
+            },
+        },
+        market={"source": "ib", "symbols": ["AAPL"], "bar_seconds": 0.1, "stale_after": 30.0},
+        journal={"path": str(tmp_path / "journal.sqlite")},
+        strategies=[],
+    )
+    # The engine's own wiring, as `fbterm run` builds it from the config.
+    broker = BrokerIntegration(cfg.broker.ib)
+    source, _history = ib_source(cfg, broker)
+    engine = Engine(cfg, broker=broker, source=source, journal=Journal(cfg.journal_path))
+    engine.start(timeout=20)
+    try:
+        if fallback:
+            wait(lambda: srv.data_types.get(24) == 3, 20, "delayed data asked for")
+            wait(lambda: bool(engine.market_state.prices.get("AAPL")), 20, "delayed AAPL quotes")
+            wait(lambda: bool(engine.build_snapshot().market_data_delayed), 10, "DELAYED flag")
+        else:
+            snap = engine.build_snapshot()
+            wait(lambda: any("354" in ln.message for ln in engine.activity.lines), 20, "the 354")
+            assert 24 not in srv.data_types and not snap.market_data_delayed
+            assert not engine.market_state.prices.get("AAPL")
+    finally:
+        engine.stop()
+        srv.stop()

@@ -138,6 +138,9 @@ class PacingGate:
                 self._recent.popleft()
 
 
+NO_SUBSCRIPTION = frozenset({354, 10167})
+
+
 class IBSource:
     """Bars and quotes from IB over ``connection``: an ``ib_async.IB``, or the IB broker, whose
     connection it then shares (read at each use: the broker opens it only when it starts)."""
@@ -155,6 +158,7 @@ class IBSource:
         max_retries: int = 3,
         retry_delay: float = 15.0,
         market_data_type: int = 1,
+        delayed_fallback: bool = False,
     ) -> None:
         self._conn = connection
         self.pacing = pacing or PacingGate()
@@ -164,6 +168,9 @@ class IBSource:
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.market_data_type = market_data_type
+        self.delayed_fallback = delayed_fallback
+        # True once quotes are delayed (asked for, or fallen back to): the header says so.
+        self.delayed = market_data_type in (3, 4)
         self.requests = 0
         self._errors: dict[int, tuple[int, str]] = {}
         self._listening: IB | None = None
@@ -284,7 +291,21 @@ class IBSource:
             for c in contracts:
                 ib.reqMktData(c)
 
+        def on_error(req_id: int, code: int, text: str, contract: object) -> None:
+            # 354: not subscribed; 10167: not subscribed, IB shows delayed data instead.
+            if code not in NO_SUBSCRIPTION or self.market_data_type in (3, 4):
+                return
+            if not self.delayed_fallback:
+                return
+            self.market_data_type = 3
+            self.delayed = True
+            ib.reqMarketDataType(3)
+            for c in contracts:
+                ib.cancelMktData(c)
+                ib.reqMktData(c)
+
         ib.pendingTickersEvent += on_tickers
+        ib.errorEvent += on_error
         # Subscriptions die with the socket; the IB object reconnects in place and says so.
         ib.connectedEvent += subscribe
         subscribe()
@@ -293,6 +314,7 @@ class IBSource:
                 yield await queue.get()
         finally:
             ib.pendingTickersEvent -= on_tickers
+            ib.errorEvent -= on_error
             ib.connectedEvent -= subscribe
             if ib.isConnected():
                 for c in contracts:

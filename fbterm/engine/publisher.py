@@ -201,6 +201,7 @@ class SnapshotBuilder:
             ticks_processed=self.feed.ticks_processed,
             fills_total=len(oms.fills),
             running=running,
+            market_data_delayed=bool(getattr(self.feed.source, "delayed", False)),
         )
 
     def _positions(self) -> tuple[PositionRow, ...]:

@@ -102,6 +102,7 @@ def ib_source(cfg: Config, broker: Broker) -> tuple[RealtimeSource, HistoricalSo
     src = IBSource(
         broker,
         market_data_type=cfg.broker.ib.market_data_type,
+        delayed_fallback=cfg.broker.ib.delayed_fallback,
         request_timeout=cfg.broker.ib.request_timeout,
     )
     # IBSource.fetch_bars is a coroutine function; DataRetrieval awaits what it returns.

@@ -1,4 +1,6 @@
-"""The TWS test server, extended: what-if orders (margin and commission previews).
+"""The TWS test server, extended: what-if orders (margin and commission previews) and
+market data subscriptions (error 354 for ``no_subscription`` symbols until delayed data is
+asked for).
 
 A subclass of :class:`~fbterm.testing.ibserver.IBTestServer` so the base server stays as it is:
 a placeOrder with the whatIf flag is answered with an openOrder carrying the margin figures,
@@ -8,10 +10,17 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from fbterm.testing.ibserver import PLACE_ORDER, IBTestServer, ServerOrder, _Session
+from fbterm.testing.ibserver import (
+    PLACE_ORDER,
+    REQ_MARKET_DATA_TYPE,
+    REQ_MKT_DATA,
+    IBTestServer,
+    ServerOrder,
+    _Session,
+)
 
 Handler = Callable[[IBTestServer, _Session, list[str]], None]
 WHAT_IF_FIELD = 84  # the whatIf flag's position in a placeOrder message (server version 176+)
@@ -29,11 +38,37 @@ class _Capture:
 
 
 class ExtendedIBTestServer(IBTestServer):
-    def __init__(self, *, margin_rate: float = 0.25, maint_rate: float = 0.20, **kw: Any):
+    def __init__(
+        self,
+        *,
+        margin_rate: float = 0.25,
+        maint_rate: float = 0.20,
+        no_subscription: Iterable[str] = (),
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.margin_rate = margin_rate
         self.maint_rate = maint_rate
         self.what_ifs: list[tuple[str, str, float]] = []  # (symbol, action, quantity) asked
+        self.no_subscription = set(no_subscription)
+        self.data_types: dict[int, int] = {}  # client id -> the market data type it asked for
+
+    def _on_req_market_data_type(self: IBTestServer, s: _Session, f: list[str]) -> None:
+        assert isinstance(self, ExtendedIBTestServer)
+        self.data_types[s.client_id] = int(f[2])
+
+    def _on_req_mkt_data_sub(self: IBTestServer, s: _Session, f: list[str]) -> None:
+        assert isinstance(self, ExtendedIBTestServer)
+        symbol = self._contract(f, 3).symbol
+        if symbol in self.no_subscription and self.data_types.get(s.client_id, 1) in (1, 2):
+            self._send_error(
+                s,
+                int(f[2]),
+                354,
+                "Requested market data is not subscribed. Delayed market data is available.",
+            )
+            return
+        IBTestServer._on_req_mkt_data(self, s, f)
 
     def _on_place_order_what_if(self: IBTestServer, s: _Session, f: list[str]) -> None:
         assert isinstance(self, ExtendedIBTestServer)
@@ -82,4 +117,6 @@ class ExtendedIBTestServer(IBTestServer):
     _handlers: ClassVar[dict[int, Handler]] = {
         **IBTestServer._handlers,
         PLACE_ORDER: _on_place_order_what_if,
+        REQ_MKT_DATA: _on_req_mkt_data_sub,
+        REQ_MARKET_DATA_TYPE: _on_req_market_data_type,
     }

@@ -71,7 +71,12 @@ class HeaderBar(Horizontal):
             feeds = f"STALE {','.join(stale[:2])}{'+' if len(stale) > 2 else ''} {fmt.age(oldest)}"
         else:
             feeds = f"feeds {len(snap.feeds)} ok"
-        self.query_one("#hdr-feeds", Part).set(feeds, warn=bool(stale), ok=not stale)
+        if snap.market_data_delayed:
+            feeds = "DELAYED " + feeds
+        delayed = snap.market_data_delayed
+        self.query_one("#hdr-feeds", Part).set(
+            feeds, warn=bool(stale) or delayed, ok=not stale and not delayed
+        )
         if snap.latency_ms_p50 is None:
             lat = "lat –"
         else:
