@@ -26,6 +26,7 @@ from ib_async import IB, Ticker
 from ib_async import Contract as IBContract
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
+from fbterm.data.ib_chains import IBOptionChains
 from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
 from fbterm.execution.brokers.ib_contracts import to_ib_contract
 from fbterm.model import Tick, instrument_from_key
@@ -172,6 +173,8 @@ class IBSource:
         # True once quotes are delayed (asked for, or fallen back to): the header says so.
         self.delayed = market_data_type in (3, 4)
         self.requests = 0
+        # Option chains for the option strategies, over the same connection.
+        self.option_chains = IBOptionChains(connection, timeout=min(request_timeout, 10.0))
         self._errors: dict[int, tuple[int, str]] = {}
         self._listening: IB | None = None
 

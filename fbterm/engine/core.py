@@ -109,6 +109,8 @@ class Engine:
         if source is None and cfg.market.source != "simulated":
             source, self.retrieval = make_source(cfg, self.broker)
         self.source = source
+        # Option chains come with IB market data (the covered call's option leg live).
+        self.market_state.chains = getattr(source, "option_chains", None)
 
         self.link = VenueLink()
         self._stop_requested = False

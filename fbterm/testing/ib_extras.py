@@ -1,6 +1,7 @@
-"""The TWS test server, extended: what-if orders (margin and commission previews) and
-market data subscriptions (error 354 for ``no_subscription`` symbols until delayed data is
-asked for).
+"""The TWS test server, extended: what-if orders (margin and commission previews), market
+data subscriptions (error 354 for ``no_subscription`` symbols until delayed data is asked
+for) and option chains (``reqSecDefOptParams``: monthly expiries and strikes around the last
+price; option quotes priced by Black–Scholes at ``option_vol``).
 
 A subclass of :class:`~fbterm.testing.ibserver.IBTestServer` so the base server stays as it is:
 a placeOrder with the whatIf flag is answered with an openOrder carrying the margin figures,
@@ -10,19 +11,27 @@ nothing.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from fbterm.data.simulated import monthly_expiries, strike_step
+from fbterm.pricing import bs_price, years_to_expiry
 from fbterm.testing.ibserver import (
     PLACE_ORDER,
     REQ_MARKET_DATA_TYPE,
     REQ_MKT_DATA,
+    ContractFields,
     IBTestServer,
     ServerOrder,
     _Session,
 )
 
 Handler = Callable[[IBTestServer, _Session, list[str]], None]
+REQ_SEC_DEF_OPT_PARAMS = 78
+SEC_DEF_OPT_PARAMS = 75
+SEC_DEF_OPT_PARAMS_END = 76
 WHAT_IF_FIELD = 84  # the whatIf flag's position in a placeOrder message (server version 176+)
 STATUS_MARK = "__what_if__"
 
@@ -44,6 +53,7 @@ class ExtendedIBTestServer(IBTestServer):
         margin_rate: float = 0.25,
         maint_rate: float = 0.20,
         no_subscription: Iterable[str] = (),
+        option_vol: float = 0.3,
         **kw: Any,
     ):
         super().__init__(**kw)
@@ -52,6 +62,40 @@ class ExtendedIBTestServer(IBTestServer):
         self.what_ifs: list[tuple[str, str, float]] = []  # (symbol, action, quantity) asked
         self.no_subscription = set(no_subscription)
         self.data_types: dict[int, int] = {}  # client id -> the market data type it asked for
+        self.option_vol = option_vol
+        self.chain_requests: list[str] = []  # underlyings asked for
+
+    def _on_req_sec_def_opt_params(self: IBTestServer, s: _Session, f: list[str]) -> None:
+        assert isinstance(self, ExtendedIBTestServer)
+        req_id, symbol, con_id = int(f[1]), f[2], f[5]
+        self.chain_requests.append(symbol)
+        frame = self._frame(symbol)
+        if frame is None or frame.empty:
+            s.send(SEC_DEF_OPT_PARAMS_END, req_id)
+            return
+        spot = float(frame["close"].iloc[-1])
+        step = strike_step(spot)
+        atm = round(spot / step) * step
+        strikes = [atm + i * step for i in range(-10, 11) if atm + i * step > 0]
+        today = dt.datetime.now(dt.UTC).date()
+        exps = [f"{d:%Y%m%d}" for d in monthly_expiries(today, 4)]
+        s.send(
+            SEC_DEF_OPT_PARAMS, req_id, "SMART", con_id, symbol, "100",
+            len(exps), *exps, len(strikes), *strikes,
+        )  # fmt: skip
+        s.send(SEC_DEF_OPT_PARAMS_END, req_id)
+
+    def _option_price(self, c: ContractFields, spot: float) -> float:
+        expiry = dt.datetime.strptime(c.last_trade[:8], "%Y%m%d").date()
+        t = max(years_to_expiry(expiry, time.time()), 1e-6)
+        return max(bs_price(c.right, spot, c.strike, t, self.option_vol, 0.04), 0.01)
+
+    def _market_price(self, o: ServerOrder) -> float:
+        # Options fill at their model price, not at the underlying's.
+        frame = self._frame(o.contract.symbol)
+        if o.contract.sec_type == "OPT" and frame is not None and not frame.empty:
+            return round(self._option_price(o.contract, float(frame["close"].iloc[-1])), 2)
+        return super()._market_price(o)
 
     def _on_req_market_data_type(self: IBTestServer, s: _Session, f: list[str]) -> None:
         assert isinstance(self, ExtendedIBTestServer)
@@ -59,7 +103,17 @@ class ExtendedIBTestServer(IBTestServer):
 
     def _on_req_mkt_data_sub(self: IBTestServer, s: _Session, f: list[str]) -> None:
         assert isinstance(self, ExtendedIBTestServer)
-        symbol = self._contract(f, 3).symbol
+        c = self._contract(f, 3)
+        symbol = c.symbol
+        if c.sec_type == "OPT":
+            frame = self._frame(symbol)
+            if frame is None or frame.empty:
+                IBTestServer._on_req_mkt_data(self, s, f)
+                return
+            theo = self._option_price(c, float(frame["close"].iloc[-1]))
+            half = max(0.01, 0.02 * theo) / 2
+            self._send_quote(s, int(f[2]), max(theo - half, 0.01), theo + half, theo, 10.0)
+            return
         if symbol in self.no_subscription and self.data_types.get(s.client_id, 1) in (1, 2):
             self._send_error(
                 s,
@@ -119,4 +173,5 @@ class ExtendedIBTestServer(IBTestServer):
         PLACE_ORDER: _on_place_order_what_if,
         REQ_MKT_DATA: _on_req_mkt_data_sub,
         REQ_MARKET_DATA_TYPE: _on_req_market_data_type,
+        REQ_SEC_DEF_OPT_PARAMS: _on_req_sec_def_opt_params,
     }
