@@ -89,6 +89,9 @@ class IBConfig:
     pacing_retry_delay: float = _f(15.0, gt=0, le=SECONDS_MAX, help="first wait on IB 162/366")
     pacing_max_retries: int = _f(6, ge=0, le=20, help="then a symbol warms on live bars")
     feed_hours: str = _f("exchange", choices=("exchange", "always"), help="when silence is stale")
+    delayed_fallback: bool = _f(
+        True, help="no market data subscription (IB 354/10167): switch to delayed data"
+    )
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,18 @@ class RiskConfig:
     daily_loss_limit: float = _f(50_000.0, gt=0, le=MONEY_MAX, no_limit=True)
     cancel_orders_on_halt: bool = _f(True)
     warn_fraction: float = _f(0.8, gt=0, lt=1, help="gauges turn amber at this share of a limit")
+    max_portfolio_delta: float = _f(
+        0.0, ge=0, help="dollar delta (delta x underlying price), whole account; 0: no limit"
+    )
+    max_portfolio_vega: float = _f(
+        0.0, ge=0, help="money per volatility point, whole account; 0: no limit"
+    )
+    max_margin_pct: float = _f(
+        0.0,
+        ge=0,
+        le=100,
+        help="initial margin after an order, % of equity with loan (IB what-if); 0: no limit",
+    )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from fbterm.commands import CommandResult
 from fbterm.model import AccountDetails, Order, StrategyState, TradingState
+from fbterm.model.greeks import GreekRow, Greeks
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class RiskView:
     gross_exposure: float
     orders_per_second: float
     gauges: tuple[Gauge, ...]
+    greeks: tuple[GreekRow, ...] = ()  # per underlying
+    portfolio_greeks: Greeks = field(default_factory=Greeks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,7 @@ class EngineSnapshot:
     reconciliation: ReconcileView | None = None
     warmup: WarmupView | None = None
     alerts: tuple[AlertLine, ...] = ()  # the most recent alerts raised, oldest first
+    market_data_delayed: bool = False  # quotes are IB's delayed data (header: DELAYED)
 
     @property
     def halted(self) -> bool:

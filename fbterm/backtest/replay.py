@@ -16,7 +16,7 @@ import numpy as np
 
 from fbterm.backtest.book import Book
 from fbterm.backtest.venue import BarVenue
-from fbterm.model import Bar, Stock
+from fbterm.model import Bar, instrument_from_key
 from fbterm.risk.stops import StopRules
 from fbterm.strategies.base import Sizing, StrategyInterface
 
@@ -35,7 +35,7 @@ def bar_loop(
     """One bar at a time: act on the previous bar's target at this open, fill, check stops,
     then feed the bar to ``on_bar`` (``target`` None) or read ``target``."""
     sym = venue.symbol
-    book.insts[sym] = Stock(sym)
+    book.insts[sym] = instrument_from_key(sym)
     every_bar = bool(getattr(strategy, "execute_every_bar", False))
     o, hi, lo, c, v, ts = venue.o, venue.h, venue.lo, venue.c, venue.v, venue.ts
     n = len(o)
@@ -50,6 +50,10 @@ def bar_loop(
     for i in range(n):
         if every_bar:
             options.settle_expired(book, i)
+        if venue.exits and venue.work_exits(book, i):
+            # As after a stop: the strategy's next target acts even if it repeats.
+            strategy.forget_target(sym)
+            extreme = math.nan
         if pending == pending or every_bar:
             ctx.price = o[i]
             ctx.ts = ts[i]

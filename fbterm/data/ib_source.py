@@ -24,11 +24,11 @@ from typing import Any
 import pandas as pd
 from ib_async import IB, Ticker
 from ib_async import Contract as IBContract
-from ib_async import Stock as IBStock
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
+from fbterm.data.ib_chains import IBOptionChains
 from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error, to_ib_contract
-from fbterm.model import Stock, Tick
+from fbterm.model import Tick, instrument_from_key
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
 _IB_BAR_SIZES = {
@@ -138,6 +138,9 @@ class PacingGate:
                 self._recent.popleft()
 
 
+NO_SUBSCRIPTION = frozenset({354, 10167})
+
+
 class IBSource:
     """Bars and quotes from IB over ``connection``: an ``ib_async.IB``, or the IB broker, whose
     connection it then shares (read at each use: the broker opens it only when it starts)."""
@@ -156,6 +159,7 @@ class IBSource:
         retry_delay: float = 15.0,
         market_data_type: int = 1,
         on_wait: Callable[[str, str, float, int], None] | None = None,
+        delayed_fallback: bool = False,
     ) -> None:
         self._conn = connection
         self.pacing = pacing or PacingGate()
@@ -167,8 +171,13 @@ class IBSource:
         self.market_data_type = market_data_type
         # Told of every pacing wait: (symbol, IB's reason, seconds, retry number).
         self.on_wait = on_wait
+        self.delayed_fallback = delayed_fallback
+        # True once quotes are delayed (asked for, or fallen back to): the header says so.
+        self.delayed = market_data_type in (3, 4)
         self.requests = 0
         self._renew: Callable[[], None] | None = None
+        # Option chains for the option strategies, over the same connection.
+        self.option_chains = IBOptionChains(connection, timeout=min(request_timeout, 10.0))
         self._errors: dict[int, tuple[int, str]] = {}
         self._listening: IB | None = None
 
@@ -200,7 +209,7 @@ class IBSource:
             raise ValueError(f"end {end} is not after start {start}")
         setting, bar_seconds = normalize_bar_size(bar_size)
         span = max_span(bar_seconds)
-        contract = IBStock(symbol, "SMART", "USD")
+        contract = to_ib_contract(instrument_from_key(symbol))
         frames: list[pd.DataFrame] = []
         cursor = end
         while cursor > start:
@@ -220,10 +229,12 @@ class IBSource:
         return validate_bars(df, f"IB {symbol} {setting} bars")
 
     async def _request(
-        self, contract: IBStock, end: dt.datetime, duration: str, setting: str, bar_seconds: int
+        self, contract: IBContract, end: dt.datetime, duration: str, setting: str, bar_seconds: int
     ) -> pd.DataFrame:
         ib = self._listen()
-        key = (contract.symbol, end.isoformat(), duration, setting, self.what_to_show, self.use_rth)
+        # IB has no TRADES for currency pairs: their history is quotes.
+        what = "MIDPOINT" if contract.secType == "CASH" else self.what_to_show
+        key = (contract.symbol, end.isoformat(), duration, setting, what, self.use_rth)
         for attempt in range(self.max_retries + 1):
             await self.pacing.acquire(key, contract.symbol, small_bars=bar_seconds <= 30)
             self.requests += 1
@@ -232,7 +243,7 @@ class IBSource:
                 end,
                 duration,
                 setting,
-                self.what_to_show,
+                what,
                 self.use_rth,
                 formatDate=2,
                 timeout=self.request_timeout,
@@ -270,12 +281,12 @@ class IBSource:
         cache of qualified contracts (kept in the journal), so they are asked for once."""
         conn = self._conn
         if isinstance(conn, BrokerIntegration):
-            stocks = [Stock(s) for s in symbols]
-            problems = await conn.qualify(stocks)
+            instruments = [instrument_from_key(s) for s in symbols]
+            problems = await conn.qualify(instruments)
             if problems:
                 raise IBDataError(f"IB does not know {'; '.join(problems)}")
-            return [to_ib_contract(s, conn.contracts.get(s)) for s in stocks]
-        contracts: list[IBContract] = [IBStock(s, "SMART", "USD") for s in symbols]
+            return [to_ib_contract(i, conn.contracts.get(i)) for i in instruments]
+        contracts = [to_ib_contract(instrument_from_key(s)) for s in symbols]
         qualified = await asyncio.wait_for(
             ib.qualifyContractsAsync(*contracts), self.request_timeout
         )
@@ -290,7 +301,8 @@ class IBSource:
         ib = self._listen()
         contracts = await self._qualified(ib, symbols)
         queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
-        wanted = {c.conId: c.symbol for c in contracts}
+        # Ticks are keyed by the instrument key (a future's contract, a pair), not IB's symbol.
+        wanted = {c.conId: s for c, s in zip(contracts, symbols, strict=True)}
 
         def on_tickers(tickers: set[Ticker]) -> None:
             batch = [
@@ -312,7 +324,21 @@ class IBSource:
                 ib.cancelMktData(c)
             subscribe()
 
+        def on_error(req_id: int, code: int, text: str, contract: object) -> None:
+            # 354: not subscribed; 10167: not subscribed, IB shows delayed data instead.
+            if code not in NO_SUBSCRIPTION or self.market_data_type in (3, 4):
+                return
+            if not self.delayed_fallback:
+                return
+            self.market_data_type = 3
+            self.delayed = True
+            ib.reqMarketDataType(3)
+            for c in contracts:
+                ib.cancelMktData(c)
+                ib.reqMktData(c)
+
         ib.pendingTickersEvent += on_tickers
+        ib.errorEvent += on_error
         # Subscriptions die with the socket; the IB object reconnects in place and says so.
         # After IB's 1101 (link back, data lost) the socket lived: renew them ourselves.
         ib.connectedEvent += subscribe
@@ -324,6 +350,7 @@ class IBSource:
         finally:
             self._renew = None
             ib.pendingTickersEvent -= on_tickers
+            ib.errorEvent -= on_error
             ib.connectedEvent -= subscribe
             if ib.isConnected():
                 for c in contracts:

@@ -34,6 +34,7 @@ from fbterm.engine import startup
 from fbterm.engine.commands import CommandHandlers, CommandRunner, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
 from fbterm.engine.faults import JournalFault
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
 from fbterm.engine.operator_state import OperatorStateKeeper, Recovery
@@ -125,6 +126,8 @@ class Engine:
                 cfg, self.broker, SourceHooks(on_pacing_wait=lambda *a: self.warmup.note_wait(*a))
             )
         self.source = source
+        # Option chains come with IB market data (the covered call's option leg live).
+        self.market_state.chains = getattr(source, "option_chains", None)
 
         self.link = VenueLink()
         self._stop_requested = False
@@ -171,6 +174,10 @@ class Engine:
             stop=self._wake_stop,
         )
         self.journal.on_failure = self.fault.on_failure
+        self.greeks = GreekBook(
+            self.market_state, self.oms, clock, cfg.market.simulated.risk_free_rate
+        )
+        self.risk.greeks = self.greeks
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)

@@ -9,6 +9,7 @@ and feeds, hands the update to a simulated venue so it can fill, and drives the 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import traceback
 from collections import deque
@@ -98,6 +99,10 @@ class MarketState:
         self.option_marks: dict[str, OptionQuote] = {}
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
         self._said_no_chain = False
+        # Live option chains (IB market data); set by the engine when its source has them.
+        self.chains: ChainSource | None = None
+        self._fetching: set[str] = set()
+        self._chain_failed: dict[str, float] = {}
 
     def remember(self, bar: Bar) -> None:
         h = self.history.get(bar.symbol)
@@ -110,6 +115,9 @@ class MarketState:
         px = self.prices.get(key)
         if px is not None:
             return px
+        live = self.option_marks.get(key) if self.simulated is None else None
+        if live is not None:
+            return live.mid
         if " " in key and self.simulated is not None:
             try:
                 inst = instrument_from_key(key)
@@ -138,11 +146,46 @@ class MarketState:
     def option_chain(self, underlying: str) -> Sequence[OptionQuote]:
         """The chain strategies choose option legs from (and, priced, their marks)."""
         if self.simulated is None:
+            if self.chains is not None:
+                return self._live_chain(underlying, self.chains)
             return self._no_option_chain()
         chain = self.simulated.option_chain(underlying)
         for q in chain:
             self.option_marks[q.instrument.key] = q
         return chain
+
+    def _live_chain(self, underlying: str, chains: ChainSource) -> Sequence[OptionQuote]:
+        """The last chain fetched (a refresh starts in the background when it is stale): a
+        strategy never waits for IB on the engine thread."""
+        chain = chains.cached(underlying) or []
+        now = time.monotonic()
+        retry = now - self._chain_failed.get(underlying, -math.inf) > CHAIN_RETRY_SECONDS
+        spot = self.prices.get(underlying)
+        if chains.stale(underlying) and spot and underlying not in self._fetching and retry:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on the engine loop (a test driving the engine by hand)
+                loop = None
+            if loop is not None:
+                self._fetching.add(underlying)
+                loop.create_task(self._fetch_chain(chains, underlying, spot))
+        for q in chain:
+            self.option_marks[q.instrument.key] = q
+        return chain
+
+    async def _fetch_chain(self, chains: ChainSource, underlying: str, spot: float) -> None:
+        try:
+            chain = await chains.fetch(underlying, spot)
+        except Exception as e:  # the strategy goes on without the option leg; said once a try
+            self._chain_failed[underlying] = time.monotonic()
+            self.activity.log("warning", "strategy", f"option chain for {underlying}: {e}")
+        else:
+            self._chain_failed.pop(underlying, None)
+            self.activity.log(
+                "info", "strategy", f"option chain for {underlying}: {len(chain)} options from IB"
+            )
+        finally:
+            self._fetching.discard(underlying)
 
     def _no_option_chain(self) -> Sequence[OptionQuote]:
         # Without a simulated market there is no chain to choose from, and a strategy must not
@@ -180,6 +223,19 @@ class MarketState:
                     f"{msg}; new orders in {sym} are refused until it speaks again",
                     key=f"stale:{sym}",
                 )
+
+
+CHAIN_RETRY_SECONDS = 60.0
+
+
+class ChainSource(Protocol):
+    """Live option chains (fbterm.data.ib_chains.IBOptionChains)."""
+
+    def cached(self, underlying: str) -> list[OptionQuote] | None: ...
+
+    def stale(self, underlying: str) -> bool: ...
+
+    async def fetch(self, underlying: str, spot: float) -> list[OptionQuote]: ...
 
 
 class RiskInputs:

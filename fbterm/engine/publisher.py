@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 from fbterm.commands import CommandResult
 from fbterm.config import Config
 from fbterm.engine.events import ActivityLog, OrderEvents, VenueLink
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics
 from fbterm.engine.market import MarketFeed, MarketState
 from fbterm.execution.brokers.base import Broker, BrokerPosition, ConnectionState
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import Option
+from fbterm.risk.greeks import total as total_greeks
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.snapshot import EngineSnapshot, FeedStatus, PositionRow, RiskView, StrategyRow
 from fbterm.strategies.executor import StrategyExecutor
@@ -150,6 +152,7 @@ class SnapshotBuilder:
         self.link = link
         self.activity = activity
         self.results = results
+        self.greek_book = GreekBook(market, oms, clock, cfg.market.simulated.risk_free_rate)
         self.clock = clock
         self.notes = notes or SessionNotes()
         self._seq = 0
@@ -167,6 +170,8 @@ class SnapshotBuilder:
         strategies = self._strategies()
         gross = self.market.gross_exposure(oms.positions)
         eq = acct.equity if acct else risk.equity
+        greek_rows = self.greek_book.rows()
+        greeks = total_greeks(greek_rows)
         risk_view = RiskView(
             risk.state,
             risk.reason,
@@ -176,7 +181,9 @@ class SnapshotBuilder:
             risk.daily_pnl,
             gross,
             risk.orders_per_second(),
-            risk.gauges(gross),
+            risk.gauges(gross, greeks),
+            greek_rows,
+            greeks,
         )
         feeds = tuple(
             FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
@@ -216,6 +223,7 @@ class SnapshotBuilder:
             reconciliation=self.reconciler.view() if self.reconciler is not None else None,
             warmup=self.warmup.view() if self.warmup is not None else None,
             alerts=tuple(self.activity.alerts),
+            market_data_delayed=bool(getattr(self.feed.source, "delayed", False)),
         )
 
     def _positions(self) -> tuple[PositionRow, ...]:

@@ -135,6 +135,7 @@ def ib_source(
     src = IBSource(
         broker,
         market_data_type=ib.market_data_type,
+        delayed_fallback=ib.delayed_fallback,
         request_timeout=ib.request_timeout,
         max_retries=ib.pacing_max_retries,
         retry_delay=ib.pacing_retry_delay,

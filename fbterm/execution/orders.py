@@ -40,10 +40,12 @@ from fbterm.model import (
     IllegalTransition,
     Order,
     OrderError,
+    OrderOptions,
     OrderStatus,
     OrderType,
     Position,
     Signal,
+    TimeInForce,
 )
 
 RiskCheck = Callable[[Order], str | None]
@@ -61,6 +63,37 @@ class OrderReport:
     @property
     def status(self) -> OrderStatus:
         return self.order.status
+
+
+def bracket_children(
+    parent: Order, signal: Signal, next_id: Callable[[], str], now: float
+) -> list[Order]:
+    """The take-profit (limit) and stop-loss (stop) exits of a bracket entry: the opposite
+    side, the entry's quantity, one OCA group with it, good till cancelled."""
+    out: list[Order] = []
+    for typ, price in ((OrderType.LIMIT, signal.take_profit), (OrderType.STOP, signal.stop_loss)):
+        if price is None:
+            continue
+        out.append(
+            Order(
+                client_order_id=next_id(),
+                instrument=parent.instrument,
+                side=parent.side.opposite,
+                quantity=parent.quantity,
+                order_type=typ,
+                limit_price=price if typ is OrderType.LIMIT else None,
+                stop_price=price if typ is OrderType.STOP else None,
+                tif=TimeInForce.GTC,
+                strategy_id=parent.strategy_id,
+                created_ts=now,
+                updated_ts=now,
+                reason="take-profit" if typ is OrderType.LIMIT else "stop-loss",
+                parent_id=parent.client_order_id,
+                oca_group=f"OCA-{parent.client_order_id}",
+                options=OrderOptions(outside_rth=parent.options.outside_rth),
+            )
+        )
+    return out
 
 
 class UnknownOrder(KeyError):
@@ -171,8 +204,9 @@ class OrderManagement:
         reason when the risk gate or the broker refuses it.
         """
         now = self.clock()
+        oid = self.next_id()
         order = Order(
-            client_order_id=self.next_id(),
+            client_order_id=oid,
             instrument=signal.instrument,
             side=signal.side,
             quantity=float(signal.quantity),
@@ -184,6 +218,7 @@ class OrderManagement:
             signal_price=signal.signal_price,
             created_ts=now,
             updated_ts=now,
+            options=signal.options,
         )
         reason = self.read_only or (self.risk_check(order) if self.risk_check else None)
         if reason:
@@ -201,7 +236,16 @@ class OrderManagement:
             # A remote venue must never hold an order the journal does not know: "new"
             # commits before the order leaves the process.
             self._send(order)
+        parent = self.orders[order.client_order_id]
+        if signal.is_bracket and parent.is_live:
+            for child in bracket_children(parent, signal, self.next_id, now):
+                # The exits only ever close what the entry opened: the gate passed the entry.
+                self._send(child)
         return self.orders[order.client_order_id]
+
+    def children(self, parent_id: str) -> list[Order]:
+        """A bracket's exit orders, take-profit first."""
+        return [o for o in self.orders.values() if o.parent_id == parent_id]
 
     def _send(self, order: Order) -> None:
         self._journal_order("new", order)

@@ -78,7 +78,10 @@ class HeaderBar(Horizontal):
             feeds += f" · warming {warm.done}/{warm.total}"
         if recon is not None and not recon.clean:
             feeds += " · recon FAILED" if recon.error else " · recon diff"
+        if snap.market_data_delayed:
+            feeds = "DELAYED " + feeds
         busy = (warm is not None and not warm.complete) or (recon is not None and not recon.clean)
+        busy = busy or snap.market_data_delayed
         self.query_one("#hdr-feeds", Part).set(
             feeds, warn=bool(stale) or busy, ok=not (stale or busy)
         )

@@ -118,6 +118,8 @@ class Gateway:
         self.executions: list[ServerExecution] = []
         self.historical_requests: list[HistoricalRequest] = []
         self.placed: list[tuple[int, int]] = []  # (client id, order id) of every placeOrder
+        # The raw fields of each placeOrder, for tests of order terms the server does not model.
+        self.place_fields: dict[tuple[int, int], list[str]] = {}
         self.connections_accepted = 0
         self.faults = Faults()
         self._max_order_id: dict[int, int] = {}

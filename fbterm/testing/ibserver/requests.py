@@ -161,6 +161,7 @@ class RequestHandlers(Gateway):
     # -- orders: changes -------------------------------------------------------------------
     def _on_place_order(self, s: Session, f: list[str]) -> None:
         order_id = int(f[1])
+        self.place_fields[(s.client_id, order_id)] = list(f)
         c = read_contract(f, 2)
         action, qty, otype = f[16], float(f[17]), f[18]
         lmt = float(f[19]) if f[19] else None
@@ -277,7 +278,8 @@ class RequestHandlers(Gateway):
     def _on_req_contract_data(self, s: Session, f: list[str]) -> None:
         req_id = int(f[2])
         c = read_contract(f, 3)
-        if c.sec_type not in ("STK", "OPT") or (
+        # Futures and currency pairs are listed whatever the bar data: IB lists them all.
+        if c.sec_type not in ("STK", "OPT", "FUT", "CONTFUT", "CASH") or (
             c.sec_type == "STK" and self._frame(c.symbol) is None
         ):
             enc.send_error(s, req_id, 200, "No security definition has been found for the request")

@@ -61,13 +61,14 @@ from fbterm.execution.brokers.ib.codes import (
 )
 from fbterm.execution.brokers.ib.connection import Link, reason
 from fbterm.execution.brokers.ib.contracts import ContractBook, to_ib_contract
+from fbterm.execution.brokers.ib.orders import apply_order_terms, what_if
 from fbterm.execution.brokers.ib.tracking import (
     Foreign,
     Registry,
     Tracked,
     make_order_ref,
 )
-from fbterm.model import AccountDetails, Instrument, Order, OrderStatus
+from fbterm.model import AccountDetails, Instrument, MarginImpact, Order, OrderStatus
 
 # ib_async logs every failure it raises; with no logging configured Python would print those
 # to stderr next to our own one-line message. A NullHandler stops that fallback and still lets
@@ -254,6 +255,16 @@ class BrokerIntegration:
         tr.sent = True
         self.ib.placeOrder(to_ib_contract(tr.instrument, qualified), ib_order)
 
+    async def what_if(self, order: Order) -> MarginImpact:
+        """IB's margin and commission preview for ``order`` (nothing is placed)."""
+        what = f"what-if of {order.client_order_id}"
+        ib = self._check_can_trade(what)
+        problems = await self.qualify([order.instrument])
+        if problems:
+            raise BrokerError(f"{what}: {problems[0]}")
+        contract = to_ib_contract(order.instrument, self.contracts.get(order.instrument))
+        return await what_if(ib, contract, self._ib_order(order), self.config.request_timeout, what)
+
     def cancel_order(self, order: Order) -> None:
         coid = order.client_order_id
         foreign = self._foreign(order)
@@ -329,7 +340,8 @@ class BrokerIntegration:
             o.lmtPrice = float(order.limit_price)
         if order.stop_price is not None:
             o.auxPrice = float(order.stop_price)
-        return o
+        parent = self.reg.by_coid.get(order.parent_id) if order.parent_id else None
+        return apply_order_terms(o, order, parent.ib_order_id if parent else None)
 
     def _tracked(self, order: Order) -> Tracked:
         tr = self.reg.by_coid.get(order.client_order_id)

@@ -1,4 +1,4 @@
-"""Instruments <-> IB contracts, and the qualified contracts orders are sent with.
+"""The qualified contracts orders are sent with (the mapping itself: :mod:`.mapping`).
 
 An order names its contract by IB's contract id and primary exchange, never by a bare
 ``Stock(symbol, "SMART", "USD")`` that IB may resolve to another listing. Contracts are
@@ -8,58 +8,18 @@ qualified once (``reqContractDetails``) and kept in the journal, so a restart do
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Sequence
 
 from ib_async import IB
 from ib_async import Contract as IBContract
-from ib_async import Option as IBOption
-from ib_async import Stock as IBStock
 
 from fbterm.execution.brokers.base import ContractStore
-from fbterm.model import Instrument, Option, Right, Stock
+from fbterm.execution.brokers.ib.mapping import from_ib_contract, to_ib_contract
+from fbterm.model import Instrument
 from fbterm.model.venue import VenueContract
 
 VENUE = "ib"
-
-
-def to_ib_contract(inst: Instrument, qualified: VenueContract | None = None) -> IBContract:
-    """The IB contract for ``inst``; with ``qualified``, named by its id and listing."""
-    c: IBContract
-    if isinstance(inst, Option):
-        c = IBOption(
-            symbol=inst.underlying,
-            lastTradeDateOrContractMonth=inst.expiry.strftime("%Y%m%d"),
-            strike=inst.strike,
-            right=inst.right.value,
-            exchange=inst.exchange,
-            multiplier=str(inst.multiplier),
-            currency=inst.currency,
-        )
-    else:
-        c = IBStock(inst.symbol, inst.exchange, inst.currency)
-    if qualified is not None:
-        c.conId = qualified.con_id
-        c.primaryExchange = qualified.primary_exchange
-        c.localSymbol = qualified.local_symbol
-        c.tradingClass = qualified.trading_class
-    return c
-
-
-def from_ib_contract(c: IBContract) -> Instrument:
-    if c.secType in ("OPT", "FOP"):
-        expiry = dt.datetime.strptime(c.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-        return Option(
-            c.symbol,
-            Right(c.right[:1]),
-            float(c.strike),
-            expiry,
-            multiplier=int(float(c.multiplier or 100)),
-            exchange=c.exchange or "SMART",
-            currency=c.currency or "USD",
-        )
-    return Stock(c.symbol, c.exchange or "SMART", c.currency or "USD")
 
 
 class ContractBook:
@@ -99,3 +59,6 @@ class ContractBook:
             if self.store is not None:
                 self.store.save_venue_contract(VENUE, vc)
         return problems
+
+
+__all__ = ["VENUE", "ContractBook", "from_ib_contract", "to_ib_contract"]
