@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from fbterm.model import Order, OrderType, Side, TimeInForce
+from fbterm.model import Order, OrderOptions, OrderType, Side, TimeInForce
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,9 @@ class NewOrder(_Cmd):
     stop_price: float | None = None
     tif: TimeInForce = TimeInForce.DAY
     strategy_id: str = "manual"
+    options: OrderOptions = field(default_factory=OrderOptions)  # trail, GTD time, RTH, algo
+    take_profit: float | None = None  # with stop_loss: a bracket
+    stop_loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -82,6 +82,16 @@ class IBConfig:
     reconnect_max_delay: float = _f(60.0, gt=0, le=SECONDS_MAX)
     max_messages_per_second: float = _f(45.0, gt=0, le=50)
     market_data_type: int = _f(1, ge=1, le=4, help="1 live, 2 frozen, 3 delayed, 4 delayed-frozen")
+    # Connection loss, reconciliation, history pacing (README: Interactive Brokers).
+    on_connection_lost: str = _f("reduce", choices=("reduce", "halt"), help="while IB is down")
+    resume_on_restore: bool = _f(True, help="ACTIVE again once IB is back and re-synced")
+    reconcile_interval: float = _f(60.0, ge=0, le=SECONDS_MAX, help="s; 0: start/reconnects")
+    pacing_retry_delay: float = _f(15.0, gt=0, le=SECONDS_MAX, help="first wait on IB 162/366")
+    pacing_max_retries: int = _f(6, ge=0, le=20, help="then a symbol warms on live bars")
+    feed_hours: str = _f("exchange", choices=("exchange", "always"), help="when silence is stale")
+    delayed_fallback: bool = _f(
+        True, help="no market data subscription (IB 354/10167): switch to delayed data"
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,18 @@ class RiskConfig:
     daily_loss_limit: float = _f(50_000.0, gt=0, le=MONEY_MAX, no_limit=True)
     cancel_orders_on_halt: bool = _f(True)
     warn_fraction: float = _f(0.8, gt=0, lt=1, help="gauges turn amber at this share of a limit")
+    max_portfolio_delta: float = _f(
+        0.0, ge=0, help="dollar delta (delta x underlying price), whole account; 0: no limit"
+    )
+    max_portfolio_vega: float = _f(
+        0.0, ge=0, help="money per volatility point, whole account; 0: no limit"
+    )
+    max_margin_pct: float = _f(
+        0.0,
+        ge=0,
+        le=100,
+        help="initial margin after an order, % of equity with loan (IB what-if); 0: no limit",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ restart comes back as the operator left it and can say how the last session ende
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbterm.model import Fill, Order, TradingState
+from fbterm.model.venue import VenueContract
 
 if TYPE_CHECKING:
     from fbterm.metrics import ClosedTrade, MetricsSnapshot
@@ -80,6 +82,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended_ts REAL,
     end_state TEXT NOT NULL DEFAULT '',
     end_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS venue_contracts (
+    venue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (venue, key)
 );
 """
 
@@ -382,6 +391,25 @@ class Journal:
             "ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return None if row is None else SessionRecord(*row)
+
+    # -- contracts a venue qualified ----------------------------------------------------
+    def save_venue_contract(self, venue: str, contract: VenueContract) -> None:
+        """Keep a qualified contract, so the next session need not ask the venue again."""
+        with self._lock:
+            self._write(
+                "INSERT INTO venue_contracts(venue, key, ts, data) VALUES (?,?,?,?) "
+                "ON CONFLICT(venue, key) DO UPDATE SET ts=excluded.ts, data=excluded.data",
+                (venue, contract.key, contract.ts, _dumps(dataclasses.asdict(contract))),
+            )
+
+    def venue_contracts(self, venue: str) -> dict[str, VenueContract]:
+        """Every contract ``venue`` qualified, by instrument key."""
+        rows = self.conn.execute("SELECT data FROM venue_contracts WHERE venue=?", (venue,))
+        out: dict[str, VenueContract] = {}
+        for (data,) in rows:
+            c = VenueContract(**json.loads(data))
+            out[c.key] = c
+        return out
 
     # -- reads ---------------------------------------------------------------------------
     def load(self) -> JournalState:

@@ -23,6 +23,7 @@ from fbterm.journal import Journal
 from fbterm.model import (
     IllegalTransition,
     OrderError,
+    OrderOptions,
     OrderStatus,
     OrderType,
     Side,
@@ -120,8 +121,13 @@ class Books:
                 if typ in (OrderType.STOP, OrderType.STOP_LIMIT)
                 else None
             )
+            opts = (
+                OrderOptions(trail_percent=max(abs(off) * 100, 0.5))
+                if typ is OrderType.TRAIL
+                else OrderOptions()
+            )
             o = self.oms.create_order(
-                Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last)
+                Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last, options=opts)
             )
             assert o.status in (OrderStatus.SUBMITTED, OrderStatus.REJECTED), o
             if o.status is OrderStatus.REJECTED:

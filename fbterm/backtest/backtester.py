@@ -115,7 +115,10 @@ class CustomBacktester:
         venue.reset()
         book = Book(self.cash)
         signals: pd.DataFrame | None = None
-        every_bar = bool(getattr(strat, "execute_every_bar", False))
+        # Bracket exits are checked on every bar: a strategy that places them takes the bar path.
+        every_bar = bool(getattr(strat, "execute_every_bar", False)) or bool(
+            getattr(strat, "uses_brackets", False)
+        )
         try:
             if mode == "replay":
                 bar_loop(venue, book, strat, self.sizing, self.stops, None, self.progress)

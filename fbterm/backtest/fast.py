@@ -23,7 +23,7 @@ from fbterm.execution.brokers.fills import (
     market_prices,
     stops_touched,
 )
-from fbterm.model import Stock
+from fbterm.model import instrument_from_key
 from fbterm.risk.stops import StopRules, bar_exit
 from fbterm.strategies.base import Sizing, StrategyInterface, reentry_equity, sizer
 
@@ -40,7 +40,7 @@ def event_loop(
     """Step from one target change to the next; stops are found with numpy in between."""
     strat = strategy
     sym = venue.symbol
-    inst = Stock(sym)
+    inst = instrument_from_key(sym)
     book.insts[sym] = inst
     o = venue.o
     n = len(o)
@@ -61,10 +61,11 @@ def event_loop(
         and venue.risk_gate is None
         and not (reenter and stops is not None)
     )
-    if inline and stops is None:
+    # The plain loop books one stock's fills itself (multiplier 1).
+    if inline and stops is None and inst.multiplier == 1:
         plain_loop(venue, book, sizing, reenter, target, [e for e in events if e + 1 < n])
         return
-    size = sizer(sizing, commission_fraction=venue.cf)
+    size = sizer(sizing, multiplier=inst.multiplier, commission_fraction=venue.cf)
     commission = venue.commission
     pos = 0.0
     last = math.nan  # the target last acted on (NaN: none, or forgotten after a stop)
@@ -109,19 +110,19 @@ def event_loop(
                 continue
             last = t
             px = o[f]
-            qty = size(t, px, book.cash + pos * px, pos)
+            qty = size(t, px, book.cash + pos * px * inst.multiplier, pos)
             delta = qty - pos
             if abs(delta) < 1e-9:
                 continue
             fill_px = market_price(delta > 0, px)
-            book.fill(f, inst, delta, fill_px, commission(abs(delta), fill_px))
+            book.fill(f, inst, delta, fill_px, commission(abs(delta), fill_px, inst.multiplier))
             pos = book.pos.get(sym, 0.0)
             seg = f
         else:
             ctx.price = o[f]
             ctx.ts = ts[f]
             ctx.position = pos
-            ctx.equity = book.cash + pos * o[f]
+            ctx.equity = book.cash + pos * o[f] * inst.multiplier
             p_before = pos
             for sig in strat.execute(signals.iloc[e : e + 1], ctx):
                 venue.submit(book, sig, f)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from fbterm.backtest.book import Book
 from fbterm.backtest.venue import BarVenue
-from fbterm.model import Bar, Stock
+from fbterm.model import Bar, instrument_from_key
 from fbterm.risk.stops import StopRules
 from fbterm.strategies.base import Sizing, StrategyInterface
 
@@ -74,7 +74,7 @@ class BarStepper:
             target,
         )
         self.sym = venue.symbol
-        book.insts[self.sym] = Stock(self.sym)
+        book.insts[self.sym] = instrument_from_key(self.sym)
         self.every_bar = bool(getattr(strategy, "execute_every_bar", False))
         self.ctx = venue.context(strategy, sizing, book)
         self.equity = equity or (lambda i: venue.equity_at_open(book, i))
@@ -90,6 +90,10 @@ class BarStepper:
         every_bar = self.every_bar
         if every_bar:
             venue.options.settle_expired(book, i)
+        if venue.exits and venue.work_exits(book, i):
+            # As after a stop: the strategy's next target acts even if it repeats.
+            self.strategy.forget_target(sym)
+            self.extreme = math.nan
         pending = self.pending
         if (pending == pending or every_bar) and self.trading:
             ctx.price = venue.o[i]

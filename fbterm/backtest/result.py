@@ -55,9 +55,11 @@ def build_result(
     sym = venue.symbol
     m = len(fb)
     keys: Any
+    sym_inst = book.insts.get(sym)
+    sym_mult = float(sym_inst.multiplier) if sym_inst is not None else 1.0
     if book.plain or set(book.fk) <= {sym}:
         keys = one_category(m, sym)
-        mults = np.ones(m)
+        mults = np.full(m, sym_mult)
         is_sym = np.ones(m, dtype=bool)
     else:
         keys = np.asarray(book.fk, dtype=object)
@@ -73,7 +75,7 @@ def build_result(
     )
     position[np.abs(position) < 1e-9] = 0.0
     close = venue.c
-    equity = cash + position * close
+    equity = cash + position * close * sym_mult
     for key in (set(book.insts) - {sym}) if not book.plain else ():
         # Besides the symbol only options are held (the strategies that trade them run here).
         inst = cast(Option, book.insts[key])

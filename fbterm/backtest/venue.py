@@ -16,8 +16,9 @@ import pandas as pd
 from fbterm.backtest.book import Book
 from fbterm.backtest.inputs import bar_seconds
 from fbterm.backtest.options import OptionMarks
-from fbterm.execution.brokers.fills import MarketUpdate, match_order
+from fbterm.execution.brokers.fills import MarketUpdate, match_order, oca_after_fill, oca_rank
 from fbterm.execution.costs import CommissionModel, commission_fraction
+from fbterm.execution.orders import bracket_children
 from fbterm.model import Instrument, Option, Order, OrderType, Side, Signal
 from fbterm.risk.stops import bar_exit
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
@@ -55,11 +56,14 @@ class BarVenue:
         )
         self.rejected: list[tuple[Any, str, str]] = []
         self._order_seq = 0
+        # Working bracket exits (take-profit and stop-loss of filled entries).
+        self.exits: list[Order] = []
 
     def reset(self) -> None:
         """Forget the orders of a previous run."""
         self._order_seq = 0
         self.rejected = []
+        self.exits = []
 
     def context(self, strategy: StrategyInterface, sizing: Sizing, book: Book) -> StrategyContext:
         """The context ``execute`` is given; the paths update its price, time and position."""
@@ -144,6 +148,49 @@ class BarVenue:
             self.commission(d.quantity, d.price, sig.instrument.multiplier),
             sig.reason,
         )
+        if sig.is_bracket:
+            # The exits work from the next bar, as the paper venue releases them after the
+            # entry's fill, one cancelling (or reducing) the other.
+            entry = order.with_fill(d.quantity, d.price)
+            self.exits += bracket_children(entry, sig, self._next_id, order.created_ts)
+
+    def _next_id(self) -> str:
+        self._order_seq += 1
+        return f"bt-{self._order_seq}"
+
+    def work_exits(self, book: Book, i: int) -> bool:
+        """Match the working bracket exits against bar ``i`` (the fill model, the paper
+        venue's OCA rule and matching order). True when one filled."""
+        if not self.exits:
+            return False
+        filled = False
+        for ex in sorted(self.exits, key=oca_rank):
+            if ex not in self.exits:  # cancelled by its OCA sibling in this bar
+                continue
+            d = match_order(ex, self.update(ex.instrument, i))
+            if d is None or d.quantity <= 0:
+                if d is not None and d.triggered:
+                    self.exits[self.exits.index(ex)] = ex.transition(ex.status, triggered=True)
+                continue
+            filled = True
+            inst = ex.instrument
+            signed = d.quantity if ex.side is Side.BUY else -d.quantity
+            fee = self.commission(d.quantity, d.price, inst.multiplier)
+            book.fill(i, inst, signed, d.price, fee, ex.reason)
+            done = ex.with_fill(d.quantity, d.price)
+            rest = [o for o in self.exits if o is not ex]
+            if done.is_live:
+                rest.append(done)
+            out: list[Order] = []
+            for o in rest:
+                if o.oca_group and o.oca_group == ex.oca_group:
+                    reduced = oca_after_fill(o, d.quantity)
+                    if reduced is not None:
+                        out.append(reduced)
+                else:
+                    out.append(o)
+            self.exits = out
+        return filled
 
     # -- stops ---------------------------------------------------------------------------
     def stop_exit(self, book: Book, i: int, pos: float, stop: float, tp: float) -> bool:
@@ -165,7 +212,14 @@ class BarVenue:
         d = match_order(order, self.update(inst, i))
         if d is None or d.quantity <= 0:
             return False
-        book.fill(i, inst, -pos, d.price, self.commission(abs(pos), d.price), order.reason)
+        book.fill(
+            i,
+            inst,
+            -pos,
+            d.price,
+            self.commission(abs(pos), d.price, inst.multiplier),
+            order.reason,
+        )
         return True
 
     def exit_at(
@@ -186,15 +240,17 @@ class BarVenue:
             )
             if not self.gate(order):
                 return
-        book.fill(j, inst, -pos, price, self.commission(abs(pos), price), reason)
+        book.fill(j, inst, -pos, price, self.commission(abs(pos), price, inst.multiplier), reason)
 
     # -- marks ---------------------------------------------------------------------------
     def equity_at_open(self, book: Book, i: int) -> float:
         """The book marked at bar ``i``'s open (options by the model)."""
         px = self.o[i]
-        eq = book.cash + book.pos.get(self.symbol, 0.0) * px
+        eq = book.cash
         for key, q in book.pos.items():
             inst = book.insts[key]
-            if isinstance(inst, Option):
+            if key == self.symbol:
+                eq += q * px * inst.multiplier
+            elif isinstance(inst, Option):
                 eq += q * inst.multiplier * self.options.price(inst, px, self.ts[i], i - 1)
         return float(eq)

@@ -10,10 +10,11 @@ handler here, and one line in :data:`HANDLERS`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from fbterm.journal import Journal, JournalWriteError
 from fbterm.model import (
     IllegalTransition,
     Instrument,
+    MarginImpact,
     Option,
     Order,
     OrderError,
@@ -156,12 +158,29 @@ def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
         signal_price=desk.market.mark(inst.key),
         ts=desk.clock(),
         reason="operator",
+        options=cmd.options,
+        take_profit=cmd.take_profit,
+        stop_loss=cmd.stop_loss,
     )
+    what_if = getattr(desk.oms.broker, "what_if", None)
+    if what_if is not None and desk.config.risk.max_margin_pct > 0:
+        # The broker previews margin asynchronously: the order is created (or refused) when
+        # the answer arrives, and the outcome goes to the activity log.
+        asyncio.get_running_loop().create_task(_after_what_if(desk, sig, what_if))
+        desc = f"{sig.side.value} {sig.quantity:g} {inst.key} {sig.order_type.value}"
+        return Outcome(True, f"new order {desc}: checking margin at the broker (what-if)")
+    return _send_new_order(desk, sig)
+
+
+def _send_new_order(desk: Desk, sig: Signal) -> Outcome:
     o = desk.oms.create_order(sig)
     desc = f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} {o.order_type.value}"
     if o.status is OrderStatus.REJECTED:
         return Outcome(False, f"new order {desc} rejected: {o.reason}", (o,))
-    return Outcome(True, f"new order {desc}: {o.status.value}", (o,))
+    exits = desk.oms.children(o.client_order_id)
+    if exits:
+        desc += " with " + ", ".join(f"{c.reason} {c.client_order_id}" for c in exits)
+    return Outcome(True, f"new order {desc}: {o.status.value}", (o, *exits))
 
 
 def _option_problem(desk: Desk, opt: Option) -> str:
@@ -192,6 +211,34 @@ def _held_or_working(desk: Desk, inst: Instrument) -> bool:
     if pos is not None and not pos.is_flat:
         return True
     return any(o.symbol == inst.key for o in desk.oms.open.values())
+
+
+async def _after_what_if(
+    desk: Desk, sig: Signal, what_if: Callable[[Order], Awaitable[MarginImpact]]
+) -> None:
+    desc = f"{sig.side.value} {sig.quantity:g} {sig.instrument.key} {sig.order_type.value}"
+    probe = Order(
+        "what-if",
+        sig.instrument,
+        sig.side,
+        sig.quantity,
+        sig.order_type,
+        sig.limit_price,
+        sig.stop_price,
+        sig.tif,
+        options=sig.options,
+    )
+    try:
+        impact = await what_if(probe)
+    except Exception as e:  # a preview that fails must not send the order unchecked
+        desk.activity.log("error", "order", f"new order {desc} not sent: what-if failed: {e}")
+        return
+    why = desk.risk.check_margin(impact)
+    if why:
+        desk.activity.log("warning", "order", f"new order {desc} rejected: {why}")
+        return
+    ok, message = _send_new_order(desk, sig)
+    desk.activity.log("info" if ok else "warning", "order", f"{message} ({impact.describe()})")
 
 
 def handle_cancel_order(desk: Desk, cmd: CancelOrder) -> Outcome:

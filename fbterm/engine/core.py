@@ -11,7 +11,9 @@ imports textual, so the engine runs headless and is testable alone.
 
 :class:`Engine` assembles its collaborators and runs them; each job lives in its own module:
 market data (:mod:`.market`), commands (:mod:`.commands`), order events and the risk hook
-(:mod:`.events`), start-up (:mod:`.startup`), timers and metrics (:mod:`.housekeeping`),
+(:mod:`.events`), start-up (:mod:`.startup`), warm-up on history (:mod:`.warmup`), the venue
+link (:mod:`.venue`), reconciliation with a remote venue (:mod:`.reconcile`), timers and
+metrics (:mod:`.housekeeping`),
 snapshots (:mod:`.publisher`), strategies and hot updates (:mod:`.strategies`), the control
 socket (:mod:`.control`), and the parts built from configuration (:mod:`.wiring`).
 """
@@ -32,12 +34,17 @@ from fbterm.engine import startup
 from fbterm.engine.commands import CommandHandlers, CommandRunner, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
 from fbterm.engine.faults import JournalFault
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
 from fbterm.engine.operator_state import OperatorStateKeeper, Recovery
 from fbterm.engine.publisher import Publisher, SessionNotes, SnapshotBuilder
+from fbterm.engine.reconcile import Reconciler
 from fbterm.engine.strategies import StrategyHost
+from fbterm.engine.venue import ConnectionWatch
+from fbterm.engine.warmup import Warmup
 from fbterm.engine.wiring import (
+    SourceHooks,
     VenueContext,
     default_diagnostics,
     make_broker,
@@ -45,7 +52,7 @@ from fbterm.engine.wiring import (
     read_only_reason,
     simulated_market,
 )
-from fbterm.execution.brokers.base import Broker, BrokerPosition, SimulatedVenue
+from fbterm.execution.brokers.base import Broker, BrokerPosition, RemoteVenue, SimulatedVenue
 from fbterm.execution.orders import OrderManagement, OrderQueue
 from fbterm.journal import Journal, SessionRecord
 from fbterm.journal_lock import JournalLock
@@ -109,19 +116,25 @@ class Engine:
         self.venue: SimulatedVenue | None = (
             self.broker if isinstance(self.broker, SimulatedVenue) else None
         )
+        # A venue outside this process (IB) is the truth the engine reconciles against.
+        self.remote: RemoteVenue | None = (
+            self.broker if isinstance(self.broker, RemoteVenue) else None
+        )
         self.retrieval: DataRetrieval | None = None
         if source is None and cfg.market.source != "simulated":
-            source, self.retrieval = make_source(cfg, self.broker)
+            source, self.retrieval = make_source(
+                cfg, self.broker, SourceHooks(on_pacing_wait=lambda *a: self.warmup.note_wait(*a))
+            )
         self.source = source
+        # Option chains come with IB market data (the covered call's option leg live).
+        self.market_state.chains = getattr(source, "option_chains", None)
 
         self.link = VenueLink()
         self._stop_requested = False
         self.oms = OrderManagement(
             self.broker, self.journal, clock=clock, read_only=read_only_reason(cfg)
         )
-        self.events = OrderEvents(
-            self.activity, self.link, self.oms.fill_counts, stopping=lambda: self._stop_requested
-        )
+        self.events = OrderEvents(self.activity, self.oms.fill_counts)
         self.oms.subscribe(self.events.on_event)
         self.queue = OrderQueue(maxsize=10_000)
         paper = cfg.broker.paper
@@ -161,10 +174,37 @@ class Engine:
             stop=self._wake_stop,
         )
         self.journal.on_failure = self.fault.on_failure
+        self.greeks = GreekBook(
+            self.market_state, self.oms, clock, cfg.market.simulated.risk_free_rate
+        )
+        self.risk.greeks = self.greeks
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)
         self.oms.risk_check = self.gate.check
+        self.reconciler: Reconciler | None = None
+        if self.remote is not None:
+            self.reconciler = Reconciler(
+                self.remote,
+                self.broker,
+                self.oms,
+                self.activity,
+                clock,
+                interval=cfg.broker.ib.reconcile_interval,
+            )
+        self.watch = ConnectionWatch(
+            cfg,
+            self.link,
+            self.risk,
+            self.activity,
+            clock,
+            stopping=lambda: self._stop_requested,
+            resync=self.reconciler.request if self.reconciler is not None else None,
+        )
+        self.oms.subscribe(self.watch.on_oms_event)
+        self.warmup = Warmup(
+            cfg, self.symbols, self.market_state, self.executor, self.activity, clock
+        )
 
         self.strategies = StrategyHost(cfg, self.executor, self.market_state.history)
         self.metrics = EngineMetrics(
@@ -181,6 +221,7 @@ class Engine:
             clock,
             journal=self.journal,
             persist=self.keeper.sync,
+            feed_ended=lambda: self.feed.ended,
         )
         self.publisher = Publisher(self.build_snapshot, self.activity)
         self.feed = MarketFeed(
@@ -196,6 +237,7 @@ class Engine:
             clock=clock,
             pace=pace,
             after_step=self.publisher.maybe_publish,
+            admit=self.warmup.admit,
         )
         self._results = CommandResults(keep=50)
         self.notes = SessionNotes()
@@ -214,6 +256,8 @@ class Engine:
             self._results,
             clock,
             notes=self.notes,
+            reconciler=self.reconciler,
+            warmup=self.warmup,
         )
         self.handlers = CommandHandlers(
             Desk(
@@ -429,10 +473,14 @@ class Engine:
         await self.broker.start()
         self.link.state = self.broker.connection_state
         self.log("info", "engine", f"connected to {self.broker.name} ({self.link.state.value})")
-        self.reconcile()
+        if self.reconciler is not None:
+            await startup.prepare_remote(self.reconciler, self.symbols, self.activity)
+        else:
+            self.reconcile()
         self.restore_operator_state(previous)
+        self.watch.arm()
         self.warm_up()
-        await self.warm_up_from_history()
+        warming = self.warmup.begin(self.retrieval)
         self.publisher.publish(force=True)
         self._ready.set()
         self._drain_commands()
@@ -442,6 +490,10 @@ class Engine:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
             asyncio.create_task(self.publisher.run(), name="publish"),
         ]
+        if warming and self.retrieval is not None:
+            tasks.append(asyncio.create_task(self.warmup.run(self.retrieval), name="warm-up"))
+        if self.reconciler is not None:
+            tasks.append(asyncio.create_task(self.reconciler.loop(), name="reconcile"))
         try:
             await self._stop_event.wait()
         finally:
@@ -450,6 +502,8 @@ class Engine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self.reconciler is not None:
+                await self.reconciler.close()
             self._stop_requested = True  # from here on a disconnect is ours, not news
             if self.journal.failed is None:
                 if self.oms.fills_total:
@@ -515,18 +569,6 @@ class Engine:
     def warm_up(self) -> None:
         """Give strategies history so they trade from the first live bar (simulated market)."""
         startup.warm_up(self.market_state, self.executor, self.symbols, self.warmup_bars)
-
-    async def warm_up_from_history(self) -> int:
-        """Live data: feed strategies recent history (cached through DataRetrieval)."""
-        return await startup.warm_up_from_history(
-            self.retrieval,
-            self.market_state,
-            self.executor,
-            self.config,
-            self.symbols,
-            self.activity,
-            self.clock,
-        )
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Process market updates (engine thread). Public so benchmarks can drive it directly."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from fbterm.execution.brokers.base import BrokerMessage, ConnectionEvent, ConnectionState
+from fbterm.execution.brokers.base import EXTERNAL, BrokerMessage, ConnectionState
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import Fill, Order, OrderStatus, TradingState
 from fbterm.risk.portfolio import PortfolioLevelRisk
-from fbterm.snapshot import LogLine
+from fbterm.snapshot import AlertLine, ConnectionChange, LogLine
 from fbterm.strategies.executor import StrategyExecutor, StrategySlot
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class ActivityLog:
         self.clock = clock
         self.gate = gate
         self.lines: deque[LogLine] = deque(maxlen=500)
+        self.alerts: deque[AlertLine] = deque(maxlen=50)  # what the summary lists
         self._seq = 0
         self._failed = False
 
@@ -98,6 +99,7 @@ class ActivityLog:
         self.gate(lambda: self._alert(severity, title, body, key))
 
     def _alert(self, severity: str, title: str, body: str, key: str) -> None:
+        self.alerts.append(AlertLine(self.clock(), severity, title, body))
         if self.diagnostics is not None:
             with contextlib.suppress(Exception):
                 self.diagnostics.send_alert(severity, title, body, key=key)
@@ -109,44 +111,58 @@ class VenueLink:
 
     state: ConnectionState = ConnectionState.DISCONNECTED
     message: str = ""
+    since: float = 0.0
+    history: deque[ConnectionChange] = field(default_factory=lambda: deque(maxlen=20))
 
 
 class OrderEvents:
-    """Order-manager events (orders, fills, venue messages, connection changes) turned into
-    log lines and alerts, plus the per-strategy fill counts the snapshot shows.
+    """Order-manager events (orders, fills, venue messages) turned into log lines and alerts,
+    plus the per-strategy fill counts the snapshot shows. Connection changes are
+    :class:`fbterm.engine.venue.ConnectionWatch`'s."""
 
-    ``stopping`` says whether the engine is shutting down: a disconnect then is ours, not news.
-    """
-
-    def __init__(
-        self,
-        activity: ActivityLog,
-        link: VenueLink,
-        fill_counts: Mapping[str, int],
-        *,
-        stopping: Callable[[], bool],
-    ) -> None:
+    def __init__(self, activity: ActivityLog, fill_counts: Mapping[str, int]) -> None:
         self.activity = activity
-        self.link = link
-        self.stopping = stopping
         # The journal's counts, restored before any event arrives.
         self.fills_by_strategy: dict[str, int] = dict(fill_counts)
 
     def on_event(self, kind: str, obj: object) -> None:
-        """The order manager's listener: ``kind`` is order / fill / message / connection."""
+        """The order manager's listener: see :meth:`OrderManagement.subscribe` for the kinds."""
         if kind == "fill":
             self._fill(cast(Fill, obj))
         elif kind == "order":
             self._order(cast(Order, obj))
+        elif kind == "venue-ended":
+            o = cast(Order, obj)
+            self.activity.alert(
+                "warning",
+                "Order ended by the venue",
+                f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} ({o.strategy_id}), "
+                f"filled {o.filled_quantity:g}: {o.reason or 'no reason given'}",
+                key=f"venue-ended:{o.client_order_id}",
+            )
+        elif kind == "adjustment":
+            f = cast(Fill, obj)
+            self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
+            self.activity.log(
+                "warning",
+                "reconcile",
+                f"{f.strategy_id}: booked {f.side.value} {f.quantity:g} {f.instrument.key} "
+                f"@ {f.price:,.4g} to match the venue's position",
+                **f.to_dict(),
+            )
         elif kind == "message":
             m = cast(BrokerMessage, obj)
-            self.activity.log(
-                m.level if m.level in ("info", "warning", "error") else "warning",
-                "broker",
-                f"[{m.code}] {m.message}" if m.code else m.message,
-            )
-        elif kind == "connection":
-            self._connection(cast(ConnectionEvent, obj))
+            level = m.level if m.level in ("info", "warning", "error") else "warning"
+            text = f"[{m.code}] {m.message}" if m.code else m.message
+            self.activity.log(level, "broker", text)
+            if m.alert:
+                about = f" on order {m.client_order_id}" if m.client_order_id else ""
+                self.activity.alert(
+                    "error" if level == "error" else "warning",
+                    f"Venue message{about}",
+                    text,
+                    key=f"venue:{m.code}:{m.client_order_id or ''}",
+                )
 
     def _fill(self, f: Fill) -> None:
         self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
@@ -182,20 +198,9 @@ class OrderEvents:
             order_type=o.order_type.value,
             lmt=o.limit_price,
             stp=o.stop_price,
+            broker_id=o.broker_order_id,
+            perm_id=o.broker_perm_id,
         )
-
-    def _connection(self, c: ConnectionEvent) -> None:
-        self.link.state = c.state
-        self.link.message = c.message
-        stopping = self.stopping()
-        fine = c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) or stopping
-        self.activity.log(
-            "info" if fine else "error", "broker", f"connection {c.state.value}: {c.message}"
-        )
-        if c.state is ConnectionState.DISCONNECTED and not stopping:
-            self.activity.alert(
-                "error", "Broker disconnected", c.message or "connection lost", key="disconnect"
-            )
 
     def on_strategy_error(self, slot: StrategySlot, e: BaseException) -> None:
         """The executor stopped a strategy that raised: the operator must hear of it."""
@@ -204,14 +209,18 @@ class OrderEvents:
         )
 
 
-def cancel_all(oms: OrderManagement, activity: ActivityLog, why: str) -> int:
+def cancel_all(
+    oms: OrderManagement, activity: ActivityLog, why: str, *, external: bool = True
+) -> int:
     """Cancel every open order not already being cancelled; returns how many were asked.
 
-    One refusal must not leave the rest working, so each failure is logged and the sweep goes on.
+    ``external`` False leaves the orders fbterm did not place alone (a halt stops fbterm, not
+    the person trading in TWS). One refusal must not leave the rest working, so each failure
+    is logged and the sweep goes on.
     """
     n = 0
     for o in list(oms.open.values()):
-        if o.status is OrderStatus.PENDING_CANCEL:
+        if o.status is OrderStatus.PENDING_CANCEL or (not external and o.strategy_id == EXTERNAL):
             continue
         try:
             oms.cancel_order(o.client_order_id)
@@ -273,10 +282,13 @@ class RiskReaction:
                 key=f"halt:{reason[:40]}",
             )
             if self.cancel_orders_on_halt:
-                n = cancel_all(self.oms, self.activity, "halt")
+                n = cancel_all(self.oms, self.activity, "halt", external=False)
                 if n:
                     log("warning", "risk", f"cancelled {n} open orders on halt")
         elif state is TradingState.REDUCING:
             log("warning", "risk", f"REDUCE-ONLY: {reason}")
         else:
+            # Orders refused while held are not retried by themselves: each strategy acts on
+            # its next target even if it repeats the last one.
+            self.executor.forget_targets()
             log("info", "risk", "trading resumed (ACTIVE)")

@@ -53,12 +53,19 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
         if engine.fatal is None:
             engine.stop_feed()
             time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
-            snap = engine.build_snapshot_threadsafe()
+            summary = headless_summary(engine, as_json=as_json)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         engine.stop()
     if engine.fatal is not None:
         raise EngineFailed(engine.fatal)
-    print(format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions))
+    print(summary)
     return 0
+
+
+def headless_summary(engine: Engine, *, as_json: bool = False) -> str:
+    """The summary ``fbterm run --headless`` prints, from the running engine as it stands:
+    ours and the venue's positions, connection history, reconciliation, warm-up, alerts."""
+    snap = engine.build_snapshot_threadsafe()
+    return format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions)

@@ -33,15 +33,17 @@ if TYPE_CHECKING:
 
 class MarketHours:
     """Whether silence on a feed means something: always for the simulated market and
-    replays; for IB only while the exchange is open (a quiet feed at night is normal)."""
+    replays; for IB only while the exchange is open (a quiet feed at night is normal), unless
+    ``always`` (instruments that trade around the clock: ``broker.ib.feed_hours``)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, always: bool = False) -> None:
         self.source = source
+        self.always = always
         self._cache: tuple[int, bool] | None = None  # (minute, open): asked every 0.25 s
         self._calendar: Any = None
 
     def is_open(self, now: float) -> bool:
-        if self.source != "ib":
+        if self.source != "ib" or self.always:
             return True
         minute = int(now // 60)
         if self._cache is not None and self._cache[0] == minute:
@@ -240,10 +242,12 @@ class Housekeeping:
         *,
         journal: Journal | None = None,
         persist: Callable[[], None] | None = None,
+        feed_ended: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = cfg
         self.market = market
         self.broker = broker
+        self.feed_ended = feed_ended
         self.risk = risk
         self.executor = executor
         self.metrics = metrics
@@ -253,7 +257,7 @@ class Housekeeping:
         # Journals the operator state (the keeper's sync): the loss-limit baselines move with
         # equity, and a rebalance moves allocations.
         self.persist = persist or (lambda: None)
-        self.hours = MarketHours(cfg.market.source)
+        self.hours = MarketHours(cfg.market.source, always=cfg.broker.ib.feed_hours == "always")
         self._metrics_at = 0.0
 
     def equity(self) -> float:
@@ -269,7 +273,7 @@ class Housekeeping:
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
-            if self.hours.is_open(now):
+            if self.hours.is_open(now) and not self.feed_ended():
                 self.market.check_staleness(now, stale_after)
             reason = self.risk.update_equity(self.equity(), now)
             self.persist()

@@ -1,4 +1,5 @@
-"""OrderManagement and OrderQueue: the seed's order lifecycle, journaled.
+"""OrderManagement (and, from :mod:`fbterm.execution.order_queue`, OrderQueue): the seed's order
+lifecycle, journaled.
 
 OrderManagement is the only place orders and fills change. For every change it (1) computes the
 new immutable Order, which validates the transition, (2) writes it to the journal, and only then
@@ -39,10 +40,12 @@ from fbterm.model import (
     IllegalTransition,
     Order,
     OrderError,
+    OrderOptions,
     OrderStatus,
     OrderType,
     Position,
     Signal,
+    TimeInForce,
 )
 
 RiskCheck = Callable[[Order], str | None]
@@ -60,6 +63,37 @@ class OrderReport:
     @property
     def status(self) -> OrderStatus:
         return self.order.status
+
+
+def bracket_children(
+    parent: Order, signal: Signal, next_id: Callable[[], str], now: float
+) -> list[Order]:
+    """The take-profit (limit) and stop-loss (stop) exits of a bracket entry: the opposite
+    side, the entry's quantity, one OCA group with it, good till cancelled."""
+    out: list[Order] = []
+    for typ, price in ((OrderType.LIMIT, signal.take_profit), (OrderType.STOP, signal.stop_loss)):
+        if price is None:
+            continue
+        out.append(
+            Order(
+                client_order_id=next_id(),
+                instrument=parent.instrument,
+                side=parent.side.opposite,
+                quantity=parent.quantity,
+                order_type=typ,
+                limit_price=price if typ is OrderType.LIMIT else None,
+                stop_price=price if typ is OrderType.STOP else None,
+                tif=TimeInForce.GTC,
+                strategy_id=parent.strategy_id,
+                created_ts=now,
+                updated_ts=now,
+                reason="take-profit" if typ is OrderType.LIMIT else "stop-loss",
+                parent_id=parent.client_order_id,
+                oca_group=f"OCA-{parent.client_order_id}",
+                options=OrderOptions(outside_rth=parent.options.outside_rth),
+            )
+        )
+    return out
 
 
 class UnknownOrder(KeyError):
@@ -126,7 +160,9 @@ class OrderManagement:
 
     # -- listeners -----------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
-        """``listener(kind, obj)`` with kind in order / fill / message / connection."""
+        """``listener(kind, obj)``: kind is order / fill / commission / message / connection,
+        venue-ended (an order the venue ended unasked or with an error) or adjustment (a
+        booked position)."""
         self._listeners.append(listener)
 
     def _emit(self, kind: str, obj: object) -> None:
@@ -168,8 +204,9 @@ class OrderManagement:
         reason when the risk gate or the broker refuses it.
         """
         now = self.clock()
+        oid = self.next_id()
         order = Order(
-            client_order_id=self.next_id(),
+            client_order_id=oid,
             instrument=signal.instrument,
             side=signal.side,
             quantity=float(signal.quantity),
@@ -181,6 +218,7 @@ class OrderManagement:
             signal_price=signal.signal_price,
             created_ts=now,
             updated_ts=now,
+            options=signal.options,
         )
         reason = self.read_only or (self.risk_check(order) if self.risk_check else None)
         if reason:
@@ -198,7 +236,16 @@ class OrderManagement:
             # A remote venue must never hold an order the journal does not know: "new"
             # commits before the order leaves the process.
             self._send(order)
+        parent = self.orders[order.client_order_id]
+        if signal.is_bracket and parent.is_live:
+            for child in bracket_children(parent, signal, self.next_id, now):
+                # The exits only ever close what the entry opened: the gate passed the entry.
+                self._send(child)
         return self.orders[order.client_order_id]
+
+    def children(self, parent_id: str) -> list[Order]:
+        """A bracket's exit orders, take-profit first."""
+        return [o for o in self.orders.values() if o.parent_id == parent_id]
 
     def _send(self, order: Order) -> None:
         self._journal_order("new", order)
@@ -293,11 +340,42 @@ class OrderManagement:
         self._apply_status(order, status, reason=reason)
         return self.orders[order_id]
 
+    def adopt_order(self, order: Order) -> Order:
+        """Take in an order the venue works that this journal does not know (another client's,
+        a manual one, or ours from another journal): journaled, shown, its fills attributed.
+
+        It never passes the risk gate: it is already at the venue.
+        """
+        if self.lookup(order.client_order_id) is not None:
+            raise ValueError(f"order {order.client_order_id} is already known")
+        self._journal_order("adopted", order)
+        self._store(order, "adopted")
+        return order
+
+    def record_adjustment(self, fill: Fill) -> bool:
+        """Book a position the venue holds and the fills do not explain (it predates fbterm,
+        or its executions are no longer reported): journaled as a fill of no order, so the
+        position exists for risk, flatten and every restart. False if already booked."""
+        if self.knows_fill(fill.fill_id):
+            return False
+        if self.journal is not None and not self.journal.record_fill(fill):
+            return False
+        self._remember_fill(fill)
+        self._apply_fill_to_positions(fill)
+        self._emit("adjustment", fill)
+        return True
+
     # -- queries -------------------------------------------------------------------------
     @property
     def fills_total(self) -> int:
         """Every fill the journal holds (restored and new), in memory or not."""
         return self.fills.total
+
+    def knows_fill(self, fill_id: str) -> bool:
+        """Whether this execution is booked (in memory or only in the journal)."""
+        if fill_id in self._recent_fills:
+            return True
+        return self.journal is not None and self.journal.has_fill(fill_id)
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         if strategy_id is None:
@@ -332,7 +410,7 @@ class OrderManagement:
     # -- broker events -------------------------------------------------------------------
     def on_broker_event(self, ev: BrokerEvent) -> None:
         if isinstance(ev, FillEvent):
-            self._on_fill(ev.fill)
+            self._on_fill(ev.fill, _venue_ids_of(ev))
         elif isinstance(ev, OrderStatusEvent):
             self._on_status(ev)
         elif isinstance(ev, ModifyAckEvent):
@@ -358,10 +436,15 @@ class OrderManagement:
                 ),
             )
             return
-        if ev.status is order.status and ev.status is not OrderStatus.SUBMITTED:
+        ids = _venue_ids(order, ev.broker_order_id, ev.perm_id)
+        if (ev.status is order.status and ev.status is not OrderStatus.SUBMITTED) or ev.status in (
+            OrderStatus.FILLED,
+            OrderStatus.PARTIALLY_FILLED,
+        ):
+            # Quantities move with fills, not with status echoes; the venue's ids are news.
+            if ids:
+                self._record_ids(order, ids)
             return
-        if ev.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
-            return  # quantities move with fills, not with status echoes
         if order.status.is_terminal:
             self._emit(
                 "message",
@@ -380,19 +463,31 @@ class OrderManagement:
             and order.filled_quantity
             and order.status is not OrderStatus.PENDING_CANCEL
         ):
+            if ids:
+                self._record_ids(order, ids)
             return
         status: OrderStatus = ev.status
         if status is OrderStatus.SUBMITTED and order.filled_quantity:
             status = OrderStatus.PARTIALLY_FILLED
-        changes: dict[str, object] = {}
-        if ev.broker_order_id and ev.broker_order_id != order.broker_order_id:
-            changes["broker_order_id"] = ev.broker_order_id
+        changes: dict[str, object] = dict(ids)
         if status is OrderStatus.SUBMITTED and order.submitted_ts is None:
             changes["submitted_ts"] = ev.ts or self.clock()
             t0 = self._sent_at.pop(order.client_order_id, None)
             if t0 is not None:
                 self.ack_latencies.append(time.perf_counter() - t0)
+        # The venue ended a working order on its own, or our cancel ended in a venue error
+        # (IB 10147: not found): the operator must hear of it.
+        ended = status is OrderStatus.CANCELLED and (
+            order.status is not OrderStatus.PENDING_CANCEL or ev.code not in (0, 202)
+        )
         self._apply_status(order, status, reason=ev.reason, **changes)
+        if ended:
+            self._emit("venue-ended", self.orders[order.client_order_id])
+
+    def _record_ids(self, order: Order, ids: dict[str, str]) -> None:
+        new = dataclasses.replace(order, **ids)  # type: ignore[arg-type]  # str fields only
+        self._journal_order("venue-ids", new)
+        self._store(new, "venue-ids")
 
     def _apply_status(
         self, order: Order, status: OrderStatus, reason: str = "", **changes: object
@@ -417,7 +512,7 @@ class OrderManagement:
         self._journal_order("modified", new)
         self._store(new, "modified")
 
-    def _on_fill(self, fill: Fill) -> None:
+    def _on_fill(self, fill: Fill, ids: dict[str, str] | None = None) -> None:
         if fill.fill_id in self._recent_fills:
             return  # the same execution reported again (reconnect re-sync)
         if self.journal is not None and self.journal.has_fill(fill.fill_id):
@@ -479,6 +574,12 @@ class OrderManagement:
                 )
                 order = dataclasses.replace(order, quantity=order.filled_quantity + fill.quantity)
             new_order = order.with_fill(fill.quantity, fill.price, ts=fill.ts)
+            # An execution can overtake its order's acknowledgement: it names the ids then.
+            known = _venue_ids(
+                new_order, (ids or {}).get("broker_order_id"), (ids or {}).get("broker_perm_id")
+            )
+            if known:
+                new_order = dataclasses.replace(new_order, **known)  # type: ignore[arg-type]  # str fields only
         if self.journal is not None:
             with self.journal.batch():
                 if not self.journal.record_fill(fill):
@@ -579,6 +680,25 @@ class OrderManagement:
             del self.orders[oid]
             self._history.pop(oid, None)
             self.fills_by_order.pop(oid, None)
+
+
+def _venue_ids(order: Order, broker_order_id: str | None, perm_id: str | None) -> dict[str, str]:
+    """The venue's ids for ``order`` that it does not carry yet."""
+    out: dict[str, str] = {}
+    if broker_order_id and broker_order_id != order.broker_order_id:
+        out["broker_order_id"] = broker_order_id
+    if perm_id and perm_id != order.broker_perm_id:
+        out["broker_perm_id"] = perm_id
+    return out
+
+
+def _venue_ids_of(ev: FillEvent) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if ev.broker_order_id:
+        out["broker_order_id"] = ev.broker_order_id
+    if ev.perm_id:
+        out["broker_perm_id"] = ev.perm_id
+    return out
 
 
 __all__ = [

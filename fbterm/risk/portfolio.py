@@ -22,7 +22,9 @@ from typing import Protocol
 import numpy as np
 
 from fbterm.config import RiskConfig
-from fbterm.model import Order, OrderType, TradingState
+from fbterm.model import MarginImpact, Order, OrderType, TradingState
+from fbterm.model.greeks import Greeks
+from fbterm.risk.greeks import GreekInputs, check_greek_limits
 from fbterm.risk.stops import money
 from fbterm.snapshot import Gauge
 
@@ -141,6 +143,8 @@ class PortfolioLevelRisk:
         self.inputs = inputs
         self.clock = clock
         self.on_state_change = on_state_change
+        # Set by the engine once its positions and marks exist (the delta and vega limits).
+        self.greeks: GreekInputs | None = None
         self.state = TradingState.ACTIVE
         self.reason = ""
         self.equity = 0.0
@@ -297,12 +301,53 @@ class PortfolioLevelRisk:
                 added = (abs(new_qty) - abs(current)) * price * mult
                 if gross + added > self.cfg.max_gross_exposure:
                     return f"max_gross_exposure: {money(gross + added)} > {money(self.cfg.max_gross_exposure)}"
+            greek_limits = self.cfg.max_portfolio_delta > 0 or self.cfg.max_portfolio_vega > 0
+            if self.greeks is not None and greek_limits:
+                why = check_greek_limits(
+                    self.greeks.portfolio_greeks(),
+                    self.greeks.order_greeks(order),
+                    self.cfg.max_portfolio_delta,
+                    self.cfg.max_portfolio_vega,
+                )
+                if why:
+                    return why
         self._accepted.append(now)
         return None
 
+    def check_margin(self, impact: MarginImpact) -> str | None:
+        """The margin limit on a broker's what-if answer: None when the order may go out."""
+        limit = self.cfg.max_margin_pct
+        if limit <= 0:
+            return None
+        if impact.equity_with_loan <= 0:
+            return "max_margin_pct: the broker reported no equity with loan to check margin against"
+        pct = impact.init_margin_after / impact.equity_with_loan * 100
+        if pct > limit and impact.init_margin_change > 0:
+            return (
+                f"max_margin_pct: initial margin after the order {money(impact.init_margin_after)} "
+                f"is {pct:.1f}% of equity with loan {money(impact.equity_with_loan)} > {limit:g}%"
+            )
+        return None
+
     # -- the view ------------------------------------------------------------------------
-    def gauges(self, gross_exposure: float) -> tuple[Gauge, ...]:
+    def gauges(self, gross_exposure: float, greeks: Greeks | None = None) -> tuple[Gauge, ...]:
         c, w = self.cfg, self.cfg.warn_fraction
+        extra: list[Gauge] = []
+        if greeks is not None:
+            for name, value, limit, unit in (
+                ("delta $", abs(greeks.dollar_delta), c.max_portfolio_delta, ""),
+                ("vega", abs(greeks.vega), c.max_portfolio_vega, "/pt"),
+            ):
+                if limit > 0:
+                    extra.append(
+                        Gauge(
+                            name,
+                            value,
+                            limit,
+                            level_of(value, limit, w),
+                            f"{money(value)} / {money(limit)}{unit}",
+                        )
+                    )
         dd = drawdown_now(self.equity, self.peak) * 100
         dd_level = (
             "breach"
@@ -340,4 +385,5 @@ class PortfolioLevelRisk:
                 level_of(ops, c.max_orders_per_second, w),
                 f"{ops:.0f} / {c.max_orders_per_second:g}",
             ),
+            *extra,
         )

@@ -27,7 +27,15 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from fbterm.model import Bar, Instrument, OptionQuote, OrderType, Side, Signal, Stock
+from fbterm.model import (
+    Bar,
+    Instrument,
+    OptionQuote,
+    OrderType,
+    Side,
+    Signal,
+    instrument_from_key,
+)
 
 
 class StrategyError(ValueError):
@@ -329,6 +337,7 @@ class StrategyInterface(ABC):
             ctx.price,
             ctx.equity,
             ctx.sizing,
+            multiplier=instrument_from_key(ctx.symbol).multiplier,
             commission_fraction=ctx.commission_fraction,
             position=ctx.position,
         )
@@ -338,14 +347,19 @@ class StrategyInterface(ABC):
         """Close the position, then open ``target`` sized on the equity left after closing."""
         equity = reentry_equity(ctx.equity, ctx.position, ctx.price, ctx.commission_fraction)
         qty = target_quantity(
-            target, ctx.price, equity, ctx.sizing, commission_fraction=ctx.commission_fraction
+            target,
+            ctx.price,
+            equity,
+            ctx.sizing,
+            multiplier=instrument_from_key(ctx.symbol).multiplier,
+            commission_fraction=ctx.commission_fraction,
         )
         out = self.orders_to(0.0, ctx, reason=f"re-enter {target:+g}: close")
         if qty:
             out.append(
                 Signal(
                     strategy_id=self.strategy_id,
-                    instrument=Stock(ctx.symbol),
+                    instrument=instrument_from_key(ctx.symbol),
                     side=Side.BUY if qty > 0 else Side.SELL,
                     quantity=abs(qty),
                     order_type=OrderType.MARKET,
@@ -365,7 +379,7 @@ class StrategyInterface(ABC):
         instrument: Instrument | None = None,
     ) -> list[Signal]:
         """Market-order intents that take the position in ``instrument`` to ``quantity``."""
-        inst = instrument or Stock(ctx.symbol)
+        inst = instrument or instrument_from_key(ctx.symbol)
         current = ctx.positions.get(inst.key, ctx.position if inst.key == ctx.symbol else 0.0)
         delta = quantity - current
         if abs(delta) < 1e-9:

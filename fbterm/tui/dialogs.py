@@ -27,9 +27,12 @@ from fbterm.model import (
     OrderError,
     OrderType,
     Side,
+    Signal,
+    TimeInForce,
     instrument_from_key,
     validate_order_fields,
 )
+from fbterm.model.order_terms import parse_order_terms
 from fbterm.snapshot import PositionRow, StrategyRow
 from fbterm.tui import fmt
 
@@ -41,6 +44,8 @@ ORDER_TYPES: tuple[OrderType, ...] = (
     OrderType.STOP,
     OrderType.STOP_LIMIT,
 )
+# The ticket also offers trailing stops; a working order changes among the plain types.
+TICKET_TYPES: tuple[OrderType, ...] = (*ORDER_TYPES, OrderType.TRAIL)
 
 
 class InputError(ValueError):
@@ -189,10 +194,14 @@ class OrderTicket(Dialog[NewOrder]):
             ),
         )
         yield _field("Side", _radio(("BUY", "SELL"), 0, "side"))
-        yield _field("Type", _radio([t.value for t in ORDER_TYPES], 0, "type"))
+        yield _field("Type", _radio([t.value for t in TICKET_TYPES], 0, "type"))
         yield _field("Quantity", Input(id="quantity", placeholder="100", compact=True))
         yield _field("Limit", Input(id="limit", placeholder="limit price", compact=True))
         yield _field("Stop", Input(id="stop", placeholder="stop price", compact=True))
+        yield _field(
+            "Terms",
+            Input(id="terms", placeholder="tp=  sl=  trail=1%  tif=IOC  outside-rth", compact=True),
+        )
         yield Static("", id="preview", classes="dialog-message", markup=False)
 
     def on_mount(self) -> None:
@@ -201,7 +210,7 @@ class OrderTicket(Dialog[NewOrder]):
 
     def _type(self) -> OrderType:
         idx = self.query_one("#type", RadioSet).pressed_index
-        return ORDER_TYPES[max(idx, 0)]
+        return TICKET_TYPES[max(idx, 0)]
 
     def _sync_price_fields(self) -> None:
         t = self._type()
@@ -249,8 +258,36 @@ class OrderTicket(Dialog[NewOrder]):
         if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
             sp = parse_number(self.query_one("#stop", Input).value, "stop price")
         validate_order_fields("", q, otype, lp, sp, instrument=inst)
+        try:
+            terms = parse_order_terms(self.query_one("#terms", Input).value)
+            tif = terms.tif or TimeInForce.DAY
+            # The same checks the engine makes, shown here before anything is sent.
+            Signal(
+                "manual",
+                inst,
+                side,
+                q,
+                otype,
+                lp,
+                sp,
+                tif,
+                options=terms.options,
+                take_profit=terms.take_profit,
+                stop_loss=terms.stop_loss,
+            )
+        except OrderError as e:
+            raise InputError(str(e).removeprefix("order: ")) from None
         return NewOrder(
-            symbol=inst.key, side=side, quantity=q, order_type=otype, limit_price=lp, stop_price=sp
+            symbol=inst.key,
+            side=side,
+            quantity=q,
+            order_type=otype,
+            limit_price=lp,
+            stop_price=sp,
+            tif=tif,
+            options=terms.options,
+            take_profit=terms.take_profit,
+            stop_loss=terms.stop_loss,
         )
 
 
@@ -260,6 +297,8 @@ class ModifyDialog(Dialog[ModifyOrder]):
     def __init__(self, order: Order) -> None:
         super().__init__()
         self.order = order
+        # A trailing stop keeps its distance; it may also become a plain order.
+        self.types = TICKET_TYPES if order.order_type is OrderType.TRAIL else ORDER_TYPES
         self.TITLE_TEXT = (
             f"Modify {order.client_order_id}: {order.side.value} {fmt.qty(order.quantity)} {order.symbol}"
             f" (filled {fmt.qty(order.filled_quantity)})"
@@ -270,9 +309,8 @@ class ModifyDialog(Dialog[ModifyOrder]):
         yield _field(
             "Quantity", Input(fmt.qty(o.quantity).replace(",", ""), id="quantity", compact=True)
         )
-        yield _field(
-            "Type", _radio([t.value for t in ORDER_TYPES], ORDER_TYPES.index(o.order_type), "type")
-        )
+        types = self.types
+        yield _field("Type", _radio([t.value for t in types], types.index(o.order_type), "type"))
         yield _field(
             "Limit",
             Input("" if o.limit_price is None else f"{o.limit_price:g}", id="limit", compact=True),
@@ -289,7 +327,7 @@ class ModifyDialog(Dialog[ModifyOrder]):
         o = self.order
         q = parse_number(self.query_one("#quantity", Input).value, "quantity")
         idx = self.query_one("#type", RadioSet).pressed_index
-        otype = ORDER_TYPES[max(idx, 0)]
+        otype = self.types[max(idx, 0)]
         lp = sp = None
         if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             lp = parse_number(self.query_one("#limit", Input).value, "limit price")

@@ -8,6 +8,7 @@ at the *next* update after they arrive, never at a price the strategy already sa
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -24,7 +25,13 @@ from fbterm.execution.brokers.base import (
     ModifyAckEvent,
     OrderStatusEvent,
 )
-from fbterm.execution.brokers.fills import MarketUpdate, match_order
+from fbterm.execution.brokers.fills import (
+    MarketUpdate,
+    match_order,
+    oca_after_fill,
+    oca_rank,
+    trail_level,
+)
 from fbterm.execution.costs import CommissionModel, commission_from_config
 from fbterm.model import (
     AccountDetails,
@@ -34,9 +41,11 @@ from fbterm.model import (
     OptionQuote,
     Order,
     OrderStatus,
+    OrderType,
     Position,
     Side,
     Tick,
+    TimeInForce,
 )
 
 OptionPricer = Callable[[Option], OptionQuote | None]
@@ -85,6 +94,8 @@ class PaperBroker:
         # of thousands of resting orders costs O(1) per new order.
         self._reserved: dict[str, float] = {}
         self._reserved_total = 0.0
+        # Bracket children waiting for their parent to fill (parent id -> children).
+        self._held: dict[str, list[Order]] = {}
 
     # -- port plumbing -------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -113,7 +124,10 @@ class PaperBroker:
         live = order.transition(
             OrderStatus.SUBMITTED, ts=now, broker_order_id=bid, submitted_ts=now
         )
-        self._put(live)
+        if live.parent_id is not None and live.parent_id in self.orders:
+            self._held.setdefault(live.parent_id, []).append(live)
+        else:
+            self._put(self._armed(live))
         self._handler(
             OrderStatusEvent(
                 order.client_order_id, OrderStatus.SUBMITTED, broker_order_id=bid, ts=now
@@ -139,17 +153,117 @@ class PaperBroker:
         return order
 
     def cancel_order(self, order: Order) -> None:
-        live = self._drop(order.client_order_id)
-        if live is None:
-            raise BrokerError(f"order {order.client_order_id} is not working at the paper broker")
-        self._handler(
-            OrderStatusEvent(
-                order.client_order_id,
-                OrderStatus.CANCELLED,
-                "cancelled by request",
-                ts=self.clock(),
-            )
+        oid = order.client_order_id
+        live = self._drop(oid)
+        if live is None and not self._unhold(oid):
+            raise BrokerError(f"order {oid} is not working at the paper broker")
+        self._close(oid, OrderStatus.CANCELLED, "cancelled by request", self.clock())
+        # A bracket's exits go with its entry, as at IB.
+        for child in self._held.pop(oid, []):
+            self._close(child.client_order_id, OrderStatus.CANCELLED, f"parent {oid} cancelled")
+
+    def _close(self, oid: str, status: OrderStatus, reason: str, ts: float | None = None) -> None:
+        self._handler(OrderStatusEvent(oid, status, reason, ts=self.clock() if ts is None else ts))
+
+    def _unhold(self, oid: str) -> bool:
+        for parent, children in self._held.items():
+            for c in children:
+                if c.client_order_id == oid:
+                    children.remove(c)
+                    if not children:
+                        del self._held[parent]
+                    return True
+        return False
+
+    # -- order types beyond the fill rule --------------------------------------------------
+    def _armed(self, order: Order) -> Order:
+        """A trailing stop takes its first level from the last price known, if any."""
+        if order.order_type is not OrderType.TRAIL or order.stop_price is not None:
+            return order
+        u = self.last.get(order.instrument.key)
+        return self._trailed(order, u) if u is not None else order
+
+    def _trailed(self, order: Order, u: MarketUpdate) -> Order:
+        o = order.options
+        level = trail_level(
+            order.side is Side.BUY,
+            order.stop_price,
+            u.high,
+            u.low,
+            o.trail_amount,
+            o.trail_percent,
         )
+        if level == order.stop_price:
+            return order
+        return dataclasses.replace(order, stop_price=level)
+
+    def _after_update(self, order: Order, u: MarketUpdate) -> None:
+        """What an update does to a working order besides filling it: a trailing stop
+        ratchets, an IOC order's unfilled rest is cancelled."""
+        oid = order.client_order_id
+        current = self.orders.get(oid)
+        if current is None:
+            return
+        if current.tif is TimeInForce.IOC:
+            self._drop(oid)
+            self._close(oid, OrderStatus.CANCELLED, "IOC: unfilled remainder cancelled", u.ts)
+            self._cancel_children(oid)
+        elif current.order_type is OrderType.TRAIL:
+            trailed = self._trailed(current, u)
+            if trailed is not current:
+                self._put(trailed)
+
+    def _expired(self, order: Order, ts: float) -> bool:
+        good_till = order.options.good_till
+        if order.tif is not TimeInForce.GTD or good_till is None or ts < good_till:
+            return False
+        self._drop(order.client_order_id)
+        self._close(order.client_order_id, OrderStatus.CANCELLED, "GTD: expired", ts)
+        self._cancel_children(order.client_order_id)
+        return True
+
+    def _cancel_children(self, parent_id: str) -> None:
+        for child in self._held.pop(parent_id, []):
+            self._close(child.client_order_id, OrderStatus.CANCELLED, f"parent {parent_id} ended")
+
+    def _after_fill(self, order: Order, fill: Fill) -> None:
+        """Brackets: a filled entry releases its exits; a fill in an OCA group reduces the
+        group's other orders by as much (and cancels those it leaves with nothing)."""
+        oid = order.client_order_id
+        if oid not in self.orders:  # completely filled
+            for child in self._held.pop(oid, []):
+                self._put(self._armed(child))
+        if not order.oca_group:
+            return
+        for other in list(self.orders.values()) + [c for cs in self._held.values() for c in cs]:
+            if other.oca_group != order.oca_group or other.client_order_id == oid:
+                continue
+            reduced = oca_after_fill(other, fill.quantity)
+            if reduced is None:
+                if self._drop(other.client_order_id) is None:
+                    self._unhold(other.client_order_id)
+                self._close(
+                    other.client_order_id,
+                    OrderStatus.CANCELLED,
+                    f"OCA: {oid} filled",
+                    fill.ts,
+                )
+            else:
+                if other.client_order_id in self.orders:
+                    self._put(reduced)
+                else:
+                    self._unhold(other.client_order_id)
+                    self._held.setdefault(other.parent_id or "", []).append(reduced)
+                self._handler(
+                    ModifyAckEvent(
+                        other.client_order_id,
+                        reduced.quantity,
+                        other.order_type,
+                        other.limit_price,
+                        other.stop_price,
+                        ts=fill.ts,
+                    )
+                )
 
     def modify_order(self, order: Order) -> None:
         live = self.orders.get(order.client_order_id)
@@ -215,10 +329,14 @@ class PaperBroker:
         if not ids:
             return []
         fills: list[Fill] = []
-        for oid in list(ids):
+        # Within an OCA group the protective stop is matched first: when one update reaches
+        # both exits of a bracket, the loss is the outcome assumed (as in backtests).
+        for oid in sorted(ids, key=self._match_rank):
             order = self.orders.get(oid)
             if order is None:
                 ids.discard(oid)
+                continue
+            if self._expired(order, u.ts):
                 continue
             inst = order.instrument
             if inst.key == key:
@@ -234,7 +352,13 @@ class PaperBroker:
             f = self._try_fill(order, update)
             if f is not None:
                 fills.append(f)
+                self._after_fill(order, f)
+            self._after_update(order, update)
         return fills
+
+    def _match_rank(self, oid: str) -> int:
+        o = self.orders.get(oid)
+        return 1 if o is None else oca_rank(o)
 
     def _option_update(self, opt: Option, u: MarketUpdate) -> MarketUpdate | None:
         q = self.option_pricer(opt) if self.option_pricer else None
@@ -397,8 +521,13 @@ class PaperBroker:
         """Rebuild the paper account from the journal so a restart keeps its positions."""
         for f in fills:
             self._book(f)
-        for o in open_orders:
+        orders = list(open_orders)
+        working = {o.client_order_id for o in orders if o.filled_quantity < o.quantity}
+        for o in orders:
             if o.status is OrderStatus.PENDING_SUBMIT:
+                continue
+            if o.parent_id is not None and o.parent_id in working:
+                self._held.setdefault(o.parent_id, []).append(o)
                 continue
             live = (
                 o
