@@ -219,7 +219,7 @@ def find_stop(
     m = len(hi)
     if m == 0:
         return -1, 0.0, ""
-    if stops.trail_pct is not None:
+    if stops.trails:
         ext = np.empty(m)
         ext[0] = entry
         if m > 1:
@@ -231,13 +231,13 @@ def find_stop(
         ext = np.full(m, entry)
     # Levels per bar, computed by the same scalar rule as the replay path (exact): once per
     # distinct best price, which repeats for long stretches.
-    if stops.trail_pct is None:
-        s0, t0 = stops.levels(long, entry, entry)
+    if not stops.trails:
+        s0, t0 = stops.levels(long, entry, entry, pos)
         stop = np.full(m, s0)
         tp = np.full(m, t0)
     else:
         uniq, inv = np.unique(ext, return_inverse=True)
-        lv = np.array([stops.levels(long, entry, float(x)) for x in uniq]).reshape(-1, 2)
+        lv = np.array([stops.levels(long, entry, float(x), pos) for x in uniq]).reshape(-1, 2)
         stop = lv[inv, 0]
         tp = lv[inv, 1]
     # The exit of a long sells, of a short buys.

@@ -126,6 +126,7 @@ class Engine:
             log=self.activity.log,
             clock=clock,
             queue=self.queue,
+            calendar=cfg.market.calendar,
         )
         self.executor.on_error = self.events.on_strategy_error
         self.risk = PortfolioLevelRisk(
@@ -138,6 +139,7 @@ class Engine:
                 self.activity,
                 cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
             ),
+            calendar=cfg.market.calendar,
         )
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
@@ -452,7 +454,9 @@ class Engine:
 
     def reconcile(self) -> list[str]:
         """Compare the journal with the venue after a (re)start; report every difference."""
-        return startup.reconcile(self.broker, self.venue, self.oms, self.activity, self.clock)
+        return startup.reconcile(
+            self.broker, self.venue, self.oms, self.activity, self.clock, self.config.market.calendar
+        )
 
     def warm_up(self) -> None:
         """Give strategies history so they trade from the first live bar (simulated market)."""

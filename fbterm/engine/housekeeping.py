@@ -81,7 +81,10 @@ class EngineMetrics:
         self.activity = activity
         self.clock = clock
         self.calc = MetricsCalculation(
-            rolling_window=cfg.metrics.rolling_window, timezone=cfg.market.timezone
+            rolling_window=cfg.metrics.rolling_window,
+            timezone=cfg.market.timezone,
+            calendar=cfg.market.calendar,
+            bar_seconds=cfg.market.bar_seconds,
         )
         self.snapshot: MetricsSnapshot | None = None
         self._stored = 0.0
@@ -99,7 +102,11 @@ class EngineMetrics:
         marks = {k: m for k in oms.positions if (m := self.market.mark(k)) is not None}
         try:
             snap = calc.calculate_real_time_metrics(
-                oms.fills, marks, orders=list(oms.orders.values())[-5000:], now=now
+                oms.fills,
+                marks,
+                orders=list(oms.orders.values())[-5000:],
+                now=now,
+                market_ts=self.market.last_ts,
             )
         except Exception as e:  # metrics must never stop trading
             self.activity.log(
@@ -144,15 +151,24 @@ class EngineMetrics:
 
 
 def rebalance(executor: StrategyExecutor, cfg: Config) -> tuple[bool, str]:
-    """Move capital between strategies by half Kelly on their equity histories."""
-    try:
-        from fbterm.metrics.optimization import Optimization
-    except ImportError as e:  # pragma: no cover
-        return False, f"rebalance unavailable: {e}"
+    """Move capital between strategies by half Kelly on the returns of their equity samples
+    (capital moved in or out by earlier rebalances is not a return)."""
+    from fbterm.metrics.optimization import Optimization, StrategyHistory
+    from fbterm.stats import returns_net_of_flows
+
     slots = executor.slots
+    histories = {
+        n: StrategyHistory(
+            returns=tuple(
+                returns_net_of_flows([h[1] for h in s.history], [h[2] for h in s.history]).tolist()
+            ),
+            method="continuous",
+        )
+        for n, s in slots.items()
+    }
     res = Optimization().apply_half_kelly(
         executor,
-        {n: [eq for _, eq in s.history] for n, s in slots.items()},
+        histories,
         cap=cfg.metrics.kelly_cap,
         min_observations=cfg.metrics.kelly_min_observations,
         current={n: s.capital for n, s in slots.items()},

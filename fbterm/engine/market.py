@@ -97,6 +97,7 @@ class MarketState:
         self.feeds: dict[str, Feed] = {s: Feed() for s in symbols}
         self.option_marks: dict[str, OptionQuote] = {}
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
+        self.last_ts: float | None = None  # the market's clock: the latest update's own time
         self._said_no_chain = False
 
     def remember(self, bar: Bar) -> None:
@@ -316,18 +317,22 @@ class MarketFeed:
             if f.stale:
                 f.stale = False
                 self.activity.log("info", "data", f"{sym}: market data resumed")
-            if on_market is not None:
-                on_market(
-                    sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
-                )
             n_before = len(orders)
-            executor.on_price(sym, t.last, t.ts)
+            # A bar closes when the first price after it arrives; the strategies' orders from
+            # it meet that price, as a backtest fills them at the next bar's open.
             bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
             if bar is not None:
                 state.remember(bar)
                 executor.on_bar(bar)
+            if on_market is not None:
+                on_market(
+                    sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
+                )
+            executor.on_price(sym, t.last, t.ts)
             if len(orders) != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
+        if ticks:
+            state.last_ts = ticks[-1].ts
 
     def on_bars(self, bars: Sequence[Bar]) -> None:
         """Feed closed bars directly (CSV replay, IB 5-second bars)."""
@@ -344,3 +349,5 @@ class MarketFeed:
             self.executor.on_price(b.symbol, b.close, b.ts)
             state.remember(b)
             self.executor.on_bar(b)
+        if bars:
+            state.last_ts = bars[-1].ts

@@ -12,6 +12,7 @@ REDUCING or HALTED is always an explicit command.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from collections import deque
@@ -24,6 +25,7 @@ import numpy as np
 from fbterm.config import RiskConfig
 from fbterm.model import Order, OrderType, TradingState
 from fbterm.risk.stops import money
+from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
 from fbterm.snapshot import Gauge
 
 # ------------------------------------------------------------------------------ the maths
@@ -38,11 +40,6 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         dd = np.where(peaks > 0, 1.0 - eq / peaks, 0.0)
     return float(max(dd.max(), 0.0))
-
-
-def trading_day(ts: float) -> int:
-    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close."""
-    return int((ts - 4 * 3600) // 86_400)
 
 
 def drawdown_now(equity: float, peak: float) -> float:
@@ -107,8 +104,11 @@ class PortfolioLevelRisk:
         *,
         clock: Callable[[], float] = time.time,
         on_state_change: Callable[[TradingState, str], None] | None = None,
+        calendar: str = DEFAULT_CALENDAR,
     ):
         self.cfg = cfg or RiskConfig()
+        # The daily loss limit's day: the exchange's session, rolling at its close.
+        self.trading_day = trading_day_clock(calendar)
         self.inputs = inputs
         self.clock = clock
         self.on_state_change = on_state_change
@@ -117,7 +117,7 @@ class PortfolioLevelRisk:
         self.equity = 0.0
         self.peak = 0.0
         self.day_start_equity: float | None = None
-        self._day: int | None = None
+        self._day: dt.date | None = None
         self.curve: deque[float] = deque(maxlen=100_000)
         self._accepted: deque[float] = deque()
 
@@ -156,7 +156,7 @@ class PortfolioLevelRisk:
     def update_equity(self, equity: float, ts: float | None = None) -> str | None:
         """Record the account's equity; halts and returns the reason when a limit is breached."""
         now = ts or self.clock()
-        day = trading_day(now)
+        day = self.trading_day(now)
         if self._day != day or self.day_start_equity is None:
             self._day, self.day_start_equity = day, equity
         self.equity = equity

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import math
 import time
 import traceback
@@ -32,8 +33,8 @@ from fbterm.model import (
     Signal,
     StrategyState,
 )
-from fbterm.risk.portfolio import trading_day
 from fbterm.risk.strategy import StrategyLevelRisk
+from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
 from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ class StrategySlot:
     orders_rejected: int = 0
     peak_equity: float = 0.0
     day_start_equity: float | None = None
-    day: int | None = None
-    history: list[tuple[float, float]] = field(default_factory=list)  # (ts, equity) samples
+    day: dt.date | None = None
+    # (ts, equity, capital) samples: capital so returns can leave allocation changes out.
+    history: list[tuple[float, float, float]] = field(default_factory=list)
     # One strategy object per symbol: streaming state (moving averages, channels) must never
     # mix two symbols' prices. ``strategy`` is the first symbol's, and the template.
     instances: dict[str, StrategyInterface] = field(default_factory=dict)
@@ -101,8 +103,10 @@ class StrategyExecutor:
         log: LogFn | None = None,
         clock: Callable[[], float] = time.time,
         queue: OrderQueue | None = None,
+        calendar: str = DEFAULT_CALENDAR,
     ):
         self.oms = oms
+        self.trading_day = trading_day_clock(calendar)
         self.commission_fraction = commission_fraction
         self.option_chain = option_chain
         self.marks = marks or (lambda key: None)
@@ -231,13 +235,13 @@ class StrategyExecutor:
     def sample_equity(self, ts: float | None = None) -> None:
         """Record each strategy's equity (for drawdown, Sharpe and the Kelly sizing)."""
         now = ts or self.clock()
-        day = trading_day(now)
+        day = self.trading_day(now)
         for slot in self.slots.values():
             eq = self.equity(slot.name)
             slot.peak_equity = max(slot.peak_equity, eq)
             if slot.day != day or slot.day_start_equity is None:
                 slot.day, slot.day_start_equity = day, eq
-            slot.history.append((now, eq))
+            slot.history.append((now, eq, slot.capital))
             if len(slot.history) > 20_000:
                 del slot.history[: len(slot.history) - 10_000]
 
@@ -295,12 +299,16 @@ class StrategyExecutor:
             target = strat.on_bar(bar)
             if not trade or slot.state is not StrategyState.RUNNING or math.isnan(target):
                 return []
+            # Sized at the price the orders will meet: the market's latest (the update that
+            # closed the bar), as a backtest sizes at the open it fills at; the close without one.
+            mark = self.marks(bar.symbol)
+            price = mark if mark is not None and 0 < mark < math.inf else bar.close
             working = [
                 o
                 for o in self.oms.open.values()
                 if o.strategy_id == name and o.instrument.underlying == bar.symbol
             ]
-            ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=working)
+            ctx = self.context(slot, bar.symbol, price, bar.ts, working=working)
             signals = net_signals(strat.execute(target, ctx))
             if signals and working and _opposes(signals, working):
                 for o in working:
@@ -319,7 +327,7 @@ class StrategyExecutor:
                     for o in self.oms.open.values()
                     if o.strategy_id == name and o.instrument.underlying == bar.symbol
                 ]
-                ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=still)
+                ctx = self.context(slot, bar.symbol, price, bar.ts, working=still)
                 signals = net_signals(strat.execute(target, ctx))
         except Exception as e:  # one strategy's bug must not stop the others
             self._fail(slot, e)
