@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pandas as pd
 
 from fbterm.backtest.book import Book
@@ -41,6 +42,7 @@ from fbterm.backtest.result import BacktestResult, build_result
 from fbterm.backtest.venue import BarVenue, RiskGate
 from fbterm.config import StrategyRiskConfig
 from fbterm.execution.costs import CommissionModel
+from fbterm.execution.margin import CASH_ACCOUNT, MarginRule
 from fbterm.risk.stops import StopRules
 from fbterm.strategies.base import Sizing, StrategyError, StrategyInterface
 
@@ -70,6 +72,7 @@ class CustomBacktester:
         rate: float = 0.04,
         option_vol_window: int = 20,
         progress: Progress | None = None,
+        margin: MarginRule = CASH_ACCOUNT,
     ):
         if not (cash > 0 and math.isfinite(cash)):
             raise BacktestError(f"cash must be > 0, got {cash!r}")
@@ -86,6 +89,7 @@ class CustomBacktester:
         self.rate = rate
         self.option_vol_window = option_vol_window
         self.progress = progress
+        self.margin = margin
         self.result: BacktestResult | None = None
         n = len(self.bars)
         need = strategy.warmup()
@@ -137,6 +141,12 @@ class CustomBacktester:
                 f"strategy {strat.strategy_id} raised {type(e).__name__}: {e}"
             ) from e
         result = build_result(venue, book, self.bars, strat, signals, mode, self.cash)
+        if result.position is not None:
+            gross = np.abs(result.position.to_numpy()) * venue.c
+            out = self.margin.liquidation_mask(result.equity.to_numpy(), gross)
+            if out.any():
+                venue.liquidate(book, int(np.argmax(out)))
+                result = build_result(venue, book, self.bars, strat, signals, mode, self.cash)
         result.elapsed = time.perf_counter() - t0
         self.result = result
         result.metrics = self.calculate_performance_metrics(result)

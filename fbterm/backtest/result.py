@@ -83,6 +83,9 @@ def build_result(
             equity[i] += (
                 held[i] * inst.multiplier * venue.options.price(inst, close[i], venue.ts[i], int(i))
             )
+    if book.wiped_out is not None:
+        # Closed out: the deficit is written off and the account stays at 0 (backtesting.py).
+        equity[book.wiped_out :] = 0.0
     fills = pd.DataFrame(
         {
             "bar": fb,

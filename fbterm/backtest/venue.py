@@ -188,6 +188,20 @@ class BarVenue:
                 return
         book.fill(j, inst, -pos, price, self.commission(abs(pos), price), reason)
 
+    def liquidate(self, book: Book, j: int) -> None:
+        """Close the account out at bar ``j``'s close (:mod:`fbterm.execution.margin`): fills
+        after bar ``j`` are forgotten, every position is closed at the close (options at their
+        model price), and equity is 0 from there on."""
+        book.truncate(j)
+        for key, q in list(book.pos.items()):
+            inst = book.insts[key]
+            px = float(self.c[j])
+            if isinstance(inst, Option):
+                px = self.options.price(inst, px, self.ts[j], j)
+            fee = self.commission(abs(q), px, inst.multiplier)
+            book.fill(j, inst, -q, px, fee, "liquidation")
+        book.wiped_out = j
+
     # -- marks ---------------------------------------------------------------------------
     def equity_at_open(self, book: Book, i: int) -> float:
         """The book marked at bar ``i``'s open (options by the model)."""

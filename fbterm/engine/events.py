@@ -110,11 +110,13 @@ class OrderEvents:
             self._order(cast(Order, obj))
         elif kind == "message":
             m = cast(BrokerMessage, obj)
+            text = f"[{m.code}] {m.message}" if m.code else m.message
+            level = {"critical": "error"}.get(m.level, m.level)
             self.activity.log(
-                m.level if m.level in ("info", "warning", "error") else "warning",
-                "broker",
-                f"[{m.code}] {m.message}" if m.code else m.message,
+                level if level in ("info", "warning", "error") else "warning", "broker", text
             )
+            if m.level == "critical":  # a margin call or a liquidation: the operator must know
+                self.activity.alert("critical", "Venue", text, key=f"venue:{m.message[:24]}")
         elif kind == "connection":
             self._connection(cast(ConnectionEvent, obj))
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
     BrokerError,
+    BrokerMessage,
     BrokerOrder,
     BrokerPosition,
     ConnectionState,
@@ -26,6 +27,7 @@ from fbterm.execution.brokers.base import (
 )
 from fbterm.execution.brokers.fills import MarketUpdate, match_order
 from fbterm.execution.costs import CommissionModel, commission_from_config
+from fbterm.execution.margin import MarginRule, MarginStatus
 from fbterm.model import (
     AccountDetails,
     Fill,
@@ -48,6 +50,12 @@ class PaperBroker:
     It is the :class:`~fbterm.execution.brokers.base.SimulatedVenue`: it answers inside
     ``execute_order``, fills on the market updates the engine hands to :meth:`on_market`, and
     is rebuilt from the journal by :meth:`restore` at a restart.
+
+    Margin follows :mod:`fbterm.execution.margin`, the backtest's rule: after every update the
+    account is checked; below the initial requirement it is in a margin call (said once, new
+    risk refused by buying power), at or below the maintenance requirement every position is
+    liquidated at its last price by the venue's own orders (``LIQ-...``), attributed to the
+    strategies that held them, after the venue says why.
     """
 
     name = "paper"
@@ -85,6 +93,11 @@ class PaperBroker:
         # of thousands of resting orders costs O(1) per new order.
         self._reserved: dict[str, float] = {}
         self._reserved_total = 0.0
+        self.margin = MarginRule(self.cfg.leverage, self.cfg.maintenance_margin)
+        self.margin_status = MarginStatus.OK
+        # Quantity per (strategy, instrument): a liquidation closes each strategy's own part.
+        self._held: dict[tuple[str, str], float] = {}
+        self._liq_ids = itertools.count(1)
 
     # -- port plumbing -------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -209,8 +222,15 @@ class PaperBroker:
         return self.on_market(tick.symbol, MarketUpdate.from_tick(tick))
 
     def on_market(self, key: str, u: MarketUpdate) -> list[Fill]:
-        """Match working orders on ``key`` (and options on it) against update ``u``."""
+        """Match working orders on ``key`` (and options on it) against update ``u``, then
+        judge the account's margin at the new prices."""
         self.last[key] = u
+        fills = self._match(key, u)
+        if self._open:
+            fills += self.check_margin(u.ts)
+        return fills
+
+    def _match(self, key: str, u: MarketUpdate) -> list[Fill]:
         ids = self._by_underlying.get(key)
         if not ids:
             return []
@@ -234,6 +254,70 @@ class PaperBroker:
             f = self._try_fill(order, update)
             if f is not None:
                 fills.append(f)
+        return fills
+
+    def check_margin(self, ts: float) -> list[Fill]:
+        """Judge the account by the margin rule at the current marks; liquidate when due.
+
+        Called after every market update; returns the liquidation fills (usually none)."""
+        if not self._open:
+            self.margin_status = MarginStatus.OK
+            return []
+        net, gross = self._marked_positions()
+        equity = self.cash + net
+        status = self.margin.status(equity, gross)
+        before, self.margin_status = self.margin_status, status
+        if status is MarginStatus.OK or (status is before is MarginStatus.CALL):
+            return []
+        why = self.margin.describe(equity, gross)
+        if status is MarginStatus.CALL:
+            self._handler(
+                BrokerMessage(
+                    0, f"margin call: {why}; only orders that reduce risk are accepted",
+                    level="critical", ts=ts,
+                )
+            )  # fmt: skip
+            return []
+        self._handler(
+            BrokerMessage(
+                0, f"margin liquidation: {why}; closing {len(self._open)} position(s) at market",
+                level="critical", ts=ts,
+            )
+        )  # fmt: skip
+        return self._liquidate(ts)
+
+    def _liquidate(self, ts: float) -> list[Fill]:
+        """Cancel every working order, then close every strategy's positions at the marks."""
+        for oid in list(self.orders):
+            self._drop(oid)
+            self._handler(
+                OrderStatusEvent(oid, OrderStatus.CANCELLED, "cancelled: margin liquidation", ts=ts)
+            )
+        fills: list[Fill] = []
+        for (sid, key), qty in list(self._held.items()):
+            pos = self.positions.get(key)
+            if abs(qty) < 1e-9 or pos is None:
+                continue
+            inst = pos.instrument
+            mark = self._mark(inst)
+            px = pos.avg_cost if mark is None else mark
+            side = Side.SELL if qty > 0 else Side.BUY
+            n = next(self._liq_ids)
+            fill = Fill(
+                fill_id=f"PF-{self._session}-L{n}",
+                client_order_id=f"LIQ-{self._session}-{n}",
+                instrument=inst,
+                side=side,
+                quantity=abs(qty),
+                price=px,
+                commission=self.commission(abs(qty), px, inst.multiplier),
+                ts=ts,
+                strategy_id=sid,
+            )
+            self._book(fill)
+            self._handler(FillEvent(fill))
+            fills.append(fill)
+        self.margin_status = MarginStatus.OK if not self._open else MarginStatus.LIQUIDATE
         return fills
 
     def _option_update(self, opt: Option, u: MarketUpdate) -> MarketUpdate | None:
@@ -302,6 +386,12 @@ class PaperBroker:
 
     def _book(self, fill: Fill) -> None:
         key = fill.instrument.key
+        held = (fill.strategy_id, key)
+        q = self._held.get(held, 0.0) + fill.signed_quantity
+        if abs(q) < 1e-9:
+            self._held.pop(held, None)
+        else:
+            self._held[held] = q
         pos = self.positions.get(key) or Position(fill.instrument)
         new = self.positions[key] = pos.apply_fill(fill)
         if new.is_flat:
@@ -385,8 +475,8 @@ class PaperBroker:
             cash=self.cash,
             equity=equity,
             buying_power=self.buying_power(),
-            margin_used=gross / self.cfg.leverage,
-            maintenance_margin=gross * 0.25,
+            margin_used=self.margin.initial_requirement(gross),
+            maintenance_margin=self.margin.maintenance_requirement(gross),
             realized_pnl=realized,
             unrealized_pnl=unrealized,
             ts=self.clock(),
