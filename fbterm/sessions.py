@@ -100,6 +100,13 @@ def session_date(days: int) -> dt.date:
     return _EPOCH + dt.timedelta(days=int(days))
 
 
+def sessions_per_year(calendar: str, ts_ns: int) -> float:
+    """How many sessions a year ``calendar`` has around ``ts_ns`` (about 252 for XNYS, 365.25
+    for 24/7): the annualisation of returns bucketed by session."""
+    _, days = _closes(calendar, *_decades(ts_ns, ts_ns))
+    return float(len(days) / ((int(days[-1]) - int(days[0]) + 1) / 365.2425))
+
+
 class TradingDay:
     """``trading_day(ts)`` for one calendar, for callers that ask about "now" many times a
     second (the engine's timers): the current session's bounds are remembered, so most calls
@@ -144,6 +151,7 @@ __all__ = [
     "check_calendar",
     "session_date",
     "session_days",
+    "sessions_per_year",
     "trading_day",
     "trading_day_clock",
 ]

@@ -37,6 +37,7 @@ import pandas as pd
 from fbterm.backtest.book import Book
 from fbterm.backtest.fast import event_loop
 from fbterm.backtest.inputs import BacktestError, make_commission, make_sizing, prepare_bars
+from fbterm.backtest.metrics import DEFINITIONS
 from fbterm.backtest.replay import Progress, bar_loop
 from fbterm.backtest.result import BacktestResult, build_result
 from fbterm.backtest.venue import BarVenue, RiskGate
@@ -44,6 +45,7 @@ from fbterm.config import StrategyRiskConfig
 from fbterm.execution.costs import CommissionModel
 from fbterm.execution.margin import CASH_ACCOUNT, MarginRule
 from fbterm.risk.stops import StopRules
+from fbterm.sessions import DEFAULT_CALENDAR
 from fbterm.strategies.base import Sizing, StrategyError, StrategyInterface
 
 MODES = ("fast", "replay")
@@ -73,6 +75,9 @@ class CustomBacktester:
         option_vol_window: int = 20,
         progress: Progress | None = None,
         margin: MarginRule = CASH_ACCOUNT,
+        timezone: str = "America/New_York",
+        calendar: str | None = DEFAULT_CALENDAR,
+        stats: str = "fbterm",
     ):
         if not (cash > 0 and math.isfinite(cash)):
             raise BacktestError(f"cash must be > 0, got {cash!r}")
@@ -90,6 +95,11 @@ class CustomBacktester:
         self.option_vol_window = option_vol_window
         self.progress = progress
         self.margin = margin
+        if stats not in DEFINITIONS:
+            raise BacktestError(f"stats must be one of {', '.join(DEFINITIONS)}, got {stats!r}")
+        self.timezone = timezone
+        self.calendar = calendar
+        self.stats = stats
         self.result: BacktestResult | None = None
         n = len(self.bars)
         need = strategy.warmup()
@@ -140,13 +150,14 @@ class CustomBacktester:
             raise BacktestError(
                 f"strategy {strat.strategy_id} raised {type(e).__name__}: {e}"
             ) from e
-        result = build_result(venue, book, self.bars, strat, signals, mode, self.cash)
+        tz = self.timezone
+        result = build_result(venue, book, self.bars, strat, signals, mode, self.cash, tz)
         if result.position is not None:
             gross = np.abs(result.position.to_numpy()) * venue.c
             out = self.margin.liquidation_mask(result.equity.to_numpy(), gross)
             if out.any():
                 venue.liquidate(book, int(np.argmax(out)))
-                result = build_result(venue, book, self.bars, strat, signals, mode, self.cash)
+                result = build_result(venue, book, self.bars, strat, signals, mode, self.cash, tz)
         result.elapsed = time.perf_counter() - t0
         self.result = result
         result.metrics = self.calculate_performance_metrics(result)
@@ -154,8 +165,11 @@ class CustomBacktester:
             self.progress(1.0)
         return result
 
-    def calculate_performance_metrics(self, result: BacktestResult | None = None) -> pd.Series:
-        """The metrics of ``result`` (default: the last run) as one Series; see metrics."""
+    def calculate_performance_metrics(
+        self, result: BacktestResult | None = None, stats: str | None = None
+    ) -> pd.Series:
+        """The metrics of ``result`` (default: the last run) as one Series, by the ``stats``
+        definitions ("fbterm" or "backtesting"; default the backtester's); see metrics."""
         from fbterm.backtest.metrics import performance_metrics
 
         res = result or self.result
@@ -168,6 +182,10 @@ class CustomBacktester:
             warmup_bar=res.warmup_bar,
             position=res.position,
             commissions=float(res.fills["commission"].sum()) if len(res.fills) else 0.0,
+            calendar=self.calendar,
+            clock_tz=self.timezone,
+            definitions=stats or self.stats,
+            timezone=self.timezone,
         )
 
 

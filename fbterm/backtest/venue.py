@@ -17,10 +17,11 @@ from fbterm.backtest.book import Book
 from fbterm.backtest.inputs import bar_seconds
 from fbterm.backtest.options import OptionMarks
 from fbterm.execution.brokers.fills import MarketUpdate, match_order
-from fbterm.execution.costs import CommissionModel, commission_fraction
+from fbterm.execution.costs import CommissionModel, FractionCommission, commission_fraction
+from fbterm.execution.margin import CASH_ACCOUNT, MarginRule
 from fbterm.model import Instrument, Option, Order, OrderType, Side, Signal
 from fbterm.risk.stops import bar_exit
-from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
+from fbterm.strategies.base import Fee, Sizing, StrategyContext, StrategyInterface
 
 RiskGate = Callable[[Order], "str | None"]
 
@@ -38,11 +39,15 @@ class BarVenue:
         risk_gate: RiskGate | None,
         rate: float,
         option_vol_window: int,
+        margin: MarginRule = CASH_ACCOUNT,
     ):
         self.symbol = symbol
+        self.margin = margin
         self.strategy_id = strategy_id
         self.commission = commission
         self.cf = commission_fraction(commission)
+        # A commission sizing cannot net in closed form (per share): sizing asks it instead.
+        self.fee: Fee | None = None if isinstance(commission, FractionCommission) else commission
         self.risk_gate = risk_gate
         self.o = bars["open"].to_numpy()
         self.h = bars["high"].to_numpy()
@@ -73,6 +78,7 @@ class BarVenue:
             sizing=sizing,
             commission_fraction=self.cf,
             positions=book.pos,
+            fee=self.fee,
         )
 
     # -- orders --------------------------------------------------------------------------
@@ -135,15 +141,34 @@ class BarVenue:
                 (order.created_ts, order.symbol, "unfilled non-market order dropped")
             )
             return
+        inst = sig.instrument
         q = d.quantity if qty > 0 else -d.quantity
-        book.fill(
-            i,
-            sig.instrument,
-            q,
-            d.price,
-            self.commission(d.quantity, d.price, sig.instrument.multiplier),
-            sig.reason,
-        )
+        fee = self.commission(d.quantity, d.price, inst.multiplier)
+        q = self.admit(book, i, inst, q, d.price, fee)
+        if q:
+            fee = self.commission(abs(q), d.price, inst.multiplier)
+            book.fill(i, inst, q, d.price, fee, sig.reason)
+
+    def admit(
+        self, book: Book, i: int, inst: Instrument, q: float, price: float, fee: float
+    ) -> float:
+        """The part of a fill of ``q`` at bar ``i`` the account's margin takes
+        (:meth:`fbterm.execution.margin.MarginRule.admit`); a cut is logged in ``rejected``."""
+        key = inst.key
+        eq = self.equity_at_open(book, i)
+        gross = self.gross_at_open(book, i, exclude=key)
+        pos = book.pos.get(key, 0.0)
+        ok = self.margin.admit(pos, q, price, fee / abs(q), eq, gross, inst.multiplier)
+        if abs(ok - q) > 1e-9:
+            self.rejected.append(
+                (
+                    float(self.ts[i]),
+                    key,
+                    f"margin: {abs(q) - abs(ok):g} of {abs(q):g} {key} would cost more than "
+                    f"the buying power ({self.margin.buying_power(eq, gross):,.2f})",
+                )
+            )
+        return ok
 
     # -- stops ---------------------------------------------------------------------------
     def stop_exit(self, book: Book, i: int, pos: float, stop: float, tp: float) -> bool:
@@ -203,6 +228,18 @@ class BarVenue:
         book.wiped_out = j
 
     # -- marks ---------------------------------------------------------------------------
+    def gross_at_open(self, book: Book, i: int, exclude: str = "") -> float:
+        """Gross value of the positions at bar ``i``'s open, but ``exclude``'s."""
+        px = self.o[i]
+        gross = 0.0
+        for key, q in book.pos.items():
+            if key == exclude:
+                continue
+            inst = book.insts[key]
+            mark = self.options.price(inst, px, self.ts[i], i - 1) if isinstance(inst, Option) else px
+            gross += abs(q) * mark * inst.multiplier
+        return gross
+
     def equity_at_open(self, book: Book, i: int) -> float:
         """The book marked at bar ``i``'s open (options by the model)."""
         px = self.o[i]

@@ -44,6 +44,7 @@ from fbterm.engine.wiring import (
     simulated_market,
 )
 from fbterm.execution.brokers.base import Broker, BrokerPosition, SimulatedVenue
+from fbterm.execution.costs import commission_from_config
 from fbterm.execution.orders import OrderManagement, OrderQueue, UnknownOrder
 from fbterm.journal import Journal
 from fbterm.model import Bar, IllegalTransition, OrderError, Tick
@@ -127,6 +128,7 @@ class Engine:
             clock=clock,
             queue=self.queue,
             calendar=cfg.market.calendar,
+            fee=None if paper.commission == "percent" else commission_from_config(paper),
         )
         self.executor.on_error = self.events.on_strategy_error
         self.risk = PortfolioLevelRisk(

@@ -57,6 +57,41 @@ class MarginRule:
     def maintenance_requirement(self, gross: float) -> float:
         return gross * self.maintenance
 
+    def buying_power(self, equity: float, gross: float) -> float:
+        """What new positions may cost: equity x leverage less the gross value already held."""
+        return max(equity * self.leverage - gross, 0.0)
+
+    def admit(
+        self,
+        position: float,
+        quantity: float,
+        price: float,
+        fee_per_unit: float,
+        equity: float,
+        gross_other: float = 0.0,
+        multiplier: float = 1.0,
+    ) -> float:
+        """The part of an order for ``quantity`` (signed) the account takes, ``position`` being
+        held in the instrument: all of it, or only the part that closes ``position`` when the
+        part that adds risk would cost more than the buying power left after the closing part
+        (backtesting.py's rule: the position is closed first, then the new part is cancelled
+        whole when the margin does not cover it). ``equity`` is marked at ``price``;
+        ``gross_other`` is the value of the other positions."""
+        closing = 0.0
+        if position and (position > 0) != (quantity > 0):
+            closing = min(abs(quantity), abs(position))
+        adding = abs(quantity) - closing
+        if adding <= 1e-9:
+            return quantity
+        kept = abs(position) if closing == 0.0 else 0.0  # a same-side position stays held
+        power = self.buying_power(
+            equity - closing * fee_per_unit, gross_other + kept * price * multiplier
+        )
+        # A relative tolerance: float dust in a size that spends all the equity is not a refusal.
+        if adding * (price * multiplier + fee_per_unit) > power * (1 + 1e-9) + 1e-9:
+            return closing if quantity > 0 else -closing
+        return quantity
+
     def status(self, equity: float, gross: float) -> MarginStatus:
         """Where an account with this equity and gross position value stands."""
         if equity <= gross * self.maintenance:

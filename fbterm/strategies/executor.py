@@ -35,7 +35,7 @@ from fbterm.model import (
 )
 from fbterm.risk.strategy import StrategyLevelRisk
 from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
-from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
+from fbterm.strategies.base import Fee, Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:
     from fbterm.execution.orders import OrderManagement
@@ -104,8 +104,10 @@ class StrategyExecutor:
         clock: Callable[[], float] = time.time,
         queue: OrderQueue | None = None,
         calendar: str = DEFAULT_CALENDAR,
+        fee: Fee | None = None,
     ):
         self.oms = oms
+        self.fee = fee  # a commission sizing must leave room for (per share), as backtests do
         self.trading_day = trading_day_clock(calendar)
         self.commission_fraction = commission_fraction
         self.option_chain = option_chain
@@ -400,6 +402,7 @@ class StrategyExecutor:
             commission_fraction=self.commission_fraction,
             positions=positions,
             option_chain=self.option_chain,
+            fee=self.fee,
             open_orders=sum(
                 1
                 for o in self.oms.open.values()

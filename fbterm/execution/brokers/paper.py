@@ -336,53 +336,69 @@ class PaperBroker:
                 self._put(order.transition(order.status, triggered=True))
             return None
         inst = order.instrument
-        commission = self.commission(d.quantity, d.price, inst.multiplier)
-        # Buying power is checked again at fill time: a market order sent before any price
-        # was known must not put the account beyond its limits.
-        if self._would_exceed(order.side, d.quantity, d.price, inst, commission):
-            self._drop(order.client_order_id)
-            self._handler(
-                OrderStatusEvent(
-                    order.client_order_id,
-                    OrderStatus.CANCELLED,
-                    "cancelled: insufficient buying power at fill",
-                    ts=u.ts,
-                )
-            )
-            return None
+        qty = d.quantity
+        commission = self.commission(qty, d.price, inst.multiplier)
+        # Buying power is checked again at fill time (a market order sent before any price was
+        # known must not put the account beyond its limits), by the margin rule the backtest
+        # uses: the part that closes a position fills, a part that adds too much risk does not.
+        admitted = self._admitted(order.side.sign * qty, d.price, inst, commission / qty)
+        cut = admitted < qty - 1e-9
+        if cut:
+            if admitted <= 1e-9:
+                self._cancel_at_fill(order, u.ts)
+                return None
+            qty = admitted
+            commission = self.commission(qty, d.price, inst.multiplier)
         fill = Fill(
             fill_id=f"PF-{self._session}-{next(self._fill_ids)}",
             client_order_id=order.client_order_id,
             instrument=inst,
             side=order.side,
-            quantity=d.quantity,
+            quantity=qty,
             price=d.price,
             commission=commission,
             ts=u.ts,
             strategy_id=order.strategy_id,
         )
-        updated = order.with_fill(d.quantity, d.price, ts=fill.ts)
+        updated = order.with_fill(qty, d.price, ts=fill.ts)
         if d.triggered and not updated.triggered and updated.is_live:  # a filled order is final
             updated = updated.transition(updated.status, triggered=True)
-        if updated.is_live:
+        if updated.is_live and not cut:
             self._put(updated)
         else:
             self._drop(order.client_order_id)
         self._book(fill)
         self._handler(FillEvent(fill))
+        if cut and updated.is_live:
+            self._cancel_at_fill(order, u.ts)
         return fill
 
-    def _would_exceed(
-        self, side: Side, qty: float, price: float, inst: Instrument, commission: float
-    ) -> bool:
+    def _cancel_at_fill(self, order: Order, ts: float) -> None:
+        self._drop(order.client_order_id)
+        self._handler(
+            OrderStatusEvent(
+                order.client_order_id,
+                OrderStatus.CANCELLED,
+                "cancelled: insufficient buying power at fill",
+                ts=ts,
+            )
+        )
+
+    def _admitted(
+        self, signed: float, price: float, inst: Instrument, fee_per_unit: float
+    ) -> float:
+        """How much of a fill of ``signed`` units the margin rule lets through (unsigned)."""
         current = self.positions.get(inst.key)
         q0 = current.quantity if current else 0.0
-        q1 = q0 + side.sign * qty
-        if abs(q1) <= abs(q0) and q0 * q1 >= 0:
-            return False
-        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
-        # Working orders already reserved their value; at fill time only the account matters.
-        return added + commission > self._free_equity() + 1e-6
+        if q0 and (q0 > 0) != (signed > 0) and abs(signed) <= abs(q0):
+            return abs(signed)  # it only reduces a position: always allowed
+        net, gross = self._marked_positions()
+        mark = self._mark(inst)
+        own = abs(q0) * (mark if mark is not None else price) * inst.multiplier
+        ok = self.margin.admit(
+            q0, signed, price, fee_per_unit, self.cash + net, gross - own, inst.multiplier
+        )
+        return abs(ok)
 
     def _book(self, fill: Fill) -> None:
         key = fill.instrument.key
@@ -428,7 +444,7 @@ class PaperBroker:
 
     def _free_equity(self) -> float:
         net, gross = self._marked_positions()  # once: marking options prices each of them
-        return (self.cash + net) * self.cfg.leverage - gross
+        return self.margin.buying_power(self.cash + net, gross)
 
     def buying_power(self) -> float:
         """Equity x leverage, less what positions and working orders that add risk use."""
