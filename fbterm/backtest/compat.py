@@ -77,7 +77,7 @@ def backtesting_metrics(
     period = _period(idx)
     if isinstance(idx, pd.DatetimeIndex):
         freq_days = cast(pd.Timedelta, period).days
-        weekends = idx.dayofweek.to_series().between(5, 6).mean() > 2 / 7 * 0.6
+        weekends = idx.day_of_week.to_series().between(5, 6).mean() > 2 / 7 * 0.6
         per_year = {7: 52, 31: 12, 365: 1}.get(freq_days, 365 if weekends else 252)
         freq = {7: "W", 31: "ME", 365: "YE"}.get(freq_days, "D")
         curve = pd.Series(eq, index=idx)
