@@ -492,6 +492,12 @@ def _validate_whole(ctx: _Ctx, cfg: Config) -> None:
         ctx.fail("broker.ib.reconnect_max_delay", "must be >= broker.ib.reconnect_initial_delay")
 
 
+def section_from_dict(cls: type[_Section], data: dict[str, Any], source: str) -> _Section:
+    """One config section (a StrategyRiskConfig from command-line options, say), checked as the
+    file's are; a problem is a ConfigError ``source: key: reason``."""
+    return _build(_Ctx(source), "", cls, data)
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     ctx = _Ctx(source)
     cfg = _build(ctx, "", Config, data)

@@ -83,11 +83,13 @@ def backtesting_metrics(
         curve = pd.Series(eq, index=idx)
         day_returns = curve.resample(freq).last().dropna().pct_change().dropna()
         g = gmean(day_returns.fillna(0).to_numpy(dtype=float))
-    ann = (1 + g) ** per_year - 1
-    s["return_ann_pct"] = ann * 100
+    with np.errstate(over="ignore"):
+        ann = np.float64(1 + g) ** per_year - 1
+    s["return_ann_pct"] = float(ann * 100)
     var = day_returns.var(ddof=1)
-    with np.errstate(invalid="ignore"):
-        vol = float(np.sqrt((var + (1 + g) ** 2) ** per_year - (1 + g) ** (2 * per_year)) * 100)
+    with np.errstate(invalid="ignore", over="ignore"):
+        g64 = np.float64(g)
+        vol = float(np.sqrt((var + (1 + g64) ** 2) ** per_year - (1 + g64) ** (2 * per_year)) * 100)
     s["volatility_ann_pct"] = vol
     if isinstance(idx, pd.DatetimeIndex):
         years = (s["duration"].days + s["duration"].seconds / 86400) / 365.25

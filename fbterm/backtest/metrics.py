@@ -223,17 +223,21 @@ def performance_metrics(
     w = min(max(int(warmup_bar), 0), n - 1)
     s["buy_hold_return_pct"] = (c[-1] - c[w]) / c[w] * 100
     r, per_year = periodic_returns(equity, calendar)
-    g = gmean(r) if len(r) else 0.0
-    ann = (1 + g) ** per_year - 1 if len(r) else math.nan
-    s["return_ann_pct"] = ann * 100
+    g = np.float64(gmean(r) if len(r) else 0.0)  # numpy: a huge growth overflows to inf
+    with np.errstate(over="ignore"):
+        ann = (1 + g) ** per_year - 1 if len(r) else math.nan
+    s["return_ann_pct"] = float(ann * 100)
     s["volatility_ann_pct"] = (
         float(np.std(r, ddof=1)) * math.sqrt(per_year) * 100 if len(r) > 1 else math.nan
     )
     if isinstance(idx, pd.DatetimeIndex):
         years = s["duration"].total_seconds() / (365.25 * 86400)
-        s["cagr_pct"] = (
-            ((eq[-1] / eq[0]) ** (1 / years) - 1) * 100 if years > 0 and eq[-1] > 0 else math.nan
-        )
+        with np.errstate(over="ignore"):  # minutes of data: compounding to a year overflows
+            s["cagr_pct"] = (
+                ((eq[-1] / eq[0]) ** (1 / years) - 1) * 100
+                if years > 0 and eq[-1] > 0
+                else math.nan
+            )
     else:
         s["cagr_pct"] = math.nan
     s["sharpe"] = stats.sharpe_ratio(r, per_year)

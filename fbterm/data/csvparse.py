@@ -50,6 +50,7 @@ class LoadReport:
     # How the file's clock was read, said once: the zone of its naive times and what daylight
     # saving did to them ("2 local times in the DST gap moved forward ...").
     notes: list[str] = field(default_factory=list)
+    clock: str = "UTC"  # the zone the file's times were read in: its own, or the one named
 
     @property
     def bad_rows(self) -> int:
@@ -70,7 +71,7 @@ class LoadReport:
         return {
             "path": self.path, "rows_read": self.rows_read, "rows": self.rows,
             "dropped": self.dropped, "repaired": self.repaired, "examples": self.examples,
-            "sorted": self.sorted, "notes": self.notes,
+            "sorted": self.sorted, "notes": self.notes, "clock": self.clock,
         }  # fmt: skip
 
 
@@ -275,7 +276,9 @@ def parse_frame(
     header = read_header(path, where)
     date_col, mapping = map_columns(header, where)
     if adj_close and "adj_close" not in mapping.values():
-        raise DataError(where, "adj_close requested but the file has no Adj Close column", line=1)
+        raise DataError(
+            where, "no Adj Close column to adjust the prices with (--adjust, adj_close)", line=1
+        )
     date_cols = date_col if isinstance(date_col, list) else [date_col]
     usecols = [*date_cols, *(k for k, t in mapping.items() if t != "adj_close" or adj_close)]
     import warnings
@@ -316,6 +319,7 @@ def parse_frame(
     idx = parse_timestamps(traw, timezone, fixes)
     for fix in fixes:
         report.notes.extend(fix.notes(pd.Series(traw), lines))
+        report.clock = fix.timezone
     shifted = fixes[0].shifted if fixes and len(fixes[0].shifted) else None
 
     # Blank lines (all fields empty) are skipped silently, as a spreadsheet would. Checking the

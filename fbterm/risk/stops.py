@@ -46,6 +46,37 @@ STOP_KEYS = (
 )
 
 
+_UNITS = {
+    "%": "pct", "pct": "pct", "percent": "pct", "pt": "points", "pts": "points",
+    "point": "points", "points": "points", "$": "money", "money": "money",
+}  # fmt: skip
+
+
+def parse_amount(text: str) -> tuple[float, str]:
+    """A stop distance as written on a command line: ``5`` or ``5%`` (percent of the entry),
+    ``2.5pt`` (price points per unit), ``$300`` or ``300money`` (money on the position).
+    Returns (value, unit: "pct", "points" or "money"); ValueError naming the forms."""
+    t = text.strip().lower().replace(" ", "")
+    unit = "pct"
+    if t.startswith("$"):
+        t, unit = t[1:], "money"
+    else:
+        for suffix in sorted(_UNITS, key=len, reverse=True):
+            if t.endswith(suffix) and len(t) > len(suffix):
+                t, unit = t[: -len(suffix)], _UNITS[suffix]
+                break
+    try:
+        value = float(t)
+    except ValueError:
+        raise ValueError(
+            f"expected an amount like 5 or 5% (percent of entry), 2.5pt (price points per "
+            f"unit) or $300 (money on the position), got {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text!r}")
+    return value, unit
+
+
 def money(v: float) -> str:
     """An amount as the risk reasons print it: no cents once it reaches 100."""
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
