@@ -24,6 +24,7 @@ from fbterm.data.simulated import synth_bars
 from fbterm.data.storage import DataStorage
 from fbterm.engine import Engine
 from fbterm.journal import Journal
+from fbterm.model import OrderStatus
 from fbterm.strategies import create_strategy
 from fbterm.strategies.base import Sizing
 
@@ -83,7 +84,7 @@ def live_fills(
         )
         fills = engine.call(lambda: list(engine.oms.fills))
         rejected = engine.call(
-            lambda: [o.reason for o in engine.oms.orders.values() if o.status.value == "rejected"]
+            lambda: [o.reason for o in engine.oms.orders.values() if o.status is OrderStatus.REJECTED]
         )
     finally:
         engine.stop()

@@ -209,9 +209,17 @@ class PaperBroker:
         q1 = q0 + order.signed_quantity
         if abs(q1) <= abs(q0) and q0 * q1 >= 0:
             return ""  # it only reduces a position: always allowed
-        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
-        available = self.buying_power()
-        if added > available + 1e-6:
+        # The margin rule, with working orders' value already spoken for.
+        net, gross = self._marked_positions()
+        mark = self._mark(inst)
+        own = abs(q0) * (mark if mark is not None else price) * inst.multiplier
+        signed = order.signed_quantity
+        equity = self.cash + net
+        other = gross - own + self._reserved_total
+        if self.margin.admit(q0, signed, price, 0.0, equity, other, inst.multiplier) != signed:
+            added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
+            kept = abs(q0) * price * inst.multiplier if q0 * q1 >= 0 else 0.0
+            available = self.margin.buying_power(equity, other + kept)
             return (
                 f"insufficient buying power: order adds {added:,.2f} > available {available:,.2f}"
             )
