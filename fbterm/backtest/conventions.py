@@ -44,6 +44,9 @@ STATISTICS: tuple[tuple[str, str, str], ...] = (
     ("max_drawdown_duration", "peak to recovery (or the end), on the wall clock of "
      "--timezone, rounded to whole bars", "rounded up to the bar period's unit (a day for "
      "daily bars)"),
+    ("trades", "closed round trips: a position from flat (or a reversal) back to flat (or "
+     "the next reversal); a partial reduction closes that part; the open one is not counted",
+     "same"),
     ("win_rate_pct", "share of closed trades with P&L > 0", "same"),
     ("best_trade_pct", "best closed trade return: price move in % of entry less the "
      "trade's commissions in % of entry value", "same"),
