@@ -50,7 +50,7 @@ def _calendar(name: str, first_year: int, last_year: int) -> Any:
     except xcals.errors.InvalidCalendarName:
         known = ", ".join(n for n in ("XNYS", "XNAS", "XLON", "XTKS", "CMES", "24/5", "24/7"))
         raise CalendarError(
-            f"unknown exchange calendar {name!r} (e.g. {known}; `python -c \"import "
+            f'unknown exchange calendar {name!r} (e.g. {known}; `python -c "import '
             f'exchange_calendars as x; print(x.get_calendar_names())"` lists all)'
         ) from None
 

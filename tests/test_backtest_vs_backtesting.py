@@ -188,7 +188,7 @@ def ours(bars, targets, run: Run, mode: str, tz: str = "UTC"):
 
 
 def same(a: Any, b: Any) -> bool:
-    missing = (a is None or a is pd.NaT or (isinstance(a, float) and math.isnan(a)))
+    missing = a is None or a is pd.NaT or (isinstance(a, float) and math.isnan(a))
     b_missing = b is None or b is pd.NaT or (isinstance(b, float) and math.isnan(b))
     if missing or b_missing:
         return bool(missing and b_missing)
@@ -221,7 +221,7 @@ def check(bars, targets, run: Run, tz: str = "UTC", min_trades: int = 5) -> None
         )
         wrong = []
         for label, key in KEYS.items():
-            want = ref[label] if label in ref else (0.0 if label == "Commissions [$]" else None)
+            want = ref.get(label, 0.0 if label == "Commissions [$]" else None)
             got = m[key]
             if label in ("Start", "End"):
                 got = got.tz_convert(tz).tz_localize(None)

@@ -39,7 +39,10 @@ def ns(*texts: str) -> np.ndarray:
         ("2024-07-10 19:59", "2024-07-10"),  # summer: 16:00 EDT = 20:00 UTC
         ("2024-07-10 20:00", "2024-07-11"),
         ("2024-03-09 12:00", "2024-03-11"),  # a Saturday belongs to Monday's session
-        ("2024-11-29 18:30", "2024-12-02"),  # after the 13:00 early close the day after Thanksgiving
+        (
+            "2024-11-29 18:30",
+            "2024-12-02",
+        ),  # after the 13:00 early close the day after Thanksgiving
         ("2024-07-03 17:30", "2024-07-05"),  # early close, then the holiday
     ],
 )
@@ -146,7 +149,17 @@ def test_backtest_cli_reads_the_named_zone_and_says_so_once(tmp_path: Path, caps
     as_utc = __import__("json").loads(capsys.readouterr().out)
     assert as_utc["start"] == "2024-03-08T19:00:00+00:00"
     # --adjust trades the Adj Close series (here half the price): 10 shares make half the P&L
-    fixed = [*args, "--timezone", "UTC", "--on-bad-rows", "drop", "--sizing", "fixed", "--size", "10"]
+    fixed = [
+        *args,
+        "--timezone",
+        "UTC",
+        "--on-bad-rows",
+        "drop",
+        "--sizing",
+        "fixed",
+        "--size",
+        "10",
+    ]
     assert main(fixed) == 0
     raw = __import__("json").loads(capsys.readouterr().out)
     assert main([*fixed, "--adjust"]) == 0
@@ -154,7 +167,7 @@ def test_backtest_cli_reads_the_named_zone_and_says_so_once(tmp_path: Path, caps
     assert adj["trades"] == raw["trades"] > 0
     assert adj["return_pct"] == pytest.approx(raw["return_pct"] / 2, rel=1e-9)
     # the table says the clock once, above the statistics
-    assert main(args[:-1] + ["--timezone", "America/New_York"]) == 0
+    assert main([*args[:-1], "--timezone", "America/New_York"]) == 0
     out = capsys.readouterr().out
     assert out.count("wall-clock time") == 1 and out.index("note:") < out.index("Sharpe")
 

@@ -84,14 +84,14 @@ def live_fills(
         )
         fills = engine.call(lambda: list(engine.oms.fills))
         rejected = engine.call(
-            lambda: [o.reason for o in engine.oms.orders.values() if o.status is OrderStatus.REJECTED]
+            lambda: [
+                o.reason for o in engine.oms.orders.values() if o.status is OrderStatus.REJECTED
+            ]
         )
     finally:
         engine.stop()
     assert not rejected
-    return [
-        (int(f.ts // 86400), f.signed_quantity, f.price, f.commission) for f in fills
-    ]
+    return [(int(f.ts // 86400), f.signed_quantity, f.price, f.commission) for f in fills]
 
 
 def per_bar(rows: list[tuple[int, float, float, float]]) -> dict[int, tuple[float, float, float]]:
@@ -123,7 +123,9 @@ def test_live_engine_over_a_csv_fills_like_the_replay_backtest(
     f = res.fills
     days = (loaded.index[f["bar"].to_numpy()].as_unit("ns").asi8 // 86_400_000_000_000).tolist()
     backtest = list(
-        zip(days, f["quantity"].tolist(), f["price"].tolist(), f["commission"].tolist(), strict=True)
+        zip(
+            days, f["quantity"].tolist(), f["price"].tolist(), f["commission"].tolist(), strict=True
+        )
     )
     assert len(backtest) > 10
     want, got = per_bar(backtest), per_bar(live)

@@ -13,7 +13,7 @@ import pytest
 from fbterm.backtest.backtester import CustomBacktester
 from fbterm.config import PaperBrokerConfig, StrategyRiskConfig, load_config
 from fbterm.engine.housekeeping import rebalance
-from fbterm.execution.brokers.base import BrokerMessage, FillEvent, OrderStatusEvent
+from fbterm.execution.brokers.base import BrokerMessage, OrderStatusEvent
 from fbterm.execution.brokers.fills import MarketUpdate
 from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.margin import CASH_ACCOUNT, MarginRule, MarginStatus
@@ -87,7 +87,8 @@ def test_paper_margin_call_once_then_liquidation_per_strategy(venue) -> None:
     broker.on_market("X", update(66.6, 4))
     liq = [f for f in oms.fills[before:]]
     assert {(f.strategy_id, f.side, f.quantity, f.price) for f in liq} == {
-        ("a", Side.SELL, 120, 66.6), ("b", Side.SELL, 80, 66.6)
+        ("a", Side.SELL, 120, 66.6),
+        ("b", Side.SELL, 80, 66.6),
     }
     assert all(f.client_order_id.startswith("LIQ-") for f in liq)
     msgs = [e for e in events if isinstance(e, BrokerMessage) and "liquidation" in e.message]
@@ -190,7 +191,9 @@ def test_retired_stop_keys_are_refused_naming_the_replacement(make_config) -> No
     assert cfg.strategies[0].risk == StrategyRiskConfig(
         stop_loss_money=500.0, take_profit_points=2.0, trailing_stop_points=1.5
     )
-    with pytest.raises(ConfigError, match="broker.paper.maintenance_margin: must be < 1 / leverage"):
+    with pytest.raises(
+        ConfigError, match=r"broker\.paper\.maintenance_margin: must be < 1 / leverage"
+    ):
         make_config(broker={"paper": {"leverage": 4.0, "maintenance_margin": 0.3}})
 
 

@@ -84,8 +84,8 @@ def trade_returns_pct(result: BacktestResult) -> np.ndarray:
     """Closed trades' returns in %, the finite ones."""
     if not len(result.trades):
         return np.zeros(0)
-    r = result.trades["return_pct"].to_numpy(dtype=float) * 100
-    return r[np.isfinite(r)]
+    r: np.ndarray = np.asarray(result.trades["return_pct"].to_numpy(dtype=float) * 100)
+    return np.asarray(r[np.isfinite(r)])
 
 
 def histogram(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray, float]:

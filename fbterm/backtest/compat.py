@@ -63,7 +63,11 @@ def backtesting_metrics(
     for e, x in zip(trades["entry_bar"], trades["exit_bar"], strict=True):
         have[int(e) : int(x) + 1] = 1
     s["exposure_pct"] = float(have.mean() * 100)
-    s["equity_start"], s["equity_final"], s["equity_peak"] = float(eq[0]), float(eq[-1]), float(eq.max())
+    s["equity_start"], s["equity_final"], s["equity_peak"] = (
+        float(eq[0]),
+        float(eq[-1]),
+        float(eq.max()),
+    )
     closed = float(trades["commission"].sum()) if len(trades) else 0.0
     s["commissions"] = closed
     s["commissions_open"] = max(float(commissions) - closed, 0.0)
@@ -121,12 +125,18 @@ def backtesting_metrics(
     s["avg_drawdown_duration"] = _ceil(durations.mean(), period) if len(durations) else pd.NaT
     t = trade_metrics(trades, None)
     rets = trades["return_pct"].to_numpy(dtype=float) if len(trades) else np.zeros(0)
-    t["profit_factor"] = float(rets[rets > 0].sum()) / (abs(float(rets[rets < 0].sum())) or math.nan)
+    t["profit_factor"] = float(rets[rets > 0].sum()) / (
+        abs(float(rets[rets < 0].sum())) or math.nan
+    )
     if len(trades):
-        d = pd.Series(
-            wall_clock(pd.DatetimeIndex(trades["exit_time"]), timezone)
-            - wall_clock(pd.DatetimeIndex(trades["entry_time"]), timezone)
-        ) if isinstance(idx, pd.DatetimeIndex) else trades["exit_bar"] - trades["entry_bar"]
+        d = (
+            pd.Series(
+                wall_clock(pd.DatetimeIndex(trades["exit_time"]), timezone)
+                - wall_clock(pd.DatetimeIndex(trades["entry_time"]), timezone)
+            )
+            if isinstance(idx, pd.DatetimeIndex)
+            else trades["exit_bar"] - trades["entry_bar"]
+        )
         t["max_trade_duration"] = _ceil(d.max(), period)
         t["avg_trade_duration"] = _ceil(d.mean(), period)
     s.update(t)

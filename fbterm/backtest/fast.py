@@ -226,7 +226,11 @@ def plain_loop(
         fc_add(fee)
     for bar, cut in rejected:
         venue.rejected.append(
-            (float(venue.ts[bar]), sym, f"margin: {cut:g} {sym} would cost more than the buying power")
+            (
+                float(venue.ts[bar]),
+                sym,
+                f"margin: {cut:g} {sym} would cost more than the buying power",
+            )
         )
     book.cash = cash
     book.fb, book.fq, book.fp, book.fc = fb, fq, fp, fc

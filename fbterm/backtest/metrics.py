@@ -155,7 +155,9 @@ def gmean(x: np.ndarray) -> float:
     return float(np.exp(np.log(g).sum() / len(g)) - 1)
 
 
-def alpha_beta(equity: np.ndarray, close: np.ndarray, ret_pct: float, bh_pct: float) -> tuple[float, float]:
+def alpha_beta(
+    equity: np.ndarray, close: np.ndarray, ret_pct: float, bh_pct: float
+) -> tuple[float, float]:
     """(alpha %, beta) against the traded instrument: beta from per-bar log returns (the bars
     where both are defined), alpha = return - beta x buy & hold return (risk-free 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -187,7 +189,9 @@ def performance_metrics(
     ``definitions``: "fbterm" or "backtesting" (then ``timezone`` is the zone of the file's
     clock, whose dates backtesting.py buckets by). See :mod:`fbterm.backtest.conventions`."""
     if definitions not in DEFINITIONS:
-        raise ValueError(f"definitions must be one of {', '.join(DEFINITIONS)}, got {definitions!r}")
+        raise ValueError(
+            f"definitions must be one of {', '.join(DEFINITIONS)}, got {definitions!r}"
+        )
     if definitions == "backtesting":
         from fbterm.backtest.compat import backtesting_metrics
 

@@ -236,7 +236,9 @@ class BarVenue:
             if key == exclude:
                 continue
             inst = book.insts[key]
-            mark = self.options.price(inst, px, self.ts[i], i - 1) if isinstance(inst, Option) else px
+            mark = (
+                self.options.price(inst, px, self.ts[i], i - 1) if isinstance(inst, Option) else px
+            )
             gross += abs(q) * mark * inst.multiplier
         return gross
 

@@ -441,7 +441,7 @@ def _stops(args: argparse.Namespace) -> StrategyRiskConfig | None:
         return section_from_dict(StrategyRiskConfig, given, "options")
     except ConfigError as e:
         # "options: stop_loss_pct: must be < 100, got 150" -> "--stop-loss 150: must be < 100 ..."
-        _, key, reason = (str(e).split(": ", 2) + ["", ""])[:3]
+        _, key, reason = [*str(e).split(": ", 2), "", ""][:3]
         unit = " (percent of the entry price)" if key.endswith("_pct") else ""
         raise CLIError(f"{flags.get(key, key)}: {reason}{unit}", EXIT_USAGE) from None
 

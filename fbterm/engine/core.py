@@ -457,7 +457,12 @@ class Engine:
     def reconcile(self) -> list[str]:
         """Compare the journal with the venue after a (re)start; report every difference."""
         return startup.reconcile(
-            self.broker, self.venue, self.oms, self.activity, self.clock, self.config.market.calendar
+            self.broker,
+            self.venue,
+            self.oms,
+            self.activity,
+            self.clock,
+            self.config.market.calendar,
         )
 
     def warm_up(self) -> None:

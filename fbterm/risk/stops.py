@@ -126,14 +126,19 @@ class StopRules:
         size = abs(quantity) * multiplier
         stops: list[tuple[float, str]] = []
         if self.sl_pct is not None:
-            stops.append((entry - sign * entry * self.sl_pct / 100.0, f"stop_loss {self.sl_pct:g}%"))
+            stops.append(
+                (entry - sign * entry * self.sl_pct / 100.0, f"stop_loss {self.sl_pct:g}%")
+            )
         if self.sl_points is not None:
             stops.append((entry - sign * self.sl_points, f"stop_loss {self.sl_points:g} points"))
         if self.sl_money is not None and size > 0:
             stops.append((entry - sign * self.sl_money / size, f"stop_loss {money(self.sl_money)}"))
         if self.trail_pct is not None:
             stops.append(
-                (extreme - sign * extreme * self.trail_pct / 100.0, f"trailing_stop {self.trail_pct:g}%")
+                (
+                    extreme - sign * extreme * self.trail_pct / 100.0,
+                    f"trailing_stop {self.trail_pct:g}%",
+                )
             )
         if self.trail_points is not None:
             stops.append(
@@ -145,7 +150,9 @@ class StopRules:
                 (entry + sign * entry * self.tp_pct / 100.0, f"take_profit {self.tp_pct:g}%")
             )
         if self.tp_points is not None:
-            targets.append((entry + sign * self.tp_points, f"take_profit {self.tp_points:g} points"))
+            targets.append(
+                (entry + sign * self.tp_points, f"take_profit {self.tp_points:g} points")
+            )
         if self.tp_money is not None and size > 0:
             targets.append(
                 (entry + sign * self.tp_money / size, f"take_profit {money(self.tp_money)}")

@@ -189,9 +189,7 @@ def target_quantity(
     fee: Fee | None = None,
 ) -> float:
     """Whole units to hold for ``target`` at ``price`` (signed); see :func:`sizer`."""
-    size = sizer(
-        sizing, multiplier=multiplier, commission_fraction=commission_fraction, fee=fee
-    )
+    size = sizer(sizing, multiplier=multiplier, commission_fraction=commission_fraction, fee=fee)
     return size(target, price, equity, position)
 
 
