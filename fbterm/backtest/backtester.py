@@ -6,24 +6,32 @@
 * **replay** (:mod:`fbterm.backtest.replay`): bars one at a time through ``on_bar`` ->
   ``execute`` -> risk gate -> the paper broker's fill model, as the live engine does.
 
-Conventions (those of backtesting.py, so a peer can check us):
+Conventions (those of backtesting.py, so a peer can check us; the user-facing statement is
+:mod:`fbterm.backtest.conventions`, printed by ``fbterm backtest --help``):
 
 * the target from bar t is acted on at bar t+1's open: ``execute`` runs with ``ctx.price`` =
-  that open and ``ctx.equity`` marked at it (live, a bar closes when the next price arrives),
-  and its market orders fill at that open through :func:`fbterm.execution.brokers.fills.match_order`;
+  that open and ``ctx.equity`` marked at it (live, a bar closes when the next price arrives,
+  and the engine sizes at that price too), and its market orders fill at that open through
+  :func:`fbterm.execution.brokers.fills.match_order`;
 * commission is a fraction of traded value or IB per-share, charged on every fill (entry and
   exit alike), from the same commission models as paper trading (:mod:`fbterm.execution.costs`);
 * sizing modes fixed / cash / fraction / all_in via :func:`fbterm.strategies.base.sizer`;
-  all_in buys whole units with the equity left after the closing leg's commission;
+  fraction and all_in buy whole units with the equity left after the closing leg's commission;
+* margin (:mod:`fbterm.execution.margin`, the paper venue's rule): a cash account; an order
+  adding more than the buying power is cut to its closing part; at the first close where
+  equity is 0 or less every position is closed at that close and equity stays 0;
 * a position still open at the end is marked at the last close in the equity curve but is not
   a closed trade;
-* stop-loss / take-profit / trailing stop (StrategyRiskConfig) are checked on every bar from
-  the entry bar on, after that bar's open fills (:func:`fbterm.risk.stops.bar_exit`): the stop
-  first when both are touched; a stop fills at the stop or at the open when the bar gaps
-  through it, a take-profit at its level or the open when it gaps beyond; after a stop, the
-  strategy's next target acts even if it repeats (``forget_target``);
+* stop-loss / take-profit / trailing stop (StrategyRiskConfig, in percent, price points or
+  money) are checked on every bar from the entry bar on, after that bar's open fills
+  (:func:`fbterm.risk.stops.bar_exit`): the stop first when both are touched; a stop fills at
+  the stop or at the open when the bar gaps through it, a take-profit at its level or the open
+  when it gaps beyond; after a stop, the strategy's next target acts even if it repeats
+  (``forget_target``);
 * ``risk_gate(order) -> reason | None`` is called for every order before it can fill, so the
-  engine's pre-trade checks plug in unchanged; a rejected order is logged and never fills.
+  engine's pre-trade checks plug in unchanged; a rejected order is logged and never fills;
+* metrics by ``stats``: fbterm's definitions or backtesting.py's (:mod:`fbterm.backtest.compat`),
+  intraday days by the exchange ``calendar``'s sessions, durations on ``timezone``'s clock.
 """
 
 from __future__ import annotations
