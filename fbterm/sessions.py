@@ -95,6 +95,20 @@ def session_days(ts_ns: npt.ArrayLike, calendar: str = DEFAULT_CALENDAR) -> IntA
     return days[np.minimum(k, len(days) - 1)]
 
 
+def session_last_bars(ts_ns: npt.ArrayLike, calendar: str = DEFAULT_CALENDAR) -> IntArray:
+    """For sorted moments (a bar index), the position of the last one of each session present:
+    where the daily return of an intraday curve is read. One binary search per session close,
+    not per moment, so a million bars cost about what their few hundred sessions do."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if ts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    closes, _ = _closes(calendar, *_decades(int(ts[0]), int(ts[-1])))
+    lo, hi = np.searchsorted(closes, [ts[0], ts[-1]], side="right")
+    firsts = np.searchsorted(ts, closes[lo:hi], side="left")  # first moment at/after each close
+    last = np.unique(np.r_[firsts - 1, ts.size - 1])
+    return np.asarray(last[last >= 0], dtype=np.int64)
+
+
 def session_date(days: int) -> dt.date:
     """An epoch-day number from :func:`session_days` as a date."""
     return _EPOCH + dt.timedelta(days=int(days))
@@ -151,6 +165,7 @@ __all__ = [
     "check_calendar",
     "session_date",
     "session_days",
+    "session_last_bars",
     "sessions_per_year",
     "trading_day",
     "trading_day_clock",

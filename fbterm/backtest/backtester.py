@@ -160,9 +160,11 @@ class CustomBacktester:
             ) from e
         tz = self.timezone
         result = build_result(venue, book, self.bars, strat, signals, mode, self.cash, tz)
-        if result.position is not None:
+        eq = result.equity.to_numpy()
+        # A cash account is only closed out at equity 0: one pass finds there is none.
+        if result.position is not None and (self.margin.maintenance > 0 or eq.min() <= 0):
             gross = np.abs(result.position.to_numpy()) * venue.c
-            out = self.margin.liquidation_mask(result.equity.to_numpy(), gross)
+            out = self.margin.liquidation_mask(eq, gross)
             if out.any():
                 venue.liquidate(book, int(np.argmax(out)))
                 result = build_result(venue, book, self.bars, strat, signals, mode, self.cash, tz)

@@ -36,8 +36,8 @@ STATISTICS: tuple[tuple[str, str, str], ...] = (
     ("calmar", "annualised return / max drawdown", "same"),
     ("alpha_pct", "return - beta x buy & hold return, risk-free 0", "same, NaN once equity "
      "has touched 0 (a log of 0)"),
-    ("beta", "cov / var of per-bar log returns of equity and of the close, bars where both "
-     "are defined", "every bar: NaN once equity has touched 0"),
+    ("beta", "cov / var of the equity's and the close's simple returns over the periods "
+     "Sharpe uses", "log returns of every bar: NaN once equity has touched 0"),
     ("max_drawdown_pct", "largest fall below the running peak of equity", "same"),
     ("avg_drawdown_pct", "mean depth of the drawdown episodes (peak to recovery or the end)",
      "same"),

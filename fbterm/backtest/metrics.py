@@ -79,42 +79,44 @@ def has_weekends(index: pd.DatetimeIndex) -> bool:
     return float((dow >= 5).mean()) > 2 / 7 * 0.6
 
 
-def periodic_returns(equity: pd.Series, calendar: str | None = None) -> tuple[np.ndarray, float]:
-    """(returns, periods per year) used by the annualised metrics.
+def period_points(index: pd.Index, calendar: str | None = None) -> tuple[np.ndarray | None, float]:
+    """(positions of the bars that end each period, periods per year): the points the
+    annualised metrics take returns between; None means every bar.
 
     Bars of a day or longer are their own periods (weekly/monthly/yearly bars: 52/12/1 a year;
     daily: 252, 365 when the data has weekends). Intraday bars are bucketed into days: by the
-    exchange's trading session when ``calendar`` is given (the last equity of each session,
+    exchange's trading session when ``calendar`` is given (the last bar of each session,
     sessions a year from the calendar), else by UTC calendar day (252 a year, 365 with weekends).
     """
-    idx = equity.index
-    if not isinstance(idx, pd.DatetimeIndex) or len(idx) < 2:
-        return stats.finite(stats.simple_returns(equity.to_numpy(dtype=float))), 252.0
-    step = bar_step(idx)
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return None, 252.0
+    step = bar_step(index)
     assert step is not None
     days = step.days
-    weekends = has_weekends(idx)
+    freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
+    if freq == "D" and days < 1 and calendar is not None:
+        from fbterm.sessions import session_last_bars, sessions_per_year
+
+        ns = index.as_unit("ns").asi8
+        return session_last_bars(ns, calendar), sessions_per_year(calendar, int(ns[0]))
     # Whole days, not step.total_seconds(): a float of nanoseconds can round up to the next
     # day, and the calendar convention classifies by whole days.
-    per_year = stats.periods_per_year(days * 86400.0, "calendar", weekends=weekends)
-    freq = "W" if days == 7 else "ME" if 28 <= days <= 31 else "YE" if days >= 365 else "D"
+    per_year = stats.periods_per_year(days * 86400.0, "calendar", weekends=has_weekends(index))
     if days >= 1 and freq == "D":
-        eq = equity.to_numpy(dtype=float)
-    elif freq == "D":
-        ns = idx.as_unit("ns").asi8
-        if calendar is not None:
-            from fbterm.sessions import session_days, sessions_per_year
+        return None, per_year
+    if freq == "D":
+        day = index.as_unit("ns").asi8 // 86_400_000_000_000
+        # The last bar of each UTC day: resample('D').last() without the cost.
+        return np.flatnonzero(np.r_[day[1:] != day[:-1], True]), per_year
+    at = pd.Series(np.arange(len(index)), index=index).resample(freq).last().dropna()
+    return at.to_numpy(dtype=np.int64), per_year
 
-            day = session_days(ns, calendar)
-            per_year = sessions_per_year(calendar, int(ns[0]))
-        else:
-            day = ns // 86_400_000_000_000
-        # The last equity of each day: resample('D').last() without the cost.
-        last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
-        eq = equity.to_numpy(dtype=float)[last]
-    else:
-        eq = equity.resample(freq).last().dropna().to_numpy(dtype=float)
-    return stats.finite(stats.simple_returns(eq)), per_year
+
+def periodic_returns(equity: pd.Series, calendar: str | None = None) -> tuple[np.ndarray, float]:
+    """(returns, periods per year) used by the annualised metrics (see :func:`period_points`)."""
+    at, per_year = period_points(equity.index, calendar)
+    eq = equity.to_numpy(dtype=float)
+    return stats.finite(stats.simple_returns(eq if at is None else eq[at])), per_year
 
 
 def wall_clock(times: pd.Index, tz: str | None) -> pd.Index:
@@ -158,16 +160,20 @@ def gmean(x: np.ndarray) -> float:
 def alpha_beta(
     equity: np.ndarray, close: np.ndarray, ret_pct: float, bh_pct: float
 ) -> tuple[float, float]:
-    """(alpha %, beta) against the traded instrument: beta from per-bar log returns (the bars
-    where both are defined), alpha = return - beta x buy & hold return (risk-free 0)."""
+    """(alpha %, beta) against the traded instrument: beta = cov / var of the instrument's
+    and the equity's simple returns over the same periods as Sharpe's (the periods after a
+    positive equity), alpha = return - beta x buy & hold return (risk-free 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.log(equity[1:] / equity[:-1])
-        b = np.log(close[1:] / close[:-1])
-    ok = np.isfinite(a) & np.isfinite(b)
+        a = np.diff(equity) / equity[:-1]
+        b = np.diff(close) / close[:-1]
+    ok = np.isfinite(a) & np.isfinite(b) & (equity[:-1] > 0)
     if ok.sum() < 2:
         return math.nan, math.nan
-    cov = np.cov(a[ok], b[ok])
-    beta = float(cov[0, 1] / cov[1, 1]) if cov[1, 1] > 0 else math.nan
+    a, b = a[ok], b[ok] - b[ok].mean()
+    var = float(b @ b)
+    if not var > 0:
+        return math.nan, math.nan
+    beta = float(a @ b) / var  # b is centred: sum((a - mean a) b) = sum(a b)
     return ret_pct - beta * bh_pct, beta
 
 
@@ -226,7 +232,8 @@ def performance_metrics(
     c = close.to_numpy(dtype=float)
     w = min(max(int(warmup_bar), 0), n - 1)
     s["buy_hold_return_pct"] = (c[-1] - c[w]) / c[w] * 100
-    r, per_year = periodic_returns(equity, calendar)
+    at, per_year = period_points(idx, calendar)
+    r = stats.finite(stats.simple_returns(eq if at is None else eq[at]))
     g = np.float64(gmean(r) if len(r) else 0.0)  # numpy: a huge growth overflows to inf
     with np.errstate(over="ignore"):
         ann = (1 + g) ** per_year - 1 if len(r) else math.nan
@@ -249,7 +256,10 @@ def performance_metrics(
     dd = stats.drawdown_series(eq)
     max_dd = float(dd.max()) if dd.size else 0.0  # stats.max_drawdown, without a second pass
     s["calmar"] = ann / max_dd if max_dd > 0 else math.nan
-    s["alpha_pct"], s["beta"] = alpha_beta(eq, c, s["return_pct"], s["buy_hold_return_pct"])
+    s["alpha_pct"], s["beta"] = alpha_beta(
+        eq if at is None else eq[at], c if at is None else c[at], s["return_pct"],
+        s["buy_hold_return_pct"],
+    )  # fmt: skip
     s["max_drawdown_pct"] = -max_dd * 100
     depth, dur = drawdown_durations(dd, idx, clock_tz)
     s["avg_drawdown_pct"] = -float(depth.mean()) * 100 if len(depth) else 0.0

@@ -155,9 +155,13 @@ class BarVenue:
         """The part of a fill of ``q`` at bar ``i`` the account's margin takes
         (:meth:`fbterm.execution.margin.MarginRule.admit`); a cut is logged in ``rejected``."""
         key = inst.key
-        eq = self.equity_at_open(book, i)
-        gross = self.gross_at_open(book, i, exclude=key)
         pos = book.pos.get(key, 0.0)
+        if pos and (pos > 0) != (q > 0) and abs(q) <= abs(pos):
+            return q  # it only reduces: always taken (and this runs once per order)
+        if key == self.symbol and len(book.pos) <= (1 if pos else 0):
+            eq, gross = book.cash + pos * float(self.o[i]), 0.0  # only this stock is held
+        else:
+            eq, gross = self.equity_at_open(book, i), self.gross_at_open(book, i, exclude=key)
         ok = self.margin.admit(pos, q, price, fee / abs(q), eq, gross, inst.multiplier)
         if abs(ok - q) > 1e-9:
             self.rejected.append(

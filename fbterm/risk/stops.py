@@ -122,46 +122,7 @@ class StopRules:
         """(stop, the rule that set it, take-profit, the rule that set it) for a position of
         ``quantity`` units entered at ``entry`` whose best price since is ``extreme``. NaN and
         "" where there is none. A money limit needs the quantity: without one it is skipped."""
-        sign = 1.0 if long else -1.0
-        size = abs(quantity) * multiplier
-        stops: list[tuple[float, str]] = []
-        if self.sl_pct is not None:
-            stops.append(
-                (entry - sign * entry * self.sl_pct / 100.0, f"stop_loss {self.sl_pct:g}%")
-            )
-        if self.sl_points is not None:
-            stops.append((entry - sign * self.sl_points, f"stop_loss {self.sl_points:g} points"))
-        if self.sl_money is not None and size > 0:
-            stops.append((entry - sign * self.sl_money / size, f"stop_loss {money(self.sl_money)}"))
-        if self.trail_pct is not None:
-            stops.append(
-                (
-                    extreme - sign * extreme * self.trail_pct / 100.0,
-                    f"trailing_stop {self.trail_pct:g}%",
-                )
-            )
-        if self.trail_points is not None:
-            stops.append(
-                (extreme - sign * self.trail_points, f"trailing_stop {self.trail_points:g} points")
-            )
-        targets: list[tuple[float, str]] = []
-        if self.tp_pct is not None:
-            targets.append(
-                (entry + sign * entry * self.tp_pct / 100.0, f"take_profit {self.tp_pct:g}%")
-            )
-        if self.tp_points is not None:
-            targets.append(
-                (entry + sign * self.tp_points, f"take_profit {self.tp_points:g} points")
-            )
-        if self.tp_money is not None and size > 0:
-            targets.append(
-                (entry + sign * self.tp_money / size, f"take_profit {money(self.tp_money)}")
-            )
-        # The tightest stop and the nearest target: for a long the highest stop and the lowest
-        # target, for a short the reverse.
-        stop, s_name = (max if long else min)(stops, key=_price) if stops else (math.nan, "")
-        tp, t_name = (min if long else max)(targets, key=_price) if targets else (math.nan, "")
-        return stop, s_name, tp, t_name
+        return self._levels(long, entry, extreme, abs(quantity) * multiplier, True)
 
     def levels(
         self,
@@ -172,12 +133,62 @@ class StopRules:
         multiplier: float = 1.0,
     ) -> tuple[float, float]:
         """(stop, take-profit) prices; NaN where there is none. See :meth:`named_levels`."""
-        stop, _, tp, _ = self.named_levels(long, entry, extreme, quantity, multiplier)
+        stop, _, tp, _ = self._levels(long, entry, extreme, abs(quantity) * multiplier, False)
         return stop, tp
 
-
-def _price(level: tuple[float, str]) -> float:
-    return level[0]
+    def _levels(
+        self, long: bool, entry: float, extreme: float, size: float, named: bool
+    ) -> tuple[float, str, float, str]:
+        # The one computation of the levels; names are built only when asked for (the fast
+        # backtest asks for levels once per trade, and formatting would be most of the cost).
+        sign = 1.0 if long else -1.0
+        stops: list[float] = []
+        s_names: list[str] = []
+        targets: list[float] = []
+        t_names: list[str] = []
+        if self.sl_pct is not None:
+            stops.append(entry - sign * entry * self.sl_pct / 100.0)
+            if named:
+                s_names.append(f"stop_loss {self.sl_pct:g}%")
+        if self.sl_points is not None:
+            stops.append(entry - sign * self.sl_points)
+            if named:
+                s_names.append(f"stop_loss {self.sl_points:g} points")
+        if self.sl_money is not None and size > 0:
+            stops.append(entry - sign * self.sl_money / size)
+            if named:
+                s_names.append(f"stop_loss {money(self.sl_money)}")
+        if self.trail_pct is not None:
+            stops.append(extreme - sign * extreme * self.trail_pct / 100.0)
+            if named:
+                s_names.append(f"trailing_stop {self.trail_pct:g}%")
+        if self.trail_points is not None:
+            stops.append(extreme - sign * self.trail_points)
+            if named:
+                s_names.append(f"trailing_stop {self.trail_points:g} points")
+        if self.tp_pct is not None:
+            targets.append(entry + sign * entry * self.tp_pct / 100.0)
+            if named:
+                t_names.append(f"take_profit {self.tp_pct:g}%")
+        if self.tp_points is not None:
+            targets.append(entry + sign * self.tp_points)
+            if named:
+                t_names.append(f"take_profit {self.tp_points:g} points")
+        if self.tp_money is not None and size > 0:
+            targets.append(entry + sign * self.tp_money / size)
+            if named:
+                t_names.append(f"take_profit {money(self.tp_money)}")
+        # The tightest stop and the nearest target: for a long the highest stop and the lowest
+        # target, for a short the reverse.
+        stop = tp = math.nan
+        s_name = t_name = ""
+        if stops:
+            k = stops.index(max(stops) if long else min(stops))
+            stop, s_name = stops[k], s_names[k] if named else ""
+        if targets:
+            k = targets.index(min(targets) if long else max(targets))
+            tp, t_name = targets[k], t_names[k] if named else ""
+        return stop, s_name, tp, t_name
 
 
 # --------------------------------------------------------------------------- per price

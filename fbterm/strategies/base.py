@@ -146,6 +146,7 @@ def sizer(
     """
     mode, value, cf = sizing.mode, sizing.value, commission_fraction
     fixed, cash = mode == "fixed", mode == "cash"
+    relative = not (fixed or cash)  # fraction, all_in: the common case, tested first
     # backtesting.py sizes all_in at (1 - eps) of equity, net of commission.
     share = 1 - 1e-10 if mode == "all_in" else value
     floor, copysign, inf = math.floor, math.copysign, math.inf
@@ -156,11 +157,7 @@ def sizer(
         if not target or not 0.0 < price < inf:
             return 0.0
         unit = price * multiplier
-        if fixed:
-            units = value * abs(target)
-        elif cash:
-            units = value * abs(target) / unit
-        else:  # fraction, all_in
+        if relative:
             if position and (position > 0) != (target > 0):
                 equity -= abs(position) * unit * cf
                 if fee is not None:
@@ -172,6 +169,10 @@ def sizer(
                 while whole > 0 and whole * unit + fee(whole, price) > budget:
                     whole -= 1.0
                 return copysign(whole, target)
+        elif fixed:
+            units = value * abs(target)
+        else:  # cash
+            units = value * abs(target) / unit
         return copysign(float(floor(units + 1e-9)), target)
 
     return size
