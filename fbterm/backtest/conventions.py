@@ -15,8 +15,8 @@ STATISTICS: tuple[tuple[str, str, str], ...] = (
     ("commissions", "every fill's commission: what the account paid, the entry of a trade "
      "still open at the end included", "closed trades only: the equity has paid the open "
      "trade's entry, so the total should show it"),
-    ("commissions_open", "the part of commissions that is the open trade's entry", "(not "
-     "shown)"),
+    ("commissions_open", "the part of commissions that is the open trade's entry", "(none in "
+     "backtesting.py)"),
     ("return_pct", "final / initial equity - 1", "same"),
     ("buy_hold_return_pct", "last close / close of the first bar after the strategy's "
      "warm-up - 1", "same"),
@@ -25,8 +25,8 @@ STATISTICS: tuple[tuple[str, str, str], ...] = (
     ("volatility_ann_pct", "std (ddof 1) of period returns x sqrt(periods a year)",
      "volatility of compounded returns, sqrt((var + (1+g)^2)^A - (1+g)^(2A)): ours is the "
      "textbook (and empyrical's) figure"),
-    ("cagr_pct", "(final / initial equity) ^ (1 / years) - 1, years of 365.25 days",
-     "same (-100 rather than undefined when equity ends at 0)"),
+    ("cagr_pct", "(final / initial equity) ^ (1 / years) - 1, years of 365.25 days; "
+     "undefined when equity ends at 0", "same, but -100 when equity ends at 0"),
     ("sharpe", "mean / std (ddof 1) of period returns x sqrt(periods a year), risk-free 0",
      "annualised geometric return / annualised volatility: ours is the standard Sharpe "
      "(equal to empyrical's to 10 digits) and the one the live metrics show"),
@@ -56,7 +56,7 @@ STATISTICS: tuple[tuple[str, str, str], ...] = (
     ("profit_factor", "gross profit / gross loss of closed trades, in money", "sum of "
      "winning trade returns / sum of losing ones: returns of different sizes do not add up "
      "to what the account made"),
-    ("expectancy", "mean P&L per closed trade, money", "(not shown)"),
+    ("expectancy", "mean P&L per closed trade, money", "(none in backtesting.py)"),
     ("expectancy_pct", "mean closed trade return", "same"),
     ("sqn", "sqrt(trades) x mean P&L / std P&L (ddof 1)", "same"),
     ("kelly", "W - (1 - W) / (mean win / mean loss), from closed trades' P&L", "same"),
