@@ -324,6 +324,9 @@ class MarketFeed:
             if bar is not None:
                 state.remember(bar)
                 executor.on_bar(bar)
+                if len(orders) != n_before:  # sent: the venue's fill below is not latency
+                    self.tick_latencies.append(time.perf_counter() - t0)
+                    n_before = len(orders)
             if on_market is not None:
                 on_market(
                     sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)

@@ -51,8 +51,8 @@ class PaperBroker:
     ``execute_order``, fills on the market updates the engine hands to :meth:`on_market`, and
     is rebuilt from the journal by :meth:`restore` at a restart.
 
-    Margin follows :mod:`fbterm.execution.margin`, the backtest's rule: after every update the
-    account is checked; below the initial requirement it is in a margin call (said once, new
+    Margin follows :mod:`fbterm.execution.margin`, the backtest's rule: once per market time
+    step (its first update) the account is checked; below the initial requirement it is in a margin call (said once, new
     risk refused by buying power), at or below the maintenance requirement every position is
     liquidated at its last price by the venue's own orders (``LIQ-...``), attributed to the
     strategies that held them, after the venue says why.
@@ -95,6 +95,7 @@ class PaperBroker:
         self._reserved_total = 0.0
         self.margin = MarginRule(self.cfg.leverage, self.cfg.maintenance_margin)
         self.margin_status = MarginStatus.OK
+        self._margin_ts = -1.0
         # Quantity per (strategy, instrument): a liquidation closes each strategy's own part.
         self._held: dict[tuple[str, str], float] = {}
         self._liq_ids = itertools.count(1)
@@ -234,7 +235,10 @@ class PaperBroker:
         judge the account's margin at the new prices."""
         self.last[key] = u
         fills = self._match(key, u)
-        if self._open:
+        if self._open and u.ts != self._margin_ts:
+            # Once per market time step, at its first update: marking every position costs
+            # O(positions), and a step of many symbols shares one timestamp.
+            self._margin_ts = u.ts
             fills += self.check_margin(u.ts)
         return fills
 
