@@ -66,6 +66,9 @@ class PaperBrokerConfig:
     commission_fraction: float = _f(0.0, ge=0, lt=1, help="percent mode: fraction of value")
     participation: float = _f(0.5, gt=0, le=1, help="max share of an update's volume per fill")
     leverage: float = _f(2.0, ge=1, le=10, help="buying power = equity x leverage")
+    maintenance_margin: float = _f(
+        0.25, ge=0, lt=1, help="positions are liquidated when equity <= this x gross value"
+    )
     account: str = _f("PAPER")
 
 
@@ -137,7 +140,8 @@ class CSVReplayConfig:
 class MarketConfig:
     source: str = _f("simulated", choices=("simulated", "csv", "ib"))
     symbols: list[str] = _f(factory=lambda: ["AAPL", "MSFT", "SPY", "NVDA"])
-    timezone: str = _f("America/New_York")
+    timezone: str = _f("America/New_York", help="zone of timestamps that carry none")
+    calendar: str = _f("XNYS", help="exchange calendar (exchange-calendars name): trading days")
     bar_seconds: float = _f(
         5.0, ge=0.01, le=86_400, help="bar size the engine builds from ticks for strategies"
     )
@@ -151,11 +155,38 @@ class MarketConfig:
 
 @dataclass(frozen=True)
 class StrategyRiskConfig:
-    stop_loss_pct: float | None = _f(None, gt=0, lt=100)
-    stop_loss_abs: float | None = _f(None, gt=0, le=MONEY_MAX)
-    take_profit_pct: float | None = _f(None, gt=0, le=1e6)
-    take_profit_abs: float | None = _f(None, gt=0, le=MONEY_MAX)
-    trailing_stop_pct: float | None = _f(None, gt=0, lt=100)
+    """Exits of one strategy's positions; each key names its unit (see fbterm.risk.stops):
+    ``_pct`` percent of the entry price, ``_points`` price points per unit held, ``_money``
+    P&L of the whole position in account currency."""
+
+    stop_loss_pct: float | None = _f(None, gt=0, lt=100, help="percent below entry (long)")
+    stop_loss_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points per unit from entry"
+    )
+    stop_loss_money: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="loss of the whole position, money"
+    )
+    take_profit_pct: float | None = _f(None, gt=0, le=1e6, help="percent above entry (long)")
+    take_profit_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points per unit from entry"
+    )
+    take_profit_money: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="profit of the whole position, money"
+    )
+    trailing_stop_pct: float | None = _f(None, gt=0, lt=100, help="percent from the best price")
+    trailing_stop_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points from the best price"
+    )
+
+
+# Keys that once meant one thing live and another in backtests: refused, naming what to write.
+RETIRED_KEYS: dict[str, str] = {
+    "stop_loss_abs": "it meant money live but price points in backtests; write "
+    "stop_loss_money (loss of the whole position) or stop_loss_points (price distance per unit)",
+    "take_profit_abs": "it meant money live but price points in backtests; write "
+    "take_profit_money (profit of the whole position) or take_profit_points (price distance "
+    "per unit)",
+}
 
 
 @dataclass(frozen=True)
@@ -467,6 +498,8 @@ def _build(ctx: _Ctx, path: str, cls: type[_Section], data: dict[str, Any]) -> _
     fields = {_toml_name(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     prefix = f"{path}." if path else ""
     for key in data:
+        if key in RETIRED_KEYS and key not in fields:
+            ctx.fail(f"{prefix}{key}", f"no longer accepted: {RETIRED_KEYS[key]}")
         if key not in fields:
             near = _closest(key, list(fields))
             hint = f" (did you mean {near!r}?)" if near else ""
@@ -518,8 +551,29 @@ def _validate_whole(ctx: _Ctx, cfg: Config) -> None:
         zoneinfo.ZoneInfo(cfg.market.timezone)
     except Exception:
         ctx.fail("market.timezone", f"unknown time zone {cfg.market.timezone!r}")
+    paper = cfg.broker.paper
+    if paper.maintenance_margin * paper.leverage >= 1:
+        ctx.fail(
+            "broker.paper.maintenance_margin",
+            f"must be < 1 / leverage ({1 / paper.leverage:g}), got {paper.maintenance_margin:g}: "
+            "a position bought with all the buying power would be liquidated at once",
+        )
+    if cfg.market.calendar != "XNYS":
+        # Imported only for another calendar: the default needs no check at every start.
+        from fbterm.sessions import CalendarError, check_calendar
+
+        try:
+            check_calendar(cfg.market.calendar)
+        except CalendarError as e:
+            ctx.fail("market.calendar", str(e))
     if cfg.broker.ib.reconnect_max_delay < cfg.broker.ib.reconnect_initial_delay:
         ctx.fail("broker.ib.reconnect_max_delay", "must be >= broker.ib.reconnect_initial_delay")
+
+
+def section_from_dict(cls: type[_Section], data: dict[str, Any], source: str) -> _Section:
+    """One config section (a StrategyRiskConfig from command-line options, say), checked as the
+    file's are; a problem is a ConfigError ``source: key: reason``."""
+    return _build(_Ctx(source), "", cls, data)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:

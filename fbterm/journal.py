@@ -109,8 +109,8 @@ class JournalWriteError(JournalError):
 class OperatorState:
     """The trading state the operator (or a risk limit) left, and the loss-limit baselines.
 
-    ``day`` is the trading day ``day_start_equity`` belongs to (see
-    :func:`fbterm.risk.portfolio.trading_day`); on another day it no longer applies.
+    ``day`` is the trading session ``day_start_equity`` belongs to, as a date ordinal (see
+    :func:`fbterm.sessions.trading_day`); on another day it no longer applies.
     """
 
     trading_state: TradingState

@@ -85,7 +85,9 @@ def test_sizing_modes_agree(bars, sizing) -> None:
     [
         StrategyRiskConfig(stop_loss_pct=2.0, take_profit_pct=4.0),
         StrategyRiskConfig(trailing_stop_pct=3.0),
-        StrategyRiskConfig(stop_loss_abs=1.5, take_profit_abs=3.0),
+        StrategyRiskConfig(stop_loss_points=1.5, take_profit_points=3.0),
+        StrategyRiskConfig(stop_loss_money=400.0, take_profit_money=900.0),
+        StrategyRiskConfig(trailing_stop_points=2.0, take_profit_pct=6.0),
     ],
 )
 def test_stops_agree(bars, name, risk) -> None:

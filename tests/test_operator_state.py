@@ -20,7 +20,8 @@ from fbterm.engine import Engine
 from fbterm.engine.operator_state import OperatorStateKeeper
 from fbterm.journal import Journal, OperatorState
 from fbterm.model import StrategyState, TradingState
-from fbterm.risk.portfolio import RiskBaselines, trading_day
+from fbterm.risk.portfolio import RiskBaselines
+from fbterm.sessions import trading_day
 
 if TYPE_CHECKING:
     from conftest import ConfigBuilder
@@ -121,7 +122,7 @@ def test_loss_limit_baselines_are_not_reset_by_a_restart(
     cfg = config(daily_loss_limit=50_000.0, max_drawdown_pct=10.0)
     e = started(cfg)
     try:
-        today = trading_day(e.clock())
+        today = trading_day(e.clock()).toordinal()  # the journal's day: a date ordinal
         base = RiskBaselines(TradingState.ACTIVE, "", today, day_start, peak)
         e.call(lambda: e.risk.restore(base))
         e.call(e.keeper.sync)
@@ -181,7 +182,9 @@ def test_baselines_of_another_trading_day_do_not_carry_over(tmp_path: Path, make
     j = Journal(tmp_path / "j.sqlite")
     day0 = 1_700_000_000.0
     j.save_operator_state(
-        OperatorState(TradingState.REDUCING, "operator", day0, trading_day(day0), 9e5, 1.2e6)
+        OperatorState(
+            TradingState.REDUCING, "operator", day0, trading_day(day0).toordinal(), 9e5, 1.2e6
+        )
     )
     oms = OrderManagement(PaperBroker(), j)
 

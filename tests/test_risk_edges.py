@@ -23,8 +23,8 @@ from fbterm.risk.portfolio import (
     max_drawdown,
     reaches,
     reduces_position,
-    trading_day,
 )
+from fbterm.sessions import trading_day
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC
 CALL = Option("AAPL", Right.CALL, 120.0, dt.date(2030, 1, 18))
@@ -368,16 +368,22 @@ def test_update_equity_uses_the_gates_clock_without_a_timestamp() -> None:
     assert g.day_start_equity == 9_500 and g.daily_pnl == 0.0
 
 
-def test_trading_days_roll_at_20_utc_after_the_us_close() -> None:
+def test_trading_days_roll_at_the_exchange_close() -> None:
     # A loss taken after the close counts against the next session's limit, and a DAY order
-    # placed after the close is for the next session.
-    roll = dt.datetime(2024, 3, 5, 20, 0, tzinfo=dt.UTC).timestamp()
-    assert trading_day(roll - 1) + 1 == trading_day(roll) == trading_day(roll + 86_399)
-    assert trading_day(roll + 86_400) == trading_day(roll) + 1
+    # placed after the close is for the next session. NYSE closes at 16:00 New York: 21:00 UTC
+    # in winter (this date), 20:00 UTC in summer.
+    roll = dt.datetime(2024, 3, 5, 21, 0, tzinfo=dt.UTC).timestamp()
+    assert trading_day(roll - 1) == dt.date(2024, 3, 5)
+    assert trading_day(roll) == trading_day(roll + 86_399) == dt.date(2024, 3, 6)
+    assert trading_day(roll + 86_400) == dt.date(2024, 3, 7)
+    summer = dt.datetime(2024, 7, 9, 20, 0, tzinfo=dt.UTC).timestamp()
+    assert trading_day(summer - 1) == dt.date(2024, 7, 9)
+    assert trading_day(summer) == dt.date(2024, 7, 10)
     g = gate(max_drawdown_pct=100.0, daily_loss_limit=1_000)
-    g.update_equity(10_000, roll - 3_600)  # 19:00 UTC: the session is open
+    g.update_equity(10_000, roll - 3_600)  # 20:00 UTC: the session is open
     g.update_equity(9_800, roll - 60)
-    g.update_equity(9_800, roll + 60)  # 20:01 UTC: a new trading day starts here
+    assert g.day_start_equity == 10_000 and g.daily_pnl == -200
+    g.update_equity(9_800, roll + 60)  # 21:01 UTC: a new trading day starts here
     assert g.day_start_equity == 9_800 and g.daily_pnl == 0.0
 
 

@@ -13,13 +13,7 @@ import pytest
 
 from fbterm.config import StrategyRiskConfig
 from fbterm.model import Fill, OrderType, Position, Side, Stock
-from fbterm.risk.stops import (
-    StopRules,
-    money,
-    stop_loss_hit,
-    take_profit_hit,
-    trailing_stop_hit,
-)
+from fbterm.risk.stops import StopRules, money, price_exit
 from fbterm.risk.strategy import StrategyLevelRisk
 
 T0 = 1_700_000_000.0
@@ -36,69 +30,69 @@ def cfg(**kw: float) -> StrategyRiskConfig:
 
 
 # ------------------------------------------------------------------------ per-price rules
+# One rule for live and backtest (issue 15): price_exit names the rule, its unit and the
+# level; the levels come from StopRules.levels.
+
+
+def hit(pos: Position, price: float, best: float | None = None, **kw: float) -> str | None:
+    rules = StopRules.from_config(cfg(**kw))
+    assert rules is not None
+    return price_exit(rules, pos, price, pos.avg_cost if best is None else best)
 
 
 def test_a_stop_loss_fires_exactly_at_its_level() -> None:
-    assert stop_loss_hit(held(10), 90.0, cfg(stop_loss_pct=10)) == "stop_loss: -10.00% <= -10%"
-    assert stop_loss_hit(held(10), 90.01, cfg(stop_loss_pct=10)) is None
+    assert hit(held(10), 90.0, stop_loss_pct=10) == "stop_loss 10%: 90.00 <= 90.00"
+    assert hit(held(10), 90.01, stop_loss_pct=10) is None
 
 
-def test_a_take_profit_fires_exactly_at_its_amount() -> None:
+def test_a_money_take_profit_fires_exactly_at_its_amount() -> None:
     # long 10 from 100: +250 at 125
-    assert take_profit_hit(held(10), 125.0, cfg(take_profit_abs=250)) == (
-        "take_profit: P&L 250 >= 250"
-    )
-    assert take_profit_hit(held(10), 124.99, cfg(take_profit_abs=250)) is None
+    assert hit(held(10), 125.0, take_profit_money=250) == "take_profit 250: 125.00 >= 125.00"
+    assert hit(held(10), 124.99, take_profit_money=250) is None
 
 
 def test_percent_stops_on_a_short_measure_the_move_against_it() -> None:
     short = held(-10)
-    assert stop_loss_hit(short, 110.0, cfg(stop_loss_pct=10)) == "stop_loss: -10.00% <= -10%"
-    assert stop_loss_hit(short, 90.0, cfg(stop_loss_pct=10)) is None
-    assert take_profit_hit(short, 80.0, cfg(take_profit_pct=20)) == ("take_profit: 20.00% >= 20%")
-    assert take_profit_hit(short, 120.0, cfg(take_profit_pct=20)) is None
+    assert hit(short, 110.0, stop_loss_pct=10) == "stop_loss 10%: 110.00 >= 110.00"
+    assert hit(short, 90.0, stop_loss_pct=10) is None
+    assert hit(short, 80.0, take_profit_pct=20) == "take_profit 20%: 80.00 <= 80.00"
+    assert hit(short, 120.0, take_profit_pct=20) is None
 
 
 def test_percent_stops_on_a_one_lot() -> None:
     one = held(1)
-    assert stop_loss_hit(one, 95.0, cfg(stop_loss_pct=5)) == "stop_loss: -5.00% <= -5%"
-    assert take_profit_hit(one, 105.0, cfg(take_profit_pct=5)) == "take_profit: 5.00% >= 5%"
-    assert take_profit_hit(one, 95.0, cfg(take_profit_pct=5)) is None
+    assert hit(one, 95.0, stop_loss_pct=5) == "stop_loss 5%: 95.00 <= 95.00"
+    assert hit(one, 105.0, take_profit_pct=5) == "take_profit 5%: 105.00 >= 105.00"
+    assert hit(one, 95.0, take_profit_pct=5) is None
 
 
 def test_a_penny_stock_stop_fires_and_a_zero_price_never_does() -> None:
     penny = held(1000, cost=1.0)
-    assert stop_loss_hit(penny, 0.5, cfg(stop_loss_pct=10)) == "stop_loss: -50.00% <= -10%"
-    assert take_profit_hit(penny, 1.5, cfg(take_profit_pct=10)) == ("take_profit: 50.00% >= 10%")
+    assert hit(penny, 0.5, stop_loss_pct=10) == "stop_loss 10%: 0.50 <= 0.90"
+    assert hit(penny, 1.5, take_profit_pct=10) == "take_profit 10%: 1.50 >= 1.10"
     # A zero or negative print is a bad tick, not a 100% loss to sell into.
-    assert stop_loss_hit(penny, 0.0, cfg(stop_loss_pct=10)) is None
-    assert take_profit_hit(held(-10), 0.0, cfg(take_profit_pct=10)) is None
+    assert hit(penny, 0.0, stop_loss_pct=10) is None
+    assert hit(held(-10), 0.0, take_profit_pct=10) is None
     # a short penny stock's take-profit fires under a dollar
-    assert take_profit_hit(held(-1000, cost=1.0), 0.5, cfg(take_profit_pct=10)) == (
-        "take_profit: 50.00% >= 10%"
-    )
+    assert hit(held(-1000, cost=1.0), 0.5, take_profit_pct=10) == "take_profit 10%: 0.50 <= 0.90"
 
 
 def test_a_flat_position_never_triggers_whatever_its_old_cost() -> None:
     flat = Position(AAPL, quantity=0.0, avg_cost=100.0)
-    assert stop_loss_hit(flat, 150.0, cfg(stop_loss_pct=10)) is None
-    assert take_profit_hit(flat, 50.0, cfg(take_profit_pct=10)) is None
-
-
-def test_percent_rules_need_a_cost_but_amount_rules_do_not() -> None:
-    free = Position(AAPL, quantity=10.0, avg_cost=0.0)  # e.g. shares received at no cost
-    assert take_profit_hit(free, 5.0, cfg(take_profit_pct=10)) is None
-    assert stop_loss_hit(free, 5.0, cfg(stop_loss_pct=10)) is None
-    assert take_profit_hit(free, 5.0, cfg(take_profit_abs=50)) == "take_profit: P&L 50.00 >= 50.00"
+    assert hit(flat, 150.0, stop_loss_pct=10) is None
+    assert hit(flat, 50.0, take_profit_pct=10) is None
 
 
 def test_trailing_stops_fire_exactly_at_their_level_on_either_side() -> None:
-    assert trailing_stop_hit(1, 100.0, 90.0, 10) == "trailing_stop: 90.00 <= 100.00 - 10%"
-    assert trailing_stop_hit(1, 100.0, 90.01, 10) is None
-    assert trailing_stop_hit(-1, 100.0, 125.0, 25) == "trailing_stop: 125.00 >= 100.00 + 25%"
-    assert trailing_stop_hit(-1, 100.0, 124.8, 25) is None
-    assert trailing_stop_hit(0, 100.0, 50.0, 10) is None  # nothing held
-    assert trailing_stop_hit(0, 100.0, 150.0, 10) is None
+    assert hit(held(1), 90.0, 100.0, trailing_stop_pct=10) == "trailing_stop 10%: 90.00 <= 90.00"
+    assert hit(held(1), 90.01, 100.0, trailing_stop_pct=10) is None
+    assert hit(held(-1), 125.0, 100.0, trailing_stop_pct=25) == (
+        "trailing_stop 25%: 125.00 >= 125.00"
+    )
+    assert hit(held(-1), 124.8, 100.0, trailing_stop_pct=25) is None
+    flat = Position(AAPL)
+    assert hit(flat, 50.0, 100.0, trailing_stop_pct=10) is None  # nothing held
+    assert hit(flat, 150.0, 100.0, trailing_stop_pct=10) is None
 
 
 def test_money_drops_the_cents_from_100() -> None:
@@ -113,24 +107,27 @@ def test_stop_rules_from_config_keep_every_setting() -> None:
     rules = StopRules.from_config(
         cfg(
             stop_loss_pct=1,
-            stop_loss_abs=2,
-            take_profit_pct=3,
-            take_profit_abs=4,
-            trailing_stop_pct=5,
+            stop_loss_points=2,
+            stop_loss_money=3,
+            take_profit_pct=4,
+            take_profit_points=5,
+            take_profit_money=6,
+            trailing_stop_pct=7,
+            trailing_stop_points=8,
         )
     )
-    assert rules == StopRules(1, 2, 3, 4, 5)
+    assert rules == StopRules(1, 2, 3, 4, 5, 6, 7, 8)
     assert StopRules.from_config(None) is None and StopRules.from_config(cfg()) is None
 
 
 @pytest.mark.parametrize(
     ("rules", "long_levels", "short_levels"),
     [
-        (StopRules(10, None, None, None, None), (90.0, math.nan), (110.0, math.nan)),
-        (StopRules(None, 5, None, None, None), (95.0, math.nan), (105.0, math.nan)),
-        (StopRules(None, None, None, None, 20), (120.0, math.nan), (60.0, math.nan)),
-        (StopRules(None, None, 10, None, None), (math.nan, 110.0), (math.nan, 90.0)),
-        (StopRules(None, None, None, 5, None), (math.nan, 105.0), (math.nan, 95.0)),
+        (StopRules(sl_pct=10), (90.0, math.nan), (110.0, math.nan)),
+        (StopRules(sl_points=5), (95.0, math.nan), (105.0, math.nan)),
+        (StopRules(trail_pct=20), (120.0, math.nan), (60.0, math.nan)),
+        (StopRules(tp_pct=10), (math.nan, 110.0), (math.nan, 90.0)),
+        (StopRules(tp_points=5), (math.nan, 105.0), (math.nan, 95.0)),
     ],
 )
 def test_each_stop_rule_alone_sets_its_level(
@@ -142,7 +139,7 @@ def test_each_stop_rule_alone_sets_its_level(
 
 
 def test_several_rules_the_tightest_stop_and_the_nearest_target_win() -> None:
-    rules = StopRules(10, 5, 10, 5, 20)
+    rules = StopRules(sl_pct=10, sl_points=5, tp_pct=10, tp_points=5, trail_pct=20)
     assert rules.levels(True, 100.0, 150.0) == pytest.approx((120.0, 105.0))
     assert rules.levels(False, 100.0, 50.0) == pytest.approx((60.0, 95.0))
 
@@ -152,7 +149,7 @@ def test_several_rules_the_tightest_stop_and_the_nearest_target_win() -> None:
 
 def test_the_watcher_is_active_only_with_a_rule() -> None:
     assert StrategyLevelRisk("s1").active is False
-    assert StrategyLevelRisk("s1", cfg(take_profit_abs=1)).active is True
+    assert StrategyLevelRisk("s1", cfg(take_profit_money=1)).active is True
 
 
 def test_an_exit_is_a_market_order_at_the_price_and_time_that_fired_it() -> None:
@@ -161,7 +158,7 @@ def test_an_exit_is_a_market_order_at_the_price_and_time_that_fired_it() -> None
     assert sig is not None
     assert (sig.side, sig.quantity, sig.order_type) == (Side.SELL, 1, OrderType.MARKET)
     assert (sig.signal_price, sig.ts, sig.strategy_id) == (95.0, T0 + 7, "s1")
-    assert sig.instrument == AAPL and sig.reason == "stop_loss: -5.00% <= -5%"
+    assert sig.instrument == AAPL and sig.reason == "stop_loss 5%: 95.00 <= 95.00"
     r = StrategyLevelRisk("s1", cfg(take_profit_pct=5))
     tp = r.on_price(held(-1), 95.0, T0 + 8)
     assert tp is not None and (tp.side, tp.signal_price, tp.ts) == (Side.BUY, 95.0, T0 + 8)

@@ -23,16 +23,35 @@ from fbterm.strategies import create_strategy
 from fbterm.strategies.base import StrategyError
 
 if TYPE_CHECKING:
-    from fbterm.data.csvparse import BadRows
+    from fbterm.data.csvparse import BadRows, LoadReport
 
 Progress = Callable[[float], None]
 
 
-def load_bars(path: str | os.PathLike[str], on_bad_rows: BadRows = "error") -> pd.DataFrame:
+def load_bars(
+    path: str | os.PathLike[str],
+    on_bad_rows: BadRows = "error",
+    *,
+    timezone: str | None = None,
+    adj_close: bool = False,
+) -> pd.DataFrame:
     """Bars from any CSV that DataStorage loads (its binary cache makes reloads fast).
 
     ``on_bad_rows`` = "drop" or "repair" skips or mends bad rows instead of refusing the file.
+    ``timezone``: the zone of times without one (default New York); ``adj_close``: prices
+    scaled by the Adj Close column.
     """
+    return load_bars_report(path, on_bad_rows, timezone=timezone, adj_close=adj_close)[0]
+
+
+def load_bars_report(
+    path: str | os.PathLike[str],
+    on_bad_rows: BadRows = "error",
+    *,
+    timezone: str | None = None,
+    adj_close: bool = False,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """:func:`load_bars` and its load report (what reading the file's clock decided, ...)."""
     from fbterm.data.bars import DataError
     from fbterm.data.storage import DataStorage
 
@@ -40,11 +59,14 @@ def load_bars(path: str | os.PathLike[str], on_bad_rows: BadRows = "error") -> p
     if not p.is_file():
         raise BacktestError(f"{p}: no such file")
     try:
-        return DataStorage(p.parent).load_from_csv(p, on_bad_rows=on_bad_rows)
+        bars, report = DataStorage(p.parent).load_from_csv(
+            p, on_bad_rows=on_bad_rows, timezone=timezone, adj_close=adj_close, report=True
+        )
     except DataError as e:
         raise BacktestError(str(e)) from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise BacktestError(f"{p}: cannot load: {e}") from None
+    return bars, report
 
 
 def run_backtest_job(

@@ -368,7 +368,14 @@ class PortfolioBacktest:
         trades: list[pd.DataFrame] = []
         for leg in self.legs:
             res = build_result(
-                leg.venue, leg.book, leg.bars, leg.strategy, leg.signals, self.mode, 0.0
+                leg.venue,
+                leg.book,
+                leg.bars,
+                leg.strategy,
+                leg.signals,
+                self.mode,
+                0.0,
+                self.cfg.market.timezone,  # durations on the market's wall clock, as a backtest
             )
             legs[(leg.slot, leg.symbol)] = res
             if len(res.trades):
@@ -419,7 +426,14 @@ class PortfolioBacktest:
                 index=clock,
             )
             close = slot.legs[0].bars["close"].reindex(clock, method="ffill").bfill()
-            m = performance_metrics(eq, _trade_frame(st, clock), close, position=held)
+            m = performance_metrics(
+                eq,
+                _trade_frame(st, clock),
+                close,
+                position=held,
+                commissions=float(st["commission"].sum()) if len(st) else 0.0,
+                calendar=self.cfg.market.calendar,
+            )
             rows.append(
                 {
                     "strategy": slot.name,
@@ -433,7 +447,12 @@ class PortfolioBacktest:
                 }
             )
         acct = performance_metrics(
-            equity, _trade_frame(all_trades, clock), close=equity, position=gross_held(gross, clock)
+            equity,
+            _trade_frame(all_trades, clock),
+            close=equity,
+            position=gross_held(gross, clock),
+            commissions=float(all_trades["commission"].sum()) if len(all_trades) else 0.0,
+            calendar=self.cfg.market.calendar,
         )
         daily = (
             twr.resample("D").last().dropna(how="all")
@@ -469,8 +488,8 @@ _STRATEGY_KEYS = (
 def _trade_frame(trades: pd.DataFrame, clock: pd.Index) -> pd.DataFrame:
     """Trades as performance_metrics reads them, their exit bars on the portfolio's clock."""
     if not len(trades):
-        return pd.DataFrame(columns=["pnl", "return_pct", "duration", "exit_bar"])
-    out = trades[["pnl", "return_pct", "duration"]].copy()
+        return pd.DataFrame(columns=["pnl", "return_pct", "duration", "commission", "exit_bar"])
+    out = trades[["pnl", "return_pct", "duration", "commission"]].copy()
     out["exit_bar"] = clock.get_indexer(pd.Index(trades["exit_time"]))
     return out
 

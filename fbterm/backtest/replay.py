@@ -118,7 +118,7 @@ class BarStepper:
                 extreme = self.extreme
                 if extreme != extreme:
                     extreme = entry
-                stop, tp = stops.levels(pos > 0, entry, extreme)
+                stop, tp = stops.levels(pos > 0, entry, extreme, pos)
                 if venue.stop_exit(book, i, pos, stop, tp):
                     # After a stop the strategy's next target acts even if it repeats.
                     self.strategy.forget_target(sym)

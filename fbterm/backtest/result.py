@@ -43,6 +43,7 @@ def build_result(
     signals: pd.DataFrame | None,
     mode: str,
     cash0: float,
+    clock_tz: str | None = None,
 ) -> BacktestResult:
     """The equity curve, positions, fills and trades of a finished run, built with numpy
     from the fill log (1M bars can mean 100k fills: no Python work per bar or fill)."""
@@ -85,6 +86,9 @@ def build_result(
             equity[i] += (
                 held[i] * inst.multiplier * venue.options.price(inst, close[i], venue.ts[i], int(i))
             )
+    if book.wiped_out is not None:
+        # Closed out: the deficit is written off and the account stays at 0 (backtesting.py).
+        equity[book.wiped_out :] = 0.0
     fills = pd.DataFrame(
         {
             "bar": fb,
@@ -96,7 +100,9 @@ def build_result(
             "reason": reasons,
         }
     )
-    trades = trades_from_fills(fills, idx, {k: i.multiplier for k, i in book.insts.items()})
+    trades = trades_from_fills(
+        fills, idx, {k: i.multiplier for k, i in book.insts.items()}, clock_tz
+    )
     sig = signals
     if sig is None:
         sig = strategy.analyze(bars.iloc[: min(n, max(strategy.warmup() * 3, 64))])

@@ -28,13 +28,14 @@ import pandas as pd
 from fbterm import stats
 from fbterm.backtest.backtester import CustomBacktester
 from fbterm.backtest.book import Book
-from fbterm.backtest.fast import plain_loop
+from fbterm.backtest.fast import may_exceed, plain_loop
 from fbterm.backtest.inputs import BacktestError, make_commission, make_sizing, prepare_bars
-from fbterm.backtest.metrics import period_ends
+from fbterm.backtest.metrics import period_points
 from fbterm.backtest.trades import round_trip_arrays, simple_round_trips, trades_from_fills
 from fbterm.backtest.venue import BarVenue
 from fbterm.execution.brokers.fills import market_prices
 from fbterm.execution.costs import CommissionModel, commissions
+from fbterm.sessions import DEFAULT_CALENDAR
 from fbterm.strategies import create_strategy, load_strategy_class
 from fbterm.strategies._streaming import sma
 from fbterm.strategies.base import (
@@ -76,6 +77,8 @@ class SweepContext:
     commission: CommissionModel
     sizing: Sizing
     symbol: str = "SYM"
+    # The exchange whose sessions bucket intraday returns, as the full backtest's default.
+    calendar: str | None = DEFAULT_CALENDAR
     cache: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,7 +87,7 @@ class SweepContext:
         self.close = self.bars["close"].to_numpy(dtype=np.float64)
         self.open = self.bars["open"].to_numpy(dtype=np.float64)
         self.fill_px = market_prices(self.open)
-        self.ends, self.per_year = period_ends(self.bars.index)
+        self.ends, self.per_year = period_points(self.bars.index, self.calendar)
         self.venue = BarVenue(
             self.bars,
             symbol=self.symbol,
@@ -95,6 +98,10 @@ class SweepContext:
             option_vol_window=20,
         )
         self.cf = self.venue.cf
+        # The lockstep's array twins have no margin cut and no per-share fee fit: sizes that
+        # can cost more than the equity, or a fee sizing cannot net in closed form, take the
+        # fast path's own loop per set instead (exact, slower).
+        self.lockstep = self.venue.fee is None and not may_exceed(self.sizing)
         self.size = sizer_array(self.sizing, commission_fraction=self.cf)
         self.kernel = TARGET_KERNELS.get(self.cls)
         self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -367,9 +374,11 @@ def _with_extra(
 # ------------------------------------------------------------------------------ metrics
 
 
-def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
+def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any] | None:
     """The headline metrics of one set from its fills, computed as a full backtest does:
-    the equity curve as build_result builds it, the statistics as performance_metrics."""
+    the equity curve as build_result builds it, the statistics as performance_metrics.
+    None when the equity reaches 0: the full backtest closes the account out there (the
+    margin rule), which only it simulates."""
     fb, fq, fp, fc = fills
     n, close = ctx.n, ctx.close
     m = len(fb)
@@ -399,6 +408,8 @@ def fill_metrics(ctx: SweepContext, fills: Fills) -> dict[str, Any]:
         pos_u = np.zeros(0, dtype=np.float64)
         eq = np.full(n, ctx.cash)
         held = 0
+    if float(eq.min()) <= 0:
+        return None
     row: dict[str, Any] = {}
     e0, e1 = float(eq[0]), float(eq[-1])
     row["return_pct"] = (e1 - e0) / e0 * 100
@@ -504,6 +515,7 @@ def full_row(ctx: SweepContext, params: dict[str, Any]) -> dict[str, Any]:
             commission=ctx.commission,
             sizing=ctx.sizing,
             symbol=ctx.symbol,
+            calendar=ctx.calendar,
         ).run_backtest()
     except (StrategyError, BacktestError) as e:
         row["error"] = str(e)
@@ -540,12 +552,16 @@ def run_points(ctx: SweepContext, grid: list[dict[str, Any]]) -> list[dict[str, 
         ok.append(i)
         events.append(events_of(targets, ctx.reenter, ctx.n))
     for lo, hi in _chunks([len(e[0]) for e in events]):
-        if hi - lo >= LOCKSTEP_MIN:
+        if hi - lo >= LOCKSTEP_MIN and ctx.lockstep:
             fills = lockstep_fills(ctx, events[lo:hi])
         else:
             fills = [scalar_fills(ctx, events[j]) for j in range(lo, hi)]
         for j, f in zip(range(lo, hi), fills, strict=True):
-            rows[ok[j]].update(fill_metrics(ctx, f))
+            metrics = fill_metrics(ctx, f)
+            if metrics is None:
+                rows[ok[j]] = full_row(ctx, grid[ok[j]])
+            else:
+                rows[ok[j]].update(metrics)
     return rows
 
 

@@ -31,13 +31,18 @@ TRADE_COLUMNS = [
 
 
 def trades_from_fills(
-    fills: pd.DataFrame, index: pd.Index, multipliers: dict[str, int]
+    fills: pd.DataFrame,
+    index: pd.Index,
+    multipliers: dict[str, int],
+    clock_tz: str | None = None,
 ) -> pd.DataFrame:
     """Closed round trips from fills: a trade opens when a position leaves zero (or reverses)
     and closes when it returns to zero or reverses; a partial reduction closes that part.
     Commission of a fill that both closes and opens is split by quantity. return_pct follows
     backtesting.py: the price move in % of entry, less the trade's commissions in % of entry
-    value. A position still open at the end is not a trade."""
+    value. A position still open at the end is not a trade. ``duration`` is measured on the
+    wall clock of ``clock_tz`` (a Friday-to-Monday trade across a daylight saving change is 3
+    days, not 2 days 23 hours)."""
     parts: list[pd.DataFrame] = []
     if len(fills):
         for key, grp in fills.groupby("instrument", sort=False, observed=True):
@@ -61,7 +66,16 @@ def trades_from_fills(
     else:
         df["entry_time"] = pd.Series([], dtype=index.dtype)
         df["exit_time"] = pd.Series([], dtype=index.dtype)
-    df["duration"] = df["exit_time"] - df["entry_time"] if len(df) else pd.Series([], dtype=object)
+    if len(df) and isinstance(index, pd.DatetimeIndex) and index.tz is not None and clock_tz:
+        wall = [
+            pd.DatetimeIndex(df[c]).tz_convert(clock_tz).tz_localize(None)
+            for c in ("exit_time", "entry_time")
+        ]
+        df["duration"] = wall[0] - wall[1]
+    else:
+        df["duration"] = (
+            df["exit_time"] - df["entry_time"] if len(df) else pd.Series([], dtype=object)
+        )
     return df[TRADE_COLUMNS]
 
 

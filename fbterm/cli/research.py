@@ -163,7 +163,9 @@ def _spec(args: argparse.Namespace, params: dict[str, str]) -> tuple[SweepSpec, 
             if "unknown" in str(e) or "expected" in str(e):
                 raise
     path = Path(args.data).expanduser().resolve()
-    bars = load_bars(path, args.on_bad_rows)
+    # The file's clock and adjustment as a single backtest reads them (--timezone, --adjust).
+    timezone, adjust = getattr(args, "timezone", None), bool(getattr(args, "adjust", False))
+    bars = load_bars(path, args.on_bad_rows, timezone=timezone, adj_close=adjust)
     spec = SweepSpec(
         args.strategy,
         grid,
@@ -174,7 +176,7 @@ def _spec(args: argparse.Namespace, params: dict[str, str]) -> tuple[SweepSpec, 
         symbol=path.stem.upper() or "SYM",
         rank_by=args.rank,
         data=str(path),
-        extra={"on_bad_rows": args.on_bad_rows},
+        extra={"on_bad_rows": args.on_bad_rows, "timezone": timezone, "adjust": adjust},
     )
     return spec, bars
 

@@ -53,6 +53,7 @@ from fbterm.engine.wiring import (
     simulated_market,
 )
 from fbterm.execution.brokers.base import Broker, BrokerPosition, RemoteVenue, SimulatedVenue
+from fbterm.execution.costs import commission_from_config
 from fbterm.execution.orders import OrderManagement, OrderQueue
 from fbterm.journal import Journal, SessionRecord
 from fbterm.journal_lock import JournalLock
@@ -146,6 +147,8 @@ class Engine:
             log=self.activity.log,
             clock=clock,
             queue=self.queue,
+            calendar=cfg.market.calendar,
+            fee=None if paper.commission == "percent" else commission_from_config(paper),
         )
         self.executor.on_error = self.events.on_strategy_error
         self.risk = PortfolioLevelRisk(
@@ -153,6 +156,7 @@ class Engine:
             RiskInputs(self.market_state, self.oms, clock),
             clock=clock,
             on_state_change=self._trading_state_changed,
+            calendar=cfg.market.calendar,
         )
         self.reaction = RiskReaction(
             self.executor,
@@ -564,7 +568,14 @@ class Engine:
 
     def reconcile(self) -> list[str]:
         """Compare the journal with the venue after a (re)start; report every difference."""
-        return startup.reconcile(self.broker, self.venue, self.oms, self.activity, self.clock)
+        return startup.reconcile(
+            self.broker,
+            self.venue,
+            self.oms,
+            self.activity,
+            self.clock,
+            self.config.market.calendar,
+        )
 
     def warm_up(self) -> None:
         """Give strategies history so they trade from the first live bar (simulated market)."""

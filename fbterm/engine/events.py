@@ -152,10 +152,14 @@ class OrderEvents:
             )
         elif kind == "message":
             m = cast(BrokerMessage, obj)
-            level = m.level if m.level in ("info", "warning", "error") else "warning"
+            # "critical" is a margin call or a liquidation: logged as an error, alerted always.
+            level = {"critical": "error"}.get(m.level, m.level)
+            level = level if level in ("info", "warning", "error") else "warning"
             text = f"[{m.code}] {m.message}" if m.code else m.message
             self.activity.log(level, "broker", text)
-            if m.alert:
+            if m.level == "critical":
+                self.activity.alert("critical", "Venue", text, key=f"venue:{m.message[:24]}")
+            elif m.alert:
                 about = f" on order {m.client_order_id}" if m.client_order_id else ""
                 self.activity.alert(
                     "error" if level == "error" else "warning",

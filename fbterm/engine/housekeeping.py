@@ -88,7 +88,10 @@ class EngineMetrics:
         self.activity = activity
         self.clock = clock
         self.calc = MetricsCalculation(
-            rolling_window=cfg.metrics.rolling_window, timezone=cfg.market.timezone
+            rolling_window=cfg.metrics.rolling_window,
+            timezone=cfg.market.timezone,
+            calendar=cfg.market.calendar,
+            bar_seconds=cfg.market.bar_seconds,
         )
         self.snapshot: MetricsSnapshot | None = None
         self._stored = 0.0
@@ -141,7 +144,11 @@ class EngineMetrics:
             calc.add_fills(new, {f.client_order_id: _signal(oms, f) for f in new})
             self._unstored += calc.take_closed_trades()
             snap = calc.calculate_real_time_metrics(
-                None, marks, orders=list(oms.orders.values())[-5000:], now=now
+                None,
+                marks,
+                orders=list(oms.orders.values())[-5000:],
+                now=now,
+                market_ts=self.market.last_ts,
             )
         except JournalWriteError:
             raise
@@ -198,21 +205,24 @@ def _signal(oms: OrderManagement, f: Fill) -> float | None:
 
 
 def rebalance(executor: StrategyExecutor, cfg: Config) -> tuple[bool, str]:
-    """Move capital between strategies by half Kelly on their equity histories."""
-    try:
-        from fbterm.metrics.optimization import Optimization, StrategyHistory
-    except ImportError as e:  # pragma: no cover
-        return False, f"rebalance unavailable: {e}"
-    from fbterm.stats import simple_returns
+    """Move capital between strategies by half Kelly on the returns of their equity samples
+    (capital moved in or out by earlier rebalances is not a return)."""
+    from fbterm.metrics.optimization import Optimization, StrategyHistory
+    from fbterm.stats import returns_net_of_flows
 
     slots = executor.slots
+    histories = {
+        n: StrategyHistory(
+            returns=tuple(
+                returns_net_of_flows([h[1] for h in s.history], [h[2] for h in s.history]).tolist()
+            ),
+            method="continuous",
+        )
+        for n, s in slots.items()
+    }
     res = Optimization().apply_half_kelly(
         executor,
-        # Kelly reads returns: the equity samples' period returns, not the equity levels.
-        {
-            n: StrategyHistory(returns=tuple(simple_returns([eq for _, eq in s.history])))
-            for n, s in slots.items()
-        },
+        histories,
         cap=cfg.metrics.kelly_cap,
         min_observations=cfg.metrics.kelly_min_observations,
         current={n: s.capital for n, s in slots.items()},

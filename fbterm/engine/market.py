@@ -98,6 +98,7 @@ class MarketState:
         self.feeds: dict[str, Feed] = {s: Feed() for s in symbols}
         self.option_marks: dict[str, OptionQuote] = {}
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
+        self.last_ts: float | None = None  # the market's clock: the latest update's own time
         self._said_no_chain = False
         # Live option chains (IB market data); set by the engine when its source has them.
         self.chains: ChainSource | None = None
@@ -380,19 +381,26 @@ class MarketFeed:
             if f.stale:
                 f.stale = False
                 self.activity.log("info", "data", f"{sym}: market data resumed")
-            if on_market is not None:
-                on_market(
-                    sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
-                )
             n_before = oms.orders_total
-            executor.on_price(sym, t.last, t.ts)
+            # A bar closes when the first price after it arrives; the strategies' orders from
+            # it meet that price, as a backtest fills them at the next bar's open.
             bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
             if bar is not None:
                 state.remember(bar)
                 if self.admit(bar):
                     executor.on_bar(bar)
+                if oms.orders_total != n_before:  # sent: the venue's fill below is not latency
+                    self.tick_latencies.append(time.perf_counter() - t0)
+                    n_before = oms.orders_total
+            if on_market is not None:
+                on_market(
+                    sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
+                )
+            executor.on_price(sym, t.last, t.ts)
             if oms.orders_total != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
+        if ticks:
+            state.last_ts = ticks[-1].ts
 
     def on_bars(self, bars: Sequence[Bar]) -> None:
         """Feed closed bars directly (CSV replay, IB 5-second bars)."""
@@ -410,3 +418,5 @@ class MarketFeed:
             state.remember(b)
             if self.admit(b):
                 self.executor.on_bar(b)
+        if bars:
+            state.last_ts = bars[-1].ts

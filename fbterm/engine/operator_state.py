@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fbterm.execution.orders import OrderManagement
 from fbterm.journal import Journal, OperatorState, SessionRecord, StrategyRecord
 from fbterm.model import StrategyState, TradingState
-from fbterm.risk.portfolio import PortfolioLevelRisk, RiskBaselines, trading_day
+from fbterm.risk.portfolio import PortfolioLevelRisk, RiskBaselines
 from fbterm.strategies.executor import StrategyExecutor
 
 
@@ -135,7 +135,7 @@ class OperatorStateKeeper:
         self._state = saved = self.journal.operator_state()
         baselines = False
         if saved is not None:
-            today = trading_day(self.clock())
+            today = self.risk.trading_day(self.clock()).toordinal()
             same_day = saved.day == today
             self.risk.restore(
                 RiskBaselines(

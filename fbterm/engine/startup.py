@@ -18,7 +18,7 @@ from fbterm.engine.reconcile import Reconciler
 from fbterm.execution.brokers.base import Broker, SimulatedVenue
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import IllegalTransition, OrderStatus, TimeInForce, instrument_from_key
-from fbterm.risk.portfolio import trading_day
+from fbterm.sessions import trading_day
 from fbterm.strategies.executor import StrategyExecutor
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def reconcile(
     oms: OrderManagement,
     activity: ActivityLog,
     clock: Callable[[], float],
+    calendar: str = "XNYS",
 ) -> list[str]:
     """Compare the journal with the venue after a (re)start; report every difference.
 
@@ -41,9 +42,9 @@ def reconcile(
     if venue is not None:
         # A DAY order does not outlive its trading day; the paper venue expires it at a
         # restart the way a real venue would have at the close.
-        today = trading_day(clock())
+        today = trading_day(clock(), calendar)
         for o in list(oms.open.values()):
-            if o.tif is TimeInForce.DAY and trading_day(o.created_ts) < today:
+            if o.tif is TimeInForce.DAY and trading_day(o.created_ts, calendar) < today:
                 with contextlib.suppress(IllegalTransition):
                     oms.close_locally(
                         o.client_order_id,

@@ -7,7 +7,10 @@ from :mod:`fbterm.metrics.trades`.
 
 Conventions: money amounts are in account currency and include the instrument multiplier;
 drawdown is a non-negative fraction below the running peak; timestamps are epoch seconds UTC
-and "a day" is a calendar day in the market's time zone.
+and "a day" is the exchange's trading session (``calendar``: it rolls at the exchange's
+close), or without a calendar the calendar day in ``timezone``. The rolling Sharpe is over
+returns from one bar period to the next (``bar_seconds``), annualised by that period, and NaN
+(shown as a dash) until there are enough of them.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from fbterm.metrics.trades import (
     match_round_trips,
 )
 from fbterm.model import Fill, Order, Position
-from fbterm.stats import drawdown_series, periods_per_year_from_ts, sharpe_ratio, simple_returns
+from fbterm.sessions import trading_day_clock
+from fbterm.stats import drawdown_series, period_sharpe
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +135,18 @@ class MetricsCalculation:
         rolling_window: int = 100,
         timezone: str = "America/New_York",
         history: int = 20_000,
+        calendar: str | None = None,
+        bar_seconds: float = 60.0,
     ) -> None:
         if rolling_window < 2:
             raise ValueError(f"rolling_window must be >= 2, got {rolling_window}")
+        if not bar_seconds > 0:
+            raise ValueError(f"bar_seconds must be > 0, got {bar_seconds}")
         self.capital: dict[str, float] = dict(capital or {})
         self.rolling_window = rolling_window
+        self.bar_seconds = float(bar_seconds)
         self.tz = ZoneInfo(timezone)
+        self._session = trading_day_clock(calendar) if calendar else None
         self._history_len = history
         self._equity: dict[str, deque[tuple[float, float]]] = {}
         self._day: dt.date | None = None
@@ -163,6 +173,8 @@ class MetricsCalculation:
         self._equity.pop(name, None)
 
     def day_of(self, ts: float) -> dt.date:
+        if self._session is not None:
+            return self._session(ts)
         return dt.datetime.fromtimestamp(ts, self.tz).date()
 
     def day_start(self, day: dt.date) -> float:
@@ -237,6 +249,7 @@ class MetricsCalculation:
         orders: Sequence[Order] = (),
         now: float | None = None,
         day_open_marks: Mapping[str, float] | None = None,
+        market_ts: float | None = None,
     ) -> MetricsSnapshot:
         """Per-strategy and portfolio metrics from all fills so far and current marks.
 
@@ -245,9 +258,12 @@ class MetricsCalculation:
         equity, drawdown and Sharpe use it when given, otherwise the sum of the strategies.
         ``marks`` are last prices by instrument key. ``day_open_marks`` (e.g. previous closes)
         value positions carried into the day for "P&L today"; without them the first marks seen
-        that day are used.
+        that day are used. ``market_ts`` is the market's own clock (a simulated or replayed
+        market runs faster than the wall clock): equity is sampled on it, so returns are per
+        bar of market time; default ``now``.
         """
         now = float(now if now is not None else dt.datetime.now(dt.UTC).timestamp())
+        sample_ts = now if market_ts is None else float(market_ts)
         day = self.day_of(now)
         if day != self._day:
             self._day = day
@@ -266,9 +282,10 @@ class MetricsCalculation:
 
         names = sorted(set(self.capital) | set(self._ledgers))
         strategies = {
-            n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day) for n in names
+            n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day, sample_ts)
+            for n in names
         }
-        portfolio = self._portfolio_metrics(strategies, orders, equity, now)
+        portfolio = self._portfolio_metrics(strategies, orders, equity, now, sample_ts)
         snap = MetricsSnapshot(ts=now, day=day, portfolio=portfolio, strategies=strategies)
         self.last_snapshot = snap
         return snap
@@ -284,13 +301,19 @@ class MetricsCalculation:
     def _curve_stats(self, series: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
         values = [v for _, v in series]
         dd = drawdown_series(values)
-        tail = list(series)[-(self.rolling_window + 1) :]
-        rets = simple_returns([v for _, v in tail])
-        sharpe = sharpe_ratio(rets, periods_per_year_from_ts([t for t, _ in tail]))
+        sharpe = period_sharpe(
+            [t for t, _ in series], values, self.bar_seconds, self.rolling_window
+        )
         return (float(dd[-1]) if dd.size else 0.0, float(dd.max()) if dd.size else 0.0, sharpe)
 
     def _strategy_metrics(
-        self, name: str, orders: list[Order], marks: Mapping[str, float], now: float, day: dt.date
+        self,
+        name: str,
+        orders: list[Order],
+        marks: Mapping[str, float],
+        now: float,
+        day: dt.date,
+        sample_ts: float,
     ) -> PerformanceMetrics:
         capital = self.capital.get(name, 0.0)
         lg = self._ledgers.get(name) or _Ledger()
@@ -298,7 +321,7 @@ class MetricsCalculation:
         r0, u0, _, _ = _valuation(self._positions_at_open(name, day), self._day_open_marks)
         total = realized + unrealized
         equity = capital + total
-        dd, mdd, sharpe = self._curve_stats(self._record(name, now, equity))
+        dd, mdd, sharpe = self._curve_stats(self._record(name, sample_ts, equity))
         traded_today = lg.traded.get(day, 0.0)
         return PerformanceMetrics(
             name=name,
@@ -331,6 +354,7 @@ class MetricsCalculation:
         orders: Sequence[Order],
         equity: Sequence[tuple[float, float]] | None,
         now: float,
+        sample_ts: float,
     ) -> PerformanceMetrics:
         s = list(strategies.values())
         capital = sum(m.capital for m in s)
@@ -339,7 +363,7 @@ class MetricsCalculation:
             eq = float(equity[-1][1])
         else:
             eq = capital + sum(m.total_pnl for m in s)
-            curve = self._record(PORTFOLIO, now, eq)
+            curve = self._record(PORTFOLIO, sample_ts, eq)
         dd, mdd, sharpe = self._curve_stats(curve)
         traded_today = sum(m.traded_value_today for m in s)
         slip = sum(lg.slippage for lg in self._ledgers.values())

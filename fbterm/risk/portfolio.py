@@ -12,6 +12,7 @@ REDUCING or HALTED is always an explicit command.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from fbterm.model import MarginImpact, Order, OrderType, TradingState
 from fbterm.model.greeks import Greeks
 from fbterm.risk.greeks import GreekInputs, check_greek_limits
 from fbterm.risk.stops import money
+from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
 from fbterm.snapshot import Gauge
 
 # ------------------------------------------------------------------------------ the maths
@@ -40,12 +42,6 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         dd = np.where(peaks > 0, 1.0 - eq / peaks, 0.0)
     return float(max(dd.max(), 0.0))
-
-
-def trading_day(ts: float) -> int:
-    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close
-    (day N runs from 20:00 UTC on calendar day N - 1 to 20:00 UTC on day N)."""
-    return int((ts + 4 * 3600) // 86_400)
 
 
 def drawdown_now(equity: float, peak: float) -> float:
@@ -123,7 +119,8 @@ class RiskBaselines:
 
     state: TradingState
     reason: str
-    day: int | None  # the trading day day_start_equity belongs to
+    # The trading session day_start_equity belongs to, as a date ordinal (the journal's integer).
+    day: int | None
     day_start_equity: float | None
     peak: float
 
@@ -138,8 +135,11 @@ class PortfolioLevelRisk:
         *,
         clock: Callable[[], float] = time.time,
         on_state_change: Callable[[TradingState, str], None] | None = None,
+        calendar: str = DEFAULT_CALENDAR,
     ):
         self.cfg = cfg or RiskConfig()
+        # The daily loss limit's day: the exchange's session, rolling at its close.
+        self.trading_day = trading_day_clock(calendar)
         self.inputs = inputs
         self.clock = clock
         self.on_state_change = on_state_change
@@ -150,7 +150,7 @@ class PortfolioLevelRisk:
         self.equity = 0.0
         self.peak = 0.0
         self.day_start_equity: float | None = None
-        self._day: int | None = None
+        self._day: dt.date | None = None
         self.curve: deque[float] = deque(maxlen=100_000)
         self._accepted: deque[float] = deque()
 
@@ -182,13 +182,15 @@ class PortfolioLevelRisk:
             self.on_state_change(state, reason)
 
     def baselines(self) -> RiskBaselines:
-        return RiskBaselines(self.state, self.reason, self._day, self.day_start_equity, self.peak)
+        day = None if self._day is None else self._day.toordinal()
+        return RiskBaselines(self.state, self.reason, day, self.day_start_equity, self.peak)
 
     def restore(self, b: RiskBaselines) -> None:
         """Take up where an earlier session left off. Nothing changes state here, so nothing
         reacts: the caller says what was restored."""
         self.state, self.reason = b.state, b.reason
-        self._day, self.day_start_equity, self.peak = b.day, b.day_start_equity, b.peak
+        self._day = None if b.day is None else dt.date.fromordinal(b.day)
+        self.day_start_equity, self.peak = b.day_start_equity, b.peak
 
     # -- equity --------------------------------------------------------------------------
     def calculate_max_drawdown(self, equity: Sequence[float] | None = None) -> float:
@@ -198,7 +200,7 @@ class PortfolioLevelRisk:
     def update_equity(self, equity: float, ts: float | None = None) -> str | None:
         """Record the account's equity; halts and returns the reason when a limit is breached."""
         now = ts or self.clock()
-        day = trading_day(now)
+        day = self.trading_day(now)
         if self._day != day or self.day_start_equity is None:
             self._day, self.day_start_equity = day, equity
         self.equity = equity

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
     BrokerError,
+    BrokerMessage,
     BrokerOrder,
     BrokerPosition,
     ConnectionState,
@@ -33,6 +34,7 @@ from fbterm.execution.brokers.fills import (
     trail_level,
 )
 from fbterm.execution.costs import CommissionModel, commission_from_config
+from fbterm.execution.margin import MarginRule, MarginStatus
 from fbterm.model import (
     AccountDetails,
     Fill,
@@ -57,6 +59,12 @@ class PaperBroker:
     It is the :class:`~fbterm.execution.brokers.base.SimulatedVenue`: it answers inside
     ``execute_order``, fills on the market updates the engine hands to :meth:`on_market`, and
     is rebuilt from the journal by :meth:`restore` at a restart.
+
+    Margin follows :mod:`fbterm.execution.margin`, the backtest's rule: once per market time
+    step (its first update) the account is checked; below the initial requirement it is in a margin call (said once, new
+    risk refused by buying power), at or below the maintenance requirement every position is
+    liquidated at its last price by the venue's own orders (``LIQ-...``), attributed to the
+    strategies that held them, after the venue says why.
     """
 
     name = "paper"
@@ -96,6 +104,12 @@ class PaperBroker:
         self._reserved_total = 0.0
         # Bracket children waiting for their parent to fill (parent id -> children).
         self._held: dict[str, list[Order]] = {}
+        self.margin = MarginRule(self.cfg.leverage, self.cfg.maintenance_margin)
+        self.margin_status = MarginStatus.OK
+        self._margin_ts = -1.0
+        # Quantity per (strategy, instrument): a liquidation closes each strategy's own part.
+        self._strategy_qty: dict[tuple[str, str], float] = {}
+        self._liq_ids = itertools.count(1)
 
     # -- port plumbing -------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -310,9 +324,17 @@ class PaperBroker:
         q1 = q0 + order.signed_quantity
         if abs(q1) <= abs(q0) and q0 * q1 >= 0:
             return ""  # it only reduces a position: always allowed
-        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
-        available = self.buying_power()
-        if added > available + 1e-6:
+        # The margin rule, with working orders' value already spoken for.
+        net, gross = self._marked_positions()
+        mark = self._mark(inst)
+        own = abs(q0) * (mark if mark is not None else price) * inst.multiplier
+        signed = order.signed_quantity
+        equity = self.cash + net
+        other = gross - own + self._reserved_total
+        if self.margin.admit(q0, signed, price, 0.0, equity, other, inst.multiplier) != signed:
+            added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
+            kept = abs(q0) * price * inst.multiplier if q0 * q1 >= 0 else 0.0
+            available = self.margin.buying_power(equity, other + kept)
             return (
                 f"insufficient buying power: order adds {added:,.2f} > available {available:,.2f}"
             )
@@ -323,8 +345,18 @@ class PaperBroker:
         return self.on_market(tick.symbol, MarketUpdate.from_tick(tick))
 
     def on_market(self, key: str, u: MarketUpdate) -> list[Fill]:
-        """Match working orders on ``key`` (and options on it) against update ``u``."""
+        """Match working orders on ``key`` (and options on it) against update ``u``, then
+        judge the account's margin at the new prices."""
         self.last[key] = u
+        fills = self._match(key, u)
+        if self._open and u.ts != self._margin_ts:
+            # Once per market time step, at its first update: marking every position costs
+            # O(positions), and a step of many symbols shares one timestamp.
+            self._margin_ts = u.ts
+            fills += self.check_margin(u.ts)
+        return fills
+
+    def _match(self, key: str, u: MarketUpdate) -> list[Fill]:
         ids = self._by_underlying.get(key)
         if not ids:
             return []
@@ -360,6 +392,70 @@ class PaperBroker:
         o = self.orders.get(oid)
         return 1 if o is None else oca_rank(o)
 
+    def check_margin(self, ts: float) -> list[Fill]:
+        """Judge the account by the margin rule at the current marks; liquidate when due.
+
+        Called after every market update; returns the liquidation fills (usually none)."""
+        if not self._open:
+            self.margin_status = MarginStatus.OK
+            return []
+        net, gross = self._marked_positions()
+        equity = self.cash + net
+        status = self.margin.status(equity, gross)
+        before, self.margin_status = self.margin_status, status
+        if status is MarginStatus.OK or (status is before is MarginStatus.CALL):
+            return []
+        why = self.margin.describe(equity, gross)
+        if status is MarginStatus.CALL:
+            self._handler(
+                BrokerMessage(
+                    0, f"margin call: {why}; only orders that reduce risk are accepted",
+                    level="critical", ts=ts,
+                )
+            )  # fmt: skip
+            return []
+        self._handler(
+            BrokerMessage(
+                0, f"margin liquidation: {why}; closing {len(self._open)} position(s) at market",
+                level="critical", ts=ts,
+            )
+        )  # fmt: skip
+        return self._liquidate(ts)
+
+    def _liquidate(self, ts: float) -> list[Fill]:
+        """Cancel every working order, then close every strategy's positions at the marks."""
+        for oid in list(self.orders):
+            self._drop(oid)
+            self._handler(
+                OrderStatusEvent(oid, OrderStatus.CANCELLED, "cancelled: margin liquidation", ts=ts)
+            )
+        fills: list[Fill] = []
+        for (sid, key), qty in list(self._strategy_qty.items()):
+            pos = self.positions.get(key)
+            if abs(qty) < 1e-9 or pos is None:
+                continue
+            inst = pos.instrument
+            mark = self._mark(inst)
+            px = pos.avg_cost if mark is None else mark
+            side = Side.SELL if qty > 0 else Side.BUY
+            n = next(self._liq_ids)
+            fill = Fill(
+                fill_id=f"PF-{self._session}-L{n}",
+                client_order_id=f"LIQ-{self._session}-{n}",
+                instrument=inst,
+                side=side,
+                quantity=abs(qty),
+                price=px,
+                commission=self.commission(abs(qty), px, inst.multiplier),
+                ts=ts,
+                strategy_id=sid,
+            )
+            self._book(fill)
+            self._handler(FillEvent(fill))
+            fills.append(fill)
+        self.margin_status = MarginStatus.OK if not self._open else MarginStatus.LIQUIDATE
+        return fills
+
     def _option_update(self, opt: Option, u: MarketUpdate) -> MarketUpdate | None:
         q = self.option_pricer(opt) if self.option_pricer else None
         if q is None:
@@ -376,56 +472,78 @@ class PaperBroker:
                 self._put(order.transition(order.status, triggered=True))
             return None
         inst = order.instrument
-        commission = self.commission(d.quantity, d.price, inst.multiplier)
-        # Buying power is checked again at fill time: a market order sent before any price
-        # was known must not put the account beyond its limits.
-        if self._would_exceed(order.side, d.quantity, d.price, inst, commission):
-            self._drop(order.client_order_id)
-            self._handler(
-                OrderStatusEvent(
-                    order.client_order_id,
-                    OrderStatus.CANCELLED,
-                    "cancelled: insufficient buying power at fill",
-                    ts=u.ts,
-                )
-            )
-            return None
+        qty = d.quantity
+        commission = self.commission(qty, d.price, inst.multiplier)
+        # Buying power is checked again at fill time (a market order sent before any price was
+        # known must not put the account beyond its limits), by the margin rule the backtest
+        # uses: the part that closes a position fills, a part that adds too much risk does not.
+        admitted = self._admitted(order.side.sign * qty, d.price, inst, commission / qty)
+        cut = admitted < qty - 1e-9
+        if cut:
+            if admitted <= 1e-9:
+                self._cancel_at_fill(order, u.ts)
+                return None
+            qty = admitted
+            commission = self.commission(qty, d.price, inst.multiplier)
         fill = Fill(
             fill_id=f"PF-{self._session}-{next(self._fill_ids)}",
             client_order_id=order.client_order_id,
             instrument=inst,
             side=order.side,
-            quantity=d.quantity,
+            quantity=qty,
             price=d.price,
             commission=commission,
             ts=u.ts,
             strategy_id=order.strategy_id,
         )
-        updated = order.with_fill(d.quantity, d.price, ts=fill.ts)
+        updated = order.with_fill(qty, d.price, ts=fill.ts)
         if d.triggered and not updated.triggered and updated.is_live:  # a filled order is final
             updated = updated.transition(updated.status, triggered=True)
-        if updated.is_live:
+        if updated.is_live and not cut:
             self._put(updated)
         else:
             self._drop(order.client_order_id)
         self._book(fill)
         self._handler(FillEvent(fill))
+        if cut and updated.is_live:
+            self._cancel_at_fill(order, u.ts)
         return fill
 
-    def _would_exceed(
-        self, side: Side, qty: float, price: float, inst: Instrument, commission: float
-    ) -> bool:
+    def _cancel_at_fill(self, order: Order, ts: float) -> None:
+        self._drop(order.client_order_id)
+        self._handler(
+            OrderStatusEvent(
+                order.client_order_id,
+                OrderStatus.CANCELLED,
+                "cancelled: insufficient buying power at fill",
+                ts=ts,
+            )
+        )
+
+    def _admitted(
+        self, signed: float, price: float, inst: Instrument, fee_per_unit: float
+    ) -> float:
+        """How much of a fill of ``signed`` units the margin rule lets through (unsigned)."""
         current = self.positions.get(inst.key)
         q0 = current.quantity if current else 0.0
-        q1 = q0 + side.sign * qty
-        if abs(q1) <= abs(q0) and q0 * q1 >= 0:
-            return False
-        added = (abs(q1) - abs(q0) if q0 * q1 >= 0 else abs(q1)) * price * inst.multiplier
-        # Working orders already reserved their value; at fill time only the account matters.
-        return added + commission > self._free_equity() + 1e-6
+        if q0 and (q0 > 0) != (signed > 0) and abs(signed) <= abs(q0):
+            return abs(signed)  # it only reduces a position: always allowed
+        net, gross = self._marked_positions()
+        mark = self._mark(inst)
+        own = abs(q0) * (mark if mark is not None else price) * inst.multiplier
+        ok = self.margin.admit(
+            q0, signed, price, fee_per_unit, self.cash + net, gross - own, inst.multiplier
+        )
+        return abs(ok)
 
     def _book(self, fill: Fill) -> None:
         key = fill.instrument.key
+        held = (fill.strategy_id, key)
+        q = self._strategy_qty.get(held, 0.0) + fill.signed_quantity
+        if abs(q) < 1e-9:
+            self._strategy_qty.pop(held, None)
+        else:
+            self._strategy_qty[held] = q
         pos = self.positions.get(key) or Position(fill.instrument)
         new = self.positions[key] = pos.apply_fill(fill)
         if new.is_flat:
@@ -462,7 +580,7 @@ class PaperBroker:
 
     def _free_equity(self) -> float:
         net, gross = self._marked_positions()  # once: marking options prices each of them
-        return (self.cash + net) * self.cfg.leverage - gross
+        return self.margin.buying_power(self.cash + net, gross)
 
     def buying_power(self) -> float:
         """Equity x leverage, less what positions and working orders that add risk use."""
@@ -509,8 +627,8 @@ class PaperBroker:
             cash=self.cash,
             equity=equity,
             buying_power=self.buying_power(),
-            margin_used=gross / self.cfg.leverage,
-            maintenance_margin=gross * 0.25,
+            margin_used=self.margin.initial_requirement(gross),
+            maintenance_margin=self.margin.maintenance_requirement(gross),
             realized_pnl=realized,
             unrealized_pnl=unrealized,
             ts=self.clock(),
