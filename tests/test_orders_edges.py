@@ -595,6 +595,7 @@ def test_orders_read_back_from_an_older_journal_get_the_defaults() -> None:
         False,
         OrderStatus.PENDING_SUBMIT,
     )
+    assert o == Order("O-1", AAPL, Side.BUY, 10, created_ts=0.0)  # nothing filled, no history
     full = Order(
         "O-2",
         AAPL,
