@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,55 @@ def test_a_journal_path_outside_any_folder_or_in_system_trees_is_refused(tmp_pat
         check_journal_path("/proc/fbterm.sqlite")
     with pytest.raises(JournalError, match=r"^journal path contains a NUL character"):
         check_journal_path("journal\0.sqlite")
+
+
+# The suite runs as root, which no permission bit can stop: the three refusals below are
+# produced by making the one system call that would fail for a normal user fail here too.
+
+
+def test_a_journal_the_engine_cannot_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    monkeypatch.setattr("fbterm.journal.os.access", lambda p, mode: False)
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}: not writable$"):
+        check_journal_path(path)
+
+
+def test_a_journal_the_engine_cannot_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+
+    def refuse(self: Path, *a: object, **kw: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(
+        JournalError, match=rf"^{re.escape(str(path))}: cannot read: Permission denied$"
+    ):
+        check_journal_path(path)
+
+
+def test_a_folder_the_engine_cannot_create_files_in_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*a: object, dir: object = None, **kw: object) -> tuple[int, str]:
+        if Path(str(dir)) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr("fbterm.journal.tempfile.mkstemp", mkstemp)
+    path = locked / "journal.sqlite"
+    with pytest.raises(
+        JournalError,
+        match=rf"^{re.escape(str(path))}: cannot create files in {re.escape(str(locked))}: "
+        "Permission denied$",
+    ):
+        check_journal_path(path)
