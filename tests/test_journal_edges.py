@@ -281,7 +281,7 @@ def test_a_folder_the_engine_cannot_create_files_in_is_refused(
             raise PermissionError(13, "Permission denied")
         return real(*a, dir=dir, **kw)  # type: ignore[call-overload, no-any-return]
 
-    monkeypatch.setattr("fbterm.journal.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("fbterm.journal_files.tempfile.mkstemp", mkstemp)
     path = locked / "journal.sqlite"
     with pytest.raises(
         JournalError,

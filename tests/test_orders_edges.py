@@ -636,7 +636,7 @@ def test_a_fill_before_any_acknowledgement_measures_the_acknowledgement(desk: De
     desk.venue.execute_order = lambda order: None  # type: ignore[method-assign]  # no ack
     started = time.perf_counter()
     oid = desk.buy(10)
-    assert desk.oms.ack_latencies == []
+    assert list(desk.oms.ack_latencies) == []
     desk.venue.fill(oid, 10, "X1")
     [latency] = desk.oms.ack_latencies
     assert 0 <= latency <= time.perf_counter() - started  # measured from this order's send
