@@ -9,6 +9,7 @@ the suite let through (README "Mutation testing")."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from pathlib import Path
 
@@ -282,6 +283,14 @@ def test_an_illegal_move_of_a_working_order_has_no_final_note() -> None:
             "order O-1: LMT needs a limit price > 0, got 0.0",
         ),
         (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.STOP, stop_price=0.0),
+            "order O-1: STP needs a stop price > 0, got 0.0",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.STOP, stop_price=math.nan),
+            "order O-1: STP needs a stop price > 0, got nan",
+        ),
+        (
             lambda: Order("O-1", CALL, Side.BUY, 1, OrderType.LIMIT, limit_price=2.0).modified(
                 quantity=1.5
             ),
@@ -293,3 +302,8 @@ def test_malformed_orders_are_refused_naming_what_is_wrong(make: object, message
     with pytest.raises(OrderError) as e:
         make()  # type: ignore[operator]
     assert str(e.value) == message
+
+
+def test_stops_under_a_dollar_are_orders_like_any_other() -> None:
+    o = Order("O-1", AAPL, Side.SELL, 100, OrderType.STOP, stop_price=0.5)
+    assert o.stop_price == 0.5
