@@ -12,6 +12,7 @@ import dataclasses
 import re
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,27 @@ def test_a_folder_the_engine_cannot_create_files_in_is_refused(
         "Permission denied$",
     ):
         check_journal_path(path)
+
+
+def test_a_journal_is_created_in_new_folders_and_durable_as_configured(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "a" / "b" / "journal.sqlite")
+    assert j.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert j.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    full = Journal(tmp_path / "full.sqlite", synchronous="FULL")
+    assert full.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_the_engine_thread_writes_a_journal_opened_elsewhere(journal: Journal) -> None:
+    errors: list[BaseException] = []
+
+    def engine_thread() -> None:
+        try:
+            journal.record_order("new", Order("FB-1", AAPL, Side.BUY, 10))
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    t = threading.Thread(target=engine_thread)
+    t.start()
+    t.join(20)
+    assert errors == [] and list(journal.load().orders) == ["FB-1"]

@@ -8,21 +8,39 @@ the suite let through (README "Mutation testing")."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import time
 from pathlib import Path
 
 import pytest
-from test_orders_edges import AAPL, T0, Desk, ScriptedVenue
+from test_orders_edges import AAPL, T0, Desk, ScriptedVenue, visible_orders
 from test_orders_edges import desk as desk  # the fixture
 
+from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
     BrokerMessage,
     ConnectionEvent,
     ConnectionState,
     OrderStatusEvent,
 )
+from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
-from fbterm.model import Order, OrderStatus, OrderType, Side, Signal, TimeInForce
+from fbterm.journal import Journal
+from fbterm.model import (
+    IllegalTransition,
+    Option,
+    Order,
+    OrderError,
+    OrderStatus,
+    OrderType,
+    Right,
+    Side,
+    Signal,
+    TimeInForce,
+)
+
+CALL = Option("AAPL", Right.CALL, 120.0, dt.date(2030, 1, 18))
 
 # ------------------------------------------------------------------------ before sending
 
@@ -184,3 +202,108 @@ def test_order_ids_carry_the_desks_prefix(tmp_path: Path, prefix: str) -> None:
     kw = {} if prefix == "FB" else {"id_prefix": prefix}
     d = Desk(tmp_path / "j.sqlite", **kw)
     assert d.buy(1) == f"{prefix}-000001" and d.buy(1) == f"{prefix}-000002"
+
+
+# ------------------------------------------------------------------------ across a restart
+
+
+def test_an_order_restored_before_its_acknowledgement_takes_its_ack_and_fill(
+    tmp_path: Path,
+) -> None:
+    d = Desk(tmp_path / "j.sqlite")
+    d.venue.execute_order = lambda order: None  # type: ignore[method-assign]  # no answer yet
+    a, b = d.buy(10), d.buy(5)
+    d.oms.journal.close()  # type: ignore[union-attr]  # the process dies here
+    venue = ScriptedVenue()
+    again = OrderManagement(venue, Journal(tmp_path / "j.sqlite"))  # type: ignore[arg-type]
+    venue.handler(OrderStatusEvent(a, OrderStatus.SUBMITTED, "", "7", T0 + 30))
+    venue.fill(b, 5, "X1")
+    assert again.orders[a].status is OrderStatus.SUBMITTED
+    assert again.orders[b].status is OrderStatus.FILLED and again.position("AAPL") == 5
+
+
+def test_an_in_process_venues_order_and_acknowledgement_commit_together(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    broker = PaperBroker(PaperBrokerConfig(), symbols=["AAPL"], clock=lambda: T0)
+    oms = OrderManagement(broker, Journal(path), clock=lambda: T0)
+    seen: list[set[str]] = []
+    oms.subscribe(lambda kind, obj: seen.append(visible_orders(path)) if kind == "order" else None)
+    o = oms.create_order(Signal("alpha", AAPL, Side.BUY, 1, OrderType.LIMIT, limit_price=90.0))
+    assert o.status is OrderStatus.SUBMITTED
+    assert seen == [set(), set()]  # neither is visible alone
+    assert visible_orders(path) == {o.client_order_id}
+    no_journal = OrderManagement(PaperBroker(PaperBrokerConfig(), symbols=["AAPL"]))
+    sig = Signal("alpha", AAPL, Side.BUY, 1, OrderType.LIMIT, limit_price=90.0)
+    assert no_journal.create_order(sig).status is OrderStatus.SUBMITTED
+
+
+def test_a_refused_order_leaves_no_bookkeeping_behind(desk: Desk) -> None:
+    desk.venue.refuse_order = "closed"
+    desk.buy(10)
+    assert not desk.oms._sent_at and desk.oms.open_orders() == []
+
+
+# --------------------------------------------------------------- the order's own checks
+
+
+def test_a_status_change_that_also_changes_the_terms_is_validated() -> None:
+    o = Order("O-1", AAPL, Side.BUY, 10)
+    with pytest.raises(OrderError, match=r"^order O-1: quantity must be > 0, got -5$"):
+        o.transition(OrderStatus.SUBMITTED, ts=T0, quantity=-5)
+    moved = o.transition(OrderStatus.SUBMITTED, ts=T0, quantity=12)
+    assert (moved.status, moved.quantity) == (OrderStatus.SUBMITTED, 12)
+
+
+def test_an_illegal_move_of_a_working_order_has_no_final_note() -> None:
+    o = Order("O-1", AAPL, Side.BUY, 10).transition(OrderStatus.SUBMITTED, ts=T0)
+    with pytest.raises(IllegalTransition) as e:
+        o.transition(OrderStatus.PENDING_SUBMIT)
+    assert str(e.value) == "order O-1: illegal transition Submitted -> PendingSubmit"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Signal("s", AAPL, Side.BUY, 0), "order: quantity must be > 0, got 0"),
+        (lambda: Order("O-1", AAPL, Side.BUY, 0), "order O-1: quantity must be > 0, got 0"),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, True),
+            "order O-1: quantity must be a number, got True",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.LIMIT, limit_price=True),
+            "order O-1: limit price must be a number, got True",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.STOP, stop_price=True),
+            "order O-1: stop price must be a number, got True",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.LIMIT, limit_price=0.0),
+            "order O-1: LMT needs a limit price > 0, got 0.0",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.STOP, stop_price=0.0),
+            "order O-1: STP needs a stop price > 0, got 0.0",
+        ),
+        (
+            lambda: Order("O-1", AAPL, Side.BUY, 1, OrderType.STOP, stop_price=math.nan),
+            "order O-1: STP needs a stop price > 0, got nan",
+        ),
+        (
+            lambda: Order("O-1", CALL, Side.BUY, 1, OrderType.LIMIT, limit_price=2.0).modified(
+                quantity=1.5
+            ),
+            f"order O-1: {CALL.key} trades in whole option contracts; got a quantity of 1.5",
+        ),
+    ],
+)
+def test_malformed_orders_are_refused_naming_what_is_wrong(make: object, message: str) -> None:
+    with pytest.raises(OrderError) as e:
+        make()  # type: ignore[operator]
+    assert str(e.value) == message
+
+
+def test_stops_under_a_dollar_are_orders_like_any_other() -> None:
+    o = Order("O-1", AAPL, Side.SELL, 100, OrderType.STOP, stop_price=0.5)
+    assert o.stop_price == 0.5
