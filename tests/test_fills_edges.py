@@ -289,3 +289,15 @@ def test_a_sell_stop_under_a_dollar_is_touched_by_the_bid() -> None:
 def test_a_triggered_sell_stop_limit_keeps_a_better_open() -> None:
     sell = order(Side.SELL, OrderType.STOP_LIMIT, stp=100.0, lmt=99.0, triggered=True)
     assert match_order(sell, bar(99.5, 99.8, 98, 99)) == FillDecision(10, 99.5, True)
+
+
+def test_a_quote_beyond_the_last_trade_can_fill_a_triggered_stop_limit() -> None:
+    # The last trade (100) is stale against the quote: a buyer can take the 99.40 ask, under
+    # the 99.45 limit of a buy stop-limit the print at 100 triggered.
+    buy = MarketUpdate.from_tick(Tick("AAPL", T0, 99.2, 99.4, 100.0, 0))
+    d = match_order(order(typ=OrderType.STOP_LIMIT, stp=99.5, lmt=99.45), buy)
+    assert d == FillDecision(10, 99.45, True)
+    # and a seller can hit a 100.60 bid, over the 100.55 limit of a sell stop-limit
+    sell = MarketUpdate.from_tick(Tick("AAPL", T0, 100.6, 100.8, 100.0, 0))
+    d = match_order(order(Side.SELL, OrderType.STOP_LIMIT, stp=100.5, lmt=100.55), sell)
+    assert d == FillDecision(10, 100.55, True)

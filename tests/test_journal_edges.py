@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,79 @@ def test_a_journal_path_outside_any_folder_or_in_system_trees_is_refused(tmp_pat
         check_journal_path("/proc/fbterm.sqlite")
     with pytest.raises(JournalError, match=r"^journal path contains a NUL character"):
         check_journal_path("journal\0.sqlite")
+
+
+# The suite runs as root, which no permission bit can stop: the three refusals below are
+# produced by making the one system call that would fail for a normal user fail here too.
+
+
+def test_a_journal_the_engine_cannot_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    monkeypatch.setattr("fbterm.journal.os.access", lambda p, mode: False)
+    with pytest.raises(JournalError, match=rf"^{re.escape(str(path))}: not writable$"):
+        check_journal_path(path)
+
+
+def test_a_journal_the_engine_cannot_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+
+    def refuse(self: Path, *a: object, **kw: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(
+        JournalError, match=rf"^{re.escape(str(path))}: cannot read: Permission denied$"
+    ):
+        check_journal_path(path)
+
+
+def test_a_folder_the_engine_cannot_create_files_in_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*a: object, dir: object = None, **kw: object) -> tuple[int, str]:
+        if Path(str(dir)) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr("fbterm.journal_files.tempfile.mkstemp", mkstemp)
+    path = locked / "journal.sqlite"
+    with pytest.raises(
+        JournalError,
+        match=rf"^{re.escape(str(path))}: cannot create files in {re.escape(str(locked))}: "
+        "Permission denied$",
+    ):
+        check_journal_path(path)
+
+
+def test_a_journal_is_created_in_new_folders_and_durable_as_configured(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "a" / "b" / "journal.sqlite")
+    assert j.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert j.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    full = Journal(tmp_path / "full.sqlite", synchronous="FULL")
+    assert full.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_the_engine_thread_writes_a_journal_opened_elsewhere(journal: Journal) -> None:
+    errors: list[BaseException] = []
+
+    def engine_thread() -> None:
+        try:
+            journal.record_order("new", Order("FB-1", AAPL, Side.BUY, 10))
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    t = threading.Thread(target=engine_thread)
+    t.start()
+    t.join(20)
+    assert errors == [] and list(journal.load().orders) == ["FB-1"]

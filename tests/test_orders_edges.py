@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.base import (
@@ -197,7 +200,8 @@ def test_a_one_unit_overfill_is_kept_booked_and_reported(desk: Desk) -> None:
     o = desk.oms.orders[oid]
     assert o.status is OrderStatus.FILLED and o.filled_quantity == 11 and o.quantity == 11
     [msg] = desk.messages()
-    assert msg.level == "error" and msg.client_order_id == oid and msg.ts == T0 + 5
+    assert (msg.code, msg.level, msg.client_order_id, msg.ts) == (0, "error", oid, T0 + 5)
+    assert o.updated_ts == T0 + 5  # stamped with the fill's time
     assert msg.message == f"order {oid}: venue filled 11 with only 10 remaining; recorded as filled"
     assert desk.reopen().orders[oid].filled_quantity == 11
 
@@ -216,6 +220,10 @@ def test_a_fill_is_attributed_to_our_order_whatever_strategy_the_venue_echoes(
     desk.venue.fill(oid, 10, "X1", price=101.5, commission=0.7, sid="beta", ts=T0 + 9)
     [f] = desk.oms.fills
     assert f == Fill("X1", oid, AAPL, Side.BUY, 10, 101.5, 0.7, T0 + 9, "alpha")
+    assert ("fill", f) in desk.heard  # listeners hear the attributed fill
+    own = desk.oms.strategy_positions[("alpha", "AAPL")]
+    assert own.strategy_id == "alpha" and desk.oms.by_strategy["alpha"]["AAPL"] == own
+    assert desk.oms.orders[oid].updated_ts == T0 + 9
     assert desk.oms.position("AAPL", "alpha") == 10 and desk.oms.position("AAPL", "beta") == 0
     assert desk.reopen().fills[0].strategy_id == "alpha"
 
@@ -308,12 +316,14 @@ def test_a_modification_is_risk_checked_sent_and_applied_on_acknowledgement(
     with pytest.raises(OrderError, match=rf"^order {oid}: modification rejected: max_order_value"):
         d.oms.modify_order(oid, quantity=300)
     assert not d.venue.modifies
-    d.oms.modify_order(oid, quantity=20, order_type=OrderType.STOP_LIMIT, stop_price=99.0)
+    d.oms.modify_order(
+        oid, quantity=20, order_type=OrderType.STOP_LIMIT, limit_price=100.25, stop_price=99.0
+    )
     [sent] = d.venue.modifies
     assert (sent.quantity, sent.order_type, sent.limit_price, sent.stop_price) == (
         20,
         OrderType.STOP_LIMIT,
-        100.0,
+        100.25,
         99.0,
     )
     assert sent.updated_ts == T0 + 40 and seen[-1] == sent
@@ -327,6 +337,7 @@ def test_a_modification_is_risk_checked_sent_and_applied_on_acknowledgement(
         99.5,
     )
     assert o.updated_ts == T0 + 41 and o.revision == 1
+    assert [e for _, e, _ in d.oms.monitor_order(oid).history] == ["new", "Submitted", "modified"]
     assert d.oms.monitor_order(oid).history[-1] == (T0 + 41, "modified", OrderStatus.SUBMITTED)
     kinds = [k for _, k, _ in d.oms.journal.order_history(oid)]  # type: ignore[union-attr]
     assert kinds == ["new", "Submitted", "modify-request", "modified"]
@@ -595,6 +606,7 @@ def test_orders_read_back_from_an_older_journal_get_the_defaults() -> None:
         False,
         OrderStatus.PENDING_SUBMIT,
     )
+    assert o == Order("O-1", AAPL, Side.BUY, 10, created_ts=0.0)  # nothing filled, no history
     full = Order(
         "O-2",
         AAPL,
@@ -607,3 +619,104 @@ def test_orders_read_back_from_an_older_journal_get_the_defaults() -> None:
         triggered=True,
     )
     assert Order.from_dict(full.to_dict()) == full
+
+
+def test_without_a_journal_a_repeated_execution_still_counts_once() -> None:
+    venue = ScriptedVenue()
+    oms = OrderManagement(venue)  # type: ignore[arg-type]
+    oid = oms.create_order(
+        Signal("alpha", AAPL, Side.BUY, 10, OrderType.LIMIT, limit_price=100.0)
+    ).client_order_id
+    venue.fill(oid, 4, "X1")
+    venue.fill(oid, 4, "X1")  # re-sent after a reconnect
+    assert oms.position("AAPL") == 4 and len(oms.fills) == 1
+
+
+def test_a_fill_before_any_acknowledgement_measures_the_acknowledgement(desk: Desk) -> None:
+    desk.venue.execute_order = lambda order: None  # type: ignore[method-assign]  # no ack
+    started = time.perf_counter()
+    oid = desk.buy(10)
+    assert list(desk.oms.ack_latencies) == []
+    desk.venue.fill(oid, 10, "X1")
+    [latency] = desk.oms.ack_latencies
+    assert 0 <= latency <= time.perf_counter() - started  # measured from this order's send
+    desk.venue.handler(OrderStatusEvent(oid, OrderStatus.SUBMITTED, ts=T0 + 1))
+    assert len(desk.oms.ack_latencies) == 1  # measured once
+
+
+def test_a_status_for_an_unknown_order_is_reported(desk: Desk) -> None:
+    desk.venue.handler(OrderStatusEvent("ZZ-9", OrderStatus.CANCELLED, ts=T0 + 2))
+    [msg] = desk.messages()
+    assert (msg.code, msg.level, msg.client_order_id, msg.ts) == (0, "warning", "ZZ-9", T0 + 2)
+    assert msg.message == "status for unknown order ZZ-9: Cancelled"
+
+
+def test_a_restart_keeps_commission_corrections_working(desk: Desk) -> None:
+    oid = desk.buy(10)
+    desk.venue.fill(oid, 10, "X1", commission=1.0)
+    path = desk.path
+    desk.oms.journal.close()  # type: ignore[union-attr]
+    venue = ScriptedVenue()
+    again = OrderManagement(venue, Journal(path))  # type: ignore[arg-type]
+    venue.handler(CommissionEvent("X1", 4.0))
+    assert again.positions["AAPL"].realized_pnl == pytest.approx(-4.0)
+    assert again.monitor_order(oid).fills[0].commission == 4.0
+
+
+@pytest.mark.parametrize(
+    ("journaled", "next_id"),
+    [
+        ([], "FB-000001"),
+        (["FB-000001", "FB-000002"], "FB-000003"),
+        (["IB-000123", "FB-abc", "FB-000007"], "FB-000008"),  # other prefixes and names
+    ],
+)
+def test_order_ids_continue_after_a_restart(
+    tmp_path: Path, journaled: list[str], next_id: str
+) -> None:
+    j = Journal(tmp_path / "journal.sqlite")
+    for oid in journaled:
+        j.record_order("new", Order(oid, AAPL, Side.BUY, 1))
+    oms = OrderManagement(ScriptedVenue(), j)  # type: ignore[arg-type]
+    assert oms.next_id() == next_id
+
+
+def test_the_order_queue_defaults() -> None:
+    q = OrderQueue()
+    assert q.maxsize == 10_000
+    for _ in range(1001):
+        q.enqueue_order(Signal("s", AAPL, Side.BUY, 1))
+    assert len(q.dequeue_batch()) == 1000 and len(q) == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_blocking_dequeue_waits_for_the_next_order() -> None:
+    q = OrderQueue(5)
+    got: list[Signal | None] = []
+    t = threading.Thread(target=lambda: got.append(q.dequeue_order(block=True, timeout=20)))
+    t.start()
+    # the consumer is waiting on the queue (its condition has a waiter): now produce
+    wait_until(lambda: len(q._q.not_empty._waiters) == 1, "the consumer to wait")  # type: ignore[attr-defined]
+    q.enqueue_order(Signal("s", AAPL, Side.BUY, 3))
+    t.join(20)
+    assert not t.is_alive() and got[0] is not None and got[0].quantity == 3
+    # with nothing coming, a blocking dequeue gives up at its timeout and says so with None
+    assert q.dequeue_order(block=True, timeout=0.01) is None
+
+
+@pytest.mark.timeout(30)
+def test_a_blocking_enqueue_waits_for_room() -> None:
+    q = OrderQueue(1)
+    q.enqueue_order(Signal("s", AAPL, Side.BUY, 1))
+    done: list[bool] = []
+
+    def produce() -> None:
+        q.enqueue_order(Signal("s", AAPL, Side.BUY, 2), block=True, timeout=20)
+        done.append(True)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    wait_until(lambda: len(q._q.not_full._waiters) == 1, "the producer to wait")  # type: ignore[attr-defined]
+    assert q.dequeue_order().quantity == 1  # type: ignore[union-attr]
+    t.join(20)
+    assert done == [True] and q.dequeue_order().quantity == 2  # type: ignore[union-attr]

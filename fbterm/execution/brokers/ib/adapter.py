@@ -52,11 +52,13 @@ from fbterm.execution.brokers.base import (
 from fbterm.execution.brokers.ib import hooks, queries
 from fbterm.execution.brokers.ib.book import fill_event, note_fill, price_or_none, read_book
 from fbterm.execution.brokers.ib.codes import (
+    ENDED_STATUSES,
     LINK_LOST,
     LINK_RESTORED,
     LINK_RESTORED_DATA_LOST,
     ORDER_ENDING,
     describe_ib_error,
+    ib_text,
     is_read_only,
 )
 from fbterm.execution.brokers.ib.connection import Link, reason
@@ -74,8 +76,6 @@ from fbterm.model import AccountDetails, Instrument, MarginImpact, Order, OrderS
 # to stderr next to our own one-line message. A NullHandler stops that fallback and still lets
 # the records reach the application's handlers when it configures logging.
 logging.getLogger("ib_async").addHandler(logging.NullHandler())
-
-_ENDED = ("Cancelled", "ApiCancelled", "Inactive")
 
 
 class BrokerIntegration:
@@ -433,10 +433,10 @@ class BrokerIntegration:
                 self._report_ids(tr)
         elif status == "PendingCancel":
             self._report(tr, OrderStatus.PENDING_CANCEL)
-        elif status in _ENDED:
+        elif status in ENDED_STATUSES:
             entry = trade.log[-1] if trade.log else None
             code = entry.errorCode if entry is not None else 0
-            text = _ib_text(entry.message) if entry is not None and code else ""
+            text = ib_text(entry.message) if entry is not None and code else ""
             self._ended(tr, status, code, text)
         elif status == "Filled" and tr.filled >= tr.quantity - 1e-9:
             # Fills drive quantities and the FILLED state; only remember IB's word here.
@@ -444,7 +444,7 @@ class BrokerIntegration:
 
     def _on_foreign_status(self, trade: IBTrade) -> None:
         f = self.reg.foreign.get(trade.order.permId)
-        if f is None or trade.orderStatus.status not in _ENDED:
+        if f is None or trade.orderStatus.status not in ENDED_STATUSES:
             return
         self._emit(
             OrderStatusEvent(
@@ -608,8 +608,3 @@ class BrokerIntegration:
             await asyncio.wait_for(ib.reqAccountSummaryAsync(), timeout)
         except (TimeoutError, ConnectionError) as e:
             self._say(0, f"IB account updates not renewed after 1101: {reason(e)}", None, "error")
-
-
-def _ib_text(message: str) -> str:
-    # ib_async logs "Error 201, reqId 7: Order rejected - reason:..." - keep IB's own words.
-    return message.split(": ", 1)[1] if ": " in message else message

@@ -99,3 +99,12 @@ def several_accounts(host: str, port: int, managed: list[str]) -> IBConnectError
         f"the IB login at {host}:{port} manages {len(managed)} accounts "
         f"({', '.join(managed)}): choose one with --account or broker.ib.account"
     )
+
+
+# IB order statuses that mean the order is no longer working there.
+ENDED_STATUSES = ("Cancelled", "ApiCancelled", "Inactive")
+
+
+def ib_text(message: str) -> str:
+    """IB's own words from an ib_async error line ("Error 201, reqId 7: Order rejected...")."""
+    return message.split(": ", 1)[1] if ": " in message else message
