@@ -225,6 +225,11 @@ class UIConfig:
     confirm: dict[str, bool] = _f(factory=dict, help="action = false to skip its confirmation")
     flatten_order_type: str = _f("market", choices=("market", "limit"))
     flatten_limit_offset_pct: float = _f(0.1, ge=0, le=10)
+    ascii: str = _f(
+        "auto",
+        choices=("auto", "on", "off"),
+        help="monochrome ASCII drawing; auto: on when TERM=dumb or NO_COLOR is set",
+    )
 
 
 @dataclass(frozen=True)

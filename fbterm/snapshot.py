@@ -117,6 +117,9 @@ class EngineSnapshot:
     ticks_processed: int = 0
     fills_total: int = 0
     running: bool = True
+    # Best bid and ask per instrument key, where the feed quotes them (the blotter shows them
+    # beside the last price); absent for bar-only feeds.
+    quotes: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def halted(self) -> bool:

@@ -76,7 +76,13 @@ class LogPane(RichLog):
     def _add(self, line: LogLine | UILine) -> None:
         self._buffer.append(line)
         if self._passes(line):
-            self.write(self._format_line(line))
+            self._write(line)
+
+    def _write(self, line: LogLine | UILine) -> None:
+        # Each line is kept whole and the pane shows as much of it as its width allows: a
+        # wider pane (a bigger terminal, compact mode off) shows more without a rewrite.
+        text = self._format_line(line)
+        self.write(text, width=max(text.cell_len, 1), shrink=False)
 
     # -- filtering -------------------------------------------------------------------------
     def _passes(self, line: LogLine | UILine) -> bool:
@@ -103,7 +109,7 @@ class LogPane(RichLog):
         self.clear()
         for line in self._buffer:
             if self._passes(line):
-                self.write(self._format_line(line))
+                self._write(line)
         self.border_subtitle = self.describe_filter()
 
     def describe_filter(self) -> str:
