@@ -252,7 +252,7 @@ def handle_kill_switch(desk: Desk, cmd: KillSwitch) -> Outcome:
     """Everything stops trading, nothing is left working, every position is closed."""
     for name in list(desk.executor.slots):
         handle_pause_strategy(desk, PauseStrategy(name=name, source=cmd.source))
-    paused, cancelled, sent, refused = _flatten(desk, OrderType.MARKET, 0.0, None, None, cmd.source)
+    _, cancelled, sent, refused = _flatten(desk, OrderType.MARKET, 0.0, None, None, cmd.source)
     n = len(desk.executor.slots)
     msg = (
         f"kill switch ({cmd.reason}): {n} strategies paused, {cancelled} orders cancelled, "
