@@ -488,27 +488,34 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return config_from_dict(data, name)
 
 
+# The demo. Bars are 5 market seconds (market.bar_seconds) and the simulated market runs 20x
+# (4 bars a second), so windows are counted in hundreds of bars: sma_fast crosses a 5-minute
+# over a 15-minute average, meanrev_spy fades 3-sigma moves of a 20-minute band, breakout_nvda
+# trades 30-minute channel breaks. Shorter windows trade the bid/ask bounce and pay the spread
+# and commission on every flip (the demo used to lose ~$3k a minute that way).
 DEFAULT_STRATEGIES: list[dict[str, Any]] = [
     {
         "name": "sma_fast",
         "class": "sma_cross",
         "symbols": ["AAPL", "MSFT"],
         "capital": 200_000,
-        "params": {"fast": 5, "slow": 12},
+        "params": {"fast": 60, "slow": 180},
     },
     {
         "name": "meanrev_spy",
         "class": "mean_reversion",
         "symbols": ["SPY"],
         "capital": 150_000,
-        "params": {"window": 10, "entry_z": 1.2},
+        "params": {"window": 240, "entry_z": 3.0, "exit_z": 0.5},
+        "risk": {"stop_loss_pct": 2.0, "take_profit_pct": 3.0},
     },
     {
         "name": "breakout_nvda",
         "class": "breakout",
         "symbols": ["NVDA"],
         "capital": 150_000,
-        "params": {"window": 10},
+        "params": {"window": 360, "exit_window": 180},
+        "risk": {"trailing_stop_pct": 1.5},
     },
     {
         "name": "covered_aapl",

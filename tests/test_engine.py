@@ -300,7 +300,9 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
     )  # a working order, cancelled by the flatten
     assert rig.command(C.Halt()).ok
     res = rig.command(C.FlattenAll())
-    assert res.ok and res.message == "flatten: 4 closing orders sent"
+    assert res.ok and res.message == (
+        "flatten all: 4 closing orders sent, 1 orders cancelled; paused a, b, m"
+    )
     rig.ticks(2)
     assert all(p.is_flat for p in e.oms.strategy_positions.values())
     assert all(p.is_flat for p in e.oms.positions.values())

@@ -16,7 +16,7 @@ from tui_support import FrozenEngine, fixed_snapshot, run_async
 from fbterm.config import config_from_dict, default_config, to_dict
 from fbterm.tui import themes
 from fbterm.tui.app import FbtermApp, SnapshotReady, run_app
-from fbterm.tui.keymap import ACTIONS, Keymap, KeymapError
+from fbterm.tui.keymap import ACTIONS, Keymap, KeymapError, textual_keymap
 from fbterm.tui.positions import PositionsTable
 from fbterm.tui.table import Column, KeyedTable, Row
 
@@ -34,7 +34,7 @@ def test_keymap_defaults_are_unique_and_avoid_home_end() -> None:
 
 def test_keymap_overrides_and_errors() -> None:
     km = Keymap.build({"halt": "x", "help": "?"}, {"flatten": False})
-    assert km.keys["halt"] == "x" and km.textual_keymap() == {"halt": "x"}
+    assert km.keys["halt"] == "x" and textual_keymap(km) == {"halt": "x"}
     assert not km.needs_confirm("flatten")
     with pytest.raises(KeymapError, match="did you mean 'halt'"):
         Keymap.build({"hlt": "x"})

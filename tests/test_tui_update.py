@@ -30,13 +30,13 @@ async def test_update_strategy_parameters_from_the_console(console: Console) -> 
         fast = app.screen.query_one("#p-fast", Input)
         fast.value = ""
         fast.focus()
-        await type_text(pilot, "50")  # slow is 12: fast must stay below it
+        await type_text(pilot, "500")  # slow is 180: fast must stay below it
         await pilot.press("ctrl+s")
         await pilot.pause(0.05)
         assert isinstance(app.screen, UpdateStrategyDialog)
         assert "must be < slow" in app.screen.error_text
         fast.value = ""
-        await type_text(pilot, "7")
+        await type_text(pilot, "70")
         await pilot.press("ctrl+s")
         await wait_for(
             pilot, lambda: not isinstance(app.screen, UpdateStrategyDialog), "dialog closed"
@@ -47,8 +47,8 @@ async def test_update_strategy_parameters_from_the_console(console: Console) -> 
                 "fast"
             )
 
-        await wait_for(pilot, lambda: fast_now() == 7, "the engine runs the new parameter")
-        assert engine.call(lambda: engine.executor.slots["sma_fast"].strategy.p["fast"]) == 7
+        await wait_for(pilot, lambda: fast_now() == 70, "the engine runs the new parameter")
+        assert engine.call(lambda: engine.executor.slots["sma_fast"].strategy.p["fast"]) == 70
 
 
 @run_async

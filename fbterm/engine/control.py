@@ -15,6 +15,7 @@ from fbterm.commands import (
     Command,
     FlattenAll,
     Halt,
+    KillSwitch,
     Rebalance,
     ReduceOnly,
     Resume,
@@ -35,6 +36,7 @@ SIMPLE_COMMANDS: dict[str, Callable[..., Command]] = {
     "resume": Resume,
     "cancel_all": CancelAll,
     "flatten": FlattenAll,
+    "kill": KillSwitch,
     "rebalance": Rebalance,
 }
 

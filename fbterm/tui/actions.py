@@ -149,24 +149,22 @@ class ConsoleActions(Screen[None]):
             self.fb.send(cmd, "flatten all")
             return
         # The row under the cursor offers its scope: a symbol in Positions, a strategy in
-        # Strategies; "all" is always first and is what the dialog starts on.
+        # Strategies. "all" is always first and is what the dialog starts on: flatten has
+        # always meant everything, and a narrower scope must be chosen, never assumed.
         symbol = strategy = None
-        initial = 0
         if self.focused is self.pane("positions"):
             symbol = self.query_one(PositionsTable).selected_key
         if self.focused is self.pane("strategies"):
             s = self.query_one(StrategiesTable).selected_strategy
             strategy = s.name if s else None
         scopes = flatten_scopes(positions, symbol, strategy)
-        if len(scopes) > 1:
-            initial = 1
 
         def done(cmd: FlattenAll | None) -> None:
             if cmd is not None:
                 what = cmd.symbol or cmd.strategy or "all"
                 self.fb.send(cmd, f"flatten {what} ({cmd.order_type.value})")
 
-        self.app.push_screen(FlattenDialog(positions, otype, offset, scopes, initial), done)
+        self.app.push_screen(FlattenDialog(positions, otype, offset, scopes), done)
 
     def action_new_order(self) -> None:
         snap = self.fb.snapshot

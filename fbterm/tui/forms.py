@@ -137,7 +137,14 @@ class Choice(Widget, can_focus=True):
         out = Text(no_wrap=True, overflow="ellipsis")
         chosen = self.get_component_rich_style("choice--chosen", partial=True)
         other = self.get_component_rich_style("choice--other", partial=True)
-        for i, (text, on) in enumerate(self._parts()):
+        parts = self._parts()
+        width = self.content_region.width
+        if width and sum(len(t) for t, _ in parts) + 2 * (len(parts) - 1) > width:
+            # Too narrow for every option: the chosen one, and how to reach the others.
+            out.append(parts[self.index][0], chosen)
+            out.append(f"  ({self.index + 1} of {len(parts)}, left/right)", other)
+            return out
+        for i, (text, on) in enumerate(parts):
             if i:
                 out.append("  ")
             out.append(text, chosen if on else other)
