@@ -211,3 +211,19 @@ def test_console_never_imports_trading_internals() -> None:
                 assert not n.startswith(forbidden), f"{path.name} imports {n}"
                 if n == "fbterm.engine":
                     assert path.name == "app.py"
+
+
+def test_key_names_agree_with_textual() -> None:
+    """The key rules (fbterm.tui.keys) import nothing from Textual, so the CLI can check a key
+    map without the UI; this keeps their names in step with Textual's own."""
+    from textual.keys import Keys, _character_to_key
+
+    from fbterm.tui.keys import CHAR_KEYS, char_key, key_problem
+
+    for i in range(33, 127):
+        assert char_key(chr(i)) == _character_to_key(chr(i)), chr(i)
+    for k in Keys:
+        # <any>, <scroll-up>, ...: events, not keys; "ctrl-at" is a legacy alias of ctrl+@.
+        if not k.value.startswith("<") and k.value != "ctrl-at":
+            assert key_problem(k.value) is None, k.value
+    assert set(CHAR_KEYS.values()) == {chr(i) for i in range(33, 127)}

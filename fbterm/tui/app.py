@@ -413,12 +413,12 @@ class FbtermApp(App[int]):
             console.render_snapshot(self.snapshot)
 
 
-def run_app(cfg: Config) -> int:
+def run_app(cfg: Config, *, headless: bool = False) -> int:
     """Start the engine, run the console on it, stop the engine; returns the exit code.
 
     An unhandled exception in the console is a crash, never a quiet exit: Textual shows the
-    traceback, it goes to the activity log, one line on stderr says where, and the exit code
-    is 1.
+    traceback, the activity log records it, one line on stderr says where to find it, and
+    the exit code is 1. ``headless`` runs the console without a terminal (tests).
     """
     try:
         keymap = Keymap.build(cfg.ui.keys, cfg.ui.confirm)
@@ -433,23 +433,31 @@ def run_app(cfg: Config) -> int:
     app = FbtermApp(engine, cfg, keymap=keymap)
     code: int | None = 1
     try:
-        app.run()
+        app.run(headless=headless)
         code = app.return_code
     except OSError:
         # The terminal vanished mid-write (EIO after a hang-up): still shut down cleanly.
         code = 129
     finally:
-        if app.crash is not None:
-            first = app.crash.strip().splitlines()[-1]
-            engine.activity.activity(
-                "console", f"console crashed: {first}", level="error", traceback=app.crash
-            )
-            code = 1
+        crash = report_crash(app, engine, cfg)
         engine.stop()
-    if app.crash is not None:
-        print(
-            f"fbterm: the console crashed ({first}); the engine was stopped. "
-            f"Traceback above and in {cfg.activity_log_path}",
-            file=sys.stderr,
-        )
+    if crash:
+        print(crash, file=sys.stderr)
+        return 1
     return int(code or 0)
+
+
+def report_crash(app: FbtermApp, engine: Any, cfg: Config) -> str:
+    """If the console died of an unhandled exception, put it in the activity log (with the
+    traceback) and return the line for stderr; else ''."""
+    if app.crash is None:
+        return ""
+    last = app.crash.strip().splitlines()[-1]
+    with contextlib.suppress(Exception):  # a failing log must not hide the crash itself
+        engine.activity.activity(
+            "console", f"console crashed: {last}", level="error", traceback=app.crash
+        )
+    return (
+        f"fbterm: the console crashed ({last}); the engine was stopped. "
+        f"The traceback is above and in {cfg.activity_log_path}"
+    )

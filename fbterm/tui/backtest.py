@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
@@ -196,13 +198,14 @@ class BacktestScreen(Screen[None]):
                 yield DataTable(id="bt-trades", cursor_type="row")
         yield Footer(compact=True)
 
-    def _sources(self) -> list[tuple[str, str]]:
+    def _sources(self) -> list[tuple[Content, str]]:
+        # Content, not str: Select reads a str prompt as markup ("bars[1].csv" would break).
         synth = f"synthetic: {SYNTHETIC_BARS:,} daily bars, seed {SYNTHETIC_SEED}"
         d = self._data_dir()
-        out = [(synth, SYNTHETIC)]
+        out = [(Content(synth), SYNTHETIC)]
         for p in self.files:
             shown = str(p.relative_to(d)) if d is not None and p.is_relative_to(d) else str(p)
-            out.append((shown, str(p)))
+            out.append((Content(shown), str(p)))
         return out
 
     def _plot(self, id: str) -> ComposeResult:
@@ -229,7 +232,7 @@ class BacktestScreen(Screen[None]):
         for p in getattr(cls, "params", ()):
             rows.append(
                 Horizontal(
-                    Label(p.name, classes="field-label"),
+                    Label(p.name, classes="field-label", markup=False),
                     Field(str(p.default), id=f"param-{p.name}", placeholder=p.help),
                     classes="field",
                 )
@@ -364,26 +367,26 @@ class BacktestScreen(Screen[None]):
         self.notify("Backtest finished.", severity="information")
 
     def _show_metrics(self, result: Any) -> None:
-        table: DataTable[str] = self.query_one("#bt-metrics", DataTable)
+        table: DataTable[Text] = self.query_one("#bt-metrics", DataTable)
         table.clear(columns=True)
         table.add_column("Metric", width=28, key="k")
         table.add_column("Value", width=32, key="v")
         for k, v in result.metrics.items():
-            table.add_row(str(k), _value(v), key=str(k))
+            table.add_row(Text(str(k)), Text(_value(v)), key=str(k))
 
     def _show_trades(self, result: Any) -> None:
-        table: DataTable[str] = self.query_one("#bt-trades", DataTable)
+        table: DataTable[Text] = self.query_one("#bt-trades", DataTable)
         table.clear(columns=True)
         trades = result.trades
         if trades is None or len(trades) == 0:
             table.add_column("Trades", width=20)
-            table.add_row("no trades")
+            table.add_row(Text("no trades"))
             return
         cols = list(trades.columns)[:9]
         for c in cols:
             table.add_column(str(c), width=14, key=str(c))
         for i, row in enumerate(trades[cols].head(2000).itertuples(index=False)):
-            table.add_row(*(_value(v) for v in row), key=str(i))
+            table.add_row(*(Text(_value(v)) for v in row), key=str(i))
 
     def _draw_charts(self, result: Any) -> None:
         from textual_plotext import PlotextPlot

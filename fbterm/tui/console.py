@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.events import Resize
 from textual.widgets import Label
 
@@ -37,6 +38,9 @@ PANES: tuple[tuple[str, str], ...] = (
     ("risk", "Risk"),
     ("log", "Log"),
 )
+
+
+WIDE = 160  # from this many columns the log and risk column takes two fifths, not a third
 
 
 class ConsoleScreen(ConsoleActions):
@@ -75,6 +79,7 @@ class ConsoleScreen(ConsoleActions):
         for pid, title in PANES:
             self.query_one(f"#{pid}").border_title = title
         self._show_filters()
+        self.set_class(self.app.size.width >= WIDE, "-wide")
         self.apply_compact(self.fb.want_compact(self.app.size.width, self.app.size.height))
         self.show_pane("positions")
         self.ready = True
@@ -82,6 +87,7 @@ class ConsoleScreen(ConsoleActions):
 
     # -- layout ----------------------------------------------------------------------------
     def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width >= WIDE, "-wide")
         self.apply_compact(self.fb.want_compact(event.size.width, event.size.height))
 
     def apply_compact(self, compact: bool) -> None:
@@ -170,12 +176,14 @@ class ConsoleScreen(ConsoleActions):
             w = self.pane(pid)
             n = PANES.index((pid, title)) + 1
             text = ""
+            # Content, not str: a border title given as str is read as markup, and a filter
+            # such as "[/]" would crash the console.
             if isinstance(w, LogPane):
-                w.border_subtitle = w.describe_filter()
+                w.border_subtitle = Content(w.describe_filter())
                 text = f" /{w.filter_text}" if w.filter_text else ""
             elif isinstance(w, KeyedTable):
                 text = f" /{w.filter_text}" if w.filter_text else ""
-                w.border_subtitle = f"filter{text}" if text else ""
+                w.border_subtitle = Content(f"filter{text}") if text else None
             tab = self.query_one(f"#tab-{pid}", Label)
             tab.update(f"{n} {title}{text}")
             tab.set_class(bool(text), "-filtered")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -61,6 +62,7 @@ class Dialog(ModalScreen[T]):
     TITLE_TEXT = ""
     OK_LABEL = "OK"
     CANCEL_LABEL = "Cancel (esc)"
+    _dismissed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -99,6 +101,15 @@ class Dialog(ModalScreen[T]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    def dismiss(self, result: T | None = None) -> AwaitComplete:
+        """Close with ``result``, once. Keys of one burst can ask twice (Esc, then Enter on a
+        button already queued); Textual would then pop whatever screen is on top by then,
+        possibly the console itself. A dialog that is not the top screen is already closed."""
+        if self._dismissed or self.app.screen is not self:
+            return AwaitComplete(_nothing())
+        self._dismissed = True
+        return super().dismiss(result)
+
     async def action_submit_from_field(self) -> None:
         await self.action_submit()
 
@@ -125,6 +136,10 @@ class Dialog(ModalScreen[T]):
         Every concrete dialog defines it: a dialog without one has nothing to submit.
         """
         raise TypeError(f"{type(self).__name__} must define build()")
+
+
+async def _nothing() -> None:
+    return None
 
 
 def field_row(label: str, widget: Widget, label_width: int | None = None) -> Horizontal:

@@ -107,7 +107,11 @@ def key_problem(key: str) -> str | None:
         return None
     if base in NAMED_KEYS or base in CHAR_KEYS:
         return None
-    near = difflib.get_close_matches(base, [*NAMED_KEYS, *CHAR_KEYS], n=1, cutoff=0.6)
+    plus = key.replace("-", "+")
+    if "-" in key and key_problem(plus) is None:
+        near = [plus]  # "ctrl-x": modifiers are joined with +
+    else:
+        near = difflib.get_close_matches(base, [*NAMED_KEYS, *CHAR_KEYS], n=1, cutoff=0.6)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return f"{key!r} is not a key name{hint}; e.g. 'x', 'X', 'ctrl+x', 'f5', '?'"
 

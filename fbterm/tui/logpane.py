@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
+from textual.content import Content
 from textual.widgets import RichLog
 
 from fbterm.snapshot import EngineSnapshot, LogLine
@@ -110,7 +111,7 @@ class LogPane(RichLog):
         for line in self._buffer:
             if self._passes(line):
                 self._write(line)
-        self.border_subtitle = self.describe_filter()
+        self.border_subtitle = Content(self.describe_filter())  # never markup (see console)
 
     def describe_filter(self) -> str:
         text = f"≥{self.min_level}"
