@@ -9,13 +9,19 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
-from test_engine import Rig, Scripted, config, make_rig, rig  # noqa: F401  (fixtures)
+import test_engine
+from test_engine import Rig, Scripted
 
 from fbterm import commands as C
 from fbterm.model import Bar, OrderType, Side, StrategyState, TradingState
 from fbterm.strategies.base import StrategyInterface, signal_frame
 
 pytestmark = pytest.mark.timeout(120)
+
+# The engine tests' rig fixtures (an engine on a fake clock, fed tick by tick), shared.
+config = test_engine.config
+make_rig = test_engine.make_rig
+rig = test_engine.rig
 
 
 class AlwaysLong(StrategyInterface):
@@ -102,7 +108,7 @@ def test_flatten_of_a_manual_position_pauses_nothing(rig: Rig) -> None:
 
 @pytest.mark.parametrize("cancel", [True, False])
 def test_halt_says_what_happened_to_working_orders(
-    make_rig: Callable[..., Rig],  # noqa: F811
+    make_rig: Callable[..., Rig],
     cancel: bool,
 ) -> None:
     r = make_rig(cancel_orders_on_halt=cancel)

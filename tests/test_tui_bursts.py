@@ -42,8 +42,23 @@ async def test_ticket_burst_lands_field_by_field() -> None:
         # send; all in one burst.
         burst(
             app,
-            ["2", "n", *keys("MSFT"), "tab", "s", "tab", "l", "tab", *keys("10")]
-            + ["tab", *keys("415"), "tab", "tab", "g", "enter"],
+            [
+                "2",
+                "n",
+                *keys("MSFT"),
+                "tab",
+                "s",
+                "tab",
+                "l",
+                "tab",
+                *keys("10"),
+                "tab",
+                *keys("415"),
+                "tab",
+                "tab",
+                "g",
+                "enter",
+            ],
         )
         await settle(pilot, app, lambda: isinstance(app.screen, TransmitDialog))
         ticket = app.screen_stack[-2]

@@ -27,12 +27,12 @@ from fbterm.tui.app import FbtermApp
 from fbterm.tui.backtest import BacktestScreen
 from fbterm.tui.console import ConsoleScreen
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog
-from fbterm.tui.ticket import ModifyDialog, OrderTicket, TransmitDialog
 from fbterm.tui.logpane import LogPane
 from fbterm.tui.orders import OrdersTable
 from fbterm.tui.positions import PositionsTable
 from fbterm.tui.risk import Banner, GaugeLine
 from fbterm.tui.strategies import StrategiesTable
+from fbterm.tui.ticket import ModifyDialog, OrderTicket, TransmitDialog
 
 if TYPE_CHECKING:
     from conftest import ConfigBuilder

@@ -102,9 +102,7 @@ async def test_random_bursts_never_crash(name: str) -> None:
 @run_async
 async def test_transmit_step_and_resume_confirm_survive_bursts() -> None:
     rng = random.Random("fbterm-transmit")
-    app = FbtermApp(
-        FrozenEngine(fixed_snapshot(TradingState.HALTED)), None, handle_signals=False
-    )
+    app = FbtermApp(FrozenEngine(fixed_snapshot(TradingState.HALTED)), None, handle_signals=False)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await settle(pilot, app, lambda: app.frames > 0)
         for _ in range(BURSTS):

@@ -269,4 +269,3 @@ async def test_palette_lists_and_runs_actions_with_brackets_intact() -> None:
         await pilot.press("enter")
         await settle(pilot, app, lambda: isinstance(app.screen, FilterDialog))
         assert isinstance(app.screen, FilterDialog) and app.crash is None
-

@@ -26,7 +26,7 @@ def help_rows(keymap: Keymap, cancel_on_halt: bool = True) -> list[tuple[str, st
         if a.id == "halt" and not cancel_on_halt:
             text = "Halt trading now (working orders stay: risk.cancel_orders_on_halt = false). Pressed while halted: resume"
         if keymap.confirm.get(a.id):
-            text += " (asks first)"
+            text += " (asks first when orders are open)" if a.id == "quit" else " (asks first)"
         rows.append((keymap.display(a.id), text))
     rows.append(("ctrl+p", "Command palette: search every action by name"))
     return rows

@@ -257,7 +257,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "q",
         "quit",
         "Quit",
-        "Quit (ctrl+q too; asks when orders are open)",
+        "Quit; ctrl+q does the same",
         footer=2,
         critical=True,
     ),

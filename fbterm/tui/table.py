@@ -159,7 +159,9 @@ class KeyedTable(DataTable[Text]):
         mark = ""
         if c.key == self.sort_column:
             mark = "▼" if self.sort_reverse else "▲"
-        label = (c.label + mark)[: width or self.column_widths.get(c.key, c.width)]
+        cells = width or self.column_widths.get(c.key, c.width)
+        label = f"{c.label} {mark}" if mark and len(c.label) + 2 <= cells else c.label + mark
+        label = label[:cells]
         return Text(label, justify="right" if c.right else "left")
 
     # -- styles --------------------------------------------------------------------------
