@@ -82,8 +82,11 @@ class SimulatedMarketConfig:
     ticks_per_second: float = _f(8.0, gt=0, le=100_000, help="updates per symbol per second")
     volatility: float = _f(0.35, gt=0, le=5, help="annualised, calm regime")
     high_volatility: float = _f(0.9, gt=0, le=10, help="annualised, stressed regime")
-    regime_switch_prob: float = _f(0.002, ge=0, le=1)
-    jump_intensity: float = _f(0.0005, ge=0, le=1, help="chance of a jump per tick")
+    # Per tick: at 8 ticks a second and 20x, 1e-4 is a regime change or a jump about once a
+    # market day (every ~20 wall minutes); 0.002 and 0.0005 flipped the volatility regime
+    # every ~20 market minutes and jumped 2% every ~80, swinging option marks by multiples.
+    regime_switch_prob: float = _f(0.0001, ge=0, le=1, help="chance of a regime change per tick")
+    jump_intensity: float = _f(0.0001, ge=0, le=1, help="chance of a jump per tick")
     jump_std: float = _f(0.02, ge=0, le=1)
     spread_bps: float = _f(2.0, ge=0, le=1000)
     daily_volume: float = _f(20_000_000.0, gt=0, help="shares a symbol trades in a session")

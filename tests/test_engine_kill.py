@@ -143,10 +143,11 @@ def test_what_if_asks_the_paper_venue_and_sends_nothing(rig: Rig) -> None:
     before = len(rig.engine.oms.orders)
     res = rig.command(
         C.WhatIf(
-            symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, limit_price=100.0
+            symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, limit_price=98.0
         )
     )
-    # 10 x 100 of new gross exposure at leverage 2: 500 of initial margin.
+    # 10 more AAPL, marked at the market (100) as the account marks it: 1,000 of new gross
+    # exposure at leverage 2 is 500 of initial margin (not 490 from the limit price).
     assert res.ok and res.message.startswith("what-if (paper): initial margin +500 -> 500;")
     assert "(paper: gross / leverage 2)" in res.message
     assert len(rig.engine.oms.orders) == before

@@ -304,12 +304,27 @@ def kill_summary(
     """What the kill switch will do, in numbers, in the order the engine does it."""
     held = [p for p in positions if p.quantity != 0]
     gross = sum(abs(p.market_value) for p in held)
-    return (
-        f"1. Pause all {n_strategies} strategies (each stays paused until you resume it).\n"
-        f"2. Cancel all {n_orders} open orders.\n"
-        f"3. Flatten all {len(held)} positions (gross ${fmt.money(gross, 0)}) with market "
-        "orders.\n"
-        f"Trading stays {state}; the closing orders are let through even when halted."
+
+    def every(n: int, what: str, plural: str) -> str:
+        if n == 0:
+            return f"{plural} (none now)"
+        return f"the 1 {what}" if n == 1 else f"all {n} {plural}"
+
+    pause = (
+        f"1. Pause {every(n_strategies, 'strategy', 'strategies')} "
+        "(each stays paused until you resume it)."
+        if n_strategies
+        else "1. No strategy to pause."
+    )
+    flatten = f"3. Flatten {every(len(held), 'position', 'positions')}"
+    flatten += f" (gross ${fmt.money(gross, 0)}) with market orders." if held else "."
+    return "\n".join(
+        (
+            pause,
+            f"2. Cancel {every(n_orders, 'open order', 'open orders')}.",
+            flatten,
+            f"Trading stays {state}; the closing orders are let through even when halted.",
+        )
     )
 
 

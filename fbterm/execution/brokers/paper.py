@@ -353,10 +353,12 @@ class PaperBroker:
         net, gross = self._marked_positions()
         pos = self._open.get(instrument.key)
         q0 = pos.quantity if pos else 0.0
+        # After the fill the account marks the whole position at the market, as it does now;
+        # the order's own price only stands in when there is no mark yet.
         mark = self._mark(instrument)
-        px0 = price if mark is None else mark
+        px = price if mark is None else mark
         mult = instrument.multiplier
-        gross_after = gross - abs(q0 * px0 * mult) + abs((q0 + side.sign * quantity) * price * mult)
+        gross_after = gross - abs(q0 * px * mult) + abs((q0 + side.sign * quantity) * px * mult)
         lev = self.cfg.leverage
         free_after = (self.cash + net) * lev - gross_after
         return MarginImpact(
