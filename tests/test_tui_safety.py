@@ -148,7 +148,7 @@ async def test_flatten_offers_the_selected_symbol_and_says_who_is_paused() -> No
         assert scope.value == "symbol SPY"
         assert str(what.render()) == (
             "Closes 1 position (gross $76,792): SPY +150\n"
-            "Cancels the open orders in them. Pauses meanrev_spy so they do not trade back in."
+            "Cancels the open orders in them. Pauses meanrev_spy so it does not trade back in."
         )
         await pilot.press("y")
         await settle(pilot, app)

@@ -271,8 +271,9 @@ class FlattenDialog(Dialog[FlattenAll]):
         )
         more = f" +{len(rows) - 4} more" if len(rows) > 4 else ""
         holders = sorted({s for p in rows for s in p.strategies if s != "manual"})
+        they = "it does" if len(holders) == 1 else "they do"
         pause = (
-            f"Pauses {', '.join(holders)} so they do not trade back in."
+            f"Pauses {', '.join(holders)} so {they} not trade back in."
             if holders
             else "No strategy holds these; none is paused."
         )
