@@ -270,3 +270,14 @@ def test_backtest_offers_bar_files_not_reports(tmp_path: Path) -> None:
     (tmp_path / "notes.csv").write_text("")
     assert bar_files(tmp_path) == [bars]
     assert bar_files(tmp_path / "missing") == []
+
+
+@run_async
+async def test_ctrl_c_says_how_to_quit_in_plain_words() -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot, app, lambda: app.frames > 0)
+        await pilot.press("ctrl+c")
+        await settle(pilot, app)
+        assert "Press q or ctrl+q to quit." in screen_text(app)  # no "[b]" markup shown
+        assert app.is_running

@@ -195,6 +195,12 @@ class FbtermApp(App[int]):
             self.crash = "".join(traceback.format_exception(error))
         super()._handle_exception(error)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say how to quit (Textual's own hint is markup, which notify here is not)."""
+        self.notify(
+            f"Press {self.keymap.display('quit')} or ctrl+q to quit.", title="Do you want to quit?"
+        )
+
     async def action_quit(self) -> None:
         """Ctrl+Q asks exactly what q asks (open orders, per venue), from any screen."""
         if isinstance(self.screen, QuitDialog):

@@ -29,6 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
+from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import Button, Input
 from textual.widgets.button import ButtonVariant
@@ -52,8 +53,15 @@ _INPUT_KEYS: dict[str, str] = {
 class Field(Input):
     """An Input that edits with its own keys in the order they reach it."""
 
-    def __init__(self, value: str = "", **kw: object) -> None:
-        super().__init__(value, compact=True, **kw)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        value: str = "",
+        *,
+        id: str | None = None,
+        placeholder: str = "",
+        suggester: Suggester | None = None,
+    ) -> None:
+        super().__init__(value, placeholder, id=id, suggester=suggester, compact=True)
 
     async def _on_key(self, event: events.Key) -> None:
         action = _INPUT_KEYS.get(event.key)

@@ -9,7 +9,7 @@ nothing an action is called can be taken for markup.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -28,7 +28,7 @@ class ConsoleCommands(Provider):
     not run console actions behind it)."""
 
     def _commands(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
-        app: FbtermApp = self.app  # type: ignore[assignment]
+        app = cast("FbtermApp", self.app)
         console = next((s for s in app.screen_stack if isinstance(s, ConsoleScreen)), None)
         if console is None or self.screen is not console:
             return
