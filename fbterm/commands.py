@@ -150,8 +150,35 @@ class ModifyOrder(_Cmd):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlattenAll(_Cmd):
+    """Close positions: all of them, or only one symbol's, or only one strategy's.
+
+    The strategies whose positions it closes are paused, so they do not trade straight back in.
+    """
+
     order_type: OrderType = OrderType.MARKET
     limit_offset_pct: float = 0.1  # limit orders: this far through the last price
+    symbol: str | None = None  # only this instrument (its key, e.g. "AAPL")
+    strategy: str | None = None  # only this strategy's book
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillSwitch(_Cmd):
+    """Pause every strategy, cancel every open order, flatten every position at market."""
+
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhatIf(_Cmd):
+    """Ask the venue what an order would do to margin; nothing is sent. The answer is the
+    result's message."""
+
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +217,8 @@ Command = (
     | CancelAll
     | ModifyOrder
     | FlattenAll
+    | KillSwitch
+    | WhatIf
     | PauseStrategy
     | ResumeStrategy
     | UpdateStrategy
@@ -205,6 +234,7 @@ __all__ = [
     "CommandResults",
     "FlattenAll",
     "Halt",
+    "KillSwitch",
     "ModifyOrder",
     "NewOrder",
     "PauseStrategy",
@@ -214,4 +244,5 @@ __all__ = [
     "ResumeStrategy",
     "Stop",
     "UpdateStrategy",
+    "WhatIf",
 ]

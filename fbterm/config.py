@@ -111,8 +111,11 @@ class SimulatedMarketConfig:
     ticks_per_second: float = _f(8.0, gt=0, le=100_000, help="updates per symbol per second")
     volatility: float = _f(0.35, gt=0, le=5, help="annualised, calm regime")
     high_volatility: float = _f(0.9, gt=0, le=10, help="annualised, stressed regime")
-    regime_switch_prob: float = _f(0.002, ge=0, le=1)
-    jump_intensity: float = _f(0.0005, ge=0, le=1, help="chance of a jump per tick")
+    # Per tick: at 8 ticks a second and 20x, 1e-4 is a regime change or a jump about once a
+    # market day (every ~20 wall minutes); 0.002 and 0.0005 flipped the volatility regime
+    # every ~20 market minutes and jumped 2% every ~80, swinging option marks by multiples.
+    regime_switch_prob: float = _f(0.0001, ge=0, le=1, help="chance of a regime change per tick")
+    jump_intensity: float = _f(0.0001, ge=0, le=1, help="chance of a jump per tick")
     jump_std: float = _f(0.02, ge=0, le=1)
     spread_bps: float = _f(2.0, ge=0, le=1000)
     daily_volume: float = _f(
@@ -310,6 +313,11 @@ class UIConfig:
     confirm: dict[str, bool] = _f(factory=dict, help="action = false to skip its confirmation")
     flatten_order_type: str = _f("market", choices=("market", "limit"))
     flatten_limit_offset_pct: float = _f(0.1, ge=0, le=10)
+    ascii: str = _f(
+        "auto",
+        choices=("auto", "on", "off"),
+        help="monochrome ASCII drawing; auto: on when TERM=dumb or NO_COLOR is set",
+    )
 
 
 @dataclass(frozen=True)
@@ -605,27 +613,34 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return config_from_dict(data, name)
 
 
+# The demo. Bars are 5 market seconds (market.bar_seconds) and the simulated market runs 20x
+# (4 bars a second), so windows are counted in hundreds of bars: sma_fast crosses a 5-minute
+# over a 15-minute average, meanrev_spy fades 3-sigma moves of a 20-minute band, breakout_nvda
+# trades 30-minute channel breaks. Shorter windows trade the bid/ask bounce and pay the spread
+# and commission on every flip (the demo used to lose ~$3k a minute that way).
 DEFAULT_STRATEGIES: list[dict[str, Any]] = [
     {
         "name": "sma_fast",
         "class": "sma_cross",
         "symbols": ["AAPL", "MSFT"],
         "capital": 200_000,
-        "params": {"fast": 5, "slow": 12},
+        "params": {"fast": 60, "slow": 180},
     },
     {
         "name": "meanrev_spy",
         "class": "mean_reversion",
         "symbols": ["SPY"],
         "capital": 150_000,
-        "params": {"window": 10, "entry_z": 1.2},
+        "params": {"window": 240, "entry_z": 3.0, "exit_z": 0.5},
+        "risk": {"stop_loss_pct": 2.0, "take_profit_pct": 3.0},
     },
     {
         "name": "breakout_nvda",
         "class": "breakout",
         "symbols": ["NVDA"],
         "capital": 150_000,
-        "params": {"window": 10},
+        "params": {"window": 360, "exit_window": 180},
+        "risk": {"trailing_stop_pct": 1.5},
     },
     {
         "name": "covered_aapl",

@@ -180,6 +180,9 @@ class EngineSnapshot:
     warmup: WarmupView | None = None
     alerts: tuple[AlertLine, ...] = ()  # the most recent alerts raised, oldest first
     market_data_delayed: bool = False  # quotes are IB's delayed data (header: DELAYED)
+    # Best bid and ask per instrument key, where the feed quotes them (the blotter shows them
+    # beside the last price); absent for bar-only feeds.
+    quotes: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def halted(self) -> bool:

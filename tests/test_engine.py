@@ -297,10 +297,12 @@ def test_flatten_closes_every_strategy_position_even_when_halted(rig: Rig):
         C.NewOrder(
             symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LIMIT, limit_price=49.0
         )
-    )  # a working order, cancelled by the flatten
+    )  # a working order, cancelled by the halt (risk.cancel_orders_on_halt)
     assert rig.command(C.Halt()).ok
     res = rig.command(C.FlattenAll())
-    assert res.ok and res.message == "flatten: 4 closing orders sent"
+    assert res.ok and res.message == (
+        "flatten all: 4 closing orders sent, 0 orders cancelled; paused a, b, m"
+    )
     rig.ticks(2)
     assert all(p.is_flat for p in e.oms.strategy_positions.values())
     assert all(p.is_flat for p in e.oms.positions.values())

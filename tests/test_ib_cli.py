@@ -62,7 +62,9 @@ def test_headless_ib_run_prints_positions_orders_and_account(
     assert "OPEN ORDERS" in out.upper()
     # The account's positions as IB reports them (the server holds 10 AAPL), not only the
     # engine's own fills.
-    section = out.upper().split("POSITIONS", 1)[1].split("OPEN ORDERS", 1)[0]
+    # The section headings start their lines ("1 positions" and "open orders at the venue"
+    # also occur in the status lines above them).
+    section = out.upper().split("\nPOSITIONS", 1)[1].split("\nOPEN ORDERS", 1)[0]
     assert any("AAPL" in ln and "10" in ln for ln in section.splitlines()), out
 
 

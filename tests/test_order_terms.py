@@ -11,7 +11,7 @@ from tui_support import run_async
 
 from fbterm.model import OrderError, OrderType, TimeInForce
 from fbterm.model.order_terms import parse_order_terms
-from fbterm.tui.dialogs import OrderTicket
+from fbterm.tui.ticket import OrderTicket, TransmitDialog
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,7 +68,11 @@ async def test_ticket_sends_a_bracket_and_refuses_bad_terms(console: Console) ->
         tp, sl = round(last * 1.5, 2), round(last * 0.5, 2)
         app.screen.query_one("#terms").value = f"tp={tp} sl={sl}"  # type: ignore[attr-defined]
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: not isinstance(app.screen, OrderTicket), "ticket closed")
+        await wait_for(pilot, lambda: isinstance(app.screen, TransmitDialog), "transmit step")
+        words = str(app.screen.query_one("#words").render())
+        assert f"take-profit {tp:,.2f}, stop-loss {sl:,.2f}" in words, words
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TransmitDialog), "ticket closed")
 
         def exits() -> list[Any]:
             return [o for o in snap(app).open_orders if o.parent_id]

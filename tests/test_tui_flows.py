@@ -27,12 +27,13 @@ from fbterm.snapshot import EngineSnapshot
 from fbterm.tui.app import FbtermApp
 from fbterm.tui.backtest import BacktestScreen
 from fbterm.tui.console import ConsoleScreen
-from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog, ModifyDialog, OrderTicket
+from fbterm.tui.dialogs import ConfirmDialog, Dialog, FlattenDialog
 from fbterm.tui.logpane import LogPane
 from fbterm.tui.orders import OrdersTable
 from fbterm.tui.positions import PositionsTable
 from fbterm.tui.risk import Banner, GaugeLine
 from fbterm.tui.strategies import StrategiesTable
+from fbterm.tui.ticket import ModifyDialog, OrderTicket, TransmitDialog
 
 if TYPE_CHECKING:
     from conftest import ConfigBuilder
@@ -130,7 +131,7 @@ async def send_limit_order(
     await pilot.press("n")
     assert isinstance(app.screen, OrderTicket)
     await type_text(pilot, symbol)
-    await pilot.press("tab", "tab", "right", "enter")  # Side stays BUY; Type -> LMT
+    await pilot.press("tab", "tab", "l")  # Side stays BUY; Type -> LMT
     await pilot.press("tab")
     await type_text(pilot, str(qty))
     await pilot.press("tab")
@@ -138,13 +139,16 @@ async def send_limit_order(
     await pilot.press("ctrl+s")
     ticket = app.screen
     try:
-        await wait_for(
-            pilot, lambda: not isinstance(app.screen, OrderTicket), "the ticket to close"
-        )
+        await wait_for(pilot, lambda: isinstance(app.screen, TransmitDialog), "the transmit step")
     except AssertionError:
         raise AssertionError(
             f"the ticket stayed open: {ticket.query_one('#error').render()}"
         ) from None
+    # The transmit step: the order in words, then t sends it.
+    words = str(app.screen.query_one("#words").render())
+    assert words.startswith(f"BUY {qty} {symbol} LMT {price:,.2f} DAY ≈ $"), words
+    await pilot.press("t")
+    await wait_for(pilot, lambda: not isinstance(app.screen, Dialog), "the ticket to close")
 
     def mine() -> str | None:
         for o in snap(app).open_orders:
@@ -198,7 +202,7 @@ async def test_halt_blocks_orders_shows_banner_then_resume(console: Console) -> 
         await type_text(pilot, "MSFT")
         await pilot.press("tab", "tab", "tab")
         await type_text(pilot, "5")
-        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+s", "t")
         await wait_for(
             pilot, lambda: any(s == "error" for _, s in notes), "a rejection notification"
         )
@@ -255,6 +259,9 @@ async def test_new_modify_cancel_order(console: Console) -> None:
         qty.value = ""
         await type_text(pilot, "25")
         await pilot.press("ctrl+s")
+        assert isinstance(app.screen, TransmitDialog)
+        assert "now  BUY 25 AAPL LMT" in str(app.screen.query_one("#words").render())
+        await pilot.press("t")
         assert not isinstance(app.screen, Dialog)
 
         def order_qty() -> float | None:
@@ -267,6 +274,15 @@ async def test_new_modify_cancel_order(console: Console) -> None:
 
         table.select_key(oid)
         await pilot.press("c")
+        # A single cancel names the order it will cancel, and n keeps it.
+        assert isinstance(app.screen, ConfirmDialog)
+        assert str(app.screen.query_one(".dialog-message").render()).startswith(
+            f"{oid}: BUY 25 AAPL LMT"
+        )
+        await pilot.press("n")
+        await pilot.pause()
+        assert oid in {o.client_order_id for o in snap(app).open_orders}
+        await pilot.press("c", "y")
         await wait_for(
             pilot, lambda: oid not in {o.client_order_id for o in snap(app).open_orders}, "cancel"
         )
@@ -308,7 +324,7 @@ async def test_flatten_with_confirmation(console: Console) -> None:
             await type_text(pilot, sym)
             await pilot.press("tab", "tab", "tab")
             await type_text(pilot, "20")
-            await pilot.press("ctrl+s")
+            await pilot.press("ctrl+s", "t")
         await wait_for(
             pilot, lambda: sum(1 for p in snap(app).positions if p.quantity) == 2, "two positions"
         )

@@ -1,4 +1,6 @@
-"""SVG snapshots of the console at 80x24 and 120x40: main screen, halted, LIVE, every dialog.
+"""SVG snapshots of the console at 80x24 and 120x40: every pane, halted, LIVE, themes, ASCII,
+every dialog (ticket empty, filled, invalid; transmit; modify; cancel; flatten; kill; quit;
+filter), an active filter, help (top and bottom), the palette, metrics and backtest.
 
 Deterministic because the real app and real widgets render a fixed EngineSnapshot (fixed
 prices, clock and order ages, see tui_support.fixed_snapshot) served by FrozenEngine, with
@@ -28,10 +30,17 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_app(
-    state: TradingState = TradingState.ACTIVE, mode: str = "PAPER", theme: str = "dark"
+    state: TradingState = TradingState.ACTIVE,
+    mode: str = "PAPER",
+    theme: str = "dark",
+    ascii: bool = False,
 ) -> FbtermApp:
     return FbtermApp(
-        FrozenEngine(fixed_snapshot(state, mode)), None, theme_name=theme, handle_signals=False
+        FrozenEngine(fixed_snapshot(state, mode)),
+        None,
+        theme_name=theme,
+        handle_signals=False,
+        ascii=ascii,
     )
 
 
@@ -43,19 +52,35 @@ async def first_frame(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
 
 
+TICKET = ["2", "n", *"AAPL", "tab", "s", "tab", "l", "tab", *"10", "tab", *"190"]
+
 CASES = {
     "main": ([], {}),
+    "orders": (["2"], {}),
+    "strategies": (["3"], {}),
+    "risk": (["4"], {}),
+    "log": (["5"], {}),
     "halted": ([], {"state": TradingState.HALTED}),
     "live": ([], {"mode": "LIVE"}),
     "light": ([], {"theme": "light"}),
     "high_contrast": ([], {"theme": "high-contrast", "state": TradingState.REDUCING}),
-    "ticket": (["n"], {}),
-    "ticket_invalid": (["n", "ctrl+s"], {}),
+    "ascii": ([], {"ascii": True}),
+    "ascii_ticket": (TICKET, {"ascii": True}),
+    "ticket": (["2", "n"], {}),
+    "ticket_filled": (TICKET, {}),
+    "transmit": ([*TICKET, "enter"], {}),
+    "ticket_invalid": (["2", "n", "ctrl+s"], {}),
     "modify": (["2", "m"], {}),
+    "cancel": (["2", "c"], {}),
     "flatten": (["f"], {}),
+    "kill": (["K"], {}),
     "confirm_cancel_all": (["C"], {}),
-    "filter": (["slash"], {}),
+    "quit": (["q"], {}),
+    "filter": (["2", "slash"], {}),
+    "filtered": (["2", "slash", *"NVDA", "enter"], {}),
     "help": (["question_mark"], {}),
+    "help_end": (["question_mark", "end"], {}),
+    "palette": (["ctrl+p"], {}),
     "metrics": (["s"], {}),
     "backtest": (["b"], {}),
     "update_strategy": (["3", "u"], {}),

@@ -42,6 +42,14 @@ def _wait_screen(sock: str, needle: str, bound: float = 30.0) -> str:
         raise AssertionError(f"{needle!r} never appeared; the pane shows:\n{last[0]}") from None
 
 
+def _wait_gone(sock: str, needle: str, bound: float = 30.0) -> None:
+    wait_until(
+        lambda: needle not in _tmux(sock, "capture-pane", "-p", "-t", "fb"),
+        f"{needle!r} to leave the screen",
+        bound,
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -102,3 +110,71 @@ def test_console_in_tmux_then_hangup(tmp_path: Path, fbterm_home: Path) -> None:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         con.close()
+
+
+def _start(sock: str, tmp_path: Path, fbterm_home: Path, term: str, size: tuple[int, int]) -> None:
+    env = {
+        "FBTERM_HOME": str(fbterm_home),
+        "TERM": term,
+        "TZ": "UTC",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    exports = " ".join(f"{k}={v!s}" for k, v in env.items())
+    cmd = f"exec env -i {exports} {sys.executable} -m fbterm --journal {tmp_path / 'j.sqlite'}"
+    w, h = size
+    _tmux(sock, "new-session", "-d", "-x", str(w), "-y", str(h), "-s", "fb", cmd)
+
+
+def _send_until(sock: str, keys: list[str], needle: str) -> str:
+    """Send keys (one send-keys call: one burst) until ``needle`` shows; Textual may eat keys
+    that arrive while it is still asking the terminal about itself at start-up."""
+    for _ in range(3):
+        _tmux(sock, "send-keys", "-t", "fb", *keys)
+        try:
+            return _wait_screen(sock, needle, bound=5.0)
+        except AssertionError:
+            continue
+    return _wait_screen(sock, needle)
+
+
+def test_a_burst_through_a_real_terminal_lands_field_by_field(
+    tmp_path: Path, fbterm_home: Path
+) -> None:
+    sock = f"fbterm-burst-{os.getpid()}"
+    try:
+        _start(sock, tmp_path, fbterm_home, "xterm", (80, 24))
+        _wait_screen(sock, "AAPL")
+        _send_until(sock, ["2", "n"], "New order")
+        # One send-keys call: tmux writes it to the terminal in one go, like a paste.
+        _tmux(sock, "send-keys", "-t", "fb", "MSFT", "Tab", "s", "Tab", "l", "Tab", "10")
+        _tmux(sock, "send-keys", "-t", "fb", "Tab", "415", "Enter")
+        screen = _wait_screen(sock, "Transmit this order?")
+        assert "SELL 10 MSFT LMT 415.00 DAY" in screen
+        _tmux(sock, "send-keys", "-t", "fb", "Escape")  # back to the ticket: what was typed
+        _wait_screen(sock, "Quantity  10 ")
+        _wait_screen(sock, "Limit     415 ")
+        _tmux(sock, "send-keys", "-t", "fb", "Escape")
+        _wait_gone(sock, "Send (enter)")
+        _tmux(sock, "send-keys", "-t", "fb", "C-p")
+        _wait_screen(sock, "Search for commands")
+        _tmux(sock, "send-keys", "-t", "fb", "filt")
+        _wait_screen(sock, "Filter [/]")
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=20)
+
+
+def test_dumb_terminal_gets_ascii_without_colour(tmp_path: Path, fbterm_home: Path) -> None:
+    sock = f"fbterm-dumb-{os.getpid()}"
+    try:
+        _start(sock, tmp_path, fbterm_home, "dumb", (80, 24))
+        _wait_screen(sock, "AAPL")
+        _wait_screen(sock, "Quit")
+        screen = _tmux(sock, "capture-pane", "-p", "-t", "fb")
+        assert screen.isascii(), sorted({c for c in screen if not c.isascii()})
+        styled = _tmux(sock, "capture-pane", "-p", "-e", "-t", "fb")
+        assert "38;2;" not in styled and "48;2;" not in styled  # no 24-bit colour
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=20)

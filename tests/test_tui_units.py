@@ -17,7 +17,7 @@ from waiting import async_wait_until
 from fbterm.config import config_from_dict, default_config, to_dict
 from fbterm.tui import themes
 from fbterm.tui.app import FbtermApp, SnapshotReady, run_app
-from fbterm.tui.keymap import ACTIONS, Keymap, KeymapError
+from fbterm.tui.keymap import ACTIONS, Keymap, KeymapError, textual_keymap
 from fbterm.tui.positions import PositionsTable
 from fbterm.tui.table import Column, KeyedTable, Row
 
@@ -35,7 +35,7 @@ def test_keymap_defaults_are_unique_and_avoid_home_end() -> None:
 
 def test_keymap_overrides_and_errors() -> None:
     km = Keymap.build({"halt": "x", "help": "?"}, {"flatten": False})
-    assert km.keys["halt"] == "x" and km.textual_keymap() == {"halt": "x"}
+    assert km.keys["halt"] == "x" and textual_keymap(km) == {"halt": "x"}
     assert not km.needs_confirm("flatten")
     with pytest.raises(KeymapError, match="did you mean 'halt'"):
         Keymap.build({"hlt": "x"})
@@ -216,3 +216,19 @@ def test_console_never_imports_trading_internals() -> None:
                 assert not n.startswith(forbidden), f"{path.name} imports {n}"
                 if n == "fbterm.engine":
                     assert path.name == "app.py"
+
+
+def test_key_names_agree_with_textual() -> None:
+    """The key rules (fbterm.tui.keys) import nothing from Textual, so the CLI can check a key
+    map without the UI; this keeps their names in step with Textual's own."""
+    from textual.keys import Keys, _character_to_key
+
+    from fbterm.tui.keys import CHAR_KEYS, char_key, key_problem
+
+    for i in range(33, 127):
+        assert char_key(chr(i)) == _character_to_key(chr(i)), chr(i)
+    for k in Keys:
+        # <any>, <scroll-up>, ...: events, not keys; "ctrl-at" is a legacy alias of ctrl+@.
+        if not k.value.startswith("<") and k.value != "ctrl-at":
+            assert key_problem(k.value) is None, k.value
+    assert set(CHAR_KEYS.values()) == {chr(i) for i in range(33, 127)}

@@ -30,14 +30,14 @@ async def test_update_strategy_parameters_from_the_console(console: Console) -> 
         fast = app.screen.query_one("#p-fast", Input)
         fast.value = ""
         fast.focus()
-        await type_text(pilot, "50")  # slow is 12: fast must stay below it
+        await type_text(pilot, "500")  # slow is 180: fast must stay below it
         await pilot.press("ctrl+s")
         dialog = app.screen
         assert isinstance(dialog, UpdateStrategyDialog)
         await wait_for(pilot, lambda: "must be < slow" in dialog.error_text, "the dialog's error")
         assert app.screen is dialog  # refused in the dialog: nothing sent
         fast.value = ""
-        await type_text(pilot, "7")
+        await type_text(pilot, "70")
         await pilot.press("ctrl+s")
         await wait_for(
             pilot, lambda: not isinstance(app.screen, UpdateStrategyDialog), "dialog closed"
@@ -48,8 +48,8 @@ async def test_update_strategy_parameters_from_the_console(console: Console) -> 
                 "fast"
             )
 
-        await wait_for(pilot, lambda: fast_now() == 7, "the engine runs the new parameter")
-        assert engine.call(lambda: engine.executor.slots["sma_fast"].strategy.p["fast"]) == 7
+        await wait_for(pilot, lambda: fast_now() == 70, "the engine runs the new parameter")
+        assert engine.call(lambda: engine.executor.slots["sma_fast"].strategy.p["fast"]) == 70
 
 
 @run_async

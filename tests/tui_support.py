@@ -215,6 +215,13 @@ def fixed_snapshot(
         latency_ms_p50=3.2,
         latency_ms_p99=11.8,
         last_prices={"AAPL": 189.10, "MSFT": 414.35, "SPY": 511.95, "NVDA": 132.40},
+        quotes={
+            "AAPL": (189.08, 189.12),
+            "MSFT": (414.30, 414.38),
+            "SPY": (511.93, 511.97),
+            "NVDA": (132.37, 132.42),
+            "AAPL 20260220 C195": (3.80, 3.90),
+        },
         ticks_processed=123_456,
         fills_total=17,
     )
@@ -259,8 +266,9 @@ class FrozenEngine:
             ev.set()
 
 
-def screen_text(app: object) -> str:
-    """The current screen as plain text (what an operator would read)."""
+def screen_text(app: object, styles: bool = False) -> str:
+    """The current screen as plain text (what an operator would read); with ``styles``, as
+    the ANSI text a terminal would receive."""
     import io
 
     from rich.console import Console
@@ -281,7 +289,7 @@ def screen_text(app: object) -> str:
         screen_stack=app._background_screens,  # type: ignore[attr-defined]
     )
     console.print(render)
-    return console.export_text()
+    return console.export_text(styles=styles)
 
 
 def run_async(fn):  # type: ignore[no-untyped-def]
@@ -294,3 +302,47 @@ def run_async(fn):  # type: ignore[no-untyped-def]
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def burst(app: object, keys: list[str]) -> None:
+    """Queue ``keys`` all at once, as one read from a terminal delivers a paste or keys typed
+    over a laggy link: every key is waiting before the app has handled the first. (Pilot's
+    ``press`` waits for the app to go idle after each key, which hides ordering bugs.)"""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    driver = app._driver  # type: ignore[attr-defined]
+    for k in keys:
+        char = k if len(k) == 1 else {"space": " "}.get(k)
+        name = _character_to_key(k) if len(k) == 1 and not k.isalnum() else k
+        event = events.Key(name, char)
+        event.set_sender(app)  # type: ignore[arg-type]
+        driver.send_message(event)
+
+
+def _quiet(app: object) -> bool:
+    """Nothing queued for the app, its screens or any of their widgets."""
+    pumps = [app]
+    for screen in app.screen_stack:  # type: ignore[attr-defined]
+        pumps.extend(screen.walk_children(with_self=True))
+    return all(p._message_queue.empty() for p in pumps)  # type: ignore[attr-defined]
+
+
+async def settle(pilot: object, app: object, until: object = None, bound: float = 10.0) -> None:
+    """Let the app work through what is queued: wait (bounded) for ``until()`` if given, then
+    until no message is queued anywhere, three polls in a row.
+
+    Not ``pilot.pause``: it waits for the current screen's widgets, and a burst that closes
+    a dialog removes them with the wait still pending.
+    """
+    import time
+
+    from waiting import poll_pause
+
+    deadline = time.monotonic() + bound
+    while until is not None and not until() and time.monotonic() < deadline:  # type: ignore[operator]
+        await poll_pause()
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        await poll_pause()
+        quiet = quiet + 1 if _quiet(app) else 0

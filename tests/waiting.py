@@ -43,3 +43,9 @@ async def async_wait_until(cond: Callable[[], T], what: str, timeout: float = DE
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(POLL)
+
+
+async def poll_pause() -> None:
+    """One poll interval for an async loop that checks its own condition and deadline (the
+    only place a test waits a fixed time: between looks, never instead of one)."""
+    await asyncio.sleep(POLL)

@@ -83,6 +83,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
                 "broker.read_only": getattr(args, "read_only", None),
                 "journal.path": getattr(args, "journal", None),
                 "ui.theme": getattr(args, "theme", None),
+                "ui.ascii": "on" if getattr(args, "ascii", None) else None,
             },
         )
         if (

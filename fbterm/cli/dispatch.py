@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fbterm {__version__}")
     add_broker_options(parser)
     parser.add_argument("--theme", help="console theme (dark, light, high-contrast)")
+    parser.add_argument(
+        "--ascii",
+        action="store_true",
+        default=None,
+        help="console in monochrome 7-bit ASCII (auto for TERM=dumb and NO_COLOR)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _COMMAND_GROUPS:
         register(sub)

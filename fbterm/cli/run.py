@@ -43,13 +43,41 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--headless", action="store_true", help="no console: run, then print a summary")
     p.add_argument(
         "--duration",
-        type=float,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
-        help="stop after this many seconds (default: until Ctrl-C)",
+        help="stop after this many seconds, > 0 (default: until Ctrl-C)",
+    )
+    p.add_argument(
+        "--ascii",
+        action="store_true",
+        default=None,
+        help="console in monochrome 7-bit ASCII (auto for TERM=dumb and NO_COLOR)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=cmd_run)
+
+
+def positive_seconds(text: str) -> float:
+    """``--duration``: a number of seconds > 0 (0 or less would mean "forever" or "never")."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return v
+
+
+def check_ui_keys(cfg: Config) -> None:
+    """The console's key map and confirmations, checked by the console's own rule, so a
+    ``[ui.keys]`` entry the console would refuse is refused here too."""
+    from fbterm.tui.keys import KeymapError, check_ui_keys
+
+    try:
+        check_ui_keys(cfg)
+    except KeymapError as e:
+        raise CLIError(f"{cfg.source}: {e}") from None
 
 
 def check_strategies(cfg: Config) -> None:
@@ -87,6 +115,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     check_strategies(cfg)
     preflight(cfg)
+    check_ui_keys(cfg)
     sys.stdout.write(f"# {cfg.source}: OK\n")
     sys.stdout.write(f"# journal: {cfg.journal_path}\n# data dir: {cfg.data_dir}\n")
     # What is printed may be pasted into a ticket: a webhook's token stays in the file.

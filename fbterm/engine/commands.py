@@ -26,6 +26,7 @@ from fbterm.commands import (
     CommandResults,
     FlattenAll,
     Halt,
+    KillSwitch,
     ModifyOrder,
     NewOrder,
     PauseStrategy,
@@ -35,12 +36,14 @@ from fbterm.commands import (
     ResumeStrategy,
     Stop,
     UpdateStrategy,
+    WhatIf,
 )
 from fbterm.config import Config
 from fbterm.engine.events import ActivityLog, RiskGate, cancel_all
 from fbterm.engine.housekeeping import rebalance
 from fbterm.engine.market import MarketState
 from fbterm.engine.strategies import StrategyHost
+from fbterm.execution.brokers.base import MarginPreview, RemoteVenue
 from fbterm.execution.orders import OrderManagement, UnknownOrder
 from fbterm.journal import Journal, JournalWriteError
 from fbterm.model import (
@@ -110,9 +113,20 @@ class Desk:
     stop: Callable[[], None]
 
 
+def _working(desk: Desk) -> int:
+    return sum(1 for o in desk.oms.open.values() if o.status is not OrderStatus.PENDING_CANCEL)
+
+
 def handle_halt(desk: Desk, cmd: Halt) -> Outcome:
+    before = _working(desk)
     if desk.risk.halt_trading(f"{cmd.reason}"):
-        return Outcome(True, f"halt: trading HALTED ({cmd.reason})")
+        # The halt reaction cancels working orders when risk.cancel_orders_on_halt is set:
+        # the operator must read that here, not find it out from an empty orders pane.
+        if desk.config.risk.cancel_orders_on_halt:
+            orders = f"{before - _working(desk)} working orders cancelled"
+        else:
+            orders = f"{before} working orders kept (risk.cancel_orders_on_halt = false)"
+        return Outcome(True, f"halt: trading HALTED ({cmd.reason}); {orders}")
     return Outcome(False, "halt: already halted")
 
 
@@ -162,7 +176,10 @@ def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
         take_profit=cmd.take_profit,
         stop_loss=cmd.stop_loss,
     )
-    what_if = getattr(desk.oms.broker, "what_if", None)
+    # Only a remote venue previews margin asynchronously before the order goes out; the
+    # paper venue's what_if is the console's synchronous preview (handle_what_if).
+    remote = isinstance(desk.oms.broker, RemoteVenue)
+    what_if = getattr(desk.oms.broker, "what_if", None) if remote else None
     if what_if is not None and desk.config.risk.max_margin_pct > 0:
         # The broker previews margin asynchronously: the order is created (or refused) when
         # the answer arrives, and the outcome goes to the activity log.
@@ -270,29 +287,65 @@ def handle_modify_order(desk: Desk, cmd: ModifyOrder) -> Outcome:
     return Outcome(True, f"modify {o.client_order_id}: {terms}", (o,))
 
 
-def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
-    cancel_all(desk.oms, desk.activity, "flatten")
-    sent, rejected = 0, []
+def _flatten(
+    desk: Desk,
+    order_type: OrderType,
+    offset_pct: float,
+    symbol: str | None,
+    strategy: str | None,
+    source: str,
+) -> tuple[list[str], int, int, list[str], list[Order]]:
+    """Pause, cancel, close: the strategies in scope are paused first (else they trade straight
+    back in on the next bar), then their working orders in scope are cancelled, then each
+    position in scope gets a closing order. Returns (paused, cancelled, sent, refused, closing orders)."""
+
+    def in_scope(sid: str, key: str) -> bool:
+        return (symbol is None or key == symbol) and (strategy is None or sid == strategy)
+
+    books = [
+        (sid, key, p)
+        for (sid, key), p in list(desk.oms.strategy_positions.items())
+        if not p.is_flat and in_scope(sid, key)
+    ]
+    working = [o for o in list(desk.oms.open.values()) if in_scope(o.strategy_id, o.symbol)]
+    owners = {sid for sid, _, _ in books} | {o.strategy_id for o in working}
+    if strategy is not None:
+        owners.add(strategy)
+    paused = sorted(s for s in owners if s in desk.executor.slots)
+    for name in paused:
+        handle_pause_strategy(desk, PauseStrategy(name=name, source=source))
+    if symbol is None and strategy is None:
+        cancelled = cancel_all(desk.oms, desk.activity, "flatten")
+    else:
+        cancelled = 0
+        for o in working:
+            if o.status is OrderStatus.PENDING_CANCEL:
+                continue
+            try:
+                desk.oms.cancel_order(o.client_order_id)
+                cancelled += 1
+            except Exception as e:  # one refusal must not leave the rest working
+                desk.activity.log(
+                    "error", "order", f"cancel {o.client_order_id} (flatten) failed: {e}"
+                )
+    sent, refused = 0, []
     orders: list[Order] = []
-    for (sid, key), p in list(desk.oms.strategy_positions.items()):
-        if p.is_flat:
-            continue
+    for sid, key, p in books:
         side = Side.SELL if p.quantity > 0 else Side.BUY
         last = desk.market.mark(key)
         kw: dict[str, Any] = {}
-        otype = cmd.order_type
-        if otype is OrderType.LIMIT:
+        if order_type is OrderType.LIMIT:
             if last is None:
-                rejected.append(f"{key}: no price for a limit")
+                refused.append(f"{key}: no price for a limit")
                 continue
-            off = cmd.limit_offset_pct / 100
+            off = offset_pct / 100
             kw["limit_price"] = round(last * (1 - off if side is Side.SELL else 1 + off), 2)
         sig = Signal(
             sid,
             p.instrument,
             side,
             abs(p.quantity),
-            otype,
+            order_type,
             tif=TimeInForce.DAY,
             signal_price=last,
             ts=desk.clock(),
@@ -306,13 +359,53 @@ def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
         if slot is not None:
             slot.instance(p.instrument.underlying).forget_target(p.instrument.underlying)
         if o.status is OrderStatus.REJECTED:
-            rejected.append(f"{key}: {o.reason}")
+            refused.append(f"{key}: {o.reason}")
         else:
             sent += 1
-    msg = f"flatten: {sent} closing orders sent"
-    if rejected:
-        msg += f"; {len(rejected)} refused ({'; '.join(rejected)})"
-    return Outcome(not rejected, msg, tuple(orders))
+    return paused, cancelled, sent, refused, orders
+
+
+def handle_flatten_all(desk: Desk, cmd: FlattenAll) -> Outcome:
+    scope = f" {cmd.symbol}" if cmd.symbol else f" {cmd.strategy}" if cmd.strategy else " all"
+    paused, cancelled, sent, refused, orders = _flatten(
+        desk, cmd.order_type, cmd.limit_offset_pct, cmd.symbol, cmd.strategy, cmd.source
+    )
+    msg = f"flatten{scope}: {sent} closing orders sent, {cancelled} orders cancelled"
+    msg += f"; paused {', '.join(paused)}" if paused else "; no strategy to pause"
+    if refused:
+        msg += f"; {len(refused)} refused ({'; '.join(refused)})"
+    return Outcome(not refused, msg, tuple(orders))
+
+
+def handle_kill_switch(desk: Desk, cmd: KillSwitch) -> Outcome:
+    """Everything stops trading, nothing is left working, every position is closed."""
+    for name in list(desk.executor.slots):
+        handle_pause_strategy(desk, PauseStrategy(name=name, source=cmd.source))
+    _, cancelled, sent, refused, orders = _flatten(
+        desk, OrderType.MARKET, 0.0, None, None, cmd.source
+    )
+    n = len(desk.executor.slots)
+    msg = (
+        f"kill switch ({cmd.reason}): {n} strategies paused, {cancelled} orders cancelled, "
+        f"{sent} closing orders sent"
+    )
+    if refused:
+        msg += f"; {len(refused)} refused ({'; '.join(refused)})"
+    desk.activity.alert("critical", "Kill switch", msg, key="kill-switch")
+    return Outcome(not refused, msg, tuple(orders))
+
+
+def handle_what_if(desk: Desk, cmd: WhatIf) -> Outcome:
+    inst = instrument_from_key(cmd.symbol)
+    price = cmd.limit_price or cmd.stop_price or desk.market.mark(inst.key)
+    if price is None:
+        return Outcome(False, f"what-if: no price for {inst.key} yet")
+    venue = desk.oms.broker
+    # A remote venue (IB) previews asynchronously, when the order itself is sent
+    # (risk.max_margin_pct); this synchronous preview is the in-process venue's.
+    if isinstance(venue, RemoteVenue) or not isinstance(venue, MarginPreview):
+        return Outcome(True, f"what-if: {venue.name} gives no margin preview here")
+    return Outcome(True, venue.what_if(inst, cmd.side, cmd.quantity, price).describe())
 
 
 def handle_pause_strategy(desk: Desk, cmd: PauseStrategy) -> Outcome:
@@ -357,6 +450,8 @@ HANDLERS: dict[type[Any], Callable[[Desk, Any], Outcome]] = {
     CancelAll: handle_cancel_all,
     ModifyOrder: handle_modify_order,
     FlattenAll: handle_flatten_all,
+    KillSwitch: handle_kill_switch,
+    WhatIf: handle_what_if,
     PauseStrategy: handle_pause_strategy,
     ResumeStrategy: handle_resume_strategy,
     UpdateStrategy: handle_update_strategy,

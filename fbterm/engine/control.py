@@ -32,6 +32,7 @@ from fbterm.commands import (
     CommandResults,
     FlattenAll,
     Halt,
+    KillSwitch,
     NewOrder,
     Rebalance,
     ReduceOnly,
@@ -56,6 +57,7 @@ SIMPLE_COMMANDS: dict[str, Callable[..., Command]] = {
     "resume": Resume,
     "cancel_all": CancelAll,
     "flatten": FlattenAll,
+    "kill": KillSwitch,
     "rebalance": Rebalance,
 }
 

@@ -95,6 +95,7 @@ class MarketState:
         self.activity = activity
         self.bars = BarBuilder(cfg.market.bar_seconds)
         self.prices: dict[str, float] = {}
+        self.quotes: dict[str, tuple[float, float]] = {}  # best bid and ask, where quoted
         self.feeds: dict[str, Feed] = {s: Feed() for s in symbols}
         self.option_marks: dict[str, OptionQuote] = {}
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
@@ -368,12 +369,14 @@ class MarketFeed:
         now = self.clock()
         state = self.state
         prices, feeds, oms = state.prices, state.feeds, self.oms
+        quotes = state.quotes
         on_market = self.venue.on_market if self.venue is not None else None
         for t in ticks:
             t0 = time.perf_counter()
             sym = t.symbol
             self.ticks_processed += 1
             prices[sym] = t.last
+            quotes[sym] = (t.bid, t.ask)
             f = feeds.get(sym)
             if f is None:
                 f = feeds[sym] = Feed()

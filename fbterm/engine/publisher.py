@@ -212,6 +212,7 @@ class SnapshotBuilder:
             latency_ms_p50=p50,
             latency_ms_p99=p99,
             last_prices=dict(self.market.prices),
+            quotes=self._quotes(positions),
             results=tuple(self.results),
             ticks_processed=self.feed.ticks_processed,
             fills_total=oms.fills_total,
@@ -225,6 +226,15 @@ class SnapshotBuilder:
             alerts=tuple(self.activity.alerts),
             market_data_delayed=bool(getattr(self.feed.source, "delayed", False)),
         )
+
+    def _quotes(self, positions: tuple[PositionRow, ...]) -> dict[str, tuple[float, float]]:
+        """The feed's bid/ask, plus the option quotes behind the option positions' marks."""
+        quotes = dict(self.market.quotes)
+        for p in positions:
+            q = self.market.option_marks.get(p.symbol)
+            if q is not None:
+                quotes[p.symbol] = (q.bid, q.ask)
+        return quotes
 
     def _positions(self) -> tuple[PositionRow, ...]:
         rows = []

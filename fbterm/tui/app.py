@@ -23,25 +23,29 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual import on
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.css.query import NoMatches
+from textual.filter import LineFilter
 from textual.message import Message
 from textual.screen import Screen
 
-from fbterm.commands import Command
+from fbterm.commands import Command, CommandResult, NewOrder, WhatIf
 from fbterm.model import TradingState
 from fbterm.snapshot import EngineSnapshot
+from fbterm.tui.actions import QuitDialog
+from fbterm.tui.ascii import AsciiFilter, want_ascii
 from fbterm.tui.console import ConsoleScreen
 from fbterm.tui.dialogs import ConfirmDialog
 from fbterm.tui.header import HeaderBar
-from fbterm.tui.keymap import Keymap, KeymapError
+from fbterm.tui.keymap import Keymap, KeymapError, textual_keymap
 from fbterm.tui.logpane import LogPane
-from fbterm.tui.palette import console_commands
+from fbterm.tui.palette import ConsoleCommands
 from fbterm.tui.risk import Banner
 from fbterm.tui.table import KeyedTable
 from fbterm.tui.themes import ThemeError, ThemeFile, builtin_names, load_theme
@@ -71,12 +75,15 @@ class SnapshotReady(Message):
 class Pending:
     description: str
     sent: float
+    # Set for commands whose answer a dialog shows (what-if): no toast, no log line.
+    on_result: Callable[[CommandResult], None] | None = None
 
 
 class FbtermApp(App[int]):
     TITLE = "fbterm"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     def __init__(
         self,
@@ -86,12 +93,16 @@ class FbtermApp(App[int]):
         keymap: Keymap | None = None,
         theme_name: str | None = None,
         handle_signals: bool = True,
+        ascii: bool | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.cfg = cfg
         ui = cfg.ui if cfg is not None else None
         self.keymap = keymap or Keymap.build(ui.keys if ui else None, ui.confirm if ui else None)
+        self.ascii = want_ascii(ui.ascii if ui else "auto") if ascii is None else ascii
+        self._ascii_filter = AsciiFilter()
+        self.crash: str | None = None  # the traceback of an unhandled exception, if any
         self.refresh_hz = ui.refresh_hz if ui else 10.0
         self.compact_setting = ui.compact if ui else "auto"
         self.theme_names = builtin_names()
@@ -124,7 +135,8 @@ class FbtermApp(App[int]):
         raise LookupError("console screen not mounted")
 
     def on_mount(self) -> None:
-        self.set_keymap(self.keymap.textual_keymap())
+        self.set_keymap(textual_keymap(self.keymap))
+        self.set_class(self.ascii, "-ascii")
         self._unsubscribe = self.engine.subscribe(self._on_engine_snapshot, hz=self.refresh_hz)
         first = self.engine.latest()
         if first is not None:
@@ -155,6 +167,50 @@ class FbtermApp(App[int]):
         # run_app then stops the engine, which flushes and closes the journal.
         self.hangup = True
         self.exit(128 + int(sig))
+
+    # -- text, crashes, quitting -------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast. Never markup by default: engine messages and order names hold brackets
+        ("Filter [/]"), and markup would mangle them or crash the console."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        filters = list(super().get_line_filters())
+        if self.ascii:
+            filters.append(self._ascii_filter)
+        return filters
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual prints the traceback and exits with code 1; keep the text so run_app can put
+        # it in the activity log, where the operator and the alerts look.
+        if self.crash is None:
+            self.crash = "".join(traceback.format_exception(error))
+        super()._handle_exception(error)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say how to quit (Textual's own hint is markup, which notify here is not)."""
+        self.notify(
+            f"Press {self.keymap.display('quit')} or ctrl+q to quit.", title="Do you want to quit?"
+        )
+
+    async def action_quit(self) -> None:
+        """Ctrl+Q asks exactly what q asks (open orders, per venue), from any screen."""
+        if isinstance(self.screen, QuitDialog):
+            return
+        try:
+            console = self._console_screen()
+        except LookupError:
+            self.exit(0)
+            return
+        console.action_quit()
 
     def request_render(self) -> None:
         """Draw the newest snapshot as soon as the console can (it has just been mounted)."""
@@ -219,22 +275,43 @@ class FbtermApp(App[int]):
         for cid, p in list(self.pending.items()):
             if now - p.sent > NO_ANSWER_AFTER:
                 del self.pending[cid]
+                if p.on_result is not None:
+                    p.on_result(CommandResult(cid, False, f"{p.description}: no answer"))
+                    continue
                 self.log_line(
                     f"no outcome for #{cid} {p.description} after {NO_ANSWER_AFTER:g}s", "warning"
                 )
                 self.notify(f"No answer from the engine for: {p.description}", severity="warning")
 
     # -- commands --------------------------------------------------------------------------
-    def send(self, cmd: Command, description: str) -> int | None:
+    def send(
+        self,
+        cmd: Command,
+        description: str,
+        on_result: Callable[[CommandResult], None] | None = None,
+    ) -> int | None:
         try:
             cid = self.engine.submit(cmd)
         except Exception as e:  # the engine stopped or refused the queue
             self.log_line(f"could not send {description}: {e}", "error")
             self.notify(f"Could not send {description}: {e}", severity="error")
             return None
-        self.pending[cid] = Pending(description, time.monotonic())
-        self.log_line(f"→ #{cid} {description}")
+        self.pending[cid] = Pending(description, time.monotonic(), on_result)
+        if on_result is None:
+            self.log_line(f"→ #{cid} {description}")
         return cid
+
+    def what_if(self, order: NewOrder, show: Callable[[str], None]) -> None:
+        """Ask the venue what ``order`` would do to margin; ``show`` gets its answer."""
+        cmd = WhatIf(
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+        )
+        self.send(cmd, "what-if", on_result=lambda r: show(r.message))
 
     def _collect_results(self, snap: EngineSnapshot) -> None:
         if not self.pending:
@@ -242,6 +319,9 @@ class FbtermApp(App[int]):
         for r in snap.results:
             p = self.pending.pop(r.command_id, None)
             if p is None:
+                continue
+            if p.on_result is not None:
+                p.on_result(r)
                 continue
             mark = "✓" if r.ok else "✗"
             self.log_line(
@@ -262,7 +342,14 @@ class FbtermApp(App[int]):
             self._console_screen().query_one(LogPane).add_ui_line(message, level, ts=ts)
 
     def confirm_then(
-        self, action_id: str, title: str, message: str, then: Callable[[], Any], yes: str = "Yes"
+        self,
+        action_id: str,
+        title: str,
+        message: str,
+        then: Callable[[], Any],
+        yes: str = "Yes",
+        *,
+        dialog: ConfirmDialog | None = None,
     ) -> None:
         if not self.keymap.needs_confirm(action_id):
             then()
@@ -272,7 +359,7 @@ class FbtermApp(App[int]):
             if ok:
                 then()
 
-        self.push_screen(ConfirmDialog(title, message, yes), done)
+        self.push_screen(dialog or ConfirmDialog(title, message, yes), done)
 
     def symbols(self) -> list[str]:
         out: list[str] = []
@@ -336,14 +423,14 @@ class FbtermApp(App[int]):
         if self.snapshot is not None:
             console.render_snapshot(self.snapshot)
 
-    # -- command palette -------------------------------------------------------------------
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield from console_commands(self, screen)
 
+def run_app(cfg: Config, *, headless: bool = False) -> int:
+    """Start the engine, run the console on it, stop the engine; returns the exit code.
 
-def run_app(cfg: Config) -> int:
-    """Start the engine, run the console on it, stop the engine; returns the exit code."""
+    An unhandled exception in the console is a crash, never a quiet exit: Textual shows the
+    traceback, the activity log records it, one line on stderr says where to find it, and
+    the exit code is 1. ``headless`` runs the console without a terminal (tests).
+    """
     try:
         keymap = Keymap.build(cfg.ui.keys, cfg.ui.confirm)
         load_theme(cfg.ui.theme)
@@ -358,12 +445,34 @@ def run_app(cfg: Config) -> int:
     app = FbtermApp(engine, cfg, keymap=keymap)
     code: int | None = 1
     try:
-        code = app.run()
+        app.run(headless=headless)
+        code = app.return_code
     except OSError:
         # The terminal vanished mid-write (EIO after a hang-up): still shut down cleanly.
         code = 129
     finally:
+        crash = report_crash(app, engine, cfg)
         engine.stop()
+    if crash:
+        print(crash, file=sys.stderr)
     if engine.fatal is not None:
         raise EngineFailed(engine.fatal)  # printed once the terminal is back to normal
+    if crash:
+        return 1
     return int(code or 0)
+
+
+def report_crash(app: FbtermApp, engine: Any, cfg: Config) -> str:
+    """If the console died of an unhandled exception, put it in the activity log (with the
+    traceback) and return the line for stderr; else ''."""
+    if app.crash is None:
+        return ""
+    last = app.crash.strip().splitlines()[-1]
+    with contextlib.suppress(Exception):  # a failing log must not hide the crash itself
+        engine.activity.activity(
+            "console", f"console crashed: {last}", level="error", traceback=app.crash
+        )
+    return (
+        f"fbterm: the console crashed ({last}); the engine was stopped. "
+        f"The traceback is above and in {cfg.activity_log_path}"
+    )

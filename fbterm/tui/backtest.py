@@ -1,6 +1,10 @@
-"""Backtest screen: choose a strategy, its parameters and a data file; run it in a thread
+"""Backtest screen: choose a strategy, its parameters and the bars; run it in a thread
 worker with a progress bar; browse metrics, charts and trades. Esc returns to the console
 and the screen (with its last result) is kept, so ``b`` brings the result back.
+
+The bars are offered, not typed: seeded synthetic bars (the default, so the first Run always
+works) and every bar file in the data folder, recognised by its header (reports that live in
+the same folder are not offered). Any other file can still be given by path.
 
 A sweep (ctrl+g) runs the grid typed in the Sweep field (``fast=5:30:5 slow=20:60:10``; the
 other parameters keep the form's values) on all cores, lists the sets ranked by Sharpe and
@@ -16,13 +20,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pandas as pd
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.suggester import SuggestFromList
 from textual.widgets import (
     Button,
     DataTable,
@@ -30,8 +36,7 @@ from textual.widgets import (
     Input,
     Label,
     ProgressBar,
-    RadioButton,
-    RadioSet,
+    Select,
     Static,
     TabbedContent,
     TabPane,
@@ -39,11 +44,36 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from fbterm.tui.dialogs import InputError, parse_number
+from fbterm.tui.forms import Choice, Field, PushButton
 
 if TYPE_CHECKING:
     from fbterm.config import Config
 
 SIZINGS = ("fraction", "all_in", "cash", "fixed")
+SYNTHETIC = "synthetic"
+SYNTHETIC_BARS = 1_000
+SYNTHETIC_SEED = 7
+MAX_FILES = 200
+
+
+def bar_files(data_dir: Path | None) -> list[Path]:
+    """The CSV files under ``data_dir`` whose header the bar loader accepts (a date column and
+    open, high, low, close, volume), sorted; at most MAX_FILES. Reports are not bars."""
+    from fbterm.data.bars import DataError
+    from fbterm.data.csvparse import map_columns, read_header
+
+    if data_dir is None or not data_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(data_dir.glob("**/*.csv")):
+        try:
+            map_columns(read_header(p, str(p)), str(p))
+        except (DataError, OSError):
+            continue
+        out.append(p)
+        if len(out) >= MAX_FILES:
+            break
+    return out
 
 
 class BacktestProgress(Message):
@@ -92,18 +122,23 @@ def _fraction(args: tuple[Any, ...]) -> float | None:
 
 
 class BacktestScreen(Screen[None]):
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back to console"),
         Binding("ctrl+r", "run", "Run"),
         Binding("ctrl+g", "sweep", "Sweep"),
+        # As in the dialogs: Tab moves focus while the key is read, so keys typed ahead land
+        # in the field they were aimed at (see fbterm.tui.forms).
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
     ]
     CSS = """
     BacktestScreen { layout: vertical; }
     #bt-form { height: auto; max-height: 50%; padding: 0 1; }
     #bt-form .field { height: 1; }
     #bt-form .field-label { width: 14; }
-    #bt-form RadioSet { layout: horizontal; height: 1; width: auto; }
-    #bt-form RadioButton { width: auto; margin-right: 2; }
+    #bt-form Choice { width: 1fr; }
+    #bt-form Select { width: 1fr; }
+    #bt-form .field.-select { height: 1; }
     #bt-params { height: auto; }
     #bt-bar { height: 1; padding: 0 1; }
     #bt-bar ProgressBar { width: 40; }
@@ -124,57 +159,53 @@ class BacktestScreen(Screen[None]):
         self.heatmap: Any = None
         self.running = False
         self._last_progress = -1.0
+        self.files = bar_files(self._data_dir())
 
     # -- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="bt-form"):
-            yield Label("Backtest", classes="dialog-title")
+            yield Label("Backtest", classes="dialog-title", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Strategy", classes="field-label")
-                yield RadioSet(
-                    *(RadioButton(n, value=i == 0) for i, n in enumerate(self.strategy_names)),
-                    id="bt-strategy",
-                    compact=True,
-                )
+                yield Choice(self.strategy_names, 0, id="bt-strategy")
             yield Vertical(id="bt-params")
-            with Horizontal(classes="field"):
-                yield Label("Data file", classes="field-label")
-                yield Input(
-                    self._default_data(),
-                    id="bt-data",
-                    placeholder="bars CSV (open,high,low,close,volume)",
-                    suggester=SuggestFromList(self._data_files(), case_sensitive=True),
+            with Horizontal(classes="field -select"):
+                yield Label("Bars", classes="field-label")
+                yield Select(
+                    self._sources(),
+                    value=SYNTHETIC,
+                    allow_blank=False,
                     compact=True,
+                    id="bt-source",
+                )
+            with Horizontal(classes="field"):
+                yield Label("Other file", classes="field-label")
+                yield Field(
+                    "",
+                    id="bt-data",
+                    placeholder="a bars CSV by path (overrides Bars when given)",
                 )
             with Horizontal(classes="field"):
                 yield Label("Cash", classes="field-label")
-                yield Input("100000", id="bt-cash", compact=True)
+                yield Field("100000", id="bt-cash")
             with Horizontal(classes="field"):
                 yield Label("Commission", classes="field-label")
-                yield Input(
-                    "0.001",
-                    id="bt-commission",
-                    placeholder="fraction of value, e.g. 0.001",
-                    compact=True,
+                yield Field(
+                    "0.001", id="bt-commission", placeholder="fraction of value, e.g. 0.001"
                 )
             with Horizontal(classes="field"):
                 yield Label("Sizing", classes="field-label")
-                yield RadioSet(
-                    *(RadioButton(s, value=i == 0) for i, s in enumerate(SIZINGS)),
-                    id="bt-sizing",
-                    compact=True,
-                )
+                yield Choice(SIZINGS, 0, id="bt-sizing")
             with Horizontal(classes="field"):
                 yield Label("Sweep", classes="field-label")
-                yield Input(
+                yield Field(
                     "",
                     id="bt-sweep",
                     placeholder="grid for ctrl+g, e.g. fast=5:30:5 slow=20:60:10",
-                    compact=True,
                 )
             with Horizontal(classes="field"):
-                yield Button("Run (ctrl+r)", id="bt-run", variant="primary", compact=True)
-                yield Button("Sweep (ctrl+g)", id="bt-sweep-run", compact=True)
+                yield PushButton("Run (ctrl+r)", id="bt-run", variant="primary")
+                yield PushButton("Sweep (ctrl+g)", id="bt-sweep-run")
         with Horizontal(id="bt-bar"):
             yield ProgressBar(total=1.0, show_eta=False, id="bt-progress")
             yield Static("", id="bt-status", markup=False)
@@ -194,6 +225,16 @@ class BacktestScreen(Screen[None]):
                 yield from self._plot("bt-heatmap")
         yield Footer(compact=True)
 
+    def _sources(self) -> list[tuple[Content, str]]:
+        # Content, not str: Select reads a str prompt as markup ("bars[1].csv" would break).
+        synth = f"synthetic: {SYNTHETIC_BARS:,} daily bars, seed {SYNTHETIC_SEED}"
+        d = self._data_dir()
+        out = [(Content(synth), SYNTHETIC)]
+        for p in self.files:
+            shown = str(p.relative_to(d)) if d is not None and p.is_relative_to(d) else str(p)
+            out.append((Content(shown), str(p)))
+        return out
+
     def _plot(self, id: str) -> ComposeResult:
         from textual_plotext import PlotextPlot
 
@@ -201,25 +242,14 @@ class BacktestScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._build_params()
-        self.query_one("#bt-strategy", RadioSet).focus()
+        self.set_focus(self.query_one("#bt-strategy", Choice))
 
     def _data_dir(self) -> Path | None:
         return self.cfg.data_dir if self.cfg is not None else None
 
-    def _data_files(self) -> list[str]:
-        d = self._data_dir()
-        if d is None or not d.is_dir():
-            return []
-        return sorted(str(p) for p in d.glob("**/*.csv"))[:200]
-
-    def _default_data(self) -> str:
-        files = self._data_files()
-        return files[0] if files else ""
-
     @property
     def strategy_name(self) -> str:
-        idx = self.query_one("#bt-strategy", RadioSet).pressed_index
-        return self.strategy_names[max(idx, 0)]
+        return self.strategy_names[self.query_one("#bt-strategy", Choice).index]
 
     def _build_params(self) -> None:
         box = self.query_one("#bt-params", Vertical)
@@ -229,20 +259,14 @@ class BacktestScreen(Screen[None]):
         for p in getattr(cls, "params", ()):
             rows.append(
                 Horizontal(
-                    Label(p.name, classes="field-label"),
-                    Input(
-                        str(p.default),
-                        id=f"param-{p.name}",
-                        placeholder=p.help,
-                        compact=True,
-                        tooltip=p.help,
-                    ),
+                    Label(p.name, classes="field-label", markup=False),
+                    Field(str(p.default), id=f"param-{p.name}", placeholder=p.help),
                     classes="field",
                 )
             )
         box.mount_all(rows)
 
-    @on(RadioSet.Changed, "#bt-strategy")
+    @on(Choice.Changed, "#bt-strategy")
     def _strategy_changed(self) -> None:
         self._build_params()
 
@@ -253,26 +277,34 @@ class BacktestScreen(Screen[None]):
         cls = self.strategies[self.strategy_name]
         params: dict[str, Any] = {}
         for p in getattr(cls, "params", ()):
-            raw = self.query_one(f"#param-{p.name}", Input).value
+            raw = self.query_one(f"#param-{p.name}", Field).value
             try:
                 params[p.name] = p.coerce(raw)
             except StrategyError as e:
                 raise InputError(str(e)) from None
-        data = self.query_one("#bt-data", Input).value.strip()
-        if not data:
-            raise InputError("data file: required")
-        path = Path(data).expanduser()
-        if not path.is_file():
-            raise InputError(f"data file: not found: {path}")
-        cash = parse_number(self.query_one("#bt-cash", Input).value, "cash")
+        data = self.query_one("#bt-data", Field).value.strip()
+        source = str(self.query_one("#bt-source", Select).value)
+        bars: Path | pd.DataFrame
+        if data:
+            bars = Path(data).expanduser()
+            if not bars.is_file():
+                raise InputError(f"other file: not found: {bars}")
+        elif source == SYNTHETIC:
+            from fbterm.data.simulated import synth_bars
+
+            bars = synth_bars(SYNTHETIC_BARS, seed=SYNTHETIC_SEED, symbol="SYN")
+        else:
+            bars = Path(source)
+        cash = parse_number(self.query_one("#bt-cash", Field).value, "cash")
         commission = parse_number(
-            self.query_one("#bt-commission", Input).value, "commission", positive=False
+            self.query_one("#bt-commission", Field).value, "commission", positive=False
         )
         if commission is None or not 0 <= commission < 1:
             raise InputError("commission: a fraction between 0 and 1, e.g. 0.001")
-        sizing = SIZINGS[max(self.query_one("#bt-sizing", RadioSet).pressed_index, 0)]
+        sizing = SIZINGS[self.query_one("#bt-sizing", Choice).index]
         return {
-            "data_path": path,
+            "data_path": bars,
+            "symbol": "SYN" if isinstance(bars, pd.DataFrame) else None,
             "strategy": self.strategy_name,
             "params": params,
             "cash": cash,
@@ -298,9 +330,9 @@ class BacktestScreen(Screen[None]):
         self.running = True
         self._last_progress = -1.0
         self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
-        self.query_one("#bt-status", Static).update(
-            f"running {job['strategy']} on {job['data_path'].name} …"
-        )
+        bars = job["data_path"]
+        name = bars.name if isinstance(bars, Path) else "synthetic bars"
+        self.query_one("#bt-status", Static).update(f"running {job['strategy']} on {name} …")
         self._run_job(job)
 
     @on(Button.Pressed, "#bt-run")
@@ -358,30 +390,30 @@ class BacktestScreen(Screen[None]):
         self._show_trades(msg.result)
         self._draw_charts(msg.result)
         self.query_one("#bt-results", TabbedContent).active = "tab-metrics"
-        self.query_one("#bt-metrics", DataTable).focus()
+        self.set_focus(self.query_one("#bt-metrics", DataTable))
         self.notify("Backtest finished.", severity="information")
 
     def _show_metrics(self, result: Any) -> None:
-        table: DataTable[str] = self.query_one("#bt-metrics", DataTable)
+        table: DataTable[Text] = self.query_one("#bt-metrics", DataTable)
         table.clear(columns=True)
         table.add_column("Metric", width=28, key="k")
-        table.add_column("Value", width=24, key="v")
+        table.add_column("Value", width=32, key="v")
         for k, v in result.metrics.items():
-            table.add_row(str(k), _value(v), key=str(k))
+            table.add_row(Text(str(k)), Text(_value(v)), key=str(k))
 
     def _show_trades(self, result: Any) -> None:
-        table: DataTable[str] = self.query_one("#bt-trades", DataTable)
+        table: DataTable[Text] = self.query_one("#bt-trades", DataTable)
         table.clear(columns=True)
         trades = result.trades
         if trades is None or len(trades) == 0:
             table.add_column("Trades", width=20)
-            table.add_row("no trades")
+            table.add_row(Text("no trades"))
             return
         cols = list(trades.columns)[:9]
         for c in cols:
             table.add_column(str(c), width=14, key=str(c))
         for i, row in enumerate(trades[cols].head(2000).itertuples(index=False)):
-            table.add_row(*(_value(v) for v in row), key=str(i))
+            table.add_row(*(Text(_value(v)) for v in row), key=str(i))
 
     def _draw_charts(self, result: Any) -> None:
         from textual_plotext import PlotextPlot

@@ -10,17 +10,20 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.events import Resize
-from textual.widgets import Footer, Label
+from textual.widgets import Label
 
+from fbterm.model import TradingState
 from fbterm.snapshot import EngineSnapshot
 from fbterm.tui.actions import ConsoleActions
 from fbterm.tui.dialogs import FilterDialog
 from fbterm.tui.header import HeaderBar
 from fbterm.tui.help import HelpScreen
-from fbterm.tui.keymap import Keymap
+from fbterm.tui.keybar import KeyBar
+from fbterm.tui.keymap import bindings
 from fbterm.tui.logpane import LogPane
 from fbterm.tui.orders import OrdersTable
 from fbterm.tui.positions import PositionsTable
@@ -37,11 +40,14 @@ PANES: tuple[tuple[str, str], ...] = (
 )
 
 
+WIDE = 160  # from this many columns the log and risk column takes two fifths, not a third
+
+
 class ConsoleScreen(ConsoleActions):
     """The main screen. Its bindings come from the keymap, so they are inactive while a
     dialog is open (a key typed into a dialog never triggers a console action)."""
 
-    BINDINGS: ClassVar[list[Binding]] = Keymap.build().bindings()  # type: ignore[assignment]
+    BINDINGS: ClassVar[list[BindingType]] = bindings()
 
     def __init__(self) -> None:
         super().__init__(id="console")
@@ -55,7 +61,7 @@ class ConsoleScreen(ConsoleActions):
         with Horizontal(id="pane-tabs"):
             for pid, title in PANES:
                 n = PANES.index((pid, title)) + 1
-                yield Label(f"{n} {title}", id=f"tab-{pid}")
+                yield Label(f"{n} {title}", id=f"tab-{pid}", markup=False)
         yield RiskSummary(id="risk-summary")
         with Horizontal(id="body"):
             with Vertical(id="left"):
@@ -67,14 +73,13 @@ class ConsoleScreen(ConsoleActions):
                 risk.can_focus = True
                 yield risk
                 yield LogPane(id="log", classes="pane")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyBar(self.fb.keymap, id="keybar")
 
     def on_mount(self) -> None:
         for pid, title in PANES:
             self.query_one(f"#{pid}").border_title = title
-        self.query_one("#log", LogPane).border_subtitle = self.query_one(
-            "#log", LogPane
-        ).describe_filter()
+        self._show_filters()
+        self.set_class(self.app.size.width >= WIDE, "-wide")
         self.apply_compact(self.fb.want_compact(self.app.size.width, self.app.size.height))
         self.show_pane("positions")
         self.ready = True
@@ -82,6 +87,7 @@ class ConsoleScreen(ConsoleActions):
 
     # -- layout ----------------------------------------------------------------------------
     def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width >= WIDE, "-wide")
         self.apply_compact(self.fb.want_compact(event.size.width, event.size.height))
 
     def apply_compact(self, compact: bool) -> None:
@@ -105,7 +111,7 @@ class ConsoleScreen(ConsoleActions):
         self._apply_visibility()
         if self.fb.snapshot is not None:
             self.render_snapshot(self.fb.snapshot)
-        self.pane(pid).focus()
+        self.set_focus(self.pane(pid))
 
     def on_descendant_focus(self, event: Any) -> None:
         # Focus moved by mouse or Tab inside a pane: keep the tab strip in step.
@@ -122,6 +128,13 @@ class ConsoleScreen(ConsoleActions):
         fb = self.fb
         self.query_one(HeaderBar).update_snapshot(snap, fb.ui_lag())
         self.query_one(Banner).update_snapshot(snap, fb.keymap.display("halt"), self.compact)
+        state = snap.risk.state
+        labels = {}
+        if state is TradingState.HALTED:
+            labels["halt"] = "Resume"
+        if state is TradingState.REDUCING:
+            labels["reduce_only"] = "Active"
+        self.query_one(KeyBar).set_labels(labels)
         if self.compact:
             self.query_one(RiskSummary).update_snapshot(snap)
         for pid, _ in PANES:
@@ -151,13 +164,29 @@ class ConsoleScreen(ConsoleActions):
             if text is None:
                 return
             w.set_filter(text)
-            if isinstance(w, LogPane):
-                w.border_subtitle = w.describe_filter()
-            else:
-                w.border_subtitle = f"/{text}" if text else ""
-            w.focus()
+            self._show_filters()
+            self.set_focus(w)
 
         self.app.push_screen(FilterDialog(dict(PANES)[pid], w.filter_text), done)
+
+    def _show_filters(self) -> None:
+        """An active filter shows on its pane's border and, in compact mode where there are no
+        borders, on its tab: a filtered pane never looks like a pane with fewer rows."""
+        for pid, title in PANES:
+            w = self.pane(pid)
+            n = PANES.index((pid, title)) + 1
+            text = ""
+            # Content, not str: a border title given as str is read as markup, and a filter
+            # such as "[/]" would crash the console.
+            if isinstance(w, LogPane):
+                w.border_subtitle = Content(w.describe_filter())
+                text = f" /{w.filter_text}" if w.filter_text else ""
+            elif isinstance(w, KeyedTable):
+                text = f" /{w.filter_text}" if w.filter_text else ""
+                w.border_subtitle = Content(f"filter{text}") if text else None
+            tab = self.query_one(f"#tab-{pid}", Label)
+            tab.update(f"{n} {title}{text}")
+            tab.set_class(bool(text), "-filtered")
 
     def action_sort_next(self) -> None:
         w = self.pane(self._focused_pane())
@@ -172,6 +201,7 @@ class ConsoleScreen(ConsoleActions):
     def action_log_level(self) -> None:
         log = self.query_one(LogPane)
         level = log.cycle_level()
+        self._show_filters()
         self.fb.notify(f"Log shows {level} and above.", timeout=2)
 
     def action_cycle_theme(self) -> None:
@@ -192,4 +222,6 @@ class ConsoleScreen(ConsoleActions):
         self.show_pane(pid)
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.fb.keymap))
+        cfg = self.fb.cfg
+        cancel_on_halt = cfg.risk.cancel_orders_on_halt if cfg is not None else True
+        self.app.push_screen(HelpScreen(self.fb.keymap, cancel_on_halt))

@@ -1,51 +1,35 @@
-"""Dialogs: confirm, order ticket, modify, flatten, filter, strategy update.
+"""Dialogs: the base every dialog shares, confirm, flatten and kill switch, filter, strategy
+update. The order ticket, modify and transmit dialogs are in :mod:`fbterm.tui.ticket`.
 
 Each dialog validates everything before it dismisses: an invalid entry shows an inline error
 under the fields and the dialog stays open, so nothing reaches the engine until the input is
-valid. Dialogs only *build* commands; the console sends them. Order-field rules are the
-model's own (``validate_order_fields``, ``Order.modified``), computed on copies, so the
-dialog and the engine cannot disagree about what is a valid order.
+valid. Dialogs only *build* commands; the console sends them. Text is never read as markup:
+a title such as "Filter [/]" shows as typed. Keys typed in a burst land in the field that had
+focus when they were typed (see :mod:`fbterm.tui.forms`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.await_complete import AwaitComplete
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.suggester import SuggestFromList
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widget import Widget
+from textual.widgets import Button, Label, Static
 
-from fbterm.commands import FlattenAll, ModifyOrder, NewOrder, UpdateStrategy
-from fbterm.model import (
-    IllegalTransition,
-    Order,
-    OrderError,
-    OrderType,
-    Side,
-    Signal,
-    TimeInForce,
-    instrument_from_key,
-    validate_order_fields,
-)
-from fbterm.model.order_terms import parse_order_terms
+from fbterm.commands import FlattenAll, UpdateStrategy
+from fbterm.model import IllegalTransition, OrderError, OrderType
 from fbterm.snapshot import PositionRow, StrategyRow
 from fbterm.tui import fmt
+from fbterm.tui.forms import FORM_BINDINGS, Choice, Field, PushButton, settle
 
 T = TypeVar("T")
-
-ORDER_TYPES: tuple[OrderType, ...] = (
-    OrderType.MARKET,
-    OrderType.LIMIT,
-    OrderType.STOP,
-    OrderType.STOP_LIMIT,
-)
-# The ticket also offers trailing stops; a working order changes among the plain types.
-TICKET_TYPES: tuple[OrderType, ...] = (*ORDER_TYPES, OrderType.TRAIL)
 
 
 class InputError(ValueError):
@@ -74,21 +58,20 @@ def parse_number(
 class Dialog(ModalScreen[T]):
     """A modal with a title, fields, an inline error line and OK / Cancel buttons."""
 
-    BINDINGS: ClassVar[list[Binding]] = [  # type: ignore[assignment]
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "submit", "Submit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = FORM_BINDINGS
     TITLE_TEXT = ""
     OK_LABEL = "OK"
+    CANCEL_LABEL = "Cancel (esc)"
+    _dismissed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.TITLE_TEXT, classes="dialog-title")
+            yield Static(self.TITLE_TEXT, classes="dialog-title", markup=False)
             yield from self.fields()
             yield Static("", id="error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.OK_LABEL, id="ok", variant="primary", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield PushButton(self.OK_LABEL, id="ok", variant="primary")
+                yield PushButton(self.CANCEL_LABEL, id="cancel")
 
     def fields(self) -> ComposeResult:
         yield from ()
@@ -102,27 +85,49 @@ class Dialog(ModalScreen[T]):
     def error_text(self) -> str:
         return str(self.query_one("#error", Static).render())
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "submit_from_field":
+            # Enter on a button presses that button: let the key through to it.
+            return isinstance(self.focused, Field | Choice)
+        return True
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "ok":
-            self.action_submit()
+            await self.action_submit()
         else:
             self.action_cancel()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def action_submit(self) -> None:
+    def dismiss(self, result: T | None = None) -> AwaitComplete:
+        """Close with ``result``, once. Keys of one burst can ask twice (Esc, then Enter on a
+        button already queued); Textual would then pop whatever screen is on top by then,
+        possibly the console itself. A dialog that is not the top screen is already closed."""
+        if self._dismissed or self.app.screen is not self:
+            return AwaitComplete(_nothing())
+        self._dismissed = True
+        return super().dismiss(result)
+
+    async def action_submit_from_field(self) -> None:
+        await self.action_submit()
+
+    async def action_submit(self) -> None:
+        # Everything typed before the submit is read, even if it is still queued for a field.
+        await settle(self.query(Field))
+        if not self.is_active:
+            return  # a key in the same burst closed the dialog first
         try:
             result = self.build()
         except (InputError, OrderError, IllegalTransition) as e:
             self.show_error(str(e))
             return
         self.show_error("")
+        self.accept(result)
+
+    def accept(self, result: T) -> None:
+        """The input is valid: close with it (the ticket reviews it first)."""
         self.dismiss(result)
 
     def build(self) -> T:
@@ -133,37 +138,40 @@ class Dialog(ModalScreen[T]):
         raise TypeError(f"{type(self).__name__} must define build()")
 
 
-def _field(label: str, widget: Any) -> Horizontal:
-    return Horizontal(Label(label, classes="field-label"), widget, classes="field")
+async def _nothing() -> None:
+    return None
 
 
-def _radio(options: Sequence[str], selected: int, id: str) -> RadioSet:
-    return RadioSet(
-        *(RadioButton(o, value=i == selected) for i, o in enumerate(options)), id=id, compact=True
-    )
+def field_row(label: str, widget: Widget, label_width: int | None = None) -> Horizontal:
+    lab = Label(label, classes="field-label", markup=False)
+    if label_width is not None:
+        lab.styles.width = label_width
+    return Horizontal(lab, widget, classes="field")
 
 
 class ConfirmDialog(Dialog[bool]):
-    """Yes / No. Focus starts on No, so a stray Enter never confirms."""
+    """Yes / No. Focus starts on No, so a stray Enter never confirms; y and n answer."""
 
-    BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape,n", "cancel", "No"),
-        Binding("y", "submit", "Yes"),
+    BINDINGS: ClassVar[list[BindingType]] = [  # added to the Dialog's form keys
+        Binding("y", "submit", "Yes", priority=True),
+        Binding("n", "cancel", "No", priority=True),
     ]
 
-    def __init__(self, title: str, message: str, yes: str = "Yes") -> None:
-        super().__init__(classes="confirm")
+    def __init__(self, title: str, message: str, yes: str = "Yes", *, danger: bool = False) -> None:
+        super().__init__(classes="confirm -danger" if danger else "confirm")
         self.TITLE_TEXT = title
         self.OK_LABEL = f"{yes} (y)"
+        self.CANCEL_LABEL = "No (n)"
         self.message = message
+        self.danger = danger
 
     def fields(self) -> ComposeResult:
         yield Static(self.message, classes="dialog-message", markup=False)
 
     def on_mount(self) -> None:
-        cancel = self.query_one("#cancel", Button)
-        cancel.label = "No (n)"
-        cancel.focus()
+        self.set_focus(self.query_one("#cancel", Button))
+        if self.danger:
+            self.query_one("#ok", Button).variant = "error"
 
     def action_cancel(self) -> None:
         self.dismiss(False)
@@ -172,235 +180,166 @@ class ConfirmDialog(Dialog[bool]):
         return True
 
 
-class OrderTicket(Dialog[NewOrder]):
-    TITLE_TEXT = "New order"
-    OK_LABEL = "Send (ctrl+s)"
+@dataclass(frozen=True, slots=True)
+class FlattenScope:
+    """What the flatten dialog may close: everything, one symbol, or one strategy's book."""
 
-    def __init__(self, symbols: Sequence[str], prices: dict[str, float], symbol: str = "") -> None:
-        super().__init__()
-        self.symbols = list(symbols)
-        self.prices = prices
-        self.initial_symbol = symbol
-
-    def fields(self) -> ComposeResult:
-        yield _field(
-            "Symbol",
-            Input(
-                self.initial_symbol,
-                id="symbol",
-                placeholder="AAPL",
-                suggester=SuggestFromList(self.symbols, case_sensitive=False),
-                compact=True,
-            ),
-        )
-        yield _field("Side", _radio(("BUY", "SELL"), 0, "side"))
-        yield _field("Type", _radio([t.value for t in TICKET_TYPES], 0, "type"))
-        yield _field("Quantity", Input(id="quantity", placeholder="100", compact=True))
-        yield _field("Limit", Input(id="limit", placeholder="limit price", compact=True))
-        yield _field("Stop", Input(id="stop", placeholder="stop price", compact=True))
-        yield _field(
-            "Terms",
-            Input(id="terms", placeholder="tp=  sl=  trail=1%  tif=IOC  outside-rth", compact=True),
-        )
-        yield Static("", id="preview", classes="dialog-message", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one("#symbol" if not self.initial_symbol else "#quantity", Input).focus()
-        self._sync_price_fields()
-
-    def _type(self) -> OrderType:
-        idx = self.query_one("#type", RadioSet).pressed_index
-        return TICKET_TYPES[max(idx, 0)]
-
-    def _sync_price_fields(self) -> None:
-        t = self._type()
-        self.query_one("#limit", Input).disabled = t not in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        self.query_one("#stop", Input).disabled = t not in (OrderType.STOP, OrderType.STOP_LIMIT)
-
-    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
-        self._sync_price_fields()
-        self._preview()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._preview()
-
-    def _preview(self) -> None:
-        sym = self.query_one("#symbol", Input).value.strip().upper()
-        last = self.prices.get(sym)
-        try:
-            q = parse_number(self.query_one("#quantity", Input).value, "quantity", required=False)
-        except InputError:
-            q = None
-        text = f"last {fmt.num(last)}" if last else ""
-        if last and q:
-            text += f"   ≈ {fmt.money(q * last, 0)}"
-        self.query_one("#preview", Static).update(text)
-
-    def build(self) -> NewOrder:
-        sym = self.query_one("#symbol", Input).value.strip().upper()
-        if not sym:
-            raise InputError("symbol: required")
-        try:
-            inst = instrument_from_key(sym)
-        except ValueError as e:
-            raise InputError(f"symbol: {e}") from None
-        if self.symbols and inst.key not in self.symbols and inst.underlying not in self.symbols:
-            raise InputError(
-                f"symbol: {sym} is not traded here (known: {', '.join(self.symbols[:6])})"
-            )
-        side = Side.BUY if self.query_one("#side", RadioSet).pressed_index <= 0 else Side.SELL
-        otype = self._type()
-        q = parse_number(self.query_one("#quantity", Input).value, "quantity")
-        assert q is not None
-        lp = sp = None
-        if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            lp = parse_number(self.query_one("#limit", Input).value, "limit price")
-        if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
-            sp = parse_number(self.query_one("#stop", Input).value, "stop price")
-        validate_order_fields("", q, otype, lp, sp, instrument=inst)
-        try:
-            terms = parse_order_terms(self.query_one("#terms", Input).value)
-            tif = terms.tif or TimeInForce.DAY
-            # The same checks the engine makes, shown here before anything is sent.
-            Signal(
-                "manual",
-                inst,
-                side,
-                q,
-                otype,
-                lp,
-                sp,
-                tif,
-                options=terms.options,
-                take_profit=terms.take_profit,
-                stop_loss=terms.stop_loss,
-            )
-        except OrderError as e:
-            raise InputError(str(e).removeprefix("order: ")) from None
-        return NewOrder(
-            symbol=inst.key,
-            side=side,
-            quantity=q,
-            order_type=otype,
-            limit_price=lp,
-            stop_price=sp,
-            tif=tif,
-            options=terms.options,
-            take_profit=terms.take_profit,
-            stop_loss=terms.stop_loss,
-        )
+    label: str
+    symbol: str | None = None
+    strategy: str | None = None
 
 
-class ModifyDialog(Dialog[ModifyOrder]):
-    OK_LABEL = "Modify (ctrl+s)"
+def flatten_scopes(
+    positions: Sequence[PositionRow], symbol: str | None, strategy: str | None
+) -> list[FlattenScope]:
+    """All first; then the selected symbol and the selected strategy, if any hold a position."""
+    held = [p for p in positions if p.quantity != 0]
+    scopes = [FlattenScope("all")]
+    if symbol and any(p.symbol == symbol for p in held):
+        scopes.append(FlattenScope(f"symbol {symbol}", symbol=symbol))
+    if strategy and any(strategy in p.strategies for p in held):
+        scopes.append(FlattenScope(f"strategy {strategy}", strategy=strategy))
+    return scopes
 
-    def __init__(self, order: Order) -> None:
-        super().__init__()
-        self.order = order
-        # A trailing stop keeps its distance; it may also become a plain order.
-        self.types = TICKET_TYPES if order.order_type is OrderType.TRAIL else ORDER_TYPES
-        self.TITLE_TEXT = (
-            f"Modify {order.client_order_id}: {order.side.value} {fmt.qty(order.quantity)} {order.symbol}"
-            f" (filled {fmt.qty(order.filled_quantity)})"
-        )
 
-    def fields(self) -> ComposeResult:
-        o = self.order
-        yield _field(
-            "Quantity", Input(fmt.qty(o.quantity).replace(",", ""), id="quantity", compact=True)
-        )
-        types = self.types
-        yield _field("Type", _radio([t.value for t in types], types.index(o.order_type), "type"))
-        yield _field(
-            "Limit",
-            Input("" if o.limit_price is None else f"{o.limit_price:g}", id="limit", compact=True),
-        )
-        yield _field(
-            "Stop",
-            Input("" if o.stop_price is None else f"{o.stop_price:g}", id="stop", compact=True),
-        )
-
-    def on_mount(self) -> None:
-        self.query_one("#quantity", Input).focus()
-
-    def build(self) -> ModifyOrder:
-        o = self.order
-        q = parse_number(self.query_one("#quantity", Input).value, "quantity")
-        idx = self.query_one("#type", RadioSet).pressed_index
-        otype = self.types[max(idx, 0)]
-        lp = sp = None
-        if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            lp = parse_number(self.query_one("#limit", Input).value, "limit price")
-        if otype in (OrderType.STOP, OrderType.STOP_LIMIT):
-            sp = parse_number(self.query_one("#stop", Input).value, "stop price")
-        # The model decides what a legal modification is; this builds a copy and drops it.
-        new = o.modified(quantity=q, order_type=otype, limit_price=lp, stop_price=sp)
-        if (new.quantity, new.order_type, new.limit_price, new.stop_price) == (
-            o.quantity,
-            o.order_type,
-            o.limit_price,
-            o.stop_price,
-        ):
-            raise InputError("nothing changed")
-        return ModifyOrder(
-            client_order_id=o.client_order_id,
-            quantity=new.quantity if new.quantity != o.quantity else None,
-            order_type=new.order_type if new.order_type != o.order_type else None,
-            limit_price=new.limit_price,
-            stop_price=new.stop_price,
-        )
+def _in_scope(p: PositionRow, scope: FlattenScope) -> bool:
+    if scope.symbol is not None:
+        return p.symbol == scope.symbol
+    if scope.strategy is not None:
+        return scope.strategy in p.strategies
+    return True
 
 
 class FlattenDialog(Dialog[FlattenAll]):
-    TITLE_TEXT = "Flatten all positions"
+    """Flatten all positions, one symbol or one strategy's; says what it will do, including
+    pausing the strategies it closes (else they would trade straight back in)."""
+
+    TITLE_TEXT = "Flatten positions"
     OK_LABEL = "Flatten (y)"
-    BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "submit", "Flatten"),
+    BINDINGS: ClassVar[list[BindingType]] = [  # added to the Dialog's form keys
+        Binding("y", "submit", "Flatten", priority=True),
     ]
 
     def __init__(
-        self, positions: Sequence[PositionRow], order_type: str, offset_pct: float
+        self,
+        positions: Sequence[PositionRow],
+        order_type: str,
+        offset_pct: float,
+        scopes: Sequence[FlattenScope] = (FlattenScope("all"),),
+        initial_scope: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(classes="-danger")
         self.positions = [p for p in positions if p.quantity != 0]
         self.order_type = order_type
         self.offset_pct = offset_pct
+        self.scopes = list(scopes)
+        self.initial_scope = initial_scope
 
     def fields(self) -> ComposeResult:
-        gross = sum(abs(p.market_value) for p in self.positions)
-        names = ", ".join(f"{p.symbol} {fmt.signed_qty(p.quantity)}" for p in self.positions[:4])
-        more = f" +{len(self.positions) - 4} more" if len(self.positions) > 4 else ""
-        yield Static(
-            f"{len(self.positions)} positions, gross {fmt.money(gross, 0)}\n{names}{more}",
-            classes="dialog-message",
-            markup=False,
+        if len(self.scopes) > 1:
+            yield field_row(
+                "Close",
+                Choice([s.label for s in self.scopes], self.initial_scope, id="scope"),
+            )
+        yield Static("", id="what", classes="dialog-message", markup=False)
+        yield field_row(
+            "Orders",
+            Choice(("market", "limit"), 0 if self.order_type == "market" else 1, id="otype"),
         )
-        yield _field(
-            "Orders", _radio(("market", "limit"), 0 if self.order_type == "market" else 1, "otype")
-        )
-        yield _field("Offset %", Input(f"{self.offset_pct:g}", id="offset", compact=True))
+        yield field_row("Offset %", Field(f"{self.offset_pct:g}", id="offset"))
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        self.set_focus(self.query_one("#cancel", Button))
         self.query_one("#ok", Button).variant = "error"
+        self._describe()
 
-    def on_key(self, event: Any) -> None:
-        # 'y' confirms unless the operator is typing into the offset field.
-        if event.key == "y" and not isinstance(self.focused, Input):
-            event.stop()
-            self.action_submit()
+    def on_choice_changed(self, event: Choice.Changed) -> None:
+        self._describe()
+
+    @property
+    def scope(self) -> FlattenScope:
+        if len(self.scopes) > 1:
+            return self.scopes[self.query_one("#scope", Choice).index]
+        return self.scopes[0]
+
+    def _describe(self) -> None:
+        scope = self.scope
+        rows = [p for p in self.positions if _in_scope(p, scope)]
+        gross = sum(abs(p.market_value) for p in rows)
+        names = ", ".join(
+            f"{fmt.contract(p.symbol)} {fmt.signed_qty(p.quantity)}" for p in rows[:4]
+        )
+        more = f" +{len(rows) - 4} more" if len(rows) > 4 else ""
+        holders = sorted({s for p in rows for s in p.strategies if s != "manual"})
+        they = "it does" if len(holders) == 1 else "they do"
+        pause = (
+            f"Pauses {', '.join(holders)} so {they} not trade back in."
+            if holders
+            else "No strategy holds these; none is paused."
+        )
+        self.query_one("#what", Static).update(
+            f"Closes {len(rows)} position{'s' if len(rows) != 1 else ''} "
+            f"(gross ${fmt.money(gross, 0)}): {names}{more}\n"
+            f"Cancels the open orders in them. {pause}"
+        )
 
     def build(self) -> FlattenAll:
-        limit = self.query_one("#otype", RadioSet).pressed_index == 1
+        limit = self.query_one("#otype", Choice).index == 1
         off = parse_number(
-            self.query_one("#offset", Input).value, "offset %", required=limit, positive=False
+            self.query_one("#offset", Field).value, "offset %", required=limit, positive=False
         )
         if off is not None and not 0 <= off <= 10:
             raise InputError(f"offset %: must be between 0 and 10, got {off:g}")
+        scope = self.scope
         return FlattenAll(
             order_type=OrderType.LIMIT if limit else OrderType.MARKET,
             limit_offset_pct=off if off is not None else self.offset_pct,
+            symbol=scope.symbol,
+            strategy=scope.strategy,
+        )
+
+
+def kill_summary(
+    n_strategies: int, n_orders: int, positions: Sequence[PositionRow], state: str
+) -> str:
+    """What the kill switch will do, in numbers, in the order the engine does it."""
+    held = [p for p in positions if p.quantity != 0]
+    gross = sum(abs(p.market_value) for p in held)
+
+    def every(n: int, what: str, plural: str) -> str:
+        if n == 0:
+            return f"{plural} (none now)"
+        return f"the 1 {what}" if n == 1 else f"all {n} {plural}"
+
+    pause = (
+        f"1. Pause {every(n_strategies, 'strategy', 'strategies')} "
+        "(each stays paused until you resume it)."
+        if n_strategies
+        else "1. No strategy to pause."
+    )
+    flatten = f"3. Flatten {every(len(held), 'position', 'positions')}"
+    flatten += f" (gross ${fmt.money(gross, 0)}) with market orders." if held else "."
+    return "\n".join(
+        (
+            pause,
+            f"2. Cancel {every(n_orders, 'open order', 'open orders')}.",
+            flatten,
+            f"Trading stays {state}; the closing orders are let through even when halted.",
+        )
+    )
+
+
+class KillDialog(ConfirmDialog):
+    """The kill switch's confirmation: exactly what it will do, in numbers."""
+
+    def __init__(
+        self, n_strategies: int, n_orders: int, positions: Sequence[PositionRow], state: str
+    ) -> None:
+        super().__init__(
+            "KILL SWITCH",
+            kill_summary(n_strategies, n_orders, positions, state),
+            yes="Kill",
+            danger=True,
         )
 
 
@@ -413,13 +352,13 @@ class FilterDialog(Dialog[str]):
         self.current = current
 
     def fields(self) -> ComposeResult:
-        yield _field("Contains", Input(self.current, id="filter", compact=True))
+        yield field_row("Contains", Field(self.current, id="filter"))
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self.set_focus(self.query_one("#filter", Field))
 
     def build(self) -> str:
-        text = self.query_one("#filter", Input).value
+        text = self.query_one("#filter", Field).value
         if len(text) > 64:
             raise InputError("filter: at most 64 characters")
         return text.strip()
@@ -440,32 +379,28 @@ class UpdateStrategyDialog(Dialog[UpdateStrategy]):
         self.TITLE_TEXT = f"Update {row.name} ({row.cls}): positions and orders stay"
 
     def fields(self) -> ComposeResult:
+        # Parameter names are longer than the order ticket's labels.
         for name, value in self.row.params:
-            yield self._row(name, Input(str(value), id=f"p-{name}", compact=True))
-        yield self._row(
+            yield field_row(name, Field(str(value), id=f"p-{name}"), label_width=16)
+        yield field_row(
             "Code",
-            Input("", placeholder="package.module:Class (optional)", id="code", compact=True),
+            Field("", placeholder="package.module:Class (optional)", id="code"),
+            label_width=16,
         )
 
-    @staticmethod
-    def _row(text: str, widget: Input) -> Horizontal:
-        label = Label(text, classes="field-label")
-        label.styles.width = 16  # parameter names are longer than the order ticket's labels
-        return Horizontal(label, widget, classes="field")
-
     def on_mount(self) -> None:
-        inputs = list(self.query(Input))
+        inputs = list(self.query(Field))
         if inputs:
-            inputs[0].focus()
+            self.set_focus(inputs[0])
 
     def build(self) -> UpdateStrategy:
         from fbterm.strategies import StrategyError, load_strategy_class
 
-        code = self.query_one("#code", Input).value.strip()
+        code = self.query_one("#code", Field).value.strip()
         if code and ":" not in code:
             raise InputError(f"code: expected 'package.module:Class', got {code!r}")
         given = {
-            name: self.query_one(f"#p-{name}", Input).value.strip() for name, _ in self.row.params
+            name: self.query_one(f"#p-{name}", Field).value.strip() for name, _ in self.row.params
         }
         changed = {k: v for k, v in given.items() if v != str(dict(self.row.params)[k])}
         if not changed and not code:
@@ -479,3 +414,18 @@ class UpdateStrategyDialog(Dialog[UpdateStrategy]):
         return UpdateStrategy(
             name=self.row.name, params={k: merged[k] for k in changed}, cls=code or None
         )
+
+
+__all__ = [
+    "ConfirmDialog",
+    "Dialog",
+    "FilterDialog",
+    "FlattenDialog",
+    "FlattenScope",
+    "InputError",
+    "KillDialog",
+    "UpdateStrategyDialog",
+    "field_row",
+    "flatten_scopes",
+    "parse_number",
+]

@@ -7,7 +7,9 @@ Signs are always printed on P&L so meaning survives a monochrome terminal.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 
 DASH = "–"
 
@@ -99,3 +101,34 @@ def tone(v: float | None, eps: float = 1e-9) -> str:
     if v < -eps:
         return "down"
     return "flat"
+
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_OPTION = re.compile(
+    r"^(?P<und>\S+) (?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2}) (?P<r>[CP])(?P<k>[\d.]+)$"
+)
+
+
+def _third_friday(year: int, month: int) -> int:
+    return 15 + (4 - dt.date(year, month, 15).weekday()) % 7
+
+
+def contract(key: str) -> str:
+    """A contract's short name that keeps what tells contracts apart: expiry, strike, right.
+
+    ``AAPL 20261218 C200`` -> ``AAPL 26DEC 200C`` (a standard monthly expiry, the third
+    Friday); a weekly keeps its day: ``AAPL 20261204 P197.5`` -> ``AAPL 26DEC04 197.5P``.
+    Anything that is not an option key is returned as it is.
+    """
+    m = _OPTION.match(key)
+    if m is None:
+        return key
+    y, mo, d = int(m["y"]), int(m["m"]), int(m["d"])
+    if not 1 <= mo <= 12:
+        return key
+    try:
+        monthly = d == _third_friday(y, mo)
+    except ValueError:
+        return key
+    day = "" if monthly else f"{d:02d}"
+    return f"{m['und']} {y % 100:02d}{_MONTHS[mo - 1]}{day} {m['k']}{m['r']}"

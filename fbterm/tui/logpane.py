@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
+from textual.content import Content
 from textual.widgets import RichLog
 
 from fbterm.snapshot import EngineSnapshot, LogLine
@@ -76,7 +77,13 @@ class LogPane(RichLog):
     def _add(self, line: LogLine | UILine) -> None:
         self._buffer.append(line)
         if self._passes(line):
-            self.write(self._format_line(line))
+            self._write(line)
+
+    def _write(self, line: LogLine | UILine) -> None:
+        # Each line is kept whole and the pane shows as much of it as its width allows: a
+        # wider pane (a bigger terminal, compact mode off) shows more without a rewrite.
+        text = self._format_line(line)
+        self.write(text, width=max(text.cell_len, 1), shrink=False)
 
     # -- filtering -------------------------------------------------------------------------
     def _passes(self, line: LogLine | UILine) -> bool:
@@ -103,8 +110,8 @@ class LogPane(RichLog):
         self.clear()
         for line in self._buffer:
             if self._passes(line):
-                self.write(self._format_line(line))
-        self.border_subtitle = self.describe_filter()
+                self._write(line)
+        self.border_subtitle = Content(self.describe_filter())  # never markup (see console)
 
     def describe_filter(self) -> str:
         text = f"≥{self.min_level}"

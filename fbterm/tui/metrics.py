@@ -16,15 +16,16 @@ from fbterm.tui.table import Column, KeyedTable, Row
 
 
 class StrategyMetricsTable(KeyedTable):
+    # Numbers take the width they need (fit): a cut number is a wrong number.
     COLUMNS = (
-        Column("name", "Strategy", 14),
-        Column("equity", "Equity", 12, right=True),
-        Column("pnl", "P&L total", 11, right=True),
-        Column("dd", "DD", 6, right=True),
-        Column("sharpe", "Sharpe", 6, right=True),
-        Column("win", "Win%", 6, right=True),
-        Column("trades", "Trades", 6, right=True, prio=2),
-        Column("params", "Params", 24, prio=2),
+        Column("name", "Strategy", 8, grow=10, fit=True),
+        Column("equity", "Equity", 12, right=True, grow=4, fit=True),
+        Column("pnl", "P&L total", 11, right=True, grow=4, fit=True),
+        Column("dd", "DD", 6, right=True, grow=2, fit=True),
+        Column("sharpe", "Sharpe", 6, right=True, grow=6, fit=True),
+        Column("win", "Win%", 6, right=True, fit=True),
+        Column("trades", "Trades", 6, right=True, prio=2, grow=4, fit=True),
+        Column("params", "Params", 16, prio=3, grow=24),
     )
     DEFAULT_SORT = "name"
 
@@ -36,14 +37,14 @@ class StrategyMetricsTable(KeyedTable):
                 Row(
                     key=s.name,
                     cells={
-                        "name": (fmt.fit(s.name, 14), ""),
+                        "name": (s.name, ""),
                         "equity": (fmt.money(s.equity, 0), ""),
                         "pnl": (fmt.pnl(s.pnl_total), fmt.tone(s.pnl_total)),
                         "dd": (fmt.pct(s.drawdown_pct), "warn" if s.drawdown_pct > 5 else ""),
                         "sharpe": (fmt.num(s.sharpe), fmt.tone(s.sharpe)),
                         "win": (fmt.pct(s.win_rate_pct, 0), ""),
                         "trades": (str(s.trades), ""),
-                        "params": (fmt.fit(params, 24), "muted"),
+                        "params": (params, "muted"),
                     },
                     sort={
                         "name": s.name,

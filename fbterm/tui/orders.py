@@ -1,4 +1,6 @@
-"""Open orders pane: keyed by client order id; age counts from the snapshot's clock."""
+"""Open orders pane (the blotter): keyed by client order id; age counts from the snapshot's
+clock. Side, symbol, quantity, price and status show at any width; the rest comes as the
+terminal grows. Side is a word (BUY/SELL), not only a colour."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from fbterm.tui.table import Column, KeyedTable, Row
 
 class OrdersTable(KeyedTable):
     COLUMNS = (
-        Column("id", "Id", 10),
-        Column("strategy", "Strategy", 12, prio=3),
-        Column("symbol", "Symbol", 10),
-        Column("side", "Side", 4),
-        Column("type", "Type", 7),
-        Column("qty", "Qty", 7, right=True),
-        Column("filled", "Filled", 7, right=True, prio=1),
-        Column("price", "Lmt/Stp", 15, right=True, prio=2),
-        Column("status", "Status", 13, prio=4),
-        Column("age", "Age", 6, right=True),
+        Column("id", "Id", 9, prio=8),
+        Column("strategy", "Strategy", 8, prio=5, grow=6),
+        Column("symbol", "Symbol", 6, prio=0, grow=14, fit=True),
+        Column("side", "Side", 4, prio=0),
+        Column("type", "Type", 7, prio=4),
+        Column("qty", "Qty", 7, right=True, prio=1),
+        Column("filled", "Filled", 6, right=True, prio=7),
+        Column("price", "Lmt/Stp", 8, right=True, prio=2, grow=8, fit=True),
+        Column("status", "Status", 9, prio=3, grow=6),
+        Column("age", "Age", 6, right=True, prio=6),
     )
     DEFAULT_SORT = "age"
 
@@ -33,6 +35,11 @@ class OrdersTable(KeyedTable):
         self.orders = {o.client_order_id: o for o in snap.open_orders}
         self.set_rows(order_rows(snap))
 
+    def cell_text(self, column: str, text: str, width: int) -> str:
+        if column == "status" and len(text) > width:
+            return _STATUS_SHORT.get(text, text)
+        return text
+
     @property
     def selected_order(self) -> Order | None:
         key = self.selected_key
@@ -45,7 +52,15 @@ def _price(o: Order) -> str:
         parts.append(fmt.num(o.limit_price))
     if o.stop_price is not None:
         parts.append("@" + fmt.num(o.stop_price))
-    return " ".join(parts) or fmt.DASH
+    return " ".join(parts) or "MKT"
+
+
+# Short words for narrow columns: every status stays readable in nine cells.
+_STATUS_SHORT = {
+    "PendingSubmit": "PendSubmt",
+    "PartiallyFilled": "Part.fill",
+    "PendingCancel": "PendCancl",
+}
 
 
 def order_rows(snap: EngineSnapshot) -> list[Row]:
@@ -56,9 +71,9 @@ def order_rows(snap: EngineSnapshot) -> list[Row]:
             Row(
                 key=o.client_order_id,
                 cells={
-                    "id": (fmt.fit(o.client_order_id, 10), ""),
-                    "strategy": (fmt.fit(o.strategy_id, 12), ""),
-                    "symbol": (fmt.fit(o.symbol, 10), ""),
+                    "id": (o.client_order_id, ""),
+                    "strategy": (o.strategy_id, ""),
+                    "symbol": (fmt.contract(o.symbol), ""),
                     "side": (o.side.value, "buy" if o.side.value == "BUY" else "sell"),
                     "type": (o.order_type.value, ""),
                     "qty": (fmt.qty(o.quantity), ""),

@@ -6,6 +6,9 @@ level word is printed too, so a breach reads as a breach in a monochrome termina
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -19,21 +22,57 @@ from fbterm.tui import fmt
 LEVELS = ("ok", "warn", "breach")
 _LEVEL_WORD = {"ok": "  ", "warn": " !", "breach": "!!"}
 
+# When a gauge line is narrow its label gets shorter, never its numbers.
+SHORT_NAMES = {
+    "drawdown": "DD",
+    "daily loss": "loss",
+    "gross exposure": "gross",
+    "orders/s": "ord/s",
+}
 
-TEXT_WIDTH = 18
+
+def short_name(name: str) -> str:
+    return SHORT_NAMES.get(name, name[:6])
 
 
-def gauge_text(g: Gauge, bar_width: int, label_width: int = 10) -> str:
-    frac = min(g.fraction, 1.0)
-    filled = round(frac * bar_width)
-    bar = "█" * filled + "░" * (bar_width - filled)
-    text = fmt.fit(g.text, TEXT_WIDTH)
-    return f"{fmt.fit(g.name, label_width):<{label_width}} {bar} {_LEVEL_WORD.get(g.level, '  ')} {text:>{TEXT_WIDTH}}"
+@dataclass(frozen=True, slots=True)
+class GaugeLayout:
+    """How every gauge line of a pane is laid out at its width (one layout for all, so the
+    bars line up): full or short labels, the label and number columns, the bar's width."""
+
+    short: bool
+    label_width: int
+    value_width: int
+    bar_width: int
+
+
+def gauge_layout(gauges: Sequence[Gauge], width: int) -> GaugeLayout:
+    """The widest-reading layout that fits: full labels with a bar of at least 8, then short
+    labels with a bar of at least 4, then short labels and no bar. Numbers are never cut."""
+    values = max((len(g.text) for g in gauges), default=0)
+    for short, least in ((False, 8), (True, 4)):
+        labels = max((len(short_name(g.name) if short else g.name) for g in gauges), default=0)
+        bar = width - labels - values - 5
+        if bar >= least:
+            return GaugeLayout(short, labels, values, bar)
+    labels = max((len(short_name(g.name)) for g in gauges), default=0)
+    return GaugeLayout(True, labels, max(values, width - labels - 4), 0)
+
+
+def gauge_text(g: Gauge, layout: GaugeLayout) -> str:
+    """One gauge: label, bar, level mark (two cells: '  ', ' !' or '!!'), value / limit."""
+    mark = _LEVEL_WORD.get(g.level, "  ")
+    label = short_name(g.name) if layout.short else g.name
+    if layout.bar_width <= 0:
+        return f"{label:<{layout.label_width}} {mark} {g.text:>{layout.value_width}}"
+    filled = round(min(g.fraction, 1.0) * layout.bar_width)
+    bar = "█" * filled + "░" * (layout.bar_width - filled)
+    return f"{label:<{layout.label_width}} {bar} {mark} {g.text:>{layout.value_width}}"
 
 
 class GaugeLine(Widget):
-    """One gauge; the bar takes whatever width the value text leaves. Repainted only when
-    the gauge's text or level changes (or the widget is resized)."""
+    """One gauge, drawn with the pane's layout. Repainted only when the gauge's text or level
+    changes (or the layout does)."""
 
     DEFAULT_CSS = "GaugeLine { height: 1; }"
 
@@ -41,26 +80,27 @@ class GaugeLine(Widget):
         super().__init__(classes="gauge -ok")
         self.gauge_name = name
         self.gauge: Gauge | None = None
+        self.layout_: GaugeLayout | None = None
 
-    def show(self, g: Gauge) -> None:
+    def show(self, g: Gauge, layout: GaugeLayout) -> None:
         old = self.gauge
         self.gauge = g
-        if old is not None and (old.text, old.level, round(old.fraction, 2)) == (
-            g.text,
-            g.level,
-            round(g.fraction, 2),
+        if (
+            old is not None
+            and layout == self.layout_
+            and (old.text, old.level, round(old.fraction, 2))
+            == (g.text, g.level, round(g.fraction, 2))
         ):
             return
+        self.layout_ = layout
         for lv in LEVELS:
             self.set_class(lv == g.level, f"-{lv}")
         self.refresh()
 
     def render(self) -> Text:
-        g = self.gauge
-        if g is None:
+        if self.gauge is None or self.layout_ is None:
             return Text("")
-        bar = max(self.size.width - 10 - 1 - 4 - TEXT_WIDTH, 4)
-        return Text(gauge_text(g, bar), no_wrap=True, overflow="ellipsis")
+        return Text(gauge_text(self.gauge, self.layout_), no_wrap=True, overflow="ellipsis")
 
 
 class RiskPane(Vertical):
@@ -75,6 +115,7 @@ class RiskPane(Vertical):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._gauges: dict[str, GaugeLine] = {}
+        self._gauges_now: tuple[Gauge, ...] = ()
         self._state_text = ""
         self._greeks_text = ""
 
@@ -87,19 +128,30 @@ class RiskPane(Vertical):
             st.update(text)
             st.set_class(r.state is TradingState.HALTED, "-breach")
             st.set_class(r.state is TradingState.REDUCING, "-warn")
-        for g in r.gauges:
+        self._gauges_now = r.gauges
+        self._draw()
+        greeks = greeks_text(r)
+        if greeks != self._greeks_text:
+            self._greeks_text = greeks
+            st = self.query_one("#risk-greeks", Static)
+            st.update(greeks)
+            st.display = bool(greeks)
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        width = self.content_region.width
+        if width <= 0 or not self._gauges_now:
+            return
+        layout = gauge_layout(self._gauges_now, width)
+        for g in self._gauges_now:
             line = self._gauges.get(g.name)
             if line is None:
                 line = GaugeLine(g.name)
                 self._gauges[g.name] = line
                 self.mount(line, before="#risk-greeks")
-            line.show(g)
-        text = greeks_text(r)
-        if text != self._greeks_text:
-            self._greeks_text = text
-            st = self.query_one("#risk-greeks", Static)
-            st.update(text)
-            st.display = bool(text)
+            line.show(g, layout)
 
 
 def greeks_text(r: RiskView) -> str:
@@ -122,38 +174,61 @@ def greeks_text(r: RiskView) -> str:
     return "\n".join(lines)
 
 
-def summary_text(r: RiskView) -> Text:
-    """The one-line risk summary used in compact mode; breaches upper-cased to stand out."""
-    parts = []
-    for g in r.gauges:
-        word = g.text if g.level == "ok" else g.text.upper()
-        mark = {"ok": "", "warn": "!", "breach": "!!"}.get(g.level, "")
-        parts.append((f"{g.name} {word}{mark}", g.level))
+def summary_text(r: RiskView, width: int = 0) -> Text:
+    """The one-line risk summary used in compact mode; breaches upper-cased to stand out.
+
+    If the full labels do not fit ``width``, the short ones are used; the numbers stay whole.
+    """
+
+    def line(short: bool) -> list[tuple[str, str]]:
+        parts = []
+        for g in r.gauges:
+            word = g.text if g.level == "ok" else g.text.upper()
+            if short:
+                word = word.replace(" / ", "/")
+            mark = {"ok": "", "warn": "!", "breach": "!!"}.get(g.level, "")
+            parts.append((f"{short_name(g.name) if short else g.name} {word}{mark}", g.level))
+        return parts
+
+    parts = line(False)
+    sep = " │ "
+    if width and sum(len(p) for p, _ in parts) + len(sep) * (len(parts) - 1) > width:
+        parts = line(True)
+        sep = " │ " if sum(len(p) for p, _ in parts) + 3 * (len(parts) - 1) <= width else "│"
     out = Text(no_wrap=True, overflow="ellipsis")
     for i, (p, _lv) in enumerate(parts):
         if i:
-            out.append(" │ ")
+            out.append(sep)
         out.append(p)
     return out
 
 
-class RiskSummary(Static):
+class RiskSummary(Widget):
     """Compact mode: every gauge on one line; the line takes the worst level's colour."""
 
+    DEFAULT_CSS = "RiskSummary { height: 1; }"
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id, markup=False, classes="-ok")
+        super().__init__(id=id, classes="-ok")
+        self.risk: RiskView | None = None
         self._last = ""
 
     def update_snapshot(self, snap: EngineSnapshot) -> None:
-        text = summary_text(snap.risk)
         levels = [g.level for g in snap.risk.gauges]
         worst = "breach" if "breach" in levels else "warn" if "warn" in levels else "ok"
-        if text.plain + worst == self._last:
+        key = repr([(g.text, g.level) for g in snap.risk.gauges])
+        self.risk = snap.risk
+        if key == self._last:
             return
-        self._last = text.plain + worst
+        self._last = key
         for lv in LEVELS:
             self.set_class(lv == worst, f"-{lv}")
-        self.update(text)
+        self.refresh()
+
+    def render(self) -> Text:
+        if self.risk is None:
+            return Text("")
+        return summary_text(self.risk, self.content_region.width)
 
 
 class Banner(Static):

@@ -17,13 +17,13 @@ _STATE_TONE = {
 
 class StrategiesTable(KeyedTable):
     COLUMNS = (
-        Column("name", "Name", 14),
-        Column("state", "State", 8),
-        Column("alloc", "Alloc", 8, right=True, prio=3),
-        Column("position", "Position", 18, prio=2),
-        Column("pnl", "P&L today", 11, right=True),
-        Column("trades", "Trades", 6, right=True, prio=1),
-        Column("signal", "Last signal", 16),
+        Column("name", "Name", 8, prio=0, grow=10, fit=True),
+        Column("state", "State", 8, prio=1),
+        Column("alloc", "Alloc", 8, right=True, prio=7),
+        Column("position", "Position", 14, prio=3, grow=22),
+        Column("pnl", "P&L today", 11, right=True, prio=2),
+        Column("trades", "Trades", 6, right=True, prio=6),
+        Column("signal", "Last signal", 10, prio=4, grow=14),
     )
     DEFAULT_SORT = "name"
 
@@ -41,6 +41,15 @@ class StrategiesTable(KeyedTable):
         return self.strategies.get(key) if key else None
 
 
+def _short_position(text: str) -> str:
+    """'AAPL +400, AAPL 20261218 C200 -4' -> 'AAPL +400, AAPL 26DEC 200C -4'."""
+    parts = []
+    for part in text.split(", "):
+        name, _, qty = part.rpartition(" ")
+        parts.append(f"{fmt.contract(name)} {qty}" if name else part)
+    return ", ".join(parts)
+
+
 def strategy_rows(snap: EngineSnapshot) -> list[Row]:
     rows = []
     for s in snap.strategies:
@@ -49,16 +58,16 @@ def strategy_rows(snap: EngineSnapshot) -> list[Row]:
             Row(
                 key=s.name,
                 cells={
-                    "name": (fmt.fit(s.name, 14), ""),
+                    "name": (s.name, ""),
                     "state": (state, _STATE_TONE.get(s.state, "")),
                     "alloc": (fmt.short_money(s.allocation), ""),
-                    "position": (fmt.fit(s.position or "flat", 18), "" if s.position else "muted"),
+                    "position": (
+                        _short_position(s.position) or "flat",
+                        "" if s.position else "muted",
+                    ),
                     "pnl": (fmt.pnl(s.pnl_today), fmt.tone(s.pnl_today)),
                     "trades": (str(s.trades), ""),
-                    "signal": (
-                        fmt.fit(s.error or s.last_signal or fmt.DASH, 16),
-                        "bad" if s.error else "",
-                    ),
+                    "signal": (s.error or s.last_signal or fmt.DASH, "bad" if s.error else ""),
                 },
                 sort={
                     "name": s.name,

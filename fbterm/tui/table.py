@@ -5,6 +5,11 @@ change re-measures every row. So rows are keyed (the position's symbol, the orde
 columns have fixed widths, every update is diffed against what is on screen, rows that did
 not change are not touched, the cursor stays on the same *row key* (not the same index) and
 ordering is a stable sort on the chosen column with the row key as tie-breaker.
+
+Which columns show, and how wide, follows the table's width (see :func:`fit_columns`): the
+most important columns first, then the spare cells to the columns that can use them. Widths
+change only when the terminal is resized or a longer name appears (an option contract), never
+per tick.
 """
 
 from __future__ import annotations
@@ -27,9 +32,44 @@ TONES = ("up", "down", "flat", "ok", "warn", "breach", "buy", "sell", "muted", "
 class Column:
     key: str
     label: str
-    width: int
+    width: int  # the fewest cells it shows in
     right: bool = False  # numbers align right
-    prio: int = 0  # columns are dropped highest prio first when the table is too narrow
+    prio: int = 0  # importance: 0 first; the highest numbers are dropped first when narrow
+    grow: int = 0  # up to this many more cells when the table has room
+    fit: bool = False  # takes the width of its longest text (up to width + grow) before others
+
+
+def fit_columns(
+    columns: Sequence[Column], avail: int, longest: dict[str, int], pad: int
+) -> tuple[tuple[str, int], ...]:
+    """Which columns fit ``avail`` cells and how wide each is, in display order.
+
+    Columns are taken in order of importance while they fit (a narrower, less important one
+    may still fit after a wider one did not); ``fit`` columns first take the cells their
+    longest text needs; what is left goes to the growing columns, most important first.
+    """
+    want: dict[str, int] = {}
+    for c in columns:
+        w = c.width
+        if c.fit:
+            w = max(w, min(longest.get(c.key, 0), c.width + c.grow))
+        want[c.key] = w
+    chosen: dict[str, int] = {}
+    used = 0
+    for c in sorted(columns, key=lambda c: c.prio):
+        need = want[c.key] + pad
+        if used + need <= avail or not chosen:
+            chosen[c.key] = want[c.key]
+            used += need
+    spare = avail - used
+    for c in sorted(columns, key=lambda c: c.prio):
+        if spare <= 0:
+            break
+        if c.key in chosen and c.grow and not c.fit:
+            extra = min(spare, c.width + c.grow - chosen[c.key])
+            chosen[c.key] += extra
+            spare -= extra
+    return tuple((c.key, chosen[c.key]) for c in columns if c.key in chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +106,7 @@ class KeyedTable(DataTable[Text]):
         self._order: list[str] = []
         self._styles: dict[str, Style] = {}
         self._columns_built: tuple[str, ...] = ()
+        self._layout: tuple[tuple[str, int], ...] = ()
         self.updates = 0  # cells written; tests read it to prove updates are diffed
 
     # -- columns -------------------------------------------------------------------------
@@ -73,43 +114,54 @@ class KeyedTable(DataTable[Text]):
     def active_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.COLUMNS if c.key in self._columns_built)
 
-    def _fitting(self, width: int) -> tuple[str, ...]:
-        """The most important columns that fit ``width`` cells, in display order."""
-        pad = 2 * self.cell_padding
-        keep: set[str] = set()
-        used = 0
-        for c in sorted(self.COLUMNS, key=lambda c: c.prio):
-            if used + c.width + pad > width and keep:
-                if c.prio == 0:
-                    continue
-                break
-            keep.add(c.key)
-            used += c.width + pad
-        return tuple(c.key for c in self.COLUMNS if c.key in keep)
+    @property
+    def column_widths(self) -> dict[str, int]:
+        return dict(self._layout)
+
+    def _longest(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.COLUMNS:
+            if c.fit:
+                out[c.key] = max(
+                    (len(r.cells.get(c.key, ("", ""))[0]) for r in self._rows.values()), default=0
+                )
+        return out
+
+    def _fitting(self, width: int) -> tuple[tuple[str, int], ...]:
+        return fit_columns(self.COLUMNS, width, self._longest(), 2 * self.cell_padding)
+
+    def _relayout(self) -> None:
+        # Only a change in which columns fit, or how wide, rebuilds the table.
+        width = self.scrollable_content_region.width or self.size.width
+        if width > 0:
+            layout = self._fitting(width)
+            if layout != self._layout:
+                self._build_columns(layout)
 
     def on_resize(self) -> None:
-        # Only a change in which columns fit rebuilds the table; a resize alone does not.
-        width = self.scrollable_content_region.width or self.size.width
-        if width > 0 and self._fitting(width) != self._columns_built:
-            self._build_columns(self._fitting(width))
+        self._relayout()
 
-    def _build_columns(self, keys: tuple[str, ...] | None = None) -> None:
-        if keys is None:
-            keys = self._columns_built or tuple(c.key for c in self.COLUMNS)
-        cols = tuple(c for c in self.COLUMNS if c.key in keys)
+    def _build_columns(self, layout: tuple[tuple[str, int], ...] | None = None) -> None:
+        if layout is None:
+            layout = self._layout or tuple((c.key, c.width) for c in self.COLUMNS)
+        widths = dict(layout)
+        cols = tuple(c for c in self.COLUMNS if c.key in widths)
         self.clear(columns=True)
         for c in cols:
-            self.add_column(self._label(c), width=c.width, key=c.key)
+            self.add_column(self._label(c, widths[c.key]), width=widths[c.key], key=c.key)
+        self._layout = tuple(layout)
         self._columns_built = tuple(c.key for c in cols)
         self._shown.clear()
         self._order.clear()
         self._apply()
 
-    def _label(self, c: Column) -> Text:
+    def _label(self, c: Column, width: int | None = None) -> Text:
         mark = ""
         if c.key == self.sort_column:
             mark = "▼" if self.sort_reverse else "▲"
-        label = (c.label + mark)[: c.width]
+        cells = width or self.column_widths.get(c.key, c.width)
+        label = f"{c.label} {mark}" if mark and len(c.label) + 2 <= cells else c.label + mark
+        label = label[:cells]
         return Text(label, justify="right" if c.right else "left")
 
     # -- styles --------------------------------------------------------------------------
@@ -129,7 +181,12 @@ class KeyedTable(DataTable[Text]):
             self._styles[tone] = st
         return st
 
+    def cell_text(self, column: str, text: str, width: int) -> str:
+        """What a cell shows in ``width`` cells; a table may say it shorter than cutting it."""
+        return text
+
     def _cell(self, col: Column, text: str, tone: str, *, first: bool, row_key: str) -> Text:
+        text = self.cell_text(col.key, text, self.column_widths.get(col.key, col.width))
         t: Text = KeyText(text) if first else Text(text)
         if first:
             t.row_key = row_key  # type: ignore[attr-defined]
@@ -187,6 +244,8 @@ class KeyedTable(DataTable[Text]):
     def set_rows(self, rows: Iterable[Row]) -> None:
         self._rows = {r.key: r for r in rows}
         if self.is_mounted and self._columns_built:
+            if any(c.fit for c in self.COLUMNS):
+                self._relayout()  # a longer name (an option contract) may need a wider column
             self._apply()
 
     def _apply(self) -> None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from fbterm.execution.brokers.fills import MarketUpdate
-from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType
+from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType, Side
 from fbterm.model.venue import VenueContract
 
 # The strategy id of everything fbterm did not create: positions it found at the venue and
@@ -274,3 +274,33 @@ class SimulatedVenue(Protocol):
     def restore(self, fills: Iterable[Fill], open_orders: Iterable[Order]) -> None:
         """Rebuild cash, positions and the working orders from the journal (after a restart)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarginImpact:
+    """A venue's what-if answer for one order: initial margin before and after, and the
+    buying power the account would have left. Nothing is sent to the market to get it."""
+
+    venue: str
+    margin_before: float
+    margin_after: float
+    buying_power_after: float
+    note: str = ""
+
+    def describe(self) -> str:
+        change = self.margin_after - self.margin_before
+        text = (
+            f"what-if ({self.venue}): initial margin {change:+,.0f} -> {self.margin_after:,.0f}; "
+            f"buying power after {self.buying_power_after:,.0f}"
+        )
+        return f"{text} ({self.note})" if self.note else text
+
+
+@runtime_checkable
+class MarginPreview(Protocol):
+    """A venue that can say what an order would do to margin before it is sent (TWS calls it
+    what-if). Optional: the console says so when a venue offers none."""
+
+    def what_if(
+        self, instrument: Instrument, side: Side, quantity: float, price: float
+    ) -> MarginImpact: ...

@@ -23,6 +23,7 @@ from fbterm.execution.brokers.base import (
     ConnectionState,
     EventHandler,
     FillEvent,
+    MarginImpact,
     ModifyAckEvent,
     OrderStatusEvent,
 )
@@ -585,6 +586,30 @@ class PaperBroker:
     def buying_power(self) -> float:
         """Equity x leverage, less what positions and working orders that add risk use."""
         return max(self._free_equity() - self._reserved_total, 0.0)
+
+    def what_if(
+        self, instrument: Instrument, side: Side, quantity: float, price: float
+    ) -> MarginImpact:
+        """The margin an order would use if it filled at ``price`` (Reg T: gross / leverage),
+        by the same marks and buying-power rule the account itself uses."""
+        net, gross = self._marked_positions()
+        pos = self._open.get(instrument.key)
+        q0 = pos.quantity if pos else 0.0
+        # After the fill the account marks the whole position at the market, as it does now;
+        # the order's own price only stands in when there is no mark yet.
+        mark = self._mark(instrument)
+        px = price if mark is None else mark
+        mult = instrument.multiplier
+        gross_after = gross - abs(q0 * px * mult) + abs((q0 + side.sign * quantity) * px * mult)
+        lev = self.cfg.leverage
+        free_after = (self.cash + net) * lev - gross_after
+        return MarginImpact(
+            venue=self.name,
+            margin_before=gross / lev,
+            margin_after=gross_after / lev,
+            buying_power_after=max(free_after - self._reserved_total, 0.0),
+            note=f"paper: gross / leverage {lev:g}",
+        )
 
     def query_open_orders(self) -> list[BrokerOrder]:
         return [
