@@ -352,7 +352,8 @@ socket = "{tmp_path / "run" / "c.sock"}"
     )
     try:
         wait_until(
-            lambda: fbterm("status").returncode == 0 and "running" in fbterm("status").stdout,
+            # "engine: running", not the journal fallback's "no engine running".
+            lambda: fbterm("status").stdout.startswith("engine: running"),
             "engine up",
         )
         sock = tmp_path / "run" / "c.sock"
