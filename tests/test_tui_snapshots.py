@@ -86,9 +86,39 @@ CASES = {
 }
 
 
+def _palette_filled(app: FbtermApp) -> bool:
+    from textual.command import CommandList
+
+    lists = app.screen.query(CommandList)
+    return bool(lists) and lists.first().option_count >= 10
+
+
+def _what_if_answered(app: FbtermApp) -> bool:
+    answers = app.screen.query("#whatif")
+    return bool(answers) and str(answers.first().render()) == "accepted"
+
+
+# Screens that fill in after the keys (the palette's search, the venue's what-if answer):
+# the snapshot waits, bounded, until they have.
+READY = {"palette": _palette_filled, "transmit": _what_if_answered}
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("case", list(CASES))
 def test_snapshot(case: str, size: tuple[int, int], snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert os.environ["TZ"] == "UTC"
     keys, kwargs = CASES[case]
-    assert snap_compare(make_app(**kwargs), press=keys, terminal_size=size, run_before=first_frame)
+    ready = READY.get(case)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await first_frame(pilot)
+        if keys:
+            await pilot.press(*keys)
+        for _ in range(200):
+            if ready is None or ready(pilot.app):
+                break
+            await pilot.pause(0.02)
+        assert ready is None or ready(pilot.app), case
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_app(**kwargs), terminal_size=size, run_before=run_before)

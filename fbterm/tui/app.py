@@ -83,7 +83,9 @@ class FbtermApp(App[int]):
     TITLE = "fbterm"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    # Only the console's own actions: Textual's system commands would offer a second theme
+    # switch (its base themes, not fbterm's) and list in a varying order with these.
+    COMMANDS = {ConsoleCommands}
 
     def __init__(
         self,
