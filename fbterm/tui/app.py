@@ -26,10 +26,11 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from textual import on
 from textual.app import App
+from textual.command import Provider
 from textual.css.query import NoMatches
 from textual.filter import LineFilter
 from textual.message import Message
@@ -85,7 +86,7 @@ class FbtermApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     # Only the console's own actions: Textual's system commands would offer a second theme
     # switch (its base themes, not fbterm's) and list in a varying order with these.
-    COMMANDS = {ConsoleCommands}
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {ConsoleCommands}
 
     def __init__(
         self,
