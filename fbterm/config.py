@@ -5,21 +5,29 @@ Each section is a frozen dataclass; a field's ``metadata`` carries its constrain
 dataclasses and reports the first problem as ``config.toml: risk.max_order_value: must be > 0,
 got -5``: the file, the key path and the reason. Unknown keys are errors (a typo must not
 silently turn a limit off).
+
+Numbers are finite and bounded: ``inf`` and ``nan`` are refused everywhere (TOML allows them,
+and ``max_order_value = inf`` would quietly remove a limit), ``true`` is not a number, and
+sizes that cannot be meant (a 1e300 account, a window of 10**18 bars) are refused with the
+bound. A risk limit that may be switched off says so with the word ``"none"``
+(``max_order_value = "none"``); that is the only way to write "no limit".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import operator
 import os
-import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+# check-config's writer lives beside the reader; importable from here as it always was.
+from fbterm.toml_dump import dump_toml as dump_toml
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -37,20 +45,30 @@ def _f(default: Any = dataclasses.MISSING, *, factory: Any = None, **meta: Any) 
     return field(default=default, metadata=meta)
 
 
+# Bounds for amounts no account, price or limit can reach: a value beyond them is a typo.
+MONEY_MAX = 1e12
+PRICE_MAX = 1e7
+SECONDS_MAX = 7 * 86_400.0
+NO_LIMIT = "none"  # how the file says "no limit" for a limit marked ``no_limit=True``
+
+
 # ------------------------------------------------------------------------------- sections
 
 
 @dataclass(frozen=True)
 class PaperBrokerConfig:
-    cash: float = _f(1_000_000.0, gt=0, help="starting cash of the paper account")
+    cash: float = _f(1_000_000.0, gt=0, le=MONEY_MAX, help="starting cash of the paper account")
     commission: str = _f("per_share", choices=("per_share", "percent"))
-    commission_per_share: float = _f(0.005, ge=0)
-    commission_minimum: float = _f(1.0, ge=0)
+    commission_per_share: float = _f(0.005, ge=0, le=PRICE_MAX)
+    commission_minimum: float = _f(1.0, ge=0, le=MONEY_MAX)
     commission_max_fraction: float = _f(0.01, ge=0, le=1)
-    commission_per_contract: float = _f(0.65, ge=0)
+    commission_per_contract: float = _f(0.65, ge=0, le=PRICE_MAX)
     commission_fraction: float = _f(0.0, ge=0, lt=1, help="percent mode: fraction of value")
     participation: float = _f(0.5, gt=0, le=1, help="max share of an update's volume per fill")
     leverage: float = _f(2.0, ge=1, le=10, help="buying power = equity x leverage")
+    maintenance_margin: float = _f(
+        0.25, ge=0, lt=1, help="positions are liquidated when equity <= this x gross value"
+    )
     account: str = _f("PAPER")
 
 
@@ -61,17 +79,28 @@ class IBConfig:
     client_id: int = _f(17, ge=0)
     account: str = _f("", help="empty: the first managed account")
     read_only: bool = _f(False)
-    connect_timeout: float = _f(10.0, gt=0)
-    request_timeout: float = _f(30.0, gt=0)
-    reconnect_initial_delay: float = _f(1.0, gt=0)
-    reconnect_max_delay: float = _f(60.0, gt=0)
+    connect_timeout: float = _f(10.0, gt=0, le=SECONDS_MAX)
+    request_timeout: float = _f(30.0, gt=0, le=SECONDS_MAX)
+    reconnect_initial_delay: float = _f(1.0, gt=0, le=SECONDS_MAX)
+    reconnect_max_delay: float = _f(60.0, gt=0, le=SECONDS_MAX)
     max_messages_per_second: float = _f(45.0, gt=0, le=50)
     market_data_type: int = _f(1, ge=1, le=4, help="1 live, 2 frozen, 3 delayed, 4 delayed-frozen")
+    # Connection loss, reconciliation, history pacing (README: Interactive Brokers).
+    on_connection_lost: str = _f("reduce", choices=("reduce", "halt"), help="while IB is down")
+    resume_on_restore: bool = _f(True, help="ACTIVE again once IB is back and re-synced")
+    reconcile_interval: float = _f(60.0, ge=0, le=SECONDS_MAX, help="s; 0: start/reconnects")
+    pacing_retry_delay: float = _f(15.0, gt=0, le=SECONDS_MAX, help="first wait on IB 162/366")
+    pacing_max_retries: int = _f(6, ge=0, le=20, help="then a symbol warms on live bars")
+    feed_hours: str = _f("exchange", choices=("exchange", "always"), help="when silence is stale")
+    delayed_fallback: bool = _f(
+        True, help="no market data subscription (IB 354/10167): switch to delayed data"
+    )
 
 
 @dataclass(frozen=True)
 class BrokerConfig:
     kind: str = _f("paper", choices=("paper", "ib"))
+    read_only: bool = _f(False, help="refuse every new order, modification and cancel (any venue)")
     paper: PaperBrokerConfig = _f(factory=PaperBrokerConfig)
     ib: IBConfig = _f(factory=IBConfig)
 
@@ -89,40 +118,78 @@ class SimulatedMarketConfig:
     jump_intensity: float = _f(0.0001, ge=0, le=1, help="chance of a jump per tick")
     jump_std: float = _f(0.02, ge=0, le=1)
     spread_bps: float = _f(2.0, ge=0, le=1000)
-    daily_volume: float = _f(20_000_000.0, gt=0, help="shares a symbol trades in a session")
-    time_scale: float = _f(20.0, gt=0, help="simulated seconds per real second")
+    daily_volume: float = _f(
+        20_000_000.0, gt=0, le=MONEY_MAX, help="shares a symbol trades in a session"
+    )
+    time_scale: float = _f(20.0, gt=0, le=100_000, help="simulated seconds per real second")
     risk_free_rate: float = _f(0.04, ge=0, le=1)
     prices: dict[str, float] = _f(
         factory=lambda: {"AAPL": 190.0, "MSFT": 420.0, "SPY": 560.0, "NVDA": 130.0},
+        gt=0,
+        le=PRICE_MAX,
         help="starting prices; others start at 100",
     )
 
 
 @dataclass(frozen=True)
 class CSVReplayConfig:
-    path: str = _f("")
-    speed: float = _f(0.0, ge=0, help="0: as fast as possible; 1: real time; 60: a minute a second")
+    path: str = _f("", path=True)
+    speed: float = _f(
+        0.0, ge=0, le=1e6, help="0: as fast as possible; 1: real time; 60: a minute a second"
+    )
 
 
 @dataclass(frozen=True)
 class MarketConfig:
     source: str = _f("simulated", choices=("simulated", "csv", "ib"))
     symbols: list[str] = _f(factory=lambda: ["AAPL", "MSFT", "SPY", "NVDA"])
-    timezone: str = _f("America/New_York")
-    bar_seconds: float = _f(5.0, gt=0, help="bar size the engine builds from ticks for strategies")
-    history_bars: int = _f(500, gt=10, help="bars kept per symbol for strategies")
-    stale_after: float = _f(10.0, gt=0, help="seconds without an update before a feed is stale")
+    timezone: str = _f("America/New_York", help="zone of timestamps that carry none")
+    calendar: str = _f("XNYS", help="exchange calendar (exchange-calendars name): trading days")
+    bar_seconds: float = _f(
+        5.0, ge=0.01, le=86_400, help="bar size the engine builds from ticks for strategies"
+    )
+    history_bars: int = _f(500, gt=10, le=1_000_000, help="bars kept per symbol for strategies")
+    stale_after: float = _f(
+        10.0, gt=0, le=SECONDS_MAX, help="seconds without an update before a feed is stale"
+    )
     simulated: SimulatedMarketConfig = _f(factory=SimulatedMarketConfig)
     csv: CSVReplayConfig = _f(factory=CSVReplayConfig)
 
 
 @dataclass(frozen=True)
 class StrategyRiskConfig:
-    stop_loss_pct: float | None = _f(None, gt=0, lt=100)
-    stop_loss_abs: float | None = _f(None, gt=0)
-    take_profit_pct: float | None = _f(None, gt=0)
-    take_profit_abs: float | None = _f(None, gt=0)
-    trailing_stop_pct: float | None = _f(None, gt=0, lt=100)
+    """Exits of one strategy's positions; each key names its unit (see fbterm.risk.stops):
+    ``_pct`` percent of the entry price, ``_points`` price points per unit held, ``_money``
+    P&L of the whole position in account currency."""
+
+    stop_loss_pct: float | None = _f(None, gt=0, lt=100, help="percent below entry (long)")
+    stop_loss_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points per unit from entry"
+    )
+    stop_loss_money: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="loss of the whole position, money"
+    )
+    take_profit_pct: float | None = _f(None, gt=0, le=1e6, help="percent above entry (long)")
+    take_profit_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points per unit from entry"
+    )
+    take_profit_money: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="profit of the whole position, money"
+    )
+    trailing_stop_pct: float | None = _f(None, gt=0, lt=100, help="percent from the best price")
+    trailing_stop_points: float | None = _f(
+        None, gt=0, le=MONEY_MAX, help="price points from the best price"
+    )
+
+
+# Keys that once meant one thing live and another in backtests: refused, naming what to write.
+RETIRED_KEYS: dict[str, str] = {
+    "stop_loss_abs": "it meant money live but price points in backtests; write "
+    "stop_loss_money (loss of the whole position) or stop_loss_points (price distance per unit)",
+    "take_profit_abs": "it meant money live but price points in backtests; write "
+    "take_profit_money (profit of the whole position) or take_profit_points (price distance "
+    "per unit)",
+}
 
 
 @dataclass(frozen=True)
@@ -130,7 +197,7 @@ class StrategyConfig:
     name: str = _f(dataclasses.MISSING)
     cls: str = _f(dataclasses.MISSING, toml="class", help="built-in name or package.module:Class")
     symbols: list[str] = _f(factory=list)
-    capital: float = _f(100_000.0, gt=0)
+    capital: float = _f(100_000.0, gt=0, le=MONEY_MAX)
     enabled: bool = _f(True)
     sizing: str = _f("fraction", choices=("fixed", "cash", "fraction", "all_in"))
     params: dict[str, Any] = _f(factory=dict)
@@ -139,31 +206,49 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class RiskConfig:
-    max_order_value: float = _f(400_000.0, gt=0)
-    max_position_value: float = _f(500_000.0, gt=0, help="per symbol, whole account")
-    max_position_qty: float = _f(100_000.0, gt=0, help="per symbol, whole account")
-    max_strategy_position_value: float = _f(300_000.0, gt=0, help="per symbol, per strategy")
-    max_gross_exposure: float = _f(2_000_000.0, gt=0)
+    max_order_value: float = _f(400_000.0, gt=0, le=MONEY_MAX, no_limit=True)
+    max_position_value: float = _f(
+        500_000.0, gt=0, le=MONEY_MAX, no_limit=True, help="per symbol, whole account"
+    )
+    max_position_qty: float = _f(
+        100_000.0, gt=0, le=MONEY_MAX, no_limit=True, help="per symbol, whole account"
+    )
+    max_strategy_position_value: float = _f(
+        300_000.0, gt=0, le=MONEY_MAX, no_limit=True, help="per symbol, per strategy"
+    )
+    max_gross_exposure: float = _f(2_000_000.0, gt=0, le=MONEY_MAX, no_limit=True)
     price_collar_pct: float = _f(5.0, gt=0, le=100, help="limit/stop too far from last price")
-    max_orders_per_second: float = _f(20.0, gt=0)
+    max_orders_per_second: float = _f(20.0, gt=0, le=1e6, no_limit=True)
     max_drawdown_pct: float = _f(10.0, gt=0, le=100)
-    daily_loss_limit: float = _f(50_000.0, gt=0)
+    daily_loss_limit: float = _f(50_000.0, gt=0, le=MONEY_MAX, no_limit=True)
     cancel_orders_on_halt: bool = _f(True)
     warn_fraction: float = _f(0.8, gt=0, lt=1, help="gauges turn amber at this share of a limit")
+    max_portfolio_delta: float = _f(
+        0.0, ge=0, help="dollar delta (delta x underlying price), whole account; 0: no limit"
+    )
+    max_portfolio_vega: float = _f(
+        0.0, ge=0, help="money per volatility point, whole account; 0: no limit"
+    )
+    max_margin_pct: float = _f(
+        0.0,
+        ge=0,
+        le=100,
+        help="initial margin after an order, % of equity with loan (IB what-if); 0: no limit",
+    )
 
 
 @dataclass(frozen=True)
 class JournalConfig:
-    path: str = _f("", help="empty: <user data dir>/fbterm/journal.sqlite")
+    path: str = _f("", path=True, help="empty: <user data dir>/fbterm/journal.sqlite")
     synchronous: str = _f("NORMAL", choices=("OFF", "NORMAL", "FULL"))
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dir: str = _f("", help="empty: <user data dir>/fbterm/data")
+    dir: str = _f("", path=True, help="empty: <user data dir>/fbterm/data")
     on_bad_rows: str = _f("error", choices=("error", "drop", "repair"))
     gap_policy: str = _f("keep", choices=("keep", "drop", "ffill"))
-    outlier_sigma: float = _f(8.0, gt=0)
+    outlier_sigma: float = _f(8.0, gt=0, le=1e6)
 
 
 @dataclass(frozen=True)
@@ -176,7 +261,7 @@ class EmailAlertConfig:
     password_env: str = _f("FBTERM_SMTP_PASSWORD", help="name of the env var with the password")
     sender: str = _f("fbterm@localhost")
     recipients: list[str] = _f(factory=list)
-    timeout: float = _f(10.0, gt=0)
+    timeout: float = _f(10.0, gt=0, le=SECONDS_MAX)
 
 
 @dataclass(frozen=True)
@@ -188,35 +273,35 @@ class SMSAlertConfig:
     token_env: str = _f("FBTERM_SMS_TOKEN")
     sender: str = _f("")
     recipients: list[str] = _f(factory=list)
-    timeout: float = _f(10.0, gt=0)
+    timeout: float = _f(10.0, gt=0, le=SECONDS_MAX)
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     min_severity: str = _f("warning", choices=("info", "warning", "error", "critical"))
-    rate_limit_per_minute: int = _f(10, gt=0)
-    dedup_seconds: float = _f(300.0, ge=0)
-    retry_max_attempts: int = _f(20, gt=0)
-    retry_initial_delay: float = _f(5.0, gt=0)
+    rate_limit_per_minute: int = _f(10, gt=0, le=100_000)
+    dedup_seconds: float = _f(300.0, ge=0, le=SECONDS_MAX)
+    retry_max_attempts: int = _f(20, gt=0, le=100_000)
+    retry_initial_delay: float = _f(5.0, gt=0, le=SECONDS_MAX)
     email: EmailAlertConfig = _f(factory=EmailAlertConfig)
     sms: SMSAlertConfig = _f(factory=SMSAlertConfig)
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    path: str = _f("", help="empty: <user data dir>/fbterm/activity.jsonl")
-    max_bytes: int = _f(10_000_000, gt=1000)
-    backups: int = _f(5, ge=0)
+    path: str = _f("", path=True, help="empty: <user data dir>/fbterm/activity.jsonl")
+    max_bytes: int = _f(10_000_000, gt=1000, le=10**12)
+    backups: int = _f(5, ge=0, le=1000)
     level: str = _f("info", choices=("debug", "info", "warning", "error"))
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     kelly_cap: float = _f(0.25, gt=0, le=1, help="max half-Kelly fraction per strategy")
-    kelly_min_observations: int = _f(30, gt=1)
-    rebalance_interval: float = _f(0.0, ge=0, help="seconds; 0: only on command")
-    rolling_window: int = _f(100, gt=1)
-    report_dir: str = _f("", help="empty: the data dir")
+    kelly_min_observations: int = _f(30, gt=1, le=1_000_000)
+    rebalance_interval: float = _f(0.0, ge=0, le=365 * 86_400, help="seconds; 0: only on command")
+    rolling_window: int = _f(100, gt=1, le=1_000_000)
+    report_dir: str = _f("", path=True, help="empty: the data dir")
 
 
 @dataclass(frozen=True)
@@ -237,7 +322,9 @@ class UIConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    socket: str = _f("", help="empty: <user runtime/data dir>/fbterm/control.sock")
+    socket: str = _f(
+        "", path=True, help="empty: <fbterm's folder>/run/control.sock (a private folder)"
+    )
 
 
 @dataclass(frozen=True)
@@ -277,7 +364,7 @@ class Config:
         return (
             Path(self.control.socket).expanduser()
             if self.control.socket
-            else user_dir() / "control.sock"
+            else user_dir() / "run" / "control.sock"
         )
 
     @property
@@ -341,7 +428,10 @@ class _Ctx:
         self.source = source
 
     def fail(self, path: str, reason: str) -> typing.NoReturn:
-        raise ConfigError(f"{self.source}: {path}: {reason}")
+        from fbterm.redact import redact_text
+
+        # The reason may quote the value, and a value may be a webhook URL with its token.
+        raise ConfigError(f"{self.source}: {path}: {redact_text(reason)}")
 
 
 def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str, Any]) -> Any:
@@ -367,6 +457,8 @@ def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str
         if v_tp is Any:
             return dict(value)
         return {k: _convert(ctx, f"{path}.{k}", v_tp, v, meta) for k, v in value.items()}
+    if meta.get("no_limit") and value == NO_LIMIT:
+        return math.inf  # the limit is off; every comparison against it passes
     if tp is bool:
         if not isinstance(value, bool):
             ctx.fail(path, f"expected true or false, got {_got(value)}")
@@ -375,10 +467,14 @@ def _convert(ctx: _Ctx, path: str, tp: Any, value: Any, meta: typing.Mapping[str
             ctx.fail(path, f"expected an integer, got {_got(value)}")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            ctx.fail(path, f"expected a number, got {_got(value)}")
+            hint = f'; write "{NO_LIMIT}" for no limit' if meta.get("no_limit") else ""
+            ctx.fail(path, f"expected a number, got {_got(value)}{hint}")
         value = float(value)
-    elif tp is str and not isinstance(value, str):
-        ctx.fail(path, f"expected a string, got {_got(value)}")
+    elif tp is str:
+        if not isinstance(value, str):
+            ctx.fail(path, f"expected a string, got {_got(value)}")
+        if meta.get("path") and "\0" in value:
+            ctx.fail(path, "a path must not contain a NUL character")
     _check_constraints(ctx, path, value, meta)
     return value
 
@@ -387,8 +483,10 @@ def _check_constraints(ctx: _Ctx, path: str, v: Any, meta: typing.Mapping[str, A
     if "choices" in meta and v not in meta["choices"]:
         ctx.fail(path, f"must be one of {', '.join(map(repr, meta['choices']))}, got {v!r}")
     if isinstance(v, int | float) and not isinstance(v, bool):
-        if v != v:  # NaN
-            ctx.fail(path, "must be a number, got nan")
+        if not math.isfinite(v):
+            what = "a number" if v != v else "a finite number"
+            hint = f'; write "{NO_LIMIT}" for no limit' if meta.get("no_limit") else ""
+            ctx.fail(path, f"must be {what}, got {v}{hint}")
         for key, ok, word in (
             ("gt", operator.gt, ">"),
             ("ge", operator.ge, ">="),
@@ -396,7 +494,11 @@ def _check_constraints(ctx: _Ctx, path: str, v: Any, meta: typing.Mapping[str, A
             ("le", operator.le, "<="),
         ):
             if key in meta and not ok(v, meta[key]):
-                ctx.fail(path, f"must be {word} {meta[key]:g}, got {v:g}")
+                ctx.fail(path, f"must be {word} {_num(meta[key])}, got {_num(v)}")
+
+
+def _num(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
 
 
 def _build(ctx: _Ctx, path: str, cls: type[_Section], data: dict[str, Any]) -> _Section:
@@ -404,6 +506,8 @@ def _build(ctx: _Ctx, path: str, cls: type[_Section], data: dict[str, Any]) -> _
     fields = {_toml_name(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     prefix = f"{path}." if path else ""
     for key in data:
+        if key in RETIRED_KEYS and key not in fields:
+            ctx.fail(f"{prefix}{key}", f"no longer accepted: {RETIRED_KEYS[key]}")
         if key not in fields:
             near = _closest(key, list(fields))
             hint = f" (did you mean {near!r}?)" if near else ""
@@ -447,9 +551,6 @@ def _validate_whole(ctx: _Ctx, cfg: Config) -> None:
     for sym in cfg.market.symbols:
         if not sym or sym != sym.strip().upper():
             ctx.fail("market.symbols", f"symbols are upper-case tickers, got {sym!r}")
-    for sym, px in cfg.market.simulated.prices.items():
-        if px <= 0:
-            ctx.fail(f"market.simulated.prices.{sym}", f"must be > 0, got {px:g}")
     if cfg.market.source == "csv" and not cfg.market.csv.path:
         ctx.fail("market.csv.path", "is required when market.source = 'csv'")
     try:
@@ -458,8 +559,29 @@ def _validate_whole(ctx: _Ctx, cfg: Config) -> None:
         zoneinfo.ZoneInfo(cfg.market.timezone)
     except Exception:
         ctx.fail("market.timezone", f"unknown time zone {cfg.market.timezone!r}")
+    paper = cfg.broker.paper
+    if paper.maintenance_margin * paper.leverage >= 1:
+        ctx.fail(
+            "broker.paper.maintenance_margin",
+            f"must be < 1 / leverage ({1 / paper.leverage:g}), got {paper.maintenance_margin:g}: "
+            "a position bought with all the buying power would be liquidated at once",
+        )
+    if cfg.market.calendar != "XNYS":
+        # Imported only for another calendar: the default needs no check at every start.
+        from fbterm.sessions import CalendarError, check_calendar
+
+        try:
+            check_calendar(cfg.market.calendar)
+        except CalendarError as e:
+            ctx.fail("market.calendar", str(e))
     if cfg.broker.ib.reconnect_max_delay < cfg.broker.ib.reconnect_initial_delay:
         ctx.fail("broker.ib.reconnect_max_delay", "must be >= broker.ib.reconnect_initial_delay")
+
+
+def section_from_dict(cls: type[_Section], data: dict[str, Any], source: str) -> _Section:
+    """One config section (a StrategyRiskConfig from command-line options, say), checked as the
+    file's are; a problem is a ConfigError ``source: key: reason``."""
+    return _build(_Ctx(source), "", cls, data)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
@@ -553,7 +675,7 @@ def to_dict(obj: Any) -> Any:
     """The config as plain TOML-shaped data (what ``check-config`` prints)."""
     if dataclasses.is_dataclass(obj):
         return {
-            _toml_name(f): to_dict(getattr(obj, f.name))
+            _toml_name(f): _no_limit_as_word(f, to_dict(getattr(obj, f.name)))
             for f in dataclasses.fields(obj)
             if not f.metadata.get("internal")
         }
@@ -564,52 +686,6 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def dump_toml(data: dict[str, Any]) -> str:
-    """Render plain data as TOML (enough for our own config shape)."""
-    out: list[str] = []
-
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            # JSON's escapes are TOML's; TOML also wants DEL escaped.
-            return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
-        if isinstance(v, float):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + "}"
-        return str(v)
-
-    def _key(k: str) -> str:
-        return k if _BARE_KEY.fullmatch(k) else scalar(k)
-
-    def table(prefix: str, d: dict[str, Any], array: bool = False) -> None:
-        plain = {
-            k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_aot(v)
-        }
-        if prefix:
-            out.append(f"\n[[{prefix}]]" if array else f"\n[{prefix}]")
-        for k, v in plain.items():
-            out.append(f"{_key(k)} = {scalar(v)}")
-        for k, v in d.items():
-            if _is_table(v):
-                table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
-            elif _is_aot(v):
-                for item in v:
-                    table(f"{prefix}.{_key(k)}" if prefix else _key(k), item, array=True)
-
-    table("", data)
-    return "\n".join(out).lstrip("\n") + "\n"
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _is_table(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _is_aot(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+def _no_limit_as_word(f: dataclasses.Field[Any], v: Any) -> Any:
+    # An unset limit is written the way the file says it, so the dump loads back.
+    return NO_LIMIT if f.metadata.get("no_limit") and v == math.inf else v

@@ -1,13 +1,24 @@
-"""The local control socket: how ``fbterm update`` (and other CLI commands) reach a running engine.
+"""The local control socket: how ``fbterm update``, ``fbterm status`` and the other operator
+commands reach a running engine.
 
-A Unix stream socket created owner-only (mode 0600, in a 0700 directory where we create it),
-speaking JSON lines: each request is one line ``{"id": ..., "cmd": "update", ...}`` and gets one
-response line ``{"id": ..., "ok": true, "result": ...}`` or ``{"id": ..., "ok": false, "error":
-"..."}``. The server also checks the peer's uid where the OS tells us (SO_PEERCRED), so a
-permissive umask or a copied socket file is not enough to drive someone else's engine.
+A Unix stream socket created owner-only (mode 0600, in a directory no other user may write to;
+one we create is 0700), speaking JSON lines: each request is one line ``{"id": ..., "cmd":
+"update", ...}`` and gets one response line ``{"id": ..., "ok": true, "result": ...}`` or
+``{"id": ..., "ok": false, "error": "..."}``. The server also checks the peer's uid where the
+OS tells us (SO_PEERCRED), so a permissive umask or a copied socket file is not enough to drive
+someone else's engine.
 
-Handlers run on the server's connection threads: a handler that touches trading state must hand
-the work to the engine thread and wait for the answer (the engine owns that state).
+The socket path is checked before anything is done with it (:func:`check_socket_path`): a path
+that names an existing file that is not a socket is refused, never deleted (``control.socket``
+pointed at the journal must not cost the journal); a stale socket is replaced only when nobody
+answers on it; a path too long for ``sockaddr_un`` is an error, not a silent failure.
+
+At most ``max_connections`` connections are served at once, each on its own thread and each
+closed after ``idle_timeout`` seconds without a request; one more is told so and closed, so a
+flood of half-open connections costs a refusal each, not a thread each.
+
+Handlers run on the connection threads: a handler that touches trading state must hand the work
+to the engine thread and wait for the answer (the engine owns that state).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import json
 import os
 import socket
 import socketserver
+import stat
 import struct
 import sys
 import threading
@@ -25,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 MAX_LINE = 1 << 20  # a request is a few hundred bytes; refuse anything absurd
-_SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the terminating NUL
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the terminating NUL
+MAX_CONNECTIONS = 8
+IDLE_TIMEOUT = 10.0
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -34,17 +48,73 @@ class ControlError(Exception):
     """The control socket could not be reached, or the engine answered with an error."""
 
 
-def _check_path_length(path: Path) -> None:
-    if len(os.fsencode(str(path))) > _SUN_PATH_MAX:
+class NoEngine(ControlError):
+    """Nothing is serving the control socket: no engine is running there."""
+
+
+def check_socket_path(path: Path) -> None:
+    """Refuse a control socket path we could not (or must not) serve: one line saying why.
+
+    Checked at ``check-config``, at start and by the server itself, so the same path gets the
+    same verdict everywhere. An existing socket is fine (a running or a stale engine's).
+    """
+    raw = os.fsencode(str(path))
+    if b"\0" in raw:
+        raise ControlError(f"control socket path contains a NUL byte: {str(path)!r}")
+    if len(raw) > SUN_PATH_MAX:
         raise ControlError(
-            f"control socket path is too long for a Unix socket ({len(str(path))} > {_SUN_PATH_MAX}): {path}"
+            f"control socket path is too long for a Unix socket ({len(raw)} bytes > "
+            f"{SUN_PATH_MAX}): {path}; set control.socket to a shorter path"
         )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise ControlError(f"control socket {path}: {e.strerror}") from None
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "a file that is not a socket"
+            raise ControlError(
+                f"control socket {path} is {what}; refusing to replace it "
+                "(control.socket must name a socket path of its own)"
+            )
+        if st.st_uid != os.getuid():
+            raise ControlError(f"control socket {path} belongs to another user")
+    parent = _existing_ancestor(path.parent)
+    if parent is not None and parent == path.parent:
+        pst = os.stat(parent)
+        if not stat.S_ISDIR(pst.st_mode):
+            raise ControlError(f"control socket folder {parent} is not a directory")
+        if pst.st_uid != os.getuid() or pst.st_mode & 0o022:
+            raise ControlError(
+                f"control socket folder {parent} may be written by other users; "
+                "use a private folder for control.socket"
+            )
+
+
+def _existing_ancestor(p: Path) -> Path | None:
+    for candidate in (p, *p.parents):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 class _RequestHandler(socketserver.StreamRequestHandler):
     server: _Server
 
+    def setup(self) -> None:
+        # A read that waits longer than this ends the connection and frees its slot.
+        self.request.settimeout(self.server.idle_timeout)
+        super().setup()
+
     def handle(self) -> None:
+        try:
+            self._handle()
+        except OSError:  # timed out, or the peer went away: nothing to answer
+            return
+
+    def _handle(self) -> None:
         if not self.server.peer_allowed(self.request):
             self._send({"id": None, "ok": False, "error": "permission denied"})
             return
@@ -64,13 +134,24 @@ class _RequestHandler(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(socketserver.UnixStreamServer):
     allow_reuse_address = False
+    request_queue_size = 64  # the kernel's queue for a burst; beyond it a connect fails at once
 
-    def __init__(self, path: str, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        path: str,
+        handlers: Mapping[str, Handler],
+        *,
+        max_connections: int,
+        idle_timeout: float,
+    ) -> None:
         self.handlers = dict(handlers)
         self.socket_path = path
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
         super().__init__(path, _RequestHandler, bind_and_activate=False)
 
     def server_bind(self) -> None:
@@ -83,6 +164,42 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(old)
         os.chmod(self.socket_path, 0o600)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self._refuse(request)
+            return
+        t = threading.Thread(
+            target=self._serve_one,
+            args=(request, client_address),
+            name="fbterm-control-conn",
+            daemon=True,
+        )
+        t.start()
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken connection must not reach stderr as a traceback
+            pass
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        msg = {
+            "id": None,
+            "ok": False,
+            "error": f"busy: {self.max_connections} control connections are open; try again",
+        }
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall((json.dumps(msg) + "\n").encode())
+        self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Nothing to print: a failed connection is the client's business."""
 
     def peer_allowed(self, sock: socket.socket) -> bool:
         if not hasattr(socket, "SO_PEERCRED"):
@@ -113,12 +230,22 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ControlServer:
     """Serve ``handlers`` (command name -> callable(request dict) -> JSON-able result) on ``path``.
 
-    ``ping`` is built in. ``start()`` refuses to take over a socket another live process serves.
+    ``ping`` is built in. ``start()`` refuses a path that is not a socket, and a socket another
+    live process serves.
     """
 
-    def __init__(self, path: Path | str, handlers: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        handlers: Mapping[str, Handler] | None = None,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self.path = Path(path)
         self.handlers: dict[str, Handler] = {"ping": self._ping, **(handlers or {})}
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -128,16 +255,28 @@ class ControlServer:
 
         return {"pid": os.getpid(), "version": __version__}
 
+    @property
+    def refused(self) -> int:
+        """Connections turned away because ``max_connections`` were open."""
+        return self._server.refused if self._server is not None else 0
+
     def start(self) -> None:
-        _check_path_length(self.path)
+        check_socket_path(self.path)
         parent = self.path.parent
         if not parent.exists():
             parent.mkdir(parents=True, mode=0o700)
-        if self.path.exists() or self.path.is_symlink():
+            os.chmod(parent, 0o700)  # mkdir's mode is filtered by the umask
+        if os.path.lexists(self.path):
+            # check_socket_path let it through, so it is a socket of ours: live or stale.
             if _is_alive(self.path):
                 raise ControlError(f"another fbterm is serving {self.path}")
             self.path.unlink()  # left behind by a crashed instance
-        self._server = _Server(str(self.path), self.handlers)
+        self._server = _Server(
+            str(self.path),
+            self.handlers,
+            max_connections=self.max_connections,
+            idle_timeout=self.idle_timeout,
+        )
         try:
             self._server.server_bind()
             self._server.server_activate()
@@ -162,7 +301,8 @@ class ControlServer:
             self._thread.join(5.0)
             self._thread = None
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
 
     def __enter__(self) -> ControlServer:
         self.start()
@@ -173,13 +313,17 @@ class ControlServer:
 
 
 def _is_alive(path: Path) -> bool:
+    """Whether a process answers on the socket. Only a refusal proves it dead: a connect that
+    times out (a full backlog) is someone busy, and their socket must not be taken."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(1.0)
     try:
         s.connect(str(path))
         return True
-    except OSError:
+    except (ConnectionRefusedError, FileNotFoundError):
         return False
+    except OSError:
+        return True
     finally:
         s.close()
 
@@ -195,17 +339,24 @@ class ControlClient:
         self._next_id = 0
 
     def connect(self) -> None:
-        _check_path_length(self.path)
+        raw = os.fsencode(str(self.path))
+        if b"\0" in raw:
+            raise ControlError(f"control socket path contains a NUL byte: {str(self.path)!r}")
+        if len(raw) > SUN_PATH_MAX:
+            raise ControlError(
+                f"control socket path is too long for a Unix socket ({len(raw)} bytes > "
+                f"{SUN_PATH_MAX}): {self.path}"
+            )
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         try:
             s.connect(str(self.path))
         except FileNotFoundError:
             s.close()
-            raise ControlError(f"no running fbterm: {self.path} does not exist") from None
+            raise NoEngine(f"no running fbterm: {self.path} does not exist") from None
         except ConnectionRefusedError:
             s.close()
-            raise ControlError(f"no running fbterm is listening on {self.path}") from None
+            raise NoEngine(f"no running fbterm is listening on {self.path}") from None
         except PermissionError:
             s.close()
             raise ControlError(
@@ -222,7 +373,10 @@ class ControlClient:
         rid = self._next_id
         payload = json.dumps({**args, "cmd": cmd, "id": rid}, default=str) + "\n"
         try:
-            self._sock.sendall(payload.encode())
+            # The server may have spoken first and hung up (too many connections): its last
+            # line says why, and is a better error than a broken pipe.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._sock.sendall(payload.encode())
             line = self._file.readline(MAX_LINE + 1)
         except TimeoutError:
             raise ControlError(f"no answer from the engine within {self.timeout:g}s") from None

@@ -187,3 +187,26 @@ __all__ = [
     "expiry_ts",
     "years_to_expiry",
 ]
+
+
+def implied_vol(
+    right: str, price: float, spot: float, strike: float, t: float, rate: float = 0.0
+) -> float | None:
+    """The volatility at which Black–Scholes gives ``price`` (bisection on [0.1%, 500%]);
+    None when no volatility in that range does (a price below intrinsic or above the spot)."""
+    if price <= 0 or spot <= 0 or t <= 0:
+        return None
+    lo, hi = 0.001, 5.0
+    f_lo = bs_price(right, spot, strike, t, lo, rate) - price
+    f_hi = bs_price(right, spot, strike, t, hi, rate) - price
+    if f_lo > 0 or f_hi < 0:
+        return None
+    for _ in range(80):  # the price is increasing in volatility
+        mid = (lo + hi) / 2
+        if bs_price(right, spot, strike, t, mid, rate) < price:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-7:
+            break
+    return (lo + hi) / 2

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from fbterm.commands import CommandResult
 from fbterm.model import AccountDetails, Order, StrategyState, TradingState
+from fbterm.model.greeks import GreekRow, Greeks
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class RiskView:
     gross_exposure: float
     orders_per_second: float
     gauges: tuple[Gauge, ...]
+    greeks: tuple[GreekRow, ...] = ()  # per underlying
+    portfolio_greeks: Greeks = field(default_factory=Greeks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,63 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionChange:
+    """One change of the venue link, as the operator's history shows it."""
+
+    ts: float
+    state: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileView:
+    """The engine's book against the venue's own answers (remote venues only).
+
+    ``differences`` are the most recent ones found (any run), each with its time and what was
+    done about it; ``order_notes`` say who placed an order fbterm did not (and whether it can
+    be cancelled from here).
+    """
+
+    runs: int
+    last_ts: float
+    last_trigger: str
+    clean: bool
+    error: str
+    differences: tuple[str, ...]
+    differences_ts: float
+    venue_open_orders: int
+    order_notes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupView:
+    """Strategies warming on history in the background: ``done`` of ``total`` symbols."""
+
+    done: int
+    total: int
+    text: str
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    ts: float
+    severity: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     seq: int
     ts: float
     mode: str  # PAPER / LIVE / READ-ONLY
     broker: str  # paper / ib
     account: str
-    connection: str  # connected / reconnecting / disconnected / read-only
+    connection: str  # connected / read-only / re-syncing / lost / reconnecting / disconnected
     connection_message: str
     account_details: AccountDetails | None
     positions: tuple[PositionRow, ...]
@@ -117,6 +170,16 @@ class EngineSnapshot:
     ticks_processed: int = 0
     fills_total: int = 0
     running: bool = True
+    # How the previous session ended and what this one recovered from the journal.
+    session_note: str = ""
+    # Set when the engine stopped because a journal write failed: the line it stopped on.
+    fatal: str = ""
+    connection_since: float = 0.0
+    connection_history: tuple[ConnectionChange, ...] = ()
+    reconciliation: ReconcileView | None = None
+    warmup: WarmupView | None = None
+    alerts: tuple[AlertLine, ...] = ()  # the most recent alerts raised, oldest first
+    market_data_delayed: bool = False  # quotes are IB's delayed data (header: DELAYED)
     # Best bid and ask per instrument key, where the feed quotes them (the blotter shows them
     # beside the last price); absent for bar-only feeds.
     quotes: dict[str, tuple[float, float]] = field(default_factory=dict)

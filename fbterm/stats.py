@@ -57,11 +57,31 @@ def simple_returns(equity: Floats) -> FloatArray:
     return r
 
 
+def returns_net_of_flows(equity: Floats, capital: Floats) -> FloatArray:
+    """Per-period returns of an equity curve whose capital was moved in or out on the way.
+
+    ``capital[t]`` is the capital allocated at sample t; a change of it is a deposit or a
+    withdrawal, not a gain: ``r[t] = (e[t] - e[t-1] - (c[t] - c[t-1])) / e[t-1]``. NaN where
+    the previous equity is not positive.
+    """
+    e = np.asarray(equity, dtype=float)
+    c = np.asarray(capital, dtype=float)
+    if e.shape != c.shape:
+        raise ValueError(f"equity and capital differ in length: {e.size} != {c.size}")
+    if e.size < 2:
+        return np.empty(0)
+    prev = e[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r: FloatArray = np.where(prev > 0, (np.diff(e) - np.diff(c)) / prev, np.nan)
+    return r
+
+
 def sharpe_ratio(returns: Floats, periods_per_year: float = 252.0, risk_free: float = 0.0) -> float:
     """Annualised Sharpe ``(mean - risk_free) / std * sqrt(periods_per_year)``.
 
-    ``risk_free`` is per period (see the module docstring). NaN when undefined: fewer than two
-    finite returns, or no variation.
+    ``risk_free`` is a rate **per period** of the returns, not per year: with daily returns
+    and a 4% annual rate pass ``0.04 / 252``. NaN when undefined: fewer than two finite
+    returns, or no variation.
     """
     r = finite(returns)
     if r.size < 2:
@@ -94,6 +114,34 @@ def rolling_sharpe(returns: Floats, window: int, periods_per_year: float = 252.0
     for i in range(window - 1, r.size):
         out[i] = sharpe_ratio(r[i - window + 1 : i + 1], periods_per_year)
     return out
+
+
+def period_returns(ts: Floats, values: Floats, period_seconds: float) -> FloatArray:
+    """Returns from one period to the next of an irregularly sampled equity curve: the last
+    sample of each ``period_seconds`` bucket (aligned to the epoch) against the previous
+    bucket's. A bucket without samples is skipped, not interpolated."""
+    if not period_seconds > 0:
+        raise ValueError(f"period_seconds must be > 0, got {period_seconds!r}")
+    t = np.asarray(ts, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if t.size < 2:
+        return np.empty(0)
+    bucket = np.floor(t / period_seconds)
+    last = np.flatnonzero(np.r_[bucket[1:] != bucket[:-1], True])
+    return simple_returns(v[last])
+
+
+def period_sharpe(
+    ts: Floats, values: Floats, period_seconds: float, window: int, min_returns: int = 30
+) -> float:
+    """Sharpe of the last ``window`` per-period returns of a sampled equity curve, annualised
+    by the period (:func:`periods_per_year`, ``"sessions"``). NaN with fewer than
+    ``min(window, min_returns)`` returns: a ratio of a handful of numbers is noise, and a live
+    screen should show "no value" rather than -277."""
+    r = finite(period_returns(ts, values, period_seconds))[-window:]
+    if r.size < max(2, min(window, min_returns)):
+        return math.nan
+    return sharpe_ratio(r, periods_per_year(period_seconds, "sessions"))
 
 
 # ============================================================================== drawdown
@@ -243,8 +291,11 @@ __all__ = [
     "kelly_continuous",
     "kelly_discrete",
     "max_drawdown",
+    "period_returns",
+    "period_sharpe",
     "periods_per_year",
     "periods_per_year_from_ts",
+    "returns_net_of_flows",
     "rolling_sharpe",
     "sharpe_ratio",
     "simple_returns",

@@ -159,7 +159,8 @@ def test_sweep_grid_and_processes(csv, capsys) -> None:
 
 
 def test_sweep_on_dask_local_cluster(csv) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared test dependency: missing must fail, not skip
+
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:

@@ -8,14 +8,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from backtesting import Backtest, Strategy  # a declared test dependency
+from backtesting.lib import crossover
 
 from fbterm.backtest.backtester import CustomBacktester
 from fbterm.data.simulated import synth_bars
 from fbterm.strategies import create_strategy
-
-backtesting = pytest.importorskip("backtesting")
-from backtesting import Backtest, Strategy  # noqa: E402
-from backtesting.lib import crossover  # noqa: E402
 
 
 def _sma(values, n):

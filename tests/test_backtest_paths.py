@@ -85,7 +85,9 @@ def test_sizing_modes_agree(bars, sizing) -> None:
     [
         StrategyRiskConfig(stop_loss_pct=2.0, take_profit_pct=4.0),
         StrategyRiskConfig(trailing_stop_pct=3.0),
-        StrategyRiskConfig(stop_loss_abs=1.5, take_profit_abs=3.0),
+        StrategyRiskConfig(stop_loss_points=1.5, take_profit_points=3.0),
+        StrategyRiskConfig(stop_loss_money=400.0, take_profit_money=900.0),
+        StrategyRiskConfig(trailing_stop_points=2.0, take_profit_pct=6.0),
     ],
 )
 def test_stops_agree(bars, name, risk) -> None:
@@ -98,6 +100,12 @@ def test_stops_agree(bars, name, risk) -> None:
         sizing="all_in" if name != "breakout" else "fraction",
     )
     assert (fast.fills["reason"].isin(["stop", "take-profit"])).any()
+    _assert_same(fast, replay)
+    # Entries are labelled differently by the two paths; the stop exits are the same fills.
+    exits = ["stop", "take-profit"]
+    fast_exits = [r if r in exits else "" for r in fast.fills["reason"].astype(str)]
+    replay_exits = [r if r in exits else "" for r in replay.fills["reason"].astype(str)]
+    assert fast_exits == replay_exits
     _assert_same(fast, replay)
 
 

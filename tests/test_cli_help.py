@@ -3,6 +3,8 @@ time), `fbterm --version` works, and `fbterm backtest --on-bad-rows drop` takes 
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from fbterm import __version__
 from fbterm.cli import main
 from fbterm.cli.dispatch import build_parser
+from fbterm.strategies import STRATEGIES
 
 COMMANDS = [
     [],
@@ -27,7 +30,23 @@ COMMANDS = [
     ["log"],
     ["update"],
     ["alert-test"],
+    ["status"],
+    ["orders"],
+    ["positions"],
+    ["halt"],
+    ["resume"],
+    ["flatten"],
+    ["order"],
+    ["cancel"],
 ]
+
+
+def parser_for(cmd: list[str]) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for word in cmd:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return parser
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "fbterm")
@@ -35,7 +54,19 @@ def test_help_renders(cmd: list[str], capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as exc:
         main([*cmd, "--help"])
     assert exc.value.code == 0
-    assert "usage: fbterm" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # The help is this command's own: its usage line, every option it takes, every
+    # subcommand under it.
+    assert out.startswith(" ".join(["usage: fbterm", *cmd]))
+    parser = parser_for(cmd)
+    for action in parser._actions:
+        for option in action.option_strings:
+            assert option in out, option
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action.choices:
+                assert choice in out, choice
+    if parser.description:
+        assert " ".join(parser.description.split()[:3]) in " ".join(out.split())
 
 
 def test_every_subcommand_is_covered() -> None:
@@ -120,9 +151,16 @@ def test_bad_strategy_config_is_one_line_naming_the_key(
 def test_strategies_lists_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
-    for name in ("sma_cross", "mean_reversion", "breakout", "covered_call"):
-        assert f"{name}:" in out
-    assert "fast" in out and "default 10" in out
+    blocks = {b.split(":", 1)[0]: b for b in out.strip().split("\n\n")}
+    assert list(blocks) == list(STRATEGIES)
+    for name, cls in STRATEGIES.items():
+        lines = blocks[name].splitlines()[1:]
+        # one line per parameter, in order: its name, type, default and help
+        assert len(lines) == len(cls.describe_params())
+        for line, p in zip(lines, cls.describe_params(), strict=True):
+            words = line.split()
+            assert words[:4] == [p["name"], p["type"], "default", str(p["default"])], line
+            assert p["help"] in line
     assert main(["strategies", "nope"]) == 2
 
 
@@ -154,5 +192,8 @@ def test_sweep_drops_bad_rows_on_request(
         "--json",
     ]
     assert main(args) == 2
+    capsys.readouterr()
     assert main([*args, "--on-bad-rows", "drop"]) == 0
-    assert '"results"' in capsys.readouterr().out
+    table = json.loads(capsys.readouterr().out)["results"]
+    assert sorted(r["fast"] for r in table) == [3, 6]  # fast=3:6:3, slow fixed at 10
+    assert all(int(r["slow"]) == 10 for r in table)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pytest
@@ -25,6 +25,8 @@ from fbterm.data.retrieval import (
 from fbterm.data.simulated import SimulatedMarket, synth_bars
 from fbterm.data.storage import DataStorage
 from fbterm.model import Tick
+
+T_ = TypeVar("T_")
 
 ALL = synth_bars(400, seed=3, start="2020-01-01")
 
@@ -144,17 +146,29 @@ async def take(it: AsyncIterator[list[Tick]], n: int) -> list[list[Tick]]:
     return out
 
 
-def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Replace asyncio.sleep in retrieval with one that records the delay and returns at once."""
-    delays: list[float] = []
-    real_sleep = asyncio.sleep
+class VirtualTime:
+    """Pacing on a clock the test owns: the event loop's ``time()`` reads ``t``, and
+    ``asyncio.sleep`` records the delay asked for, moves ``t`` by it and returns at once.
 
-    async def fake(delay: float, *a: Any) -> None:
-        delays.append(delay)
-        await real_sleep(0)
+    The sources pace on ``loop.time()``; with this, what they ask to sleep is exact whatever
+    the machine's load, so the test checks the schedule itself, never a wall clock."""
 
-    monkeypatch.setattr(rmod.asyncio, "sleep", fake)
-    return delays
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.t = 1_000.0
+        self.delays: list[float] = []
+        real_sleep = asyncio.sleep
+
+        async def sleep(delay: float, *a: Any) -> None:
+            self.delays.append(delay)
+            self.t += max(delay, 0.0)
+            await real_sleep(0)
+
+        monkeypatch.setattr(rmod.asyncio, "sleep", sleep)
+
+    def run(self, coro: Coroutine[Any, Any, T_]) -> T_:
+        with asyncio.Runner() as runner:
+            runner.get_loop().time = lambda: self.t  # type: ignore[method-assign]
+            return runner.run(coro)
 
 
 def test_csv_source_replays_bars_as_ticks(tmp_path: Path) -> None:
@@ -196,37 +210,80 @@ def test_csv_source_single_file_symbol_and_spread(tmp_path: Path) -> None:
 def test_csv_source_paces_by_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     st = DataStorage(tmp_path)
     st.save("AAA", "1h", synth_bars(3, bar_size="1h"))
-    delays = record_sleeps(monkeypatch)
+    vt = VirtualTime(monkeypatch)
     src = CSVSource(st, speed=3600.0, bar_size="1h")  # an hour of data per second
-    asyncio.run(take(src.stream(["AAA"]), 12))
-    # 12 ticks 15 minutes apart -> due every 0.25 s; the fake sleep returns at once.
-    assert len(delays) == 11
-    for k, d in enumerate(delays, start=1):
-        assert 0.25 * k - 0.2 < d <= 0.25 * k
+    vt.run(take(src.stream(["AAA"]), 12))
+    # 12 ticks 15 minutes apart -> one due every 0.25 s of the loop's clock.
+    assert vt.delays == [0.25] * 11
+
+
+def test_csv_source_catches_up_after_a_stall_without_sleeping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = DataStorage(tmp_path)
+    st.save("AAA", "1h", synth_bars(3, bar_size="1h"))
+    vt = VirtualTime(monkeypatch)
+    src = CSVSource(st, speed=3600.0, bar_size="1h")
+
+    async def consume() -> list[float]:
+        seen = []
+        async for batch in src.stream(["AAA"]):
+            seen.append(batch[0].ts)
+            if len(seen) == 2:
+                vt.t += 0.6  # the consumer stalls: the next two ticks are already due
+            if len(seen) == 6:
+                break
+        return seen
+
+    assert len(vt.run(consume())) == 6
+    # Ticks are due at 0, 0.25, 0.5, ...: the stall leaves the clock at 0.85, so the 3rd and
+    # 4th go at once, the 5th (due at 1.0) waits 0.15 and the 6th a further 0.25.
+    assert vt.delays == pytest.approx([0.25, 0.15, 0.25])
 
 
 def test_simulated_source_streams_paced_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     market = SimulatedMarket(["AAPL", "MSFT"], SimulatedMarketConfig(seed=1), 1e9)
-    delays = record_sleeps(monkeypatch)
+    vt = VirtualTime(monkeypatch)
     src = SimulatedSource(market, ticks_per_second=20)
-    batches = asyncio.run(take(src.stream(["MSFT"]), 5))
+    batches = vt.run(take(src.stream(["MSFT"]), 5))
     assert [[t.symbol for t in b] for b in batches] == [["MSFT"]] * 5
     assert [b[0].ts for b in batches] == [1e9 + k * market.dt_seconds for k in range(1, 6)]
-    # Pacing sleeps until each batch is due (never longer); a stall on a busy machine makes a
-    # batch already due, which sleeps 0: the bound, not the exact figure, is the contract.
-    assert len(delays) == 4 and all(0 <= d <= 0.05 * k for k, d in enumerate(delays, start=1))
-    assert any(d > 0 for d in delays)
+    # 20 batches a second: each sleeps until the next is due, 0.05 s on the loop's clock.
+    assert vt.delays == pytest.approx([0.05] * 4)
     with pytest.raises(DataError, match="unknown symbol"):
-        asyncio.run(take(src.stream(["TSLA"]), 1))
+        vt.run(take(src.stream(["TSLA"]), 1))
+
+
+def test_simulated_source_restarts_its_pacing_after_falling_a_second_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    market = SimulatedMarket(["AAPL"], SimulatedMarketConfig(seed=1), 1e9)
+    vt = VirtualTime(monkeypatch)
+    src = SimulatedSource(market, ticks_per_second=10)
+
+    async def consume() -> int:
+        n = 0
+        async for _ in src.stream():
+            n += 1
+            if n == 2:
+                vt.t += 2.5  # the consumer falls 2.5 s behind
+            if n == 5:
+                return n
+        return n
+
+    assert vt.run(consume()) == 5
+    # 0.1 after the 1st batch; the 2nd is 2.4 s late: no burst to catch up (a yield, then
+    # pacing restarts from now), so the 3rd and 4th are again 0.1 s apart.
+    assert vt.delays == pytest.approx([0.1, 0, 0.1, 0.1])
 
 
 def test_fetch_realtime_data_through_data_retrieval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record_sleeps(monkeypatch)
+    vt = VirtualTime(monkeypatch)
     market = SimulatedMarket(["AAPL", "MSFT"], SimulatedMarketConfig(seed=1), 1e9)
     dr = DataRetrieval(DataStorage(tmp_path), realtime=SimulatedSource(market))
-    batches = asyncio.run(take(dr.fetch_realtime_data(["AAPL", "MSFT"]), 3))
+    batches = vt.run(take(dr.fetch_realtime_data(["AAPL", "MSFT"]), 3))
     assert [len(b) for b in batches] == [2, 2, 2]
     with pytest.raises(DataError, match="no realtime source"):
         asyncio.run(take(DataRetrieval(DataStorage(tmp_path)).fetch_realtime_data(["AAPL"]), 1))

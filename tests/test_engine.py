@@ -8,13 +8,13 @@ import json
 import math
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
+from waiting import wait_until
 
 from fbterm import commands as C
 from fbterm.config import Config
@@ -381,14 +381,7 @@ class SilentSource:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(pred, what or "a condition", timeout)
 
 
 def result_of(engine: Engine, cmd: C.Command) -> C.CommandResult:

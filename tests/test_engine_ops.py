@@ -32,6 +32,7 @@ def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
     """``cfg(**sections)``: one SMA on AAPL (of AAPL, MSFT), 1 s bars, every file in tmp_path."""
 
     def build(**extra: Any) -> Config:
+        # As if read from tmp_path/config.toml: its folder is a strategy folder for updates.
         return make_config(
             {
                 "market": {"symbols": ["AAPL", "MSFT"], "bar_seconds": 1.0},
@@ -51,6 +52,7 @@ def cfg(tmp_path: Path, make_config: ConfigBuilder) -> Callable[..., Config]:
                     },
                 ],
             },
+            source=str(tmp_path / "config.toml"),
             **extra,
         )
 
@@ -112,10 +114,11 @@ def test_metrics_reach_the_snapshot_the_journal_and_the_daily_report(
     snap = engine.update_metrics(store=True)
     assert "sma" in snap.strategies
     row = next(r for r in engine.build_snapshot().strategies if r.name == "sma")
-    assert row.win_rate_pct is not None
+    # the console shows the same win rate the metrics computed, as a percentage
+    assert row.win_rate_pct == pytest.approx(snap.strategies["sma"].win_rate * 100)
     con = sqlite3.connect(tmp_path / "journal.sqlite")
-    names = {n for (n,) in con.execute("SELECT name FROM metrics_snapshots")}
-    assert "sma" in names
+    stored = dict(con.execute("SELECT name, win_rate FROM metrics_snapshots"))
+    assert stored["sma"] == pytest.approx(snap.strategies["sma"].win_rate)
     (n_trades,) = con.execute("SELECT COUNT(*) FROM trades").fetchone()
     assert n_trades >= 1
     paths = engine.write_daily_report()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from waiting import async_wait_until
 
 from fbterm.config import IBConfig
 from fbterm.execution.brokers.base import (
@@ -71,16 +73,10 @@ class Harness:
     async def until(
         self, pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
     ) -> None:
-        async def poll() -> None:
-            while not pred():
-                await asyncio.sleep(0.005)
-
         try:
-            await asyncio.wait_for(poll(), timeout)
-        except TimeoutError:
-            raise AssertionError(
-                f"timed out waiting for {what}; events: {self.events[-15:]}"
-            ) from None
+            await async_wait_until(pred, what, timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; events: {self.events[-15:]}") from None
 
 
 def _get(e: Any, k: str) -> Any:
@@ -97,10 +93,14 @@ def run(body: Callable[[], Awaitable[None]], timeout: float = 30.0) -> None:
 
 
 async def started(srv: IBTestServer, **kw: Any) -> Harness:
+    """A broker connected and synced (the engine reconciles between the two; alone we just
+    end the sync)."""
     min_id = kw.pop("min_order_id", 0)
     throttle = kw.pop("throttle", True)
     h = Harness(BrokerIntegration(cfg_for(srv, **kw), min_order_id=min_id, throttle=throttle))
     await h.broker.start()
+    assert h.broker.connection_state is ConnectionState.SYNCING  # no order before a re-sync
+    await h.broker.resync()
     return h
 
 
@@ -179,7 +179,9 @@ def test_unreachable_gateway_is_one_clear_connection_error() -> None:
 def test_unknown_account_is_refused(server: IBTestServer) -> None:
     async def body() -> None:
         b = BrokerIntegration(cfg_for(server, account="U999"))
-        with pytest.raises(ConnectionError, match="U999 is not managed"):
+        with pytest.raises(
+            ConnectionError, match=r"IB account U999 is not managed .*\(managed: DU1234567\)"
+        ):
             await b.start()
 
     run(body)
@@ -196,8 +198,12 @@ def test_market_order_is_acknowledged_filled_and_charged(server: IBTestServer) -
             lambda: h.of(CommissionEvent) or any(e.fill.commission for e in h.of(FillEvent)),
             what="commission",
         )
-        (ack,) = h.of(OrderStatusEvent, client_order_id="c1")
-        assert ack.status is OrderStatus.SUBMITTED and ack.broker_order_id
+        sent, ack = h.of(OrderStatusEvent, client_order_id="c1")
+        # The IB order id is reported as the order leaves, before IB says anything; the
+        # acknowledgement adds IB's perm id.
+        assert sent.status is OrderStatus.PENDING_SUBMIT and sent.broker_order_id
+        assert ack.status is OrderStatus.SUBMITTED and ack.broker_order_id == sent.broker_order_id
+        assert ack.perm_id and int(ack.perm_id) > 0
         (fill,) = [e.fill for e in h.of(FillEvent)]
         assert (fill.client_order_id, fill.strategy_id, fill.side, fill.quantity, fill.price) == (
             "c1",
@@ -223,7 +229,10 @@ def test_limit_order_lists_as_open_and_fills_on_command_in_parts(server: IBTestS
     async def body() -> None:
         h = await started(server)
         h.broker.execute_order(lmt("L1", 10, 99.0, tif=TimeInForce.GTC))
-        await h.until(lambda: h.of(OrderStatusEvent, client_order_id="L1"), what="ack")
+        await h.until(
+            lambda: h.of(OrderStatusEvent, client_order_id="L1", status=OrderStatus.SUBMITTED),
+            what="ack",
+        )
         (bo,) = h.broker.query_open_orders()
         assert (bo.client_order_id, bo.strategy_id, bo.order_type, bo.limit_price, bo.quantity) == (
             "L1",
@@ -254,13 +263,17 @@ def test_cancel_reports_pending_then_cancelled_and_202_as_info(server: IBTestSer
         h = await started(server)
         o = lmt("K1")
         h.broker.execute_order(o)
-        await h.until(lambda: h.of(OrderStatusEvent, client_order_id="K1"), what="ack")
+        await h.until(
+            lambda: h.of(OrderStatusEvent, client_order_id="K1", status=OrderStatus.SUBMITTED),
+            what="ack",
+        )
         h.broker.cancel_order(o)
         await h.until(
             lambda: h.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancelled"
         )
         statuses = [e.status for e in h.of(OrderStatusEvent, client_order_id="K1")]
         assert statuses == [
+            OrderStatus.PENDING_SUBMIT,
             OrderStatus.SUBMITTED,
             OrderStatus.PENDING_CANCEL,
             OrderStatus.CANCELLED,
@@ -283,7 +296,10 @@ def test_modify_changes_the_working_order_and_is_acknowledged(server: IBTestServ
         h = await started(server)
         o = lmt("M1", 10, 99.0)
         h.broker.execute_order(o)
-        await h.until(lambda: h.of(OrderStatusEvent, client_order_id="M1"), what="ack")
+        await h.until(
+            lambda: h.of(OrderStatusEvent, client_order_id="M1", status=OrderStatus.SUBMITTED),
+            what="ack",
+        )
         new = o.modified(quantity=20, limit_price=98.5)
         h.broker.modify_order(new)
         await h.until(lambda: h.of(ModifyAckEvent), what="modify ack")
@@ -309,8 +325,11 @@ def test_order_rejected_by_the_server(server: IBTestServer) -> None:
         h = await started(server)
         server.reject_next_order("Insufficient buying power")
         h.broker.execute_order(order("R1", 5))
-        await h.until(lambda: h.of(OrderStatusEvent, client_order_id="R1"), what="reject")
-        (ev,) = h.of(OrderStatusEvent, client_order_id="R1")
+        await h.until(
+            lambda: h.of(OrderStatusEvent, client_order_id="R1", status=OrderStatus.REJECTED),
+            what="reject",
+        )
+        (ev,) = h.of(OrderStatusEvent, client_order_id="R1", status=OrderStatus.REJECTED)
         assert ev.status is OrderStatus.REJECTED
         assert "IB 201" in ev.reason and "Insufficient buying power" in ev.reason
         assert not h.of(FillEvent)
@@ -339,7 +358,9 @@ def test_stop_limit_and_option_orders_reach_the_gateway_as_sent(server: IBTestSe
         h.broker.execute_order(
             order("O1", 2, instrument=opt, order_type=OrderType.LIMIT, limit_price=3.5)
         )
-        await h.until(lambda: len(h.of(OrderStatusEvent)) == 2, what="two acks")
+        await h.until(
+            lambda: len(h.of(OrderStatusEvent, status=OrderStatus.SUBMITTED)) == 2, what="two acks"
+        )
         s1, o1 = server_order(server, "S1"), server_order(server, "O1")
         assert (s1.action, s1.order_type, s1.lmt_price, s1.aux_price) == (
             "SELL",
@@ -410,10 +431,11 @@ def test_order_ids_never_go_backwards_after_a_gateway_rollback(server: IBTestSer
         server.drop_connections()
         await h.until(
             lambda: (
-                h.broker.reconnects == 1 and h.broker.connection_state is ConnectionState.CONNECTED
+                h.broker.reconnects == 1 and h.broker.connection_state is ConnectionState.SYNCING
             ),
             what="reconnect",
         )
+        await h.broker.resync()
         h.broker.execute_order(order("I2", 1))
         await h.until(lambda: len(h.of(FillEvent)) == 2, what="second fill")
         second = int(h.of(OrderStatusEvent, client_order_id="I2")[0].broker_order_id)
@@ -427,29 +449,29 @@ def test_order_ids_never_go_backwards_after_a_gateway_rollback(server: IBTestSer
 def test_connectivity_codes_move_the_connection_state(server: IBTestServer) -> None:
     async def body() -> None:
         h = await started(server)
-        server.send_error(1100, "Connectivity between IB and Trader Workstation has been lost.")
-        await h.until(
-            lambda: h.broker.connection_state is ConnectionState.RECONNECTING, what="1100"
-        )
+        server.lose_ib()
+        await h.until(lambda: h.broker.connection_state is ConnectionState.LOST, what="1100")
         with pytest.raises(BrokerError, match="not connected"):
             h.broker.execute_order(order("E1"))
-        server.send_error(
-            1102,
-            "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-        )
-        await h.until(lambda: h.broker.connection_state is ConnectionState.CONNECTED, what="1102")
-        # 1102 triggers a re-sync of executions.
-        await h.until(
-            lambda: sum("re-sync" in e.message for e in h.of(BrokerMessage)) >= 2, what="resync"
-        )
+        server.restore_ib()
+        # 1102: back, but no order until the re-sync from IB's answers is done.
+        await h.until(lambda: h.broker.connection_state is ConnectionState.SYNCING, what="1102")
+        with pytest.raises(BrokerError, match="re-syncing"):
+            h.broker.execute_order(order("E2"))
+        await h.broker.resync()
+        assert h.broker.connection_state is ConnectionState.CONNECTED
         m1100 = h.of(BrokerMessage, code=1100)[0]
         assert m1100.level == "error" and "lost its connection" in m1100.message
+        await h.until(lambda: len(h.of(ConnectionEvent)) == 5, what="the last event")
         states = [e.state for e in h.of(ConnectionEvent)]
         assert states == [
+            ConnectionState.SYNCING,
             ConnectionState.CONNECTED,
-            ConnectionState.RECONNECTING,
+            ConnectionState.LOST,
+            ConnectionState.SYNCING,
             ConnectionState.CONNECTED,
         ]
+        assert [e.code for e in h.of(ConnectionEvent)][2:4] == [1100, 1102]
         await h.broker.stop()
 
     run(body)
@@ -463,6 +485,9 @@ def test_connectivity_codes_move_the_connection_state(server: IBTestServer) -> N
         (162, "warning", "historical"),
         (366, "warning", "historical"),
         (1101, "warning", "resubscribing"),
+        (326, "error", "client id already in use"),
+        (10147, "error", "not found"),
+        (10148, "warning", "already final"),
         (2106, "info", "farm connected"),
         (2158, "info", "farm connected"),
         (9999, "warning", "IB message"),
@@ -474,20 +499,39 @@ def test_error_codes_read_as_one_clear_line(code: int, level: str, words: str) -
     assert "(IB's own text)" in line and "\n" not in line
 
 
+class SendSchedule(deque[float]):
+    """The IB client's throttle queue, recording every send time the throttle lets through.
+
+    ib_async's throttle appends its loop-clock time for each message it sends and drops the
+    ones older than its interval; this keeps all of them, so the test reads the scheduler's own
+    record instead of timing arrivals at the server (which a loaded machine would skew)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[float] = []
+
+    def append(self, t: float) -> None:
+        self.sent.append(t)
+        super().append(t)
+
+
 def test_throttle_keeps_messages_under_the_configured_rate(server: IBTestServer) -> None:
+    schedule = SendSchedule()
+
     async def body() -> None:
         h = await started(server, max_messages_per_second=5.0)
+        h.broker.ib.client._timeQ = schedule
         for i in range(12):
             h.broker.execute_order(lmt(f"T{i}"))
         await h.until(lambda: len(server.placed) == 12, timeout=15, what="12 orders")
         await h.broker.stop()
 
     run(body)
-    arrivals = [t for mid, t in server.received_messages() if mid == 3]
-    assert len(arrivals) == 12
-    # Any 0.8 s window holds at most 5 (the 1 s window, less margin for delivery jitter).
-    worst = max(sum(1 for u in arrivals if t <= u < t + 0.8) for t in arrivals)
-    assert worst <= 5
+    sent = schedule.sent
+    assert len(sent) >= 12  # the 12 orders, and whatever else the client asked meanwhile
+    # The throttle's rule, on its own clock: no second (closed interval) holds more than 5.
+    worst = max(sum(1 for u in sent if t <= u <= t + 1.0) for t in sent)
+    assert worst == 5
 
 
 # ---------------------------------------------------------------- reconnect and re-sync
@@ -502,7 +546,10 @@ def test_drop_reconnect_resync_reports_missed_fill_once_and_resends_nothing(
         b.execute_order(lmt("A", 10, 99.0))
         b.execute_order(order("B", 5))
         await h.until(
-            lambda: len(h.of(FillEvent)) == 1 and h.of(OrderStatusEvent, client_order_id="A"),
+            lambda: (
+                len(h.of(FillEvent)) == 1
+                and h.of(OrderStatusEvent, status=OrderStatus.SUBMITTED, client_order_id="A")
+            ),
             what="B filled, A working",
         )
         a_id = int(h.of(OrderStatusEvent, client_order_id="A")[0].broker_order_id)
@@ -514,40 +561,44 @@ def test_drop_reconnect_resync_reports_missed_fill_once_and_resends_nothing(
             b.execute_order(order("C", 1))
         server.fill_order(a_id, price=98.75)  # filled while we are away
         await h.until(
-            lambda: b.connection_state is ConnectionState.CONNECTED, timeout=10, what="reconnected"
+            lambda: b.connection_state is ConnectionState.SYNCING, timeout=10, what="reconnected"
         )
-        await h.until(lambda: len(h.of(FillEvent)) == 2, what="missed fill")
-        await asyncio.sleep(0.2)  # room for any duplicate to show up
-        fills = [e.fill for e in h.of(FillEvent)]
-        assert [(f.client_order_id, f.quantity, f.price) for f in fills] == [
-            ("B", 5.0, 101.0),
-            ("A", 10.0, 98.75),
-        ]
-        assert fills[1].commission == 1.0 and fills[1].strategy_id == "sma"
-        assert len({f.fill_id for f in fills}) == 2
-        assert b.last_resync is not None and b.last_resync.missed_fills == [fills[1].fill_id]
+        book = await b.resync()
+        assert b.connection_state is ConnectionState.CONNECTED
+        # IB's answer carries both executions, each once, attributed and with its commission.
+        by_order = {fe.fill.client_order_id: fe for fe in book.fills}
+        assert set(by_order) == {"A", "B"} and len(book.fills) == 2
+        missed = by_order["A"].fill
+        assert (missed.quantity, missed.price, missed.strategy_id) == (10.0, 98.75, "sma")
+        assert missed.commission == 1.0 and by_order["A"].broker_order_id == str(a_id)
+        assert book.open_orders == () and book.unsent == frozenset()
+        (done,) = [c for c in book.completed_orders if c.client_order_id == "A"]
+        assert done.status is OrderStatus.FILLED
+        # A round trip to the gateway: every execution it sent before its answer is handled.
+        await b.ib.reqCurrentTimeAsync()
+        assert len(h.of(FillEvent)) == 1  # the missed fill comes from the book, not twice
         assert b.reconnects == 1
         assert sorted(server.placed) == sorted(set(server.placed)) and len(server.placed) == 2
-        states = [e.state for e in h.of(ConnectionEvent)]
-        assert states[0] is ConnectionState.CONNECTED and states[-1] is ConnectionState.CONNECTED
-        assert ConnectionState.RECONNECTING in states
-        assert b.query_open_orders() == []
         await b.stop()
 
     run(body)
 
 
-def test_order_lost_in_a_drop_is_closed_not_resent(server: IBTestServer) -> None:
+def test_order_lost_in_a_drop_is_not_resent_and_not_at_ib(server: IBTestServer) -> None:
     async def body() -> None:
         h = await started(server)
         server.drop_on_next_order(refuse_for=0.2)
         h.broker.execute_order(order("LOST", 5))
         await h.until(
-            lambda: h.broker.reconnects == 1 and h.of(OrderStatusEvent), timeout=10, what="resync"
+            lambda: (
+                h.broker.connection_state is ConnectionState.SYNCING and h.broker.reconnects == 1
+            ),
+            timeout=10,
+            what="reconnect",
         )
-        (ev,) = h.of(OrderStatusEvent, client_order_id="LOST")
-        assert ev.status is OrderStatus.REJECTED and "not re-sent" in ev.reason
-        assert h.broker.last_resync is not None and h.broker.last_resync.lost_orders == ["LOST"]
+        book = await h.broker.resync()
+        # IB never saw it: neither working nor completed (the engine closes it from this).
+        assert all(o.client_order_id != "LOST" for o in (*book.open_orders, *book.completed_orders))
         assert server.placed == [] and not h.of(FillEvent)
         await h.broker.stop()
 
@@ -558,21 +609,30 @@ def test_restart_attributes_fills_of_earlier_session_by_order_ref(server: IBTest
     async def body() -> None:
         first = await started(server)
         first.broker.execute_order(lmt("P1", 10, 99.0, strategy_id="meanrev"))
-        await first.until(lambda: first.of(OrderStatusEvent), what="ack")
+        await first.until(
+            lambda: first.of(OrderStatusEvent, status=OrderStatus.SUBMITTED), what="ack"
+        )
         oid = int(first.of(OrderStatusEvent)[0].broker_order_id)
         await first.broker.stop()
         server.fill_order(oid, price=99.0, quantity=4)  # part-filled while fbterm is down
         second = await started(server, min_order_id=first.broker.highest_order_id + 1)
-        await second.until(lambda: second.of(FillEvent), what="fill after restart")
-        (fill,) = [e.fill for e in second.of(FillEvent)]
-        assert (fill.client_order_id, fill.strategy_id, fill.quantity) == ("P1", "meanrev", 4.0)
-        # The order still works at IB and is adopted: we can cancel it by our id.
-        assert (
-            second.broker.last_resync is not None
-            and second.broker.last_resync.adopted_orders == ["P1"]
+        book = second.broker.last_book
+        assert book is not None
+        (fe,) = book.fills
+        assert (fe.fill.client_order_id, fe.fill.strategy_id, fe.fill.quantity) == (
+            "P1",
+            "meanrev",
+            4.0,
         )
-        (bo,) = second.broker.query_open_orders()
-        assert bo.client_order_id == "P1" and bo.filled == 4.0
+        # The order still works at IB and is tracked again: we can cancel it by our id.
+        (bo,) = book.open_orders
+        assert (bo.client_order_id, bo.filled, bo.owner, bo.cancellable) == (
+            "P1",
+            4.0,
+            "fbterm",
+            True,
+        )
+        assert bo.perm_id and fe.perm_id == bo.perm_id
         second.broker.cancel_order(lmt("P1", 10, 99.0, strategy_id="meanrev"))
         await second.until(
             lambda: second.of(OrderStatusEvent, status=OrderStatus.CANCELLED), what="cancel"
@@ -587,7 +647,7 @@ def test_events_are_delivered_on_the_loop_never_inside_the_call(server: IBTestSe
         h = await started(server)
         o = lmt("N1")
         h.broker.execute_order(o)
-        await h.until(lambda: h.of(OrderStatusEvent), what="ack")
+        await h.until(lambda: h.of(OrderStatusEvent, status=OrderStatus.SUBMITTED), what="ack")
         before = len(h.events)
         h.broker.cancel_order(o)
         assert len(h.events) == before  # PENDING_CANCEL is queued, not re-entrant

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 from ib_async import IB
+from waiting import wait_until
 
 from fbterm.data.ib_source import IBSource, PacingGate
 from fbterm.data.retrieval import DataRetrieval
@@ -96,10 +97,12 @@ def test_live_engine_warms_its_strategies_on_cached_ib_history(
     )
     e = Engine(cfg)  # broker, IB source and DataRetrieval all built from the config
     try:
-        e.start(timeout=30)
+        e.start(timeout=30)  # returns at once: history arrives in the background
+        wait_until(lambda: e.call(lambda: e.warmup.complete), "the background warm-up", 30)
         seen = e.call(lambda: len(e.history.get("AAPL", ())))
-        assert seen >= 2 * 9, "the strategy was fed recent history before the first live bar"
-        assert any("warmed up" in line.message for line in e.call(lambda: list(e.activity.lines)))
+        assert seen >= 2 * 9, "the strategy was fed recent history before its first trade"
+        lines = [line.message for line in e.call(lambda: list(e.activity.lines))]
+        assert any("AAPL warm on" in m and "historical bars" in m for m in lines), lines
         assert (tmp_path / "data" / "AAPL" / "5s.csv").exists(), (
             "history is cached through DataStorage"
         )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pytest
 from ib_async import IB
+from waiting import async_wait_until
 
 from fbterm.data.ib_source import (
     IBDataError,
@@ -212,7 +213,6 @@ def test_stream_yields_quotes_and_resubscribes_after_reconnect(server: IBTestSer
                 seen[t.symbol] = t
         last = float(BARS["AAPL"]["close"].iloc[-1])
         assert seen["AAPL"].last == pytest.approx(last) and seen["AAPL"].bid < seen["AAPL"].ask
-        await asyncio.sleep(0)
         assert server.push_quote("AAPL", 10.0, 10.02, 10.01, 300) == 1
         got = None
         while got is None or got.last != 10.01:
@@ -221,19 +221,19 @@ def test_stream_yields_quotes_and_resubscribes_after_reconnect(server: IBTestSer
         assert (got.bid, got.ask, got.last, got.volume) == (10.0, 10.02, 10.01, 300.0)
         # After the socket drops and the IB object reconnects, quotes flow again.
         server.drop_connections()
-        await asyncio.sleep(0.1)
+        await async_wait_until(lambda: not ib.isConnected(), "the client to see the drop")
         await ib.connectAsync("127.0.0.1", server.port, clientId=3, timeout=5)
-        for _ in range(100):
-            if server.push_quote("MSFT", 20.0, 20.02, 20.01) == 1:
-                break
-            await asyncio.sleep(0.02)
+        await async_wait_until(
+            lambda: server.push_quote("MSFT", 20.0, 20.02, 20.01) == 1, "MSFT resubscribed"
+        )
         got = None
         while got is None or got.last != 20.01:
             batch = await asyncio.wait_for(it.__anext__(), 5)
             got = next((t for t in batch if t.symbol == "MSFT"), got)
         await it.aclose()
-        await asyncio.sleep(0.05)
-        assert server.push_quote("MSFT", 1, 2, 1.5) == 0  # unsubscribed on close
+        await async_wait_until(
+            lambda: server.push_quote("MSFT", 1, 2, 1.5) == 0, "MSFT unsubscribed on close"
+        )
 
     run_with_ib(server, body)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from waiting import wait_until
 
 from fbterm.config import Config
 from fbterm.data.ib_source import IBSource
@@ -67,11 +67,7 @@ def ib_config(server: IBTestServer, tmp_path: Path, make_config: ConfigBuilder) 
 
 
 def wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(pred, what, timeout)
 
 
 def make_engine(cfg: Config) -> tuple[Engine, BrokerIntegration]:

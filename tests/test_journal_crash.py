@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import fbterm
 from fbterm.config import PaperBrokerConfig
 from fbterm.execution.brokers.paper import PaperBroker
 from fbterm.execution.orders import OrderManagement
@@ -80,7 +81,9 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path):
     path = tmp_path / "journal.sqlite"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The child imports the same fbterm as this process (a mutation run tests a copy).
+    here = str(Path(fbterm.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": here}
 
     def burst(min_acks: int) -> list[str]:
         proc = subprocess.Popen(

@@ -81,7 +81,8 @@ kelly_values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=2000)
 @given(
     fractions=st.dictionaries(st.text(min_size=1, max_size=4), kelly_values, max_size=12),
     cap=st.floats(min_value=1e-3, max_value=1.0),
@@ -95,7 +96,8 @@ def test_allocations_never_exceed_cap_or_go_negative(fractions, cap, budget):
     assert sum(out.values()) <= budget + 1e-9
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.timeout(60)
+@settings(max_examples=100, deadline=2000)
 @given(
     histories=st.dictionaries(
         st.sampled_from(["a", "b", "c", "d"]),

@@ -9,9 +9,11 @@ import math
 import sqlite3
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from fbterm import stats
 from fbterm.metrics.live import MetricsCalculation
 from fbterm.metrics.reports import PORTFOLIO, load_trades, store_metrics
 from fbterm.metrics.trades import fill_rate, match_round_trips, price_path_from_bars
@@ -173,9 +175,35 @@ def test_real_time_metrics_pnl_today_drawdown_exposure():
     assert s2.equity == 10_000.0  # unrealized (96-100) x 5 = -20
     assert s2.drawdown == pytest.approx(50.0 / 10_050.0)
     assert s2.max_drawdown == pytest.approx(50.0 / 10_050.0)
-    assert math.isnan(s2.rolling_sharpe)  # one return so far: no Sharpe yet
-    third = calc.calculate_real_time_metrics(fills, {"AAPL": 100.0}, orders=orders, now=now + 120)
-    assert math.isfinite(third.strategies["s"].rolling_sharpe)
+    assert math.isnan(s2.rolling_sharpe)  # one return so far: no Sharpe yet (a dash)
+
+
+def test_live_sharpe_is_per_bar_period_and_a_dash_until_there_are_enough_returns():
+    # Samples every second, 60 s bars: returns are minute to minute, annualised per minute.
+    calc = MetricsCalculation({"s": 10_000.0}, rolling_window=10, bar_seconds=60.0)
+    buy = [fill("b1", "BUY", 10, 100.0, ny(2025, 3, 3, 10), order="o1")]
+    t0 = ny(2025, 3, 3, 10, 1)
+    rng = np.random.default_rng(3)
+    path = 100 + np.cumsum(rng.normal(0, 0.5, 15 * 60))
+    sharpes = []
+    for k, px in enumerate(path):
+        snap = calc.calculate_real_time_metrics(buy, {"AAPL": float(px)}, now=t0 + k)
+        sharpes.append(snap.strategies["s"].rolling_sharpe)
+    minutes = [i for i in range(len(path)) if (t0 + i) % 60 == 59]
+    # 9 minute-to-minute returns after 10 minutes: not enough for a window of 10
+    assert all(math.isnan(v) for v in sharpes[: minutes[9]])
+    assert math.isfinite(sharpes[-1])
+    eq = 10_000 + 10 * (path[minutes] - 100)
+    r = np.diff(eq) / eq[:-1]
+    want = stats.sharpe_ratio(r[-10:], stats.periods_per_year(60.0, "sessions"))
+    assert sharpes[-1] == pytest.approx(want, rel=1e-9)
+    # on the market's clock (a replay faster than the wall clock) samples bucket by market time
+    fast = MetricsCalculation({"s": 10_000.0}, rolling_window=10, bar_seconds=60.0)
+    for k, px in enumerate(path[minutes]):
+        snap = fast.calculate_real_time_metrics(
+            buy, {"AAPL": float(px)}, now=t0 + k * 0.01, market_ts=t0 + 59 + 60 * k
+        )
+    assert snap.strategies["s"].rolling_sharpe == pytest.approx(want, rel=1e-9)
 
 
 def test_portfolio_uses_the_account_equity_series_when_given():

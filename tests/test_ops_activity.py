@@ -44,7 +44,12 @@ def test_json_lines_shape_and_memory_tail(tmp_path):
 def test_level_floor_drops_debug(tmp_path):
     log = ActivityLog(tmp_path / "a.jsonl", level="warning")
     assert log.log("tick", "noise") is None
-    assert log.log("risk", "near limit", level="warning") is not None
+    kept = log.log("risk", "near limit", level="warning")
+    assert kept is not None and (kept.kind, kept.message, kept.level) == (
+        "risk",
+        "near limit",
+        "warning",
+    )
     log.close()
     assert [e.kind for e in read_activity_log(tmp_path / "a.jsonl")] == ["risk"]
 

@@ -144,7 +144,9 @@ def setup(tmp_cwd, tmp_path, monkeypatch, request, make_config):
     src.mkdir()
     (src / f"{mod}.py").write_text(V1)
     monkeypatch.syspath_prepend(str(src))
+    # As if read from tmp_path/config.toml: updates' config files come from that folder.
     cfg = make_config(
+        source=str(tmp_path / "config.toml"),
         market={"symbols": ["AAPL", "MSFT"]},
         strategies=[
             {
@@ -182,7 +184,24 @@ def write(s, code):
 
 
 def test_mini_engine_implements_the_protocol(setup):
-    assert isinstance(setup.engine, UpdatableEngine)
+    """The engine double keeps the protocol's promises, so the tests here exercise
+    UpdatesManagement and not a double that happens to let it pass."""
+    e = setup.engine
+    assert isinstance(e, UpdatableEngine)
+    assert e.strategy_names() == ["mom", "mom2"]
+    assert e.strategy_config("mom").params == {"window": 3}
+    for lookup in (e.strategy_config, e.strategy):
+        with pytest.raises(KeyError):
+            lookup("nope")
+    old = e.strategy("mom")
+    new = e.build_strategy(e.strategy_config("mom"))
+    assert type(new) is type(old) and new is not old
+    e.validate_strategy("mom", new)  # a sound strategy passes the dry run
+    e.pause_strategy("mom")
+    assert e.replace_strategy("mom", new, e.strategy_config("mom")) is old
+    assert e.strategy("mom") is new
+    e.resume_strategy("mom")
+    assert e.events[-3:] == [("pause", "mom"), ("replace", "mom"), ("resume", "mom")]
 
 
 def test_param_update_keeps_positions_and_orders(setup):

@@ -4,8 +4,10 @@ every step."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from fbterm.journal import Journal
 from fbterm.model import (
     IllegalTransition,
     OrderError,
+    OrderOptions,
     OrderStatus,
     OrderType,
     Side,
@@ -34,6 +37,11 @@ CASH = 250_000.0
 T0 = 1_700_000_000.0
 
 pytestmark = pytest.mark.timeout(120)
+
+# Under mutation testing (mutmut sets MUTANT_UNDER_TEST) every mutant of the order code runs
+# this property test: fewer random flows keep a run feasible, while the fixed sequences
+# below and tests/test_orders_edges.py pin each path exactly.
+RANDOM_FLOWS = 30 if os.environ.get("MUTANT_UNDER_TEST") else 120
 
 create_op = st.tuples(
     st.just("create"),
@@ -113,8 +121,13 @@ class Books:
                 if typ in (OrderType.STOP, OrderType.STOP_LIMIT)
                 else None
             )
+            opts = (
+                OrderOptions(trail_percent=max(abs(off) * 100, 0.5))
+                if typ is OrderType.TRAIL
+                else OrderOptions()
+            )
             o = self.oms.create_order(
-                Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last)
+                Signal(sid, Stock(sym), side, qty, typ, lmt, stp, signal_price=last, options=opts)
             )
             assert o.status in (OrderStatus.SUBMITTED, OrderStatus.REJECTED), o
             if o.status is OrderStatus.REJECTED:
@@ -220,7 +233,8 @@ class Books:
             j.close()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.timeout(120)
+@settings(max_examples=RANDOM_FLOWS, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=ops_strategy)
 def test_random_order_flows_keep_the_books_consistent(ops):
     with tempfile.TemporaryDirectory() as d:
@@ -297,7 +311,8 @@ def test_illegal_cancel_leaves_journal_untouched():
 # ------------------------------------------------------------------------------- OrderQueue
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.mark.timeout(30)
+@settings(max_examples=40, deadline=1000)
 @given(st.lists(st.one_of(st.integers(1, 1000), st.none()), max_size=80), st.integers(1, 10))
 def test_order_queue_is_fifo_bounded_and_never_drops(items, maxsize):
     q = OrderQueue(maxsize=maxsize)
@@ -317,6 +332,34 @@ def test_order_queue_is_fifo_bounded_and_never_drops(items, maxsize):
                 model.append(it)
         assert len(q) == len(model)
     assert [s.quantity for s in q.dequeue_batch(1000)] == model
+
+
+@pytest.mark.timeout(30)
+def test_enqueue_on_a_full_queue_refuses_at_once_and_never_blocks():
+    """A strategy thread that enqueues into a full queue must hear QueueFull now: blocking
+    would stall it silently. Checked in a thread with a bounded join, so a regression fails
+    within seconds instead of hanging the suite."""
+    q = OrderQueue(maxsize=1)
+    q.enqueue_order(Signal("s", Stock("AAPL"), Side.BUY, 1))
+    outcome: list[BaseException | None] = []
+
+    def enqueue() -> None:
+        try:
+            q.enqueue_order(Signal("s", Stock("AAPL"), Side.BUY, 2))
+            outcome.append(None)
+        except QueueFull as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=enqueue, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "enqueue_order blocked on a full queue"
+    assert isinstance(outcome[0], QueueFull) and "BUY 2 AAPL for s was not queued" in str(
+        outcome[0]
+    )
+    assert len(q) == 1
+    with pytest.raises(QueueFull, match=r"order queue full \(1 waiting\)"):
+        q.enqueue_order(Signal("s", Stock("AAPL"), Side.BUY, 3), block=True, timeout=0.01)
 
 
 def test_submit_all_sends_in_order_in_one_transaction():

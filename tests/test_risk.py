@@ -172,7 +172,7 @@ def test_no_price_no_entry():
 
 
 def test_active_reducing_halted_semantics():
-    book = Book(qty={"AAPL": 100, "MSFT": -10})
+    book = Book(qty={"AAPL": 100, "MSFT": -10}, sqty={("s1", "AAPL"): 100})
     states: list[tuple[TradingState, str]] = []
     g = PortfolioLevelRisk(
         RiskConfig(), book, clock=lambda: T0, on_state_change=lambda s, r: states.append((s, r))
@@ -241,11 +241,11 @@ def test_drawdown_breach_halts_and_resume_resets_the_watch():
 
 def test_daily_loss_halt_and_day_roll():
     g = gate(max_drawdown_pct=99.0, daily_loss_limit=5_000)
-    day1 = T0  # 22:13 UTC: after the 20:00 UTC roll
+    day1 = T0  # 22:13 UTC: after the NYSE close (16:00 New York = 21:00 UTC in November)
     assert g.update_equity(200_000, day1) is None
     assert g.update_equity(196_000, day1 + 60) is None
     assert g.daily_pnl == -4_000
-    # the next trading day starts at 20:00 UTC tomorrow: losses before it still count
+    # the next trading day starts at tomorrow's close: losses before it still count
     next_day = day1 + 86_400
     assert g.update_equity(194_000, next_day) is None  # new day: starts at 194,000
     assert g.daily_pnl == 0.0
@@ -286,23 +286,27 @@ def test_stop_loss_pct_triggers_at_the_right_bar():
     i, sig = first_trigger(r, long_position(), [99, 97, 95.5, 95.01, 94.99, 90])
     assert i == 4
     assert (sig.side, sig.quantity, sig.order_type) == (Side.SELL, 100, OrderType.MARKET)
-    assert sig.reason == "stop_loss: -5.01% <= -5%" and sig.strategy_id == "s1"
+    assert sig.reason == "stop_loss 5%: 94.99 <= 95.00" and sig.strategy_id == "s1"
     assert r.on_price(long_position(), 90) is None  # exiting: one closing order, not one per tick
     r.exit_done("AAPL")
     assert r.on_price(long_position(), 90) is not None
 
 
-def test_stop_loss_on_a_short_and_absolute_levels():
-    r = StrategyLevelRisk("s1", StrategyRiskConfig(stop_loss_abs=300.0))
+def test_stop_loss_on_a_short_in_money_and_in_points():
+    r = StrategyLevelRisk("s1", StrategyRiskConfig(stop_loss_money=300.0))
     i, sig = first_trigger(r, long_position(-100), [101, 102, 102.99, 103, 104])
-    assert i == 3 and sig.side is Side.BUY and sig.reason == "stop_loss: P&L -300 <= -300"
+    assert i == 3 and sig.side is Side.BUY and sig.reason == "stop_loss 300: 103.00 >= 103.00"
+    # the same distance in price points: 3.00 per share whatever the size
+    r = StrategyLevelRisk("s1", StrategyRiskConfig(stop_loss_points=3.0))
+    i, sig = first_trigger(r, long_position(-7), [101, 102.99, 103, 104])
+    assert i == 2 and sig.reason == "stop_loss 3 points: 103.00 >= 103.00"
 
 
 def test_take_profit_triggers_at_the_right_bar():
     r = StrategyLevelRisk("s1", StrategyRiskConfig(take_profit_pct=10.0))
     i, sig = first_trigger(r, long_position(), [101, 105, 109.99, 110, 111])
-    assert i == 3 and sig.reason == "take_profit: 10.00% >= 10%"
-    r = StrategyLevelRisk("s1", StrategyRiskConfig(take_profit_abs=250.0))
+    assert i == 3 and sig.reason == "take_profit 10%: 110.00 >= 110.00"
+    r = StrategyLevelRisk("s1", StrategyRiskConfig(take_profit_money=250.0))
     i, sig = first_trigger(r, long_position(-50), [99, 96, 95.1, 94.9])  # short 50 from 100: +255
     assert i == 3 and sig.side is Side.BUY
 
@@ -311,7 +315,7 @@ def test_trailing_stop_follows_the_high_water_mark():
     r = StrategyLevelRisk("s1", StrategyRiskConfig(trailing_stop_pct=5.0))
     # up to 120, then back: 5% below 120 is 114
     i, sig = first_trigger(r, long_position(), [102, 110, 120, 116, 114.01, 113.99, 100])
-    assert i == 5 and sig.reason == "trailing_stop: 113.99 <= 120.00 - 5%"
+    assert i == 5 and sig.reason == "trailing_stop 5%: 113.99 <= 114.00"
     # short: low-water mark 80, triggers at 84 or above
     r = StrategyLevelRisk("s1", StrategyRiskConfig(trailing_stop_pct=5.0))
     i, sig = first_trigger(r, long_position(-10), [95, 80, 83.9, 84.0])
@@ -335,7 +339,7 @@ def test_inactive_risk_never_triggers_and_flat_resets():
 
 def test_option_position_stop_uses_the_multiplier():
     opt = Option("AAPL", Right.CALL, 120.0, dt.date(2030, 1, 18))
-    r = StrategyLevelRisk("s1", StrategyRiskConfig(stop_loss_abs=100.0))
+    r = StrategyLevelRisk("s1", StrategyRiskConfig(stop_loss_money=100.0))
     pos = long_position(2, 3.0, inst=opt)  # 2 contracts: 200 per 1.00 move
     assert r.on_price(pos, 2.51) is None
     sig = r.on_price(pos, 2.5)

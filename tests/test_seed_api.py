@@ -6,8 +6,10 @@ area's own tests, this file only guards the names against drift.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import textwrap
 
 import pytest
 
@@ -55,6 +57,40 @@ def test_seed_class_has_its_methods(spec: str) -> None:
     for method in SEED[spec]:
         fn = getattr(cls, method, None)
         assert callable(fn), f"{cls_name}.{method} is missing"
+        if getattr(fn, "__isabstractmethod__", False):
+            # the interface's own hook: every built-in strategy must implement it
+            from fbterm.strategies import STRATEGIES
+
+            for impl in STRATEGIES.values():
+                assert not getattr(getattr(impl, method), "__isabstractmethod__", False)
+            continue
+        # implemented, not a placeholder: a body beyond a docstring, "..." or a bare raise
+        assert not is_stub(fn), f"{cls_name}.{method} is a stub"
+
+
+def is_stub(fn: object) -> bool:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))  # type: ignore[arg-type]
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    real = [
+        s
+        for s in body
+        if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+        and not isinstance(s, ast.Pass)
+        and not (isinstance(s, ast.Raise) and "NotImplementedError" in ast.unparse(s))
+    ]
+    return not real
+
+
+def test_the_stub_check_notices_a_stub() -> None:
+    class Seed:
+        def placeholder(self) -> None:
+            """Does nothing yet."""
+            raise NotImplementedError
+
+        def real(self) -> int:
+            return 1
+
+    assert is_stub(Seed.placeholder) and not is_stub(Seed.real)
 
 
 def test_every_seed_class_is_exported_from_the_package_root() -> None:

@@ -127,7 +127,7 @@ def test_prepared_sizer_is_target_quantity(mode: str, cf: float) -> None:
 def test_stop_rules_levels_pick_the_tightest_stop_and_the_nearest_target() -> None:
     rules = StopRules.from_config(
         StrategyRiskConfig(
-            stop_loss_pct=2.0, stop_loss_abs=1.0, take_profit_pct=5.0, take_profit_abs=3.0,
+            stop_loss_pct=2.0, stop_loss_points=1.0, take_profit_pct=5.0, take_profit_points=3.0,
             trailing_stop_pct=1.0,
         )
     )  # fmt: skip

@@ -94,7 +94,8 @@ equity_values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=2000)
 @given(st.lists(equity_values, max_size=30))
 def test_max_drawdown_is_risks_max_drawdown(equity: list[float]) -> None:
     # fbterm.risk.portfolio keeps its own copy until it is pointed here; they must agree.

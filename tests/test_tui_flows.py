@@ -18,6 +18,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from tui_support import run_async
+from waiting import async_wait_until
 
 from fbterm.config import default_config, to_dict
 from fbterm.engine import Engine
@@ -98,17 +99,21 @@ def console(tmp_path: Path, make_config: ConfigBuilder) -> Console:
 async def wait_for(
     pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = WAIT
 ) -> None:
-    steps = int(timeout / 0.05)
-    for _ in range(steps):
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    # The console runs on this event loop: it keeps handling messages while this waits.
+    await async_wait_until(cond, what, timeout)
 
 
 def snap(app: FbtermApp) -> EngineSnapshot:
     assert app.snapshot is not None
     return app.snapshot
+
+
+async def newer_snapshot(pilot: Pilot[Any], app: FbtermApp, what: str) -> EngineSnapshot:
+    """A snapshot the engine built after this moment: the positive sign that the engine has
+    run past whatever the console did before, so "nothing changed" can then be asserted."""
+    seen = snap(app).seq
+    await wait_for(pilot, lambda: snap(app).seq > seen + 1, f"a newer snapshot ({what})")
+    return snap(app)
 
 
 async def type_text(pilot: Pilot[Any], text: str) -> None:
@@ -132,14 +137,18 @@ async def send_limit_order(
     await pilot.press("tab")
     await type_text(pilot, f"{price}")
     await pilot.press("ctrl+s")
-    await pilot.pause(0.05)
+    ticket = app.screen
+    try:
+        await wait_for(pilot, lambda: isinstance(app.screen, TransmitDialog), "the transmit step")
+    except AssertionError:
+        raise AssertionError(
+            f"the ticket stayed open: {ticket.query_one('#error').render()}"
+        ) from None
     # The transmit step: the order in words, then t sends it.
-    assert isinstance(app.screen, TransmitDialog), app.screen.query_one("#error").render()
     words = str(app.screen.query_one("#words").render())
     assert words.startswith(f"BUY {qty} {symbol} LMT {price:,.2f} DAY ≈ $"), words
     await pilot.press("t")
-    await pilot.pause(0.05)
-    assert not isinstance(app.screen, Dialog)
+    await wait_for(pilot, lambda: not isinstance(app.screen, Dialog), "the ticket to close")
 
     def mine() -> str | None:
         for o in snap(app).open_orders:
@@ -199,15 +208,15 @@ async def test_halt_blocks_orders_shows_banner_then_resume(console: Console) -> 
         )
         assert "✗" in log_text(app)
         assert "halt" in log_text(app).lower()
-        await pilot.pause(0.5)
-        assert snap(app).fills_total == fills
-        assert not snap(app).open_orders
+        later = await newer_snapshot(pilot, app, "after the rejection")
+        assert later.fills_total == fills
+        assert not later.open_orders
         # Resuming asks first; "n" keeps it halted, "y" resumes.
         await pilot.press("h")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("n")
-        await pilot.pause(0.3)
-        assert snap(app).risk.state is TradingState.HALTED
+        assert not isinstance(app.screen, ConfirmDialog) and not app.pending  # nothing sent
+        assert (await newer_snapshot(pilot, app, "after 'n'")).risk.state is TradingState.HALTED
         await pilot.press("h")
         await pilot.press("y")
         await wait_for(
@@ -271,7 +280,7 @@ async def test_new_modify_cancel_order(console: Console) -> None:
             f"{oid}: BUY 25 AAPL LMT"
         )
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await pilot.pause()
         assert oid in {o.client_order_id for o in snap(app).open_orders}
         await pilot.press("c", "y")
         await wait_for(
@@ -292,8 +301,9 @@ async def test_cancel_all_with_confirmation(console: Console) -> None:
         await pilot.press("C")
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.press("escape")
-        await pilot.pause(0.2)
-        assert {a, b} <= {o.client_order_id for o in snap(app).open_orders}
+        assert not isinstance(app.screen, ConfirmDialog) and not app.pending  # nothing sent
+        later = await newer_snapshot(pilot, app, "after escape")
+        assert {a, b} <= {o.client_order_id for o in later.open_orders}
         await pilot.press("C", "y")
         await wait_for(
             pilot,
@@ -321,8 +331,10 @@ async def test_flatten_with_confirmation(console: Console) -> None:
         await pilot.press("f")
         assert isinstance(app.screen, FlattenDialog)
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        assert not isinstance(app.screen, Dialog)
         assert not any("flatten" in p.description for p in app.pending.values())
+        later = await newer_snapshot(pilot, app, "after escape")
+        assert sum(1 for p in later.positions if p.quantity) == 2
         await pilot.press("f", "y")
         await wait_for(
             pilot, lambda: any(m.startswith("flatten all") for m, _ in notes), "the flatten outcome"
@@ -375,6 +387,7 @@ async def test_backtest_from_the_console(tmp_path: Path, console: Console) -> No
         await pilot.press("ctrl+r")
         assert "not found" in str(screen.query_one("#bt-error").render())
         data_input.value = str(data)
+        seq_before = snap(app).seq
         await pilot.press("ctrl+r")
         await wait_for(
             pilot,
@@ -387,7 +400,7 @@ async def test_backtest_from_the_console(tmp_path: Path, console: Console) -> No
         assert screen.result is not None, str(screen.query_one("#bt-error").render())
         metrics = screen.query_one("#bt-metrics", DataTable)
         assert metrics.row_count == len(screen.result.metrics) > 5
-        assert app.snapshot is not None  # the console kept rendering meanwhile
+        assert snap(app).seq > seq_before  # the console kept rendering meanwhile
         await pilot.press("escape")
         assert isinstance(app.screen, ConsoleScreen)
         await pilot.press("b")
@@ -407,7 +420,7 @@ async def test_quit_asks_when_orders_are_open(console: Console) -> None:
         await pilot.press("n")
         assert isinstance(app.screen, ConsoleScreen) and app.is_running
         await pilot.press("q", "y")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None, "the console to exit")
         assert app.return_code == 0
 
 
@@ -421,9 +434,9 @@ async def test_keymap_override_and_compact_80x24(console: Console) -> None:
     ):
         screen = app.screen
         assert isinstance(screen, ConsoleScreen) and screen.compact
-        await pilot.press("h")
-        await pilot.pause(0.3)
-        assert not snap(app).halted
+        await pilot.press("h")  # rebound: "h" now does nothing
+        assert isinstance(app.screen, ConsoleScreen) and not app.pending  # nothing sent
+        assert not (await newer_snapshot(pilot, app, "after 'h'")).halted
         await pilot.press("x")
         await wait_for(
             pilot, lambda: snap(app).halted and screen.query_one(Banner).display, "halt on x"
@@ -443,10 +456,12 @@ async def test_theme_cycle_restyles_cells(console: Console) -> None:
         table = app.screen.query_one(PositionsTable)
         dark_up = table.get_component_rich_style("tone--up", partial=True).color
         await pilot.press("t")
-        await pilot.pause(0.2)
+
+        def up_colour() -> object:
+            return table.get_component_rich_style("tone--up", partial=True).color
+
+        await wait_for(pilot, lambda: up_colour() != dark_up, "the light theme's colours")
         assert app.theme_file.name == "light"
-        light_up = table.get_component_rich_style("tone--up", partial=True).color
-        assert dark_up != light_up
         await pilot.press("t", "t")
-        await pilot.pause(0.2)
-        assert app.theme_file.name == "dark"
+        await wait_for(pilot, lambda: app.theme_file.name == "dark", "the dark theme again")
+        await wait_for(pilot, lambda: up_colour() == dark_up, "the dark theme's colours")

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from tui_support import FrozenEngine, fixed_snapshot
+from waiting import async_wait_until
 
 from fbterm.model import TradingState
 from fbterm.tui.app import FbtermApp
@@ -44,11 +45,11 @@ def make_app(
 
 
 async def first_frame(pilot) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        if pilot.app.frames:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause(0.1)
+    """Until the console has rendered the fixed snapshot once, then until the app is idle
+    (every message that frame queued handled): a condition, not a fixed delay."""
+    await async_wait_until(lambda: pilot.app.frames > 0, "the first frame")
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 TICKET = ["2", "n", *"AAPL", "tab", "s", "tab", "l", "tab", *"10", "tab", *"190"]
@@ -114,11 +115,9 @@ def test_snapshot(case: str, size: tuple[int, int], snap_compare) -> None:  # ty
         await first_frame(pilot)
         if keys:
             await pilot.press(*keys)
-        for _ in range(200):
-            if ready is None or ready(pilot.app):
-                break
-            await pilot.pause(0.02)
-        assert ready is None or ready(pilot.app), case
-        await pilot.pause(0.1)
+        if ready is not None:
+            await async_wait_until(lambda: ready(pilot.app), f"the {case} screen filled in")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
 
     assert snap_compare(make_app(**kwargs), terminal_size=size, run_before=run_before)

@@ -13,10 +13,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -30,22 +30,24 @@ def _tmux(sock: str, *args: str) -> str:
 
 
 def _wait_screen(sock: str, needle: str, bound: float = 30.0) -> str:
-    text = ""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        text = _tmux(sock, "capture-pane", "-p", "-t", "fb")
-        if needle in text:
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"{needle!r} never appeared; the pane shows:\n{text}")
+    last = [""]
+
+    def shown() -> str | None:
+        last[0] = _tmux(sock, "capture-pane", "-p", "-t", "fb")
+        return last[0] if needle in last[0] else None
+
+    try:
+        return wait_until(shown, repr(needle), bound)
+    except AssertionError:
+        raise AssertionError(f"{needle!r} never appeared; the pane shows:\n{last[0]}") from None
 
 
 def _wait_gone(sock: str, needle: str, bound: float = 30.0) -> None:
-    deadline = time.monotonic() + bound
-    while needle in _tmux(sock, "capture-pane", "-p", "-t", "fb"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{needle!r} is still on screen")
-        time.sleep(0.2)
+    wait_until(
+        lambda: needle not in _tmux(sock, "capture-pane", "-p", "-t", "fb"),
+        f"{needle!r} to leave the screen",
+        bound,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -98,10 +100,7 @@ def test_console_in_tmux_then_hangup(tmp_path: Path, fbterm_home: Path) -> None:
         _tmux(sock, "send-keys", "-t", "fb", "4")
         _wait_screen(sock, "drawdown")
         _tmux(sock, "kill-session", "-t", "fb")  # the terminal goes away: SIGHUP
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(pid), "fbterm kept running after its terminal was gone"
+        wait_until(lambda: not _alive(pid), "fbterm to exit after its terminal was gone")
     finally:
         subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=20)
     assert journal.exists()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from textual.app import App, ComposeResult
 from tui_support import FrozenEngine, fixed_snapshot, run_async
+from waiting import async_wait_until
 
 from fbterm.config import config_from_dict, default_config, to_dict
 from fbterm.tui import themes
@@ -118,7 +119,7 @@ async def test_a_snapshot_flood_queues_at_most_one_message() -> None:
     engine = FrozenEngine()
     app = FbtermApp(engine, None, handle_signals=False)
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
-        await pilot.pause(0.2)
+        await async_wait_until(lambda: app.frames > 0, "the first frame")
         engine.stop()  # only the flood publishes from here on
         base = fixed_snapshot()
 
@@ -132,8 +133,10 @@ async def test_a_snapshot_flood_queues_at_most_one_message() -> None:
         th.join()
         await pilot.press("question_mark")  # a key right after the flood is handled at once
         assert type(app.screen).__name__ == "HelpScreen"
-        await pilot.pause(0.1)
-        assert app.snapshot is not None and app.snapshot.seq == 1000 + 19_999  # the newest won
+        await async_wait_until(
+            lambda: app.snapshot is not None and app.snapshot.seq == 1000 + 19_999,
+            "the newest snapshot of the flood rendered",
+        )
         flood_msgs = sum(isinstance(m, SnapshotReady) for m in seen) - n0
         assert flood_msgs < 200  # coalesced: 20,000 snapshots, a handful of messages
 
@@ -143,13 +146,15 @@ async def test_outcomes_reach_log_and_notifications() -> None:
     engine = FrozenEngine()
     app = FbtermApp(engine, None, handle_signals=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.2)
+        await async_wait_until(lambda: app.frames > 0, "the first frame")
         await pilot.press("h")
-        await pilot.pause(0.3)
+
+        def log_text() -> str:
+            return "\n".join(line.text for line in app.screen.query_one("#log").lines)  # type: ignore[attr-defined]
+
+        await async_wait_until(lambda: "halt trading: accepted" in log_text(), "the outcome")
         assert type(engine.commands[-1]).__name__ == "Halt"
         assert not app.pending
-        text = "\n".join(line.text for line in app.screen.query_one("#log").lines)  # type: ignore[attr-defined]
-        assert "halt trading: accepted" in text
         assert any("accepted" in str(n.message) for n in app._notifications)
 
 
@@ -173,8 +178,8 @@ def test_three_themes_come_from_the_one_themes_folder() -> None:
 async def test_every_theme_parses_in_the_app() -> None:
     for name in themes.builtin_names():
         app = FbtermApp(FrozenEngine(), None, theme_name=name, handle_signals=False)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.1)
+        async with app.run_test(size=(80, 24)):
+            await async_wait_until(lambda a=app: a.frames > 0, f"the first frame in {name}")
             up = app.screen.query_one(PositionsTable).get_component_rich_style(
                 "tone--up", partial=True
             )

@@ -335,13 +335,14 @@ async def settle(pilot: object, app: object, until: object = None, bound: float 
     Not ``pilot.pause``: it waits for the current screen's widgets, and a burst that closes
     a dialog removes them with the wait still pending.
     """
-    import asyncio
     import time
+
+    from waiting import poll_pause
 
     deadline = time.monotonic() + bound
     while until is not None and not until() and time.monotonic() < deadline:  # type: ignore[operator]
-        await asyncio.sleep(0.02)
+        await poll_pause()
     quiet = 0
     while quiet < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+        await poll_pause()
         quiet = quiet + 1 if _quiet(app) else 0

@@ -80,15 +80,36 @@ def draw_price_trades(plt: Any, result: BacktestResult) -> None:
     plt.xlabel("bar")
 
 
+def trade_returns_pct(result: BacktestResult) -> np.ndarray:
+    """Closed trades' returns in %, the finite ones."""
+    if not len(result.trades):
+        return np.zeros(0)
+    r: np.ndarray = np.asarray(result.trades["return_pct"].to_numpy(dtype=float) * 100)
+    return np.asarray(r[np.isfinite(r)])
+
+
+def histogram(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray, float]:
+    """(bin centres, counts, bin width) by numpy; one bar when every value is (nearly) the same.
+
+    plotext's own ``hist`` indexes past its last bin when a value sits a rounding error below
+    the maximum (a run whose take-profits all land on one level), so the bins are made here."""
+    if not len(values):
+        return np.zeros(0), np.zeros(0), 0.0
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo <= 1e-9 * max(1.0, abs(hi)):
+        return np.array([lo]), np.array([len(values)]), 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return (edges[:-1] + edges[1:]) / 2, counts, float(edges[1] - edges[0])
+
+
 def draw_returns_hist(plt: Any, result: BacktestResult, bins: int = 30) -> None:
     """Histogram of trade returns in %."""
-    r = (
-        (result.trades["return_pct"].to_numpy(dtype=float) * 100)
-        if len(result.trades)
-        else np.zeros(0)
-    )
-    if len(r):
-        plt.hist(r.tolist(), bins, label="trades", color="cyan")
+    r = trade_returns_pct(result)
+    centres, counts, _ = histogram(r, bins)
+    if len(centres):
+        plt.bar(centres.tolist(), counts.tolist(), label="trades", color="cyan", width=0.9)
+        ticks = centres[:: max(len(centres) // 5, 1)]
+        plt.xticks(ticks.tolist(), [f"{t:.2f}" for t in ticks])
     plt.title(f"Trade returns % ({len(r)} trades)")
 
 
@@ -105,24 +126,27 @@ class PerformanceAnalysis:
     def terminal_charts(
         self, plt: Any = None, *, width: int | None = None, height: int | None = None
     ) -> str:
-        """The three charts as text (plotext), ready to print."""
-        if plt is None:
-            import plotext
+        """The three charts as text (plotext), ready to print.
 
-            plt = plotext
-        plt.clear_figure()
-        plt.theme("clear")  # the terminal's own background: readable on dark and light terminals
-        plt.subplots(3, 1)
+        Drawn on a figure of its own: plotext's module-level figure keeps state between
+        figures (``clear_figure`` clears only the active subplot), and a figure built after a
+        flat one could then take minutes to draw."""
+        if plt is None:
+            from plotext._figure import _figure_class
+
+            fig: Any = _figure_class()
+        else:
+            fig = plt.main() if hasattr(plt, "main") else plt
+            fig.clear_figure()
+        fig.theme("clear")  # the terminal's own background: readable on dark and light terminals
+        fig.subplots(3, 1)
         if width or height:
-            plt.plotsize(width or 100, height or 45)
-        plt.subplot(1, 1)
-        draw_equity(plt, self.result)
-        plt.subplot(2, 1)
-        draw_price_trades(plt, self.result)
-        plt.subplot(3, 1)
-        draw_returns_hist(plt, self.result)
-        text = plt.build()
-        plt.clear_figure()
+            fig.plotsize(width or 100, height or 45)
+        for row, draw in enumerate((draw_equity, draw_price_trades, draw_returns_hist), 1):
+            draw(fig.subplot(row, 1), self.result)
+        text = fig.build()
+        if plt is not None:
+            fig.clear_figure()
         return str(text)
 
     def visualize_results(
@@ -163,7 +187,7 @@ class PerformanceAnalysis:
             for key, v in res.metrics.items()
         )
         trades = res.trades.head(500).to_html(index=False, float_format=lambda v: f"{v:.4f}")
-        r = res.trades["return_pct"].to_numpy(dtype=float) * 100 if len(res.trades) else np.zeros(0)
+        r = trade_returns_pct(res)
         return f"""<!doctype html><html><head><meta charset="utf-8"><title>fbterm backtest</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;background:#111;color:#ddd}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #444;padding:2px 6px}}
@@ -195,8 +219,9 @@ svg{{background:#181818;margin:8px 0}}</style></head><body>
         bx, by, sx, sy = trade_markers(res)
         axes[1].scatter(bx, by, marker="^", color="green")
         axes[1].scatter(sx, sy, marker="v", color="red")
-        if len(res.trades):
-            axes[2].hist(res.trades["return_pct"] * 100, bins=30)
+        centres, counts, width = histogram(trade_returns_pct(res))
+        if len(centres):
+            axes[2].bar(centres, counts, width=width * 0.9)
         fig.tight_layout()
         fig.savefig(path)
         mpl.close(fig)
@@ -257,9 +282,10 @@ def _svg_lines(
 def _svg_hist(r: np.ndarray, bins: int = 30) -> str:
     if not len(r):
         return "<p>no trades</p>"
-    counts, edges = np.histogram(r, bins=bins)
+    centres, counts, width = histogram(r, bins)
+    edges = np.r_[centres - width / 2, centres[-1] + width / 2]
     top = max(int(counts.max()), 1)
-    bw = (W - 2 * PAD) / bins
+    bw = (W - 2 * PAD) / len(counts)
     parts = [f'<svg width="{W}" height="{H}" xmlns="http://www.w3.org/2000/svg">']
     for i, cnt in enumerate(counts):
         h = (H - 2 * PAD) * cnt / top

@@ -12,7 +12,9 @@ class Book:
     reason) because the result is built from them with numpy in one go.
     """
 
-    __slots__ = ("cash", "cost", "fb", "fc", "fk", "fp", "fq", "fr", "insts", "plain", "pos")
+    __slots__ = (
+        "cash", "cost", "fb", "fc", "fk", "fp", "fq", "fr", "insts", "plain", "pos", "wiped_out",
+    )  # fmt: skip
 
     def __init__(self, cash: float):
         self.cash = cash
@@ -28,6 +30,8 @@ class Book:
         # Every fill is the one symbol's, with no reason: set by the fast path's plain loop,
         # which writes the log itself, so the result skips the per-fill bookkeeping.
         self.plain = False
+        # The bar at whose close the account was closed out (equity 0 from then on), or None.
+        self.wiped_out: int | None = None
 
     def fill(
         self,
@@ -62,3 +66,22 @@ class Book:
         self.fp.append(price)
         self.fc.append(commission)
         self.fr.append(reason)
+
+    def truncate(self, last_bar: int) -> None:
+        """Forget every fill after bar ``last_bar`` and rebuild cash and positions from the
+        rest (a margin close-out: what would have come later never happens)."""
+        import bisect
+
+        # The starting cash: today's cash with every fill's cash flow undone.
+        cash0 = self.cash + sum(
+            q * p * self.insts[k].multiplier + c
+            for k, q, p, c in zip(self.fk, self.fq, self.fp, self.fc, strict=True)
+        )
+        cut = bisect.bisect_right(self.fb, last_bar)
+        kept = list(zip(self.fb, self.fk, self.fq, self.fp, self.fc, self.fr, strict=True))[:cut]
+        self.cash, self.pos, self.cost, self.plain = cash0, {}, {}, False
+        for log in (self.fb, self.fk, self.fq, self.fp, self.fc, self.fr):
+            log.clear()
+        # Replayed so positions and average entries are those of the kept fills.
+        for b, k, q, p, c, r in kept:
+            self.fill(b, self.insts[k], q, p, c, r)

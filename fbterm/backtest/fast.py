@@ -23,7 +23,7 @@ from fbterm.execution.brokers.fills import (
     market_prices,
     stops_touched,
 )
-from fbterm.model import Stock
+from fbterm.model import instrument_from_key
 from fbterm.risk.stops import StopRules, bar_exit
 from fbterm.strategies.base import Sizing, StrategyInterface, reentry_equity, sizer
 
@@ -40,7 +40,7 @@ def event_loop(
     """Step from one target change to the next; stops are found with numpy in between."""
     strat = strategy
     sym = venue.symbol
-    inst = Stock(sym)
+    inst = instrument_from_key(sym)
     book.insts[sym] = inst
     o = venue.o
     n = len(o)
@@ -61,10 +61,12 @@ def event_loop(
         and venue.risk_gate is None
         and not (reenter and stops is not None)
     )
-    if inline and stops is None:
+    # The plain loop books one stock's fills itself (multiplier 1).
+    if inline and stops is None and inst.multiplier == 1:
         plain_loop(venue, book, sizing, reenter, target, [e for e in events if e + 1 < n])
         return
-    size = sizer(sizing, commission_fraction=venue.cf)
+    size = sizer(sizing, multiplier=inst.multiplier, commission_fraction=venue.cf, fee=venue.fee)
+    check = may_exceed(sizing)
     commission = venue.commission
     pos = 0.0
     last = math.nan  # the target last acted on (NaN: none, or forgotten after a stop)
@@ -109,19 +111,25 @@ def event_loop(
                 continue
             last = t
             px = o[f]
-            qty = size(t, px, book.cash + pos * px, pos)
+            qty = size(t, px, book.cash + pos * px * inst.multiplier, pos)
             delta = qty - pos
             if abs(delta) < 1e-9:
                 continue
             fill_px = market_price(delta > 0, px)
-            book.fill(f, inst, delta, fill_px, commission(abs(delta), fill_px))
+            fee = commission(abs(delta), fill_px, inst.multiplier)
+            if check:
+                delta = venue.admit(book, f, inst, delta, fill_px, fee)
+                if abs(delta) < 1e-9:
+                    continue
+                fee = commission(abs(delta), fill_px, inst.multiplier)
+            book.fill(f, inst, delta, fill_px, fee)
             pos = book.pos.get(sym, 0.0)
             seg = f
         else:
             ctx.price = o[f]
             ctx.ts = ts[f]
             ctx.position = pos
-            ctx.equity = book.cash + pos * o[f]
+            ctx.equity = book.cash + pos * o[f] * inst.multiplier
             p_before = pos
             for sig in strat.execute(signals.iloc[e : e + 1], ctx):
                 venue.submit(book, sig, f)
@@ -147,9 +155,14 @@ def plain_loop(
     sym = venue.symbol
     o = venue.o
     cf = venue.cf
-    size = sizer(sizing, commission_fraction=cf)
+    size = sizer(sizing, commission_fraction=cf, fee=venue.fee)
+    # Sizes that can cost more than the equity are held to the margin rule (a cash account);
+    # all_in and fraction <= 1 never do, so the hot loop skips the check for them.
+    check = may_exceed(sizing)
+    admit = venue.margin.admit
     fee_of = venue.commission.__call__  # bound once: a lookup per fill is a real share here
     cash, pos, last = book.cash, 0.0, math.nan
+    rejected: list[tuple[int, float]] = []
     fb: list[int] = []
     fq: list[float] = []
     fp: list[float] = []
@@ -168,7 +181,7 @@ def plain_loop(
                 continue
             # Re-entry: close at this open, then size afresh on what is left (as
             # StrategyInterface._reenter does).
-            eq = reentry_equity(cash + pos * spx, pos, spx, cf)
+            eq = reentry_equity(cash + pos * spx, pos, spx, cf, venue.fee)
             if pos:
                 fee = fee_of(abs(pos), px)
                 cash -= -pos * px + fee
@@ -178,6 +191,11 @@ def plain_loop(
                 fc_add(fee)
                 pos = 0.0
             qty = size(t, spx, eq, 0.0)
+            if qty and check:
+                fee = fee_of(abs(qty), px)
+                qty = admit(0.0, qty, px, fee / abs(qty), cash)
+                if not qty:
+                    rejected.append((e + 1, abs(size(t, spx, eq, 0.0))))
             if qty:
                 fee = fee_of(abs(qty), px)
                 cash -= qty * px + fee
@@ -193,12 +211,28 @@ def plain_loop(
         if abs(delta) < 1e-9:
             continue
         fee = fee_of(abs(delta), px)
+        if check:
+            ok = admit(pos, delta, px, fee / abs(delta), cash + pos * px)
+            if ok != delta:
+                rejected.append((e + 1, abs(delta) - abs(ok)))
+                qty, delta = pos + ok, ok
+                if abs(delta) < 1e-9:
+                    continue
+                fee = fee_of(abs(delta), px)
         cash -= delta * px + fee
         pos = qty
         fb_add(e + 1)
         fq_add(delta)
         fp_add(px)
         fc_add(fee)
+    for bar, cut in rejected:
+        venue.rejected.append(
+            (
+                float(venue.ts[bar]),
+                sym,
+                f"margin: {cut:g} {sym} would cost more than the buying power",
+            )
+        )
     book.cash = cash
     book.fb, book.fq, book.fp, book.fc = fb, fq, fp, fc
     book.fk = [sym] * len(fb)
@@ -207,6 +241,12 @@ def plain_loop(
     if pos:
         book.pos[sym] = pos
         book.cost[sym] = fp[-1]
+
+
+def may_exceed(sizing: Sizing) -> bool:
+    """Whether a size can cost more than the equity (then each order passes the margin rule):
+    fixed and cash sizes, or a fraction above 1."""
+    return sizing.mode in ("fixed", "cash") or sizing.value > 1.0
 
 
 def find_stop(
@@ -219,7 +259,7 @@ def find_stop(
     m = len(hi)
     if m == 0:
         return -1, 0.0, ""
-    if stops.trail_pct is not None:
+    if stops.trails:
         ext = np.empty(m)
         ext[0] = entry
         if m > 1:
@@ -231,13 +271,13 @@ def find_stop(
         ext = np.full(m, entry)
     # Levels per bar, computed by the same scalar rule as the replay path (exact): once per
     # distinct best price, which repeats for long stretches.
-    if stops.trail_pct is None:
-        s0, t0 = stops.levels(long, entry, entry)
+    if not stops.trails:
+        s0, t0 = stops.levels(long, entry, entry, pos)
         stop = np.full(m, s0)
         tp = np.full(m, t0)
     else:
         uniq, inv = np.unique(ext, return_inverse=True)
-        lv = np.array([stops.levels(long, entry, float(x)) for x in uniq]).reshape(-1, 2)
+        lv = np.array([stops.levels(long, entry, float(x), pos) for x in uniq]).reshape(-1, 2)
         stop = lv[inv, 0]
         tp = lv[inv, 1]
     # The exit of a long sells, of a short buys.

@@ -43,6 +43,7 @@ def build_result(
     signals: pd.DataFrame | None,
     mode: str,
     cash0: float,
+    clock_tz: str | None = None,
 ) -> BacktestResult:
     """The equity curve, positions, fills and trades of a finished run, built with numpy
     from the fill log (1M bars can mean 100k fills: no Python work per bar or fill)."""
@@ -55,9 +56,11 @@ def build_result(
     sym = venue.symbol
     m = len(fb)
     keys: Any
+    sym_inst = book.insts.get(sym)
+    sym_mult = float(sym_inst.multiplier) if sym_inst is not None else 1.0
     if book.plain or set(book.fk) <= {sym}:
         keys = one_category(m, sym)
-        mults = np.ones(m)
+        mults = np.full(m, sym_mult)
         is_sym = np.ones(m, dtype=bool)
     else:
         keys = np.asarray(book.fk, dtype=object)
@@ -73,7 +76,7 @@ def build_result(
     )
     position[np.abs(position) < 1e-9] = 0.0
     close = venue.c
-    equity = cash + position * close
+    equity = cash + position * close * sym_mult
     for key in (set(book.insts) - {sym}) if not book.plain else ():
         # Besides the symbol only options are held (the strategies that trade them run here).
         inst = cast(Option, book.insts[key])
@@ -83,6 +86,9 @@ def build_result(
             equity[i] += (
                 held[i] * inst.multiplier * venue.options.price(inst, close[i], venue.ts[i], int(i))
             )
+    if book.wiped_out is not None:
+        # Closed out: the deficit is written off and the account stays at 0 (backtesting.py).
+        equity[book.wiped_out :] = 0.0
     fills = pd.DataFrame(
         {
             "bar": fb,
@@ -94,7 +100,9 @@ def build_result(
             "reason": reasons,
         }
     )
-    trades = trades_from_fills(fills, idx, {k: i.multiplier for k, i in book.insts.items()})
+    trades = trades_from_fills(
+        fills, idx, {k: i.multiplier for k, i in book.insts.items()}, clock_tz
+    )
     sig = signals
     if sig is None:
         sig = strategy.analyze(bars.iloc[: min(n, max(strategy.warmup() * 3, 64))])

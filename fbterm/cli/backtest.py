@@ -13,22 +13,33 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fbterm.cli.common import Subparsers
 from fbterm.cli.errors import EXIT_OK, EXIT_USAGE, CLIError, first_line_error
 
+if TYPE_CHECKING:
+    from fbterm.config import StrategyRiskConfig
+
 
 def register(subparsers: Subparsers) -> None:
     """Add backtest to the ``fbterm`` parser."""
+    from fbterm.backtest.conventions import HELP
+
     p = subparsers.add_parser(
         "backtest",
         help="backtest a strategy on a CSV of bars (or sweep its parameters)",
         description="Backtest a strategy on historical bars. Signals at bar t fill at bar t+1's "
         "open; commission as a fraction of value (or 'ib' per share), charged on entry and exit.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--data", required=True, metavar="FILE.csv", help="bars CSV (any layout DataStorage loads)"
+        "--data",
+        required=True,
+        metavar="FILE.csv",
+        help="bars CSV (any layout DataStorage loads); with --config, a folder of SYMBOL.csv",
     )
     p.add_argument(
         "--strategy", default="sma_cross", help="built-in name or package.module:ClassName"
@@ -65,19 +76,6 @@ def register(subparsers: Subparsers) -> None:
         dest="on_bad_rows",
         help="bad CSV rows: refuse the file (default), drop them, or repair what can be",
     )
-    p.add_argument(
-        "--stop-loss", type=float, dest="stop_loss", metavar="PCT", help="stop-loss, %% from entry"
-    )
-    p.add_argument(
-        "--take-profit",
-        type=float,
-        dest="take_profit",
-        metavar="PCT",
-        help="take-profit, %% from entry",
-    )
-    p.add_argument(
-        "--trailing-stop", type=float, dest="trailing_stop", metavar="PCT", help="trailing stop, %%"
-    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
         "--plot", action="store_true", help="draw equity, price/trades and returns in the terminal"
@@ -99,7 +97,48 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--cluster", metavar="tcp://HOST:8786", help="sweep: run the grid on a Dask cluster"
     )
+    # Research (sweeps, walk-forward, portfolios): one block, options and handling in research.py.
+    from fbterm.cli import research
+
+    research.add_arguments(p)
+    _add_conventions_options(p)
     p.set_defaults(handler=run)
+
+
+def _add_conventions_options(p: argparse.ArgumentParser) -> None:
+    """Stops with units, the file's clock, the calendar and which statistics (issue 15)."""
+    g = p.add_argument_group("stops, time and statistics (see conventions below)")
+    amount = "5 or 5%% (percent of entry), 2.5pt (price points per unit), $300 (money)"
+    g.add_argument("--stop-loss", dest="stop_loss", metavar="AMOUNT", help=f"stop-loss: {amount}")
+    g.add_argument(
+        "--take-profit", dest="take_profit", metavar="AMOUNT", help=f"take-profit: {amount}"
+    )
+    g.add_argument(
+        "--trailing-stop",
+        dest="trailing_stop",
+        metavar="AMOUNT",
+        help="trailing stop from the best price since entry: 3%% or 1.5pt",
+    )
+    g.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="zone of timestamps without one, e.g. UTC (default: config's market.timezone)",
+    )
+    g.add_argument(
+        "--calendar",
+        metavar="NAME",
+        help="exchange calendar for intraday days, e.g. XNYS, 24/7 (default: config's "
+        "market.calendar)",
+    )
+    g.add_argument(
+        "--adjust", action="store_true", help="use the Adj Close column (splits, dividends)"
+    )
+    g.add_argument(
+        "--stats",
+        choices=("fbterm", "backtesting"),
+        default="fbterm",
+        help="statistics' definitions: fbterm's (default) or backtesting.py 0.6.6's",
+    )
 
 
 class _Bar:
@@ -163,96 +202,28 @@ def _run(args: argparse.Namespace) -> int:
     """The work of ``run``: validate the options, then sweep or run once and report."""
     from fbterm.backtest.backtester import CustomBacktester
     from fbterm.backtest.inputs import make_commission, make_sizing
-    from fbterm.backtest.jobs import load_bars, run_sweep, sweep_grid
+    from fbterm.backtest.jobs import load_bars_report
     from fbterm.backtest.metrics import METRIC_LABELS, metrics_to_jsonable
-    from fbterm.config import StrategyRiskConfig
     from fbterm.strategies import create_strategy, load_strategy_class
 
-    if not (args.cash > 0):
-        raise CLIError(f"--cash must be > 0, got {args.cash:g}", EXIT_USAGE)
+    opts = _check_options(args)
     params = _params(args.param)
     load_strategy_class(args.strategy)
     commission = make_commission(args.commission)
     sizing = make_sizing(args.sizing, args.size)
     tty = sys.stdout.isatty()
-    if args.sweep:
-        if args.cluster and not args.cluster.startswith(
-            ("tcp://", "tls://", "inproc://", "ucx://")
-        ):
-            raise CLIError(
-                f"--cluster {args.cluster!r}: expected an address like tcp://host:8786",
-                EXIT_USAGE,
-            )
-        grid = sweep_grid(args.sweep, params)
-        bar = _Bar(f"sweep {len(grid)} runs", tty)
-        try:
-            # Bad rows dropped or repaired once here; the workers then share the clean frame.
-            data = (
-                args.data if args.on_bad_rows == "error" else load_bars(args.data, args.on_bad_rows)
-            )
-            table = run_sweep(
-                data,
-                args.strategy,
-                grid,
-                cash=args.cash,
-                commission=args.commission,
-                sizing=args.sizing,
-                workers=args.workers,
-                cluster=args.cluster,
-                progress=bar,
-                rank_by=args.rank,
-            )
-        finally:
-            bar.close()
-        if args.out:
-            from pathlib import Path
+    notes: list[str] = []
+    from fbterm.cli import research
 
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            table.to_csv(out / "sweep.csv", index=False)
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "strategy": args.strategy,
-                        "rank_by": args.rank,
-                        "results": json.loads(table.to_json(orient="records")),
-                    }
-                )
-            )
-        else:
-            import pandas as pd
+    if research.handles(args):
+        return research.run(args, params)
 
-            shown = table
-            if "error" in table:
-                failed = table[table["error"].notna()]
-                shown = table[table["error"].isna()].drop(columns="error")
-                if len(failed):
-                    reasons = sorted(set(failed["error"].astype(str)))
-                    print(
-                        f"{len(failed)} of {len(table)} combinations skipped: {reasons[0]}"
-                        + (f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else "")
-                    )
-            with pd.option_context(
-                "display.max_rows",
-                200,
-                "display.width",
-                200,
-                "display.float_format",
-                "{:,.4f}".format,
-            ):
-                print(shown.head(50).to_string(index=False))
-        return EXIT_OK
-
-    bars = load_bars(args.data, args.on_bad_rows)
+    bars, report = load_bars_report(
+        args.data, args.on_bad_rows, timezone=opts.timezone, adj_close=args.adjust
+    )
+    notes += report.notes
     strat = create_strategy(args.strategy, None, params)
-    risk = None
-    if args.stop_loss or args.take_profit or args.trailing_stop:
-        risk = StrategyRiskConfig(
-            stop_loss_pct=args.stop_loss,
-            take_profit_pct=args.take_profit,
-            trailing_stop_pct=args.trailing_stop,
-        )
+    risk = opts.risk
     from pathlib import Path
 
     bar = _Bar("backtest", tty and args.mode == "replay")
@@ -267,16 +238,27 @@ def _run(args: argparse.Namespace) -> int:
             risk=risk,
             mode=args.mode,
             progress=bar,
+            # Durations on the market's wall clock; backtesting.py's days are the file's own.
+            timezone=opts.timezone if args.stats == "fbterm" else report.clock,
+            calendar=opts.calendar,
+            stats=args.stats,
         )
         res = bt.run_backtest()
     finally:
         bar.close()
     m = res.metrics
+    if res.fills["reason"].eq("liquidation").any():
+        at = res.fills.loc[res.fills["reason"].eq("liquidation"), "time"].iloc[0]
+        notes.append(f"equity reached 0 at the close of {at}: every position was closed there")
+    if args.stats == "backtesting":
+        notes.append("statistics by backtesting.py 0.6.6's definitions (--stats backtesting)")
     if args.json:
         doc = {
             "strategy": res.strategy,
             "params": res.params,
             "mode": res.mode,
+            "stats": args.stats,
+            "notes": notes,
             **metrics_to_jsonable(m),
         }
         print(json.dumps(doc, default=str))
@@ -285,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"{res.strategy} {' '.join(f'{k}={v}' for k, v in res.params.items())} on {args.data}"
         )
+        for note in notes:
+            print(f"note: {note}")
         for k, v in m.items():
             print(f"{METRIC_LABELS.get(str(k), str(k)):<{width}}  {_fmt(v)}")
     if args.out:
@@ -302,6 +286,100 @@ def _run(args: argparse.Namespace) -> int:
             terminal=args.plot and not args.json, out_dir=args.out
         )
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options checked against each other and the config: what the run uses."""
+
+    timezone: str
+    calendar: str
+    default_clock: bool  # New York, as the sweep workers read the file by default
+    risk: StrategyRiskConfig | None
+
+
+def _check_options(args: argparse.Namespace) -> _Options:
+    """Every option checked before any work: one line naming the option and the reason."""
+    import math
+
+    from fbterm.cli.common import config_path, load_config_file
+
+    def bad(msg: str) -> CLIError:
+        return CLIError(msg, EXIT_USAGE)
+
+    if not (math.isfinite(args.cash) and args.cash > 0):
+        raise bad(f"--cash must be a number > 0, got {args.cash:g}")
+    if args.size is not None:
+        if args.sizing == "all_in":
+            raise bad("--size does not apply to --sizing all_in (it spends all the equity)")
+        if not (math.isfinite(args.size) and args.size > 0):
+            raise bad(f"--size must be a number > 0, got {args.size:g}")
+    if args.workers is not None and args.workers < 1:
+        raise bad(f"--workers must be >= 1, got {args.workers}")
+    if args.sweep:
+        for flag, given in (
+            ("--stop-loss", args.stop_loss), ("--take-profit", args.take_profit),
+            ("--trailing-stop", args.trailing_stop), ("--plot", args.plot),
+            ("--mode replay", args.mode == "replay"),
+            ("--stats backtesting", args.stats == "backtesting"),
+        ):  # fmt: skip
+            if given:
+                raise bad(f"{flag} does not apply to --sweep (a sweep ranks plain runs)")
+    cfg = load_config_file(config_path(args.config))
+    tz = args.timezone or cfg.market.timezone
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise bad(f"--timezone {tz!r}: unknown time zone (e.g. UTC, America/New_York)") from None
+    cal = args.calendar or cfg.market.calendar
+    if args.calendar:
+        from fbterm.sessions import CalendarError, check_calendar
+
+        try:
+            check_calendar(cal)
+        except CalendarError as e:
+            raise bad(f"--calendar: {e}") from None
+    return _Options(tz, cal, tz == "America/New_York", _stops(args))
+
+
+def _stops(args: argparse.Namespace) -> StrategyRiskConfig | None:
+    """--stop-loss / --take-profit / --trailing-stop as a checked StrategyRiskConfig."""
+    from fbterm.config import ConfigError, StrategyRiskConfig, section_from_dict
+    from fbterm.risk.stops import parse_amount
+
+    given: dict[str, float] = {}
+    flags: dict[str, str] = {}
+    for name, flag, text in (
+        ("stop_loss", "--stop-loss", args.stop_loss),
+        ("take_profit", "--take-profit", args.take_profit),
+        ("trailing_stop", "--trailing-stop", args.trailing_stop),
+    ):
+        if text is None:
+            continue
+        try:
+            value, unit = parse_amount(text)
+        except ValueError as e:
+            raise CLIError(f"{flag} {text}: {e}", EXIT_USAGE) from None
+        if name == "trailing_stop" and unit == "money":
+            raise CLIError(f"{flag} {text}: a trailing stop is 3% or 1.5pt", EXIT_USAGE)
+        if not value > 0:
+            raise CLIError(
+                f"{flag} {text}: must be > 0 (leave the option out for no {name.replace('_', '-')})",
+                EXIT_USAGE,
+            )
+        given[f"{name}_{unit}"] = value
+        flags[f"{name}_{unit}"] = f"{flag} {text}"
+    if not given:
+        return None
+    try:
+        return section_from_dict(StrategyRiskConfig, given, "options")
+    except ConfigError as e:
+        # "options: stop_loss_pct: must be < 100, got 150" -> "--stop-loss 150: must be < 100 ..."
+        _, key, reason = [*str(e).split(": ", 2), "", ""][:3]
+        unit = " (percent of the entry price)" if key.endswith("_pct") else ""
+        raise CLIError(f"{flags.get(key, key)}: {reason}{unit}", EXIT_USAGE) from None
 
 
 def _fmt(v: Any) -> str:

@@ -41,7 +41,7 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         dest="read_only",
-        help="connect without order permissions",
+        help="refuse every new order, modification and cancel (any venue; IB connects read-only)",
     )
     g.add_argument("--journal", metavar="PATH", help="journal database (overrides config)")
 
@@ -80,7 +80,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
                 "broker.ib.port": getattr(args, "port", None),
                 "broker.ib.client_id": getattr(args, "client_id", None),
                 "broker.ib.account": getattr(args, "account", None),
-                "broker.ib.read_only": getattr(args, "read_only", None),
+                "broker.read_only": getattr(args, "read_only", None),
                 "journal.path": getattr(args, "journal", None),
                 "ui.theme": getattr(args, "theme", None),
                 "ui.ascii": "on" if getattr(args, "ascii", None) else None,

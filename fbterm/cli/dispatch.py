@@ -4,7 +4,7 @@ Start-up must stay fast (``fbterm --help`` well under a second), so the command 
 imports hold only their parsers; each handler imports what it needs when it runs.
 
 Imports in the package point one way, so there is no cycle: this module imports every command
-module (run, data, backtest, ops); they import ``common`` and ``errors``; ``common`` imports
+module (run, data, backtest, ops, shell); they import ``common`` and ``errors``; ``common`` imports
 ``errors``; and only the package's ``__init__`` imports this module. A new command group is a
 module with a ``register(subparsers)``, added to ``_COMMAND_GROUPS``.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fbterm import __version__
-from fbterm.cli import backtest, data, ops, run
+from fbterm.cli import backtest, data, ops, run, shell
 from fbterm.cli.common import Handler, Subparsers, add_broker_options
 from fbterm.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CLIError
 
@@ -26,6 +26,7 @@ _COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     data.register,
     backtest.register,
     ops.register,
+    shell.register,
 )
 
 
@@ -67,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run.run_console(args)
         return int(handler(args) or EXIT_OK)
     except CLIError as e:
-        print(f"fbterm: {e}", file=sys.stderr)
+        from fbterm.redact import redact_text
+
+        # Errors quote what they refuse, and that may be a URL with a token in it.
+        print(f"fbterm: {redact_text(str(e))}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("fbterm: interrupted", file=sys.stderr)

@@ -13,6 +13,10 @@ EXIT_ERROR = 1
 """The command was fine but the work failed (venue unreachable, file unwritable, alert failed)."""
 EXIT_USAGE = 2
 """The command line or the config is wrong; argparse uses 2 for the same reason."""
+EXIT_REFUSED = 3
+"""The running engine answered and refused (the risk gate, an unknown order, already halted)."""
+EXIT_NO_ENGINE = 4
+"""A command that needs a running engine found none on the control socket."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C, as a shell reports a process killed by SIGINT (128 + 2)."""
 

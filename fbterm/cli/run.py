@@ -8,8 +8,10 @@ both are imported inside the handlers, keeping ``fbterm --help`` free of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from fbterm.cli.common import Subparsers, add_broker_options, resolve_config
@@ -80,12 +82,19 @@ def check_ui_keys(cfg: Config) -> None:
 
 def check_strategies(cfg: Config) -> None:
     """Build every configured strategy once, so a bad class or parameter stops start-up with
-    the key path (``config.toml: strategies[1].params.fast: ...``), not a traceback later."""
+    the key path (``config.toml: strategies[1].params.fast: ...``), not a traceback later;
+    a window longer than the history the engine keeps is refused the same way."""
     from fbterm.strategies import StrategyError, create_strategy
+    from fbterm.strategies.base import history_problem
 
     for i, sc in enumerate(cfg.strategies):
         try:
-            create_strategy(sc.cls, sc.name, sc.params)
+            strategy = create_strategy(sc.cls, sc.name, sc.params)
+            problem = history_problem(strategy, cfg.market.history_bars)
+            if problem is not None:
+                name, reason = problem
+                key = f"strategies[{i}].params" + (f".{name}" if name else "")
+                raise CLIError(f"{cfg.source}: {key}: {reason}")
         except StrategyError as e:
             text = str(e)
             key = f"strategies[{i}].class"
@@ -99,14 +108,18 @@ def check_strategies(cfg: Config) -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Print the effective config (defaults filled in) so an operator sees what will run,
     after building every strategy so a bad parameter fails here rather than at start-up."""
+    from fbterm.cli.preflight import preflight
     from fbterm.config import dump_toml, to_dict
+    from fbterm.redact import redact_value
 
     cfg = resolve_config(args)
     check_strategies(cfg)
+    preflight(cfg)
     check_ui_keys(cfg)
     sys.stdout.write(f"# {cfg.source}: OK\n")
     sys.stdout.write(f"# journal: {cfg.journal_path}\n# data dir: {cfg.data_dir}\n")
-    sys.stdout.write(dump_toml(to_dict(cfg)))
+    # What is printed may be pasted into a ticket: a webhook's token stays in the file.
+    sys.stdout.write(dump_toml(redact_value(to_dict(cfg))))
     return EXIT_OK
 
 
@@ -156,24 +169,28 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the engine: headless (summary at the end) or, without --headless, the console."""
+    from fbterm.cli.preflight import preflight
+
     cfg = resolve_config(args)
     check_strategies(cfg)
+    preflight(cfg)
     if not args.headless:
         return run_console(args, cfg)
     from fbterm.engine import run_headless
 
-    try:
+    with startup_failures(cfg):
         return run_headless(cfg, duration=args.duration, as_json=args.json)
-    except ConnectionError as e:
-        raise CLIError(str(e), EXIT_ERROR) from None
 
 
 def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
     """The console; also what ``fbterm`` with no command runs. Refuses a non-terminal stdout
     (unless FBTERM_FORCE_TUI is set) instead of drawing escape codes into a pipe."""
     if cfg is None:
+        from fbterm.cli.preflight import preflight
+
         cfg = resolve_config(args)
         check_strategies(cfg)
+        preflight(cfg)
     if not sys.stdout.isatty() and not os.environ.get("FBTERM_FORCE_TUI"):
         raise CLIError(
             "the console needs a terminal; use 'fbterm run --headless' without one", EXIT_USAGE
@@ -182,7 +199,24 @@ def run_console(args: argparse.Namespace, cfg: Config | None = None) -> int:
         from fbterm.tui.app import run_app
     except ModuleNotFoundError as e:  # pragma: no cover - only before the console exists
         raise CLIError(f"the console is not available: {e}", EXIT_ERROR) from None
-    try:
+    with startup_failures(cfg):
         return run_app(cfg)
-    except ConnectionError as e:
-        raise CLIError(str(e), EXIT_ERROR) from None
+
+
+@contextlib.contextmanager
+def startup_failures(cfg: Config) -> Iterator[None]:
+    """What can still stop a start after the checks (the venue, the journal, the disk, a slow
+    start) as one line: ``fbterm: ...`` and exit 1, never a traceback."""
+    import sqlite3
+
+    from fbterm.engine import EngineFailed
+    from fbterm.journal import JournalError
+
+    try:
+        yield
+    # ConnectionError is an OSError; EngineFailed: the journal is in use by another engine or
+    # a journal write failed while running.
+    except (OSError, JournalError, EngineFailed, TimeoutError) as e:
+        raise CLIError(str(e) or type(e).__name__, EXIT_ERROR) from None
+    except sqlite3.DatabaseError as e:
+        raise CLIError(f"{cfg.journal_path}: {e}", EXIT_ERROR) from None

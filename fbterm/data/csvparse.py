@@ -47,6 +47,10 @@ class LoadReport:
     examples: list[str] = field(default_factory=list)
     sorted: bool = False  # rows were out of time order and have been sorted
     from_cache: bool = False
+    # How the file's clock was read, said once: the zone of its naive times and what daylight
+    # saving did to them ("2 local times in the DST gap moved forward ...").
+    notes: list[str] = field(default_factory=list)
+    clock: str = "UTC"  # the zone the file's times were read in: its own, or the one named
 
     @property
     def bad_rows(self) -> int:
@@ -67,7 +71,7 @@ class LoadReport:
         return {
             "path": self.path, "rows_read": self.rows_read, "rows": self.rows,
             "dropped": self.dropped, "repaired": self.repaired, "examples": self.examples,
-            "sorted": self.sorted,
+            "sorted": self.sorted, "notes": self.notes, "clock": self.clock,
         }  # fmt: skip
 
 
@@ -121,12 +125,78 @@ def map_columns(header: Sequence[str], where: str) -> tuple[str | list[str], dic
     return date_col, mapping
 
 
-def parse_timestamps(raw: pd.Series | np.ndarray, timezone: str) -> pd.DatetimeIndex:
+@dataclass
+class ClockFixes:
+    """What reading naive local times in a zone with daylight saving had to decide, per row.
+
+    * ``shifted``: a local time that does not exist (the spring-forward gap, 02:30 in New York
+      on the second Sunday of March) is moved forward to the end of the gap (03:00 EDT), the
+      first time that exists: pandas' ``shift_forward``, and what data vendors publishing in
+      local time do;
+    * ``repeated`` / ``second``: a local time that happens twice (the autumn fall-back hour) is
+      read as its first occurrence (daylight time); when the same wall time appears again in
+      the file, that later row is the second occurrence (standard time).
+
+    Neither is a bad row: the load goes on and the report says what was done, once.
+    """
+
+    timezone: str
+    shifted: np.ndarray
+    repeated: np.ndarray
+    second: np.ndarray
+
+    def notes(self, raw: pd.Series, lines: np.ndarray) -> list[str]:
+        out = [f"times without a zone read as {self.timezone} wall-clock time"]
+        for mask, one, many, what in (
+            (self.shifted, "does not exist", "do not exist", "(daylight saving gap): moved "
+             "forward to the end of the gap"),
+            (self.repeated, "happens twice", "happen twice", "(daylight saving ends): read as "
+             "the first occurrence (daylight time), a repeat of the same time as the second "
+             "(standard)"),
+        ):  # fmt: skip
+            hits = np.flatnonzero(mask)
+            if len(hits):
+                ex = ", ".join(f"line {lines[i]} {raw.iloc[i]!s}" for i in hits[:3])
+                n = len(hits)
+                verb = one if n == 1 else many
+                out.append(
+                    f"{n} local time{'s' if n != 1 else ''} in {self.timezone} {verb} {what} "
+                    f"(e.g. {ex})"
+                )
+        return out
+
+
+def localize(idx: pd.DatetimeIndex, timezone: str) -> tuple[pd.DatetimeIndex, ClockFixes]:
+    """Naive wall-clock times in ``timezone`` as UTC, daylight saving resolved (see
+    :class:`ClockFixes`; the common case, nothing to decide, costs one call)."""
+    try:
+        out = idx.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+        none = np.zeros(0, dtype=bool)
+        return out.tz_convert("UTC"), ClockFixes(timezone, none, none, none)
+    except ValueError:
+        pass  # a DST gap or a repeated hour: decided row by row below
+    n = len(idx)
+    as_dst = idx.tz_localize(timezone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    as_std = idx.tz_localize(timezone, ambiguous=np.zeros(n, dtype=bool), nonexistent="NaT")
+    valid = np.asarray(idx.notna())
+    shifted = valid & np.asarray(as_dst.isna())
+    repeated = valid & ~shifted & (np.asarray(as_dst.asi8) != np.asarray(as_std.asi8))
+    # The first time a repeated wall time appears it is daylight time; again, standard time.
+    second = repeated & pd.Series(np.where(repeated, idx.asi8, -1)).duplicated().to_numpy()
+    out = idx.tz_localize(timezone, ambiguous=~second, nonexistent="shift_forward")
+    return out.tz_convert("UTC"), ClockFixes(timezone, shifted, repeated, second)
+
+
+def parse_timestamps(
+    raw: pd.Series | np.ndarray, timezone: str, fixes: list[ClockFixes] | None = None
+) -> pd.DatetimeIndex:
     """Timestamps as UTC nanoseconds; unparsable values become NaT.
 
     Numbers are epoch seconds (or ms/us/ns by magnitude; eight-digit integers are YYYYMMDD);
     text is ISO 8601 (with or without time, offset or ``Z``), else any format pandas infers.
-    Times without a zone are in ``timezone``.
+    A file whose times carry an offset or ``Z`` keeps its own clock; times without a zone are
+    wall-clock times in ``timezone``, daylight saving resolved by :func:`localize` (what it
+    decided is appended to ``fixes`` when given).
     """
     s = pd.Series(raw) if not isinstance(raw, pd.Series) else raw
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
@@ -143,7 +213,9 @@ def parse_timestamps(raw: pd.Series | np.ndarray, timezone: str) -> pd.DatetimeI
         if np.count_nonzero(alt.notna()) > np.count_nonzero(idx.notna()):
             idx = alt
     if not aware:
-        idx = idx.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").tz_convert("UTC")
+        idx, fix = localize(idx, timezone)
+        if fixes is not None:
+            fixes.append(fix)
     return idx.as_unit("ns")
 
 
@@ -204,7 +276,9 @@ def parse_frame(
     header = read_header(path, where)
     date_col, mapping = map_columns(header, where)
     if adj_close and "adj_close" not in mapping.values():
-        raise DataError(where, "adj_close requested but the file has no Adj Close column", line=1)
+        raise DataError(
+            where, "no Adj Close column to adjust the prices with (--adjust, adj_close)", line=1
+        )
     date_cols = date_col if isinstance(date_col, list) else [date_col]
     usecols = [*date_cols, *(k for k, t in mapping.items() if t != "adj_close" or adj_close)]
     import warnings
@@ -241,7 +315,12 @@ def parse_frame(
             num = pd.to_numeric(traw, errors="coerce")
             if num.notna().sum() == traw.notna().sum() and traw.notna().any():
                 traw = num
-    idx = parse_timestamps(traw, timezone)
+    fixes: list[ClockFixes] = []
+    idx = parse_timestamps(traw, timezone, fixes)
+    for fix in fixes:
+        report.notes.extend(fix.notes(pd.Series(traw), lines))
+        report.clock = fix.timezone
+    shifted = fixes[0].shifted if fixes and len(fixes[0].shifted) else None
 
     # Blank lines (all fields empty) are skipped silently, as a spreadsheet would. Checking the
     # date text for NaN is costly, so it is done only where the first price is missing.
@@ -351,6 +430,19 @@ def parse_frame(
     good = ~drop_mask & ~all_empty
 
     ts = idx.asi8
+    if shifted is not None and shifted.any():
+        # A time moved out of the DST gap onto a time the file also has: the file has 24
+        # hours that day, so its clock is probably not this zone. The moved row goes.
+        clash = shifted & good & pd.Series(np.where(good, ts, -1)).duplicated(keep=False).to_numpy()
+        if clash.any():
+            i = int(np.flatnonzero(clash)[0])
+            report.notes.append(
+                f"{int(clash.sum())} row(s) in the DST gap landed on a time the file also has "
+                f"and were dropped (e.g. line {lines[i]}): does the file really use "
+                f"{timezone} time? If not, name its zone (--timezone)"
+            )
+            report.dropped["DST gap clash"] = int(clash.sum())
+            good = good & ~clash
     arrays = [cols[c] for c in BAR_COLUMNS]
     glines = lines
     if not good.all():

@@ -23,11 +23,12 @@ from typing import Any
 
 import pandas as pd
 from ib_async import IB, Ticker
-from ib_async import Stock as IBStock
+from ib_async import Contract as IBContract
 
 from fbterm.data.bars import bar_timedelta, empty_bars, validate_bars
-from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error
-from fbterm.model import Tick
+from fbterm.data.ib_chains import IBOptionChains
+from fbterm.execution.brokers.ib import BrokerIntegration, describe_ib_error, to_ib_contract
+from fbterm.model import Tick, instrument_from_key
 
 # IB's bar size settings (its spelling, including "1 secs"), by seconds.
 _IB_BAR_SIZES = {
@@ -137,6 +138,9 @@ class PacingGate:
                 self._recent.popleft()
 
 
+NO_SUBSCRIPTION = frozenset({354, 10167})
+
+
 class IBSource:
     """Bars and quotes from IB over ``connection``: an ``ib_async.IB``, or the IB broker, whose
     connection it then shares (read at each use: the broker opens it only when it starts)."""
@@ -154,6 +158,8 @@ class IBSource:
         max_retries: int = 3,
         retry_delay: float = 15.0,
         market_data_type: int = 1,
+        on_wait: Callable[[str, str, float, int], None] | None = None,
+        delayed_fallback: bool = False,
     ) -> None:
         self._conn = connection
         self.pacing = pacing or PacingGate()
@@ -163,7 +169,15 @@ class IBSource:
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.market_data_type = market_data_type
+        # Told of every pacing wait: (symbol, IB's reason, seconds, retry number).
+        self.on_wait = on_wait
+        self.delayed_fallback = delayed_fallback
+        # True once quotes are delayed (asked for, or fallen back to): the header says so.
+        self.delayed = market_data_type in (3, 4)
         self.requests = 0
+        self._renew: Callable[[], None] | None = None
+        # Option chains for the option strategies, over the same connection.
+        self.option_chains = IBOptionChains(connection, timeout=min(request_timeout, 10.0))
         self._errors: dict[int, tuple[int, str]] = {}
         self._listening: IB | None = None
 
@@ -181,6 +195,9 @@ class IBSource:
     def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         if req_id > 0:
             self._errors[req_id] = (code, text)
+        elif code == 1101 and self._renew is not None:
+            # IB's link is back but every market-data subscription is gone: ask again.
+            self._renew()
 
     # -- historical ---------------------------------------------------------------------------
     async def fetch_bars(
@@ -192,7 +209,7 @@ class IBSource:
             raise ValueError(f"end {end} is not after start {start}")
         setting, bar_seconds = normalize_bar_size(bar_size)
         span = max_span(bar_seconds)
-        contract = IBStock(symbol, "SMART", "USD")
+        contract = to_ib_contract(instrument_from_key(symbol))
         frames: list[pd.DataFrame] = []
         cursor = end
         while cursor > start:
@@ -212,10 +229,12 @@ class IBSource:
         return validate_bars(df, f"IB {symbol} {setting} bars")
 
     async def _request(
-        self, contract: IBStock, end: dt.datetime, duration: str, setting: str, bar_seconds: int
+        self, contract: IBContract, end: dt.datetime, duration: str, setting: str, bar_seconds: int
     ) -> pd.DataFrame:
         ib = self._listen()
-        key = (contract.symbol, end.isoformat(), duration, setting, self.what_to_show, self.use_rth)
+        # IB has no TRADES for currency pairs: their history is quotes.
+        what = "MIDPOINT" if contract.secType == "CASH" else self.what_to_show
+        key = (contract.symbol, end.isoformat(), duration, setting, what, self.use_rth)
         for attempt in range(self.max_retries + 1):
             await self.pacing.acquire(key, contract.symbol, small_bars=bar_seconds <= 30)
             self.requests += 1
@@ -224,7 +243,7 @@ class IBSource:
                 end,
                 duration,
                 setting,
-                self.what_to_show,
+                what,
                 self.use_rth,
                 formatDate=2,
                 timeout=self.request_timeout,
@@ -238,32 +257,52 @@ class IBSource:
                     )
                 return _to_frame(bars)
             code, text = err
-            if code == 162 and "pacing" in text.lower():
+            if code == 162 and "no data" in text.lower():
+                return empty_bars()
+            if code == 366 or (code == 162 and "pacing" in text.lower()):
+                # Pacing: IB wants us to slow down. Wait it out, doubling the wait each time.
                 if attempt < self.max_retries:
-                    await self.pacing.sleep(self.retry_delay * (attempt + 1))
+                    wait = self.retry_delay * 2**attempt
+                    if self.on_wait is not None:
+                        self.on_wait(
+                            contract.symbol, describe_ib_error(code, text)[1], wait, attempt + 1
+                        )
+                    await self.pacing.sleep(wait)
                     continue
                 raise IBDataError(
                     f"{contract.symbol}: {describe_ib_error(code, text)[1]}; "
                     f"gave up after {self.max_retries} retries"
                 )
-            if code == 162 and "no data" in text.lower():
-                return empty_bars()
             raise IBDataError(f"{contract.symbol}: {describe_ib_error(code, text)[1]}")
         raise IBDataError(f"{contract.symbol}: historical request failed")  # pragma: no cover
 
-    # -- streaming ----------------------------------------------------------------------------
-    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
-        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
-        ib = self._listen()
-        contracts = [IBStock(s, "SMART", "USD") for s in symbols]
+    async def _qualified(self, ib: IB, symbols: Sequence[str]) -> list[IBContract]:
+        """The symbols' contracts, qualified; over the broker's connection, from the broker's
+        cache of qualified contracts (kept in the journal), so they are asked for once."""
+        conn = self._conn
+        if isinstance(conn, BrokerIntegration):
+            instruments = [instrument_from_key(s) for s in symbols]
+            problems = await conn.qualify(instruments)
+            if problems:
+                raise IBDataError(f"IB does not know {'; '.join(problems)}")
+            return [to_ib_contract(i, conn.contracts.get(i)) for i in instruments]
+        contracts = [to_ib_contract(instrument_from_key(s)) for s in symbols]
         qualified = await asyncio.wait_for(
             ib.qualifyContractsAsync(*contracts), self.request_timeout
         )
         missing = [s for s, q in zip(symbols, qualified, strict=True) if q is None]
         if missing:
             raise IBDataError(f"IB does not know {', '.join(missing)} (no security definition)")
+        return contracts
+
+    # -- streaming ----------------------------------------------------------------------------
+    async def stream(self, symbols: Sequence[str]) -> AsyncIterator[list[Tick]]:
+        """Quotes as they arrive, one list per network batch; resubscribes after a reconnect."""
+        ib = self._listen()
+        contracts = await self._qualified(ib, symbols)
         queue: asyncio.Queue[list[Tick]] = asyncio.Queue()
-        wanted = {c.conId: c.symbol for c in contracts}
+        # Ticks are keyed by the instrument key (a future's contract, a pair), not IB's symbol.
+        wanted = {c.conId: s for c, s in zip(contracts, symbols, strict=True)}
 
         def on_tickers(tickers: set[Ticker]) -> None:
             batch = [
@@ -280,15 +319,38 @@ class IBSource:
             for c in contracts:
                 ib.reqMktData(c)
 
+        def renew() -> None:
+            for c in contracts:
+                ib.cancelMktData(c)
+            subscribe()
+
+        def on_error(req_id: int, code: int, text: str, contract: object) -> None:
+            # 354: not subscribed; 10167: not subscribed, IB shows delayed data instead.
+            if code not in NO_SUBSCRIPTION or self.market_data_type in (3, 4):
+                return
+            if not self.delayed_fallback:
+                return
+            self.market_data_type = 3
+            self.delayed = True
+            ib.reqMarketDataType(3)
+            for c in contracts:
+                ib.cancelMktData(c)
+                ib.reqMktData(c)
+
         ib.pendingTickersEvent += on_tickers
+        ib.errorEvent += on_error
         # Subscriptions die with the socket; the IB object reconnects in place and says so.
+        # After IB's 1101 (link back, data lost) the socket lived: renew them ourselves.
         ib.connectedEvent += subscribe
+        self._renew = renew
         subscribe()
         try:
             while True:
                 yield await queue.get()
         finally:
+            self._renew = None
             ib.pendingTickersEvent -= on_tickers
+            ib.errorEvent -= on_error
             ib.connectedEvent -= subscribe
             if ib.isConnected():
                 for c in contracts:

@@ -11,7 +11,9 @@ imports textual, so the engine runs headless and is testable alone.
 
 :class:`Engine` assembles its collaborators and runs them; each job lives in its own module:
 market data (:mod:`.market`), commands (:mod:`.commands`), order events and the risk hook
-(:mod:`.events`), start-up (:mod:`.startup`), timers and metrics (:mod:`.housekeeping`),
+(:mod:`.events`), start-up (:mod:`.startup`), warm-up on history (:mod:`.warmup`), the venue
+link (:mod:`.venue`), reconciliation with a remote venue (:mod:`.reconcile`), timers and
+metrics (:mod:`.housekeeping`),
 snapshots (:mod:`.publisher`), strategies and hot updates (:mod:`.strategies`), the control
 socket (:mod:`.control`), and the parts built from configuration (:mod:`.wiring`).
 """
@@ -20,33 +22,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fbterm.commands import Command, CommandResult
+from fbterm.commands import Command, CommandResults
 from fbterm.config import Config, StrategyConfig
 from fbterm.engine import startup
-from fbterm.engine.commands import CommandHandlers, Desk
+from fbterm.engine.commands import CommandHandlers, CommandRunner, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
+from fbterm.engine.faults import JournalFault
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
-from fbterm.engine.publisher import Publisher, SnapshotBuilder
+from fbterm.engine.operator_state import OperatorStateKeeper, Recovery
+from fbterm.engine.publisher import Publisher, SessionNotes, SnapshotBuilder
+from fbterm.engine.reconcile import Reconciler
 from fbterm.engine.strategies import StrategyHost
+from fbterm.engine.venue import ConnectionWatch
+from fbterm.engine.warmup import Warmup
 from fbterm.engine.wiring import (
+    SourceHooks,
     VenueContext,
     default_diagnostics,
     make_broker,
     make_source,
+    read_only_reason,
     simulated_market,
 )
-from fbterm.execution.brokers.base import Broker, BrokerPosition, SimulatedVenue
-from fbterm.execution.orders import OrderManagement, OrderQueue, UnknownOrder
-from fbterm.journal import Journal
-from fbterm.model import Bar, IllegalTransition, OrderError, Tick
+from fbterm.execution.brokers.base import Broker, BrokerPosition, RemoteVenue, SimulatedVenue
+from fbterm.execution.costs import commission_from_config
+from fbterm.execution.orders import OrderManagement, OrderQueue
+from fbterm.journal import Journal, SessionRecord
+from fbterm.journal_lock import JournalLock
+from fbterm.model import Bar, Tick, TradingState
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.snapshot import EngineSnapshot
 from fbterm.strategies.base import StrategyInterface
@@ -96,6 +107,8 @@ class Engine:
             market = simulated_market(cfg, self.symbols)
         self.market = market
         self.journal = journal or Journal(cfg.journal_path, synchronous=cfg.journal.synchronous)
+        self.activity.gate = self.journal.after_commit
+        self.lock = JournalLock(self.journal.path)
         self.market_state = MarketState(cfg, self.symbols, market, self.activity)
         pricer = self.market_state.option_quote if market is not None else None
         self.broker: Broker = broker or make_broker(VenueContext(cfg, self.journal, clock, pricer))
@@ -104,17 +117,25 @@ class Engine:
         self.venue: SimulatedVenue | None = (
             self.broker if isinstance(self.broker, SimulatedVenue) else None
         )
+        # A venue outside this process (IB) is the truth the engine reconciles against.
+        self.remote: RemoteVenue | None = (
+            self.broker if isinstance(self.broker, RemoteVenue) else None
+        )
         self.retrieval: DataRetrieval | None = None
         if source is None and cfg.market.source != "simulated":
-            source, self.retrieval = make_source(cfg, self.broker)
+            source, self.retrieval = make_source(
+                cfg, self.broker, SourceHooks(on_pacing_wait=lambda *a: self.warmup.note_wait(*a))
+            )
         self.source = source
+        # Option chains come with IB market data (the covered call's option leg live).
+        self.market_state.chains = getattr(source, "option_chains", None)
 
         self.link = VenueLink()
         self._stop_requested = False
-        self.oms = OrderManagement(self.broker, self.journal, clock=clock)
-        self.events = OrderEvents(
-            self.activity, self.link, self.oms.fills, stopping=lambda: self._stop_requested
+        self.oms = OrderManagement(
+            self.broker, self.journal, clock=clock, read_only=read_only_reason(cfg)
         )
+        self.events = OrderEvents(self.activity, self.oms.fill_counts)
         self.oms.subscribe(self.events.on_event)
         self.queue = OrderQueue(maxsize=10_000)
         paper = cfg.broker.paper
@@ -126,23 +147,68 @@ class Engine:
             log=self.activity.log,
             clock=clock,
             queue=self.queue,
+            calendar=cfg.market.calendar,
+            fee=None if paper.commission == "percent" else commission_from_config(paper),
         )
         self.executor.on_error = self.events.on_strategy_error
         self.risk = PortfolioLevelRisk(
             cfg.risk,
             RiskInputs(self.market_state, self.oms, clock),
             clock=clock,
-            on_state_change=RiskReaction(
-                self.executor,
-                self.oms,
-                self.activity,
-                cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
-            ),
+            on_state_change=self._trading_state_changed,
+            calendar=cfg.market.calendar,
         )
+        self.reaction = RiskReaction(
+            self.executor,
+            self.oms,
+            self.activity,
+            cancel_orders_on_halt=cfg.risk.cancel_orders_on_halt,
+        )
+        self.keeper = OperatorStateKeeper(self.journal, self.risk, self.executor, self.oms, clock)
+        self.recovery: Recovery | None = None
+        self.fault = JournalFault(
+            self.journal,
+            self.broker,
+            self.oms,
+            self.risk,
+            self.executor,
+            self.keeper,
+            self.activity,
+            schedule=self._schedule,
+            stop=self._wake_stop,
+        )
+        self.journal.on_failure = self.fault.on_failure
+        self.greeks = GreekBook(
+            self.market_state, self.oms, clock, cfg.market.simulated.risk_free_rate
+        )
+        self.risk.greeks = self.greeks
         # The gate reads the risk manager, which reads the order manager's positions: it is
         # plugged into the order manager once both exist.
         self.gate = RiskGate(self.risk)
         self.oms.risk_check = self.gate.check
+        self.reconciler: Reconciler | None = None
+        if self.remote is not None:
+            self.reconciler = Reconciler(
+                self.remote,
+                self.broker,
+                self.oms,
+                self.activity,
+                clock,
+                interval=cfg.broker.ib.reconcile_interval,
+            )
+        self.watch = ConnectionWatch(
+            cfg,
+            self.link,
+            self.risk,
+            self.activity,
+            clock,
+            stopping=lambda: self._stop_requested,
+            resync=self.reconciler.request if self.reconciler is not None else None,
+        )
+        self.oms.subscribe(self.watch.on_oms_event)
+        self.warmup = Warmup(
+            cfg, self.symbols, self.market_state, self.executor, self.activity, clock
+        )
 
         self.strategies = StrategyHost(cfg, self.executor, self.market_state.history)
         self.metrics = EngineMetrics(
@@ -157,6 +223,9 @@ class Engine:
             self.metrics,
             self.activity,
             clock,
+            journal=self.journal,
+            persist=self.keeper.sync,
+            feed_ended=lambda: self.feed.ended,
         )
         self.publisher = Publisher(self.build_snapshot, self.activity)
         self.feed = MarketFeed(
@@ -172,8 +241,10 @@ class Engine:
             clock=clock,
             pace=pace,
             after_step=self.publisher.maybe_publish,
+            admit=self.warmup.admit,
         )
-        self._results: deque[CommandResult] = deque(maxlen=50)
+        self._results = CommandResults(keep=50)
+        self.notes = SessionNotes()
         self.snapshots = SnapshotBuilder(
             cfg,
             self.broker,
@@ -188,6 +259,9 @@ class Engine:
             self.activity,
             self._results,
             clock,
+            notes=self.notes,
+            reconciler=self.reconciler,
+            warmup=self.warmup,
         )
         self.handlers = CommandHandlers(
             Desk(
@@ -207,7 +281,16 @@ class Engine:
         )
         self.control: ControlServer | None = None
         self.broker_positions: list[BrokerPosition] = []
-        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self.commands = CommandRunner(
+            self.handlers,
+            self.journal,
+            self._results,
+            in_process_venue=self.venue is not None,
+            persist=self.keeper.sync,
+            log=self.activity.log,
+            published=lambda: self.publisher.publish(force=True),
+            clock=clock,
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -241,6 +324,8 @@ class Engine:
         """
         if self._thread is not None:
             raise RuntimeError("engine already started")
+        # One engine per journal, for the engine's whole life (JournalLocked names the holder).
+        self.lock.acquire()
         if control:
             from fbterm.engine.control import serve_control
 
@@ -251,7 +336,10 @@ class Engine:
                 call=self.call,
                 snapshot=self.build_snapshot_threadsafe,
                 submit=self.submit,
+                results=self._results,
                 activity=self.activity,
+                oms=self.oms,
+                journal_path=self.journal.path,
             )
         self._thread = threading.Thread(target=self._thread_main, name="fbterm-engine", daemon=True)
         self._thread.start()
@@ -271,6 +359,7 @@ class Engine:
             self.control = None
         if self._thread is None or self._loop is None:
             self._close_journal()
+            self.lock.release()
             return
         self._stop_requested = True
         with contextlib.suppress(RuntimeError):
@@ -278,8 +367,13 @@ class Engine:
         self._thread.join(timeout)
 
     def submit(self, cmd: Command) -> int:
-        """Queue a command for the engine thread (thread-safe, never blocks)."""
-        self._commands.put(cmd)
+        """Queue a command for the engine thread (thread-safe, never blocks).
+
+        A full queue refuses the command: its result (not ok, "engine busy") is in the next
+        snapshot, as every other command's is.
+        """
+        if not self.commands.put(cmd):
+            return cmd.command_id
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -340,6 +434,11 @@ class Engine:
             return []
 
     @property
+    def fatal(self) -> str | None:
+        """The line the engine stopped on when a journal write failed (None otherwise)."""
+        return self.fault.message or self.fault.why
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
 
@@ -364,6 +463,7 @@ class Engine:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
             self._close_journal()
+            self.lock.release()
             if self.diagnostics is not None:
                 with contextlib.suppress(Exception):
                     self.diagnostics.close(timeout=2.0)
@@ -373,12 +473,18 @@ class Engine:
         self._stop_event = asyncio.Event()
         if self._stop_requested:
             return
+        previous = self.keeper.begin_session()
         await self.broker.start()
         self.link.state = self.broker.connection_state
         self.log("info", "engine", f"connected to {self.broker.name} ({self.link.state.value})")
-        self.reconcile()
+        if self.reconciler is not None:
+            await startup.prepare_remote(self.reconciler, self.symbols, self.activity)
+        else:
+            self.reconcile()
+        self.restore_operator_state(previous)
+        self.watch.arm()
         self.warm_up()
-        await self.warm_up_from_history()
+        warming = self.warmup.begin(self.retrieval)
         self.publisher.publish(force=True)
         self._ready.set()
         self._drain_commands()
@@ -388,6 +494,10 @@ class Engine:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
             asyncio.create_task(self.publisher.run(), name="publish"),
         ]
+        if warming and self.retrieval is not None:
+            tasks.append(asyncio.create_task(self.warmup.run(self.retrieval), name="warm-up"))
+        if self.reconciler is not None:
+            tasks.append(asyncio.create_task(self.reconciler.loop(), name="reconcile"))
         try:
             await self._stop_event.wait()
         finally:
@@ -396,14 +506,37 @@ class Engine:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self.reconciler is not None:
+                await self.reconciler.close()
             self._stop_requested = True  # from here on a disconnect is ours, not news
-            if self.oms.fills:
-                self.update_metrics(store=True)
-                self.write_daily_report()
-            self.log("info", "engine", "engine stopped")
+            if self.journal.failed is None:
+                if self.oms.fills_total:
+                    self.update_metrics(store=True)
+                    self.write_daily_report()
+                with contextlib.suppress(Exception):  # a failure here is the fault's to say
+                    self.keeper.end_session()
+                self.log("info", "engine", "engine stopped")
+            self.notes.fatal = self.fatal or ""
             self.publisher.publish(force=True, running=False)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.broker.stop(), 5)
+
+    def restore_operator_state(self, previous: SessionRecord | None) -> Recovery:
+        """Halt, baselines, paused strategies and allocations as the journal has them."""
+        rec = self.recovery = self.keeper.restore(previous)
+        # The restored baselines judge the equity we start with, before anything trades.
+        self.risk.update_equity(self.housekeeping.equity(), self.clock())
+        self.keeper.sync()
+        self.notes.note = rec.note
+        if rec.note:
+            self.log("info" if rec.uneventful else "warning", "engine", rec.note)
+        return rec
+
+    def _schedule(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
 
     def _wake_stop(self) -> None:
         if self._stop_event is not None:
@@ -420,30 +553,13 @@ class Engine:
             self.journal.close()
 
     def _drain_commands(self) -> None:
-        """Run every queued command, in order, each answered by a result and a log line."""
-        while True:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                ok, msg = self.handlers.handle(cmd)
-            except (OrderError, IllegalTransition, UnknownOrder, KeyError, ValueError) as e:
-                # A plain KeyError's str() is its repr; UnknownOrder's is already a sentence.
-                ok, msg = False, str(e.args[0] if type(e) is KeyError and e.args else e)
-            except Exception as e:  # a command must never kill the engine
-                ok, msg = False, f"{type(e).__name__}: {e}"
-            self._results.append(CommandResult(cmd.command_id, ok, msg, self.clock()))
-            self.log(
-                "info" if ok else "warning",
-                "command",
-                ("OK " if ok else "FAILED ") + msg,
-                command=type(cmd).__name__,
-                ok=ok,
-                source=cmd.source,
-                command_id=cmd.command_id,
-            )
-            self.publisher.publish(force=True)
+        """Run every queued command (engine thread)."""
+        self.commands.drain()
+
+    def _trading_state_changed(self, state: TradingState, reason: str) -> None:
+        """The risk manager changed state: journal it, then react (and say so)."""
+        self.keeper.sync()
+        self.reaction(state, reason)
 
     # ------------------------------------------------------------------ engine-thread API
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
@@ -452,23 +568,18 @@ class Engine:
 
     def reconcile(self) -> list[str]:
         """Compare the journal with the venue after a (re)start; report every difference."""
-        return startup.reconcile(self.broker, self.venue, self.oms, self.activity, self.clock)
+        return startup.reconcile(
+            self.broker,
+            self.venue,
+            self.oms,
+            self.activity,
+            self.clock,
+            self.config.market.calendar,
+        )
 
     def warm_up(self) -> None:
         """Give strategies history so they trade from the first live bar (simulated market)."""
         startup.warm_up(self.market_state, self.executor, self.symbols, self.warmup_bars)
-
-    async def warm_up_from_history(self) -> int:
-        """Live data: feed strategies recent history (cached through DataRetrieval)."""
-        return await startup.warm_up_from_history(
-            self.retrieval,
-            self.market_state,
-            self.executor,
-            self.config,
-            self.symbols,
-            self.activity,
-            self.clock,
-        )
 
     def on_ticks(self, ticks: Sequence[Tick]) -> None:
         """Process market updates (engine thread). Public so benchmarks can drive it directly."""
@@ -497,7 +608,7 @@ class Engine:
         return self.market_state.history
 
     def oms_count(self) -> int:
-        return len(self.oms.orders)
+        return self.oms.orders_total
 
     def mark(self, key: str) -> float | None:
         return self.market_state.mark(key)

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from fbterm.execution.brokers.base import BrokerMessage, ConnectionEvent, ConnectionState
+from fbterm.execution.brokers.base import EXTERNAL, BrokerMessage, ConnectionState
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import Fill, Order, OrderStatus, TradingState
 from fbterm.risk.portfolio import PortfolioLevelRisk
-from fbterm.snapshot import LogLine
+from fbterm.snapshot import AlertLine, ConnectionChange, LogLine
 from fbterm.strategies.executor import StrategyExecutor, StrategySlot
 
 if TYPE_CHECKING:
     from fbterm.ops.diagnostics import Diagnostics
+
+
+Gate = Callable[[Callable[[], None]], None]
+
+
+def _now(fn: Callable[[], None]) -> None:
+    fn()
 
 
 class ActivityLog:
@@ -32,23 +39,45 @@ class ActivityLog:
 
     Neither the activity log nor an alert channel may ever stop trading, so their failures are
     swallowed here (a failing activity log is said once, in the console's log pane).
+
+    Commit, then tell: every line and alert passes ``gate`` (the journal's ``after_commit``),
+    which holds it until the transaction that records what it says has committed, and drops
+    it if that never happens. :meth:`fatal` is the one line that bypasses it.
     """
 
-    def __init__(self, diagnostics: Diagnostics | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, diagnostics: Diagnostics | None, clock: Callable[[], float], gate: Gate = _now
+    ) -> None:
         self.diagnostics = diagnostics
         self.clock = clock
+        self.gate = gate
         self.lines: deque[LogLine] = deque(maxlen=500)
+        self.alerts: deque[AlertLine] = deque(maxlen=50)  # what the summary lists
         self._seq = 0
         self._failed = False
 
     def log(self, level: str, kind: str, message: str, **fields: Any) -> None:
         """A line for the console's log pane and the activity log (JSON lines)."""
+        ts = self.clock()
+        self.gate(lambda: self._log(ts, level, kind, message, fields))
+
+    def _log(self, ts: float, level: str, kind: str, message: str, fields: dict[str, Any]) -> None:
         self._seq += 1
-        self.lines.append(LogLine(self._seq, self.clock(), level, kind, message))
-        self.activity(kind, message, level=level, **fields)
+        self.lines.append(LogLine(self._seq, ts, level, kind, message))
+        self._activity(kind, message, level, fields)
 
     def activity(self, kind: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """A line for the activity log only (order events: the pane would repeat the fills)."""
+        self.gate(lambda: self._activity(kind, message, level, fields))
+
+    def fatal(self, message: str, *, title: str, key: str) -> None:
+        """The line that ends the engine, said even though the journal can no longer commit."""
+        self._log(self.clock(), "error", "engine", message, {})
+        if self.diagnostics is not None:
+            with contextlib.suppress(Exception):
+                self.diagnostics.send_alert("critical", title, message, key=key)
+
+    def _activity(self, kind: str, message: str, level: str, fields: dict[str, Any]) -> None:
         if self.diagnostics is None:
             return
         try:
@@ -67,6 +96,10 @@ class ActivityLog:
                 )
 
     def alert(self, severity: str, title: str, body: str, *, key: str) -> None:
+        self.gate(lambda: self._alert(severity, title, body, key))
+
+    def _alert(self, severity: str, title: str, body: str, key: str) -> None:
+        self.alerts.append(AlertLine(self.clock(), severity, title, body))
         if self.diagnostics is not None:
             with contextlib.suppress(Exception):
                 self.diagnostics.send_alert(severity, title, body, key=key)
@@ -78,45 +111,62 @@ class VenueLink:
 
     state: ConnectionState = ConnectionState.DISCONNECTED
     message: str = ""
+    since: float = 0.0
+    history: deque[ConnectionChange] = field(default_factory=lambda: deque(maxlen=20))
 
 
 class OrderEvents:
-    """Order-manager events (orders, fills, venue messages, connection changes) turned into
-    log lines and alerts, plus the per-strategy fill counts the snapshot shows.
+    """Order-manager events (orders, fills, venue messages) turned into log lines and alerts,
+    plus the per-strategy fill counts the snapshot shows. Connection changes are
+    :class:`fbterm.engine.venue.ConnectionWatch`'s."""
 
-    ``stopping`` says whether the engine is shutting down: a disconnect then is ours, not news.
-    """
-
-    def __init__(
-        self,
-        activity: ActivityLog,
-        link: VenueLink,
-        fills: Iterable[Fill],
-        *,
-        stopping: Callable[[], bool],
-    ) -> None:
+    def __init__(self, activity: ActivityLog, fill_counts: Mapping[str, int]) -> None:
         self.activity = activity
-        self.link = link
-        self.stopping = stopping
-        self.fills_by_strategy: dict[str, int] = {}
-        for f in fills:  # the journal's, restored before any event arrives
-            self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
+        # The journal's counts, restored before any event arrives.
+        self.fills_by_strategy: dict[str, int] = dict(fill_counts)
 
     def on_event(self, kind: str, obj: object) -> None:
-        """The order manager's listener: ``kind`` is order / fill / message / connection."""
+        """The order manager's listener: see :meth:`OrderManagement.subscribe` for the kinds."""
         if kind == "fill":
             self._fill(cast(Fill, obj))
         elif kind == "order":
             self._order(cast(Order, obj))
+        elif kind == "venue-ended":
+            o = cast(Order, obj)
+            self.activity.alert(
+                "warning",
+                "Order ended by the venue",
+                f"{o.client_order_id} {o.side.value} {o.quantity:g} {o.symbol} ({o.strategy_id}), "
+                f"filled {o.filled_quantity:g}: {o.reason or 'no reason given'}",
+                key=f"venue-ended:{o.client_order_id}",
+            )
+        elif kind == "adjustment":
+            f = cast(Fill, obj)
+            self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
+            self.activity.log(
+                "warning",
+                "reconcile",
+                f"{f.strategy_id}: booked {f.side.value} {f.quantity:g} {f.instrument.key} "
+                f"@ {f.price:,.4g} to match the venue's position",
+                **f.to_dict(),
+            )
         elif kind == "message":
             m = cast(BrokerMessage, obj)
-            self.activity.log(
-                m.level if m.level in ("info", "warning", "error") else "warning",
-                "broker",
-                f"[{m.code}] {m.message}" if m.code else m.message,
-            )
-        elif kind == "connection":
-            self._connection(cast(ConnectionEvent, obj))
+            # "critical" is a margin call or a liquidation: logged as an error, alerted always.
+            level = {"critical": "error"}.get(m.level, m.level)
+            level = level if level in ("info", "warning", "error") else "warning"
+            text = f"[{m.code}] {m.message}" if m.code else m.message
+            self.activity.log(level, "broker", text)
+            if m.level == "critical":
+                self.activity.alert("critical", "Venue", text, key=f"venue:{m.message[:24]}")
+            elif m.alert:
+                about = f" on order {m.client_order_id}" if m.client_order_id else ""
+                self.activity.alert(
+                    "error" if level == "error" else "warning",
+                    f"Venue message{about}",
+                    text,
+                    key=f"venue:{m.code}:{m.client_order_id or ''}",
+                )
 
     def _fill(self, f: Fill) -> None:
         self.fills_by_strategy[f.strategy_id] = self.fills_by_strategy.get(f.strategy_id, 0) + 1
@@ -152,20 +202,9 @@ class OrderEvents:
             order_type=o.order_type.value,
             lmt=o.limit_price,
             stp=o.stop_price,
+            broker_id=o.broker_order_id,
+            perm_id=o.broker_perm_id,
         )
-
-    def _connection(self, c: ConnectionEvent) -> None:
-        self.link.state = c.state
-        self.link.message = c.message
-        stopping = self.stopping()
-        fine = c.state in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY) or stopping
-        self.activity.log(
-            "info" if fine else "error", "broker", f"connection {c.state.value}: {c.message}"
-        )
-        if c.state is ConnectionState.DISCONNECTED and not stopping:
-            self.activity.alert(
-                "error", "Broker disconnected", c.message or "connection lost", key="disconnect"
-            )
 
     def on_strategy_error(self, slot: StrategySlot, e: BaseException) -> None:
         """The executor stopped a strategy that raised: the operator must hear of it."""
@@ -174,14 +213,18 @@ class OrderEvents:
         )
 
 
-def cancel_all(oms: OrderManagement, activity: ActivityLog, why: str) -> int:
+def cancel_all(
+    oms: OrderManagement, activity: ActivityLog, why: str, *, external: bool = True
+) -> int:
     """Cancel every open order not already being cancelled; returns how many were asked.
 
-    One refusal must not leave the rest working, so each failure is logged and the sweep goes on.
+    ``external`` False leaves the orders fbterm did not place alone (a halt stops fbterm, not
+    the person trading in TWS). One refusal must not leave the rest working, so each failure
+    is logged and the sweep goes on.
     """
     n = 0
     for o in list(oms.open.values()):
-        if o.status is OrderStatus.PENDING_CANCEL:
+        if o.status is OrderStatus.PENDING_CANCEL or (not external and o.strategy_id == EXTERNAL):
             continue
         try:
             oms.cancel_order(o.client_order_id)
@@ -243,10 +286,13 @@ class RiskReaction:
                 key=f"halt:{reason[:40]}",
             )
             if self.cancel_orders_on_halt:
-                n = cancel_all(self.oms, self.activity, "halt")
+                n = cancel_all(self.oms, self.activity, "halt", external=False)
                 if n:
                     log("warning", "risk", f"cancelled {n} open orders on halt")
         elif state is TradingState.REDUCING:
             log("warning", "risk", f"REDUCE-ONLY: {reason}")
         else:
+            # Orders refused while held are not retried by themselves: each strategy acts on
+            # its next target even if it repeats the last one.
+            self.executor.forget_targets()
             log("info", "risk", "trading resumed (ACTIVE)")

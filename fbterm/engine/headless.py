@@ -17,9 +17,17 @@ def build_engine(cfg: Config) -> Engine:
     return Engine(cfg)
 
 
+class EngineFailed(RuntimeError):
+    """The engine stopped because a journal write failed; the message is the one line to print."""
+
+
 def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = False) -> int:
     """Run until ``duration`` seconds pass, SIGINT/SIGTERM, or the engine stops; then print
-    the final summary (from a state no new tick can change). Returns the exit code."""
+    the final summary (from a state no new tick can change). Returns the exit code.
+
+    Raises :class:`EngineFailed` instead of printing a summary when a journal write failed:
+    the summary would show what the journal does not hold.
+    """
     engine = build_engine(cfg)
     done = threading.Event()
 
@@ -34,18 +42,30 @@ def run_headless(cfg: Config, *, duration: float | None = None, as_json: bool = 
             f"symbols {', '.join(engine.symbols)}; journal {cfg.journal_path}",
             file=sys.stderr,
         )
+        if engine.notes.note:
+            print(f"fbterm: {engine.notes.note}", file=sys.stderr)
         t_end = time.monotonic() + duration if duration else None
         while not done.is_set() and engine.running:
             left = None if t_end is None else t_end - time.monotonic()
             if left is not None and left <= 0:
                 break
             done.wait(min(left, 0.5) if left is not None else 0.5)
-        engine.stop_feed()
-        time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
-        snap = engine.build_snapshot_threadsafe()
+        if engine.fatal is None:
+            engine.stop_feed()
+            time.sleep(0.2)  # let the venue's last answers (IB) arrive before the summary
+            summary = headless_summary(engine, as_json=as_json)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         engine.stop()
-    print(format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions))
+    if engine.fatal is not None:
+        raise EngineFailed(engine.fatal)
+    print(summary)
     return 0
+
+
+def headless_summary(engine: Engine, *, as_json: bool = False) -> str:
+    """The summary ``fbterm run --headless`` prints, from the running engine as it stands:
+    ours and the venue's positions, connection history, reconciliation, warm-up, alerts."""
+    snap = engine.build_snapshot_threadsafe()
+    return format_summary(snap, as_json=as_json, broker_positions=engine.broker_positions)

@@ -9,6 +9,7 @@ and feeds, hands the update to a simulated venue so it can fill, and drives the 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import traceback
 from collections import deque
@@ -98,7 +99,12 @@ class MarketState:
         self.feeds: dict[str, Feed] = {s: Feed() for s in symbols}
         self.option_marks: dict[str, OptionQuote] = {}
         self.history: dict[str, deque[Bar]] = {}  # recent closed bars, for hot updates and the UI
+        self.last_ts: float | None = None  # the market's clock: the latest update's own time
         self._said_no_chain = False
+        # Live option chains (IB market data); set by the engine when its source has them.
+        self.chains: ChainSource | None = None
+        self._fetching: set[str] = set()
+        self._chain_failed: dict[str, float] = {}
 
     def remember(self, bar: Bar) -> None:
         h = self.history.get(bar.symbol)
@@ -111,6 +117,9 @@ class MarketState:
         px = self.prices.get(key)
         if px is not None:
             return px
+        live = self.option_marks.get(key) if self.simulated is None else None
+        if live is not None:
+            return live.mid
         if " " in key and self.simulated is not None:
             try:
                 inst = instrument_from_key(key)
@@ -139,11 +148,46 @@ class MarketState:
     def option_chain(self, underlying: str) -> Sequence[OptionQuote]:
         """The chain strategies choose option legs from (and, priced, their marks)."""
         if self.simulated is None:
+            if self.chains is not None:
+                return self._live_chain(underlying, self.chains)
             return self._no_option_chain()
         chain = self.simulated.option_chain(underlying)
         for q in chain:
             self.option_marks[q.instrument.key] = q
         return chain
+
+    def _live_chain(self, underlying: str, chains: ChainSource) -> Sequence[OptionQuote]:
+        """The last chain fetched (a refresh starts in the background when it is stale): a
+        strategy never waits for IB on the engine thread."""
+        chain = chains.cached(underlying) or []
+        now = time.monotonic()
+        retry = now - self._chain_failed.get(underlying, -math.inf) > CHAIN_RETRY_SECONDS
+        spot = self.prices.get(underlying)
+        if chains.stale(underlying) and spot and underlying not in self._fetching and retry:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on the engine loop (a test driving the engine by hand)
+                loop = None
+            if loop is not None:
+                self._fetching.add(underlying)
+                loop.create_task(self._fetch_chain(chains, underlying, spot))
+        for q in chain:
+            self.option_marks[q.instrument.key] = q
+        return chain
+
+    async def _fetch_chain(self, chains: ChainSource, underlying: str, spot: float) -> None:
+        try:
+            chain = await chains.fetch(underlying, spot)
+        except Exception as e:  # the strategy goes on without the option leg; said once a try
+            self._chain_failed[underlying] = time.monotonic()
+            self.activity.log("warning", "strategy", f"option chain for {underlying}: {e}")
+        else:
+            self._chain_failed.pop(underlying, None)
+            self.activity.log(
+                "info", "strategy", f"option chain for {underlying}: {len(chain)} options from IB"
+            )
+        finally:
+            self._fetching.discard(underlying)
 
     def _no_option_chain(self) -> Sequence[OptionQuote]:
         # Without a simulated market there is no chain to choose from, and a strategy must not
@@ -168,15 +212,32 @@ class MarketState:
         return total
 
     def check_staleness(self, now: float, stale_after: float) -> None:
-        """Mark feeds silent for longer than ``stale_after`` seconds stale (said once each)."""
+        """Mark feeds silent for longer than ``stale_after`` seconds stale, and alert (said
+        once per silence; asked only while silence means something: market hours)."""
         for sym, f in self.feeds.items():
             if f.last_wall and not f.stale and now - f.last_wall > stale_after:
                 f.stale = True
-                self.activity.log(
+                msg = f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)"
+                self.activity.log("warning", "data", msg)
+                self.activity.alert(
                     "warning",
-                    "data",
-                    f"{sym}: no market data for {now - f.last_wall:.1f} s (stale)",
+                    "Market data stale",
+                    f"{msg}; new orders in {sym} are refused until it speaks again",
+                    key=f"stale:{sym}",
                 )
+
+
+CHAIN_RETRY_SECONDS = 60.0
+
+
+class ChainSource(Protocol):
+    """Live option chains (fbterm.data.ib_chains.IBOptionChains)."""
+
+    def cached(self, underlying: str) -> list[OptionQuote] | None: ...
+
+    def stale(self, underlying: str) -> bool: ...
+
+    async def fetch(self, underlying: str, spot: float) -> list[OptionQuote]: ...
 
 
 class RiskInputs:
@@ -230,6 +291,7 @@ class MarketFeed:
         clock: Callable[[], float],
         pace: bool,
         after_step: Callable[[], None],
+        admit: Callable[[Bar], bool] = lambda bar: True,
     ) -> None:
         self.config = cfg
         self.symbols = list(symbols)
@@ -243,6 +305,8 @@ class MarketFeed:
         self.clock = clock
         self.pace = pace
         self.after_step = after_step
+        self.admit = admit  # may the strategies trade on this bar (warm-up holds cold ones)
+        self.ended = False  # the source said it has nothing more: silence is not staleness
         self.ticks_processed = 0
         self.tick_latencies: deque[float] = deque(maxlen=10_000)  # tick arrival -> order created
         self._errors = 0
@@ -253,6 +317,7 @@ class MarketFeed:
             async for batch in self.source.stream(self.symbols):
                 self._guarded(batch)
                 await asyncio.sleep(0)
+            self.ended = True
             self.activity.log("info", "engine", f"market data from {self.source.name} ended")
             return
         market = self.state.simulated
@@ -303,7 +368,7 @@ class MarketFeed:
         executor.epoch += 1
         now = self.clock()
         state = self.state
-        prices, feeds, orders = state.prices, state.feeds, self.oms.orders
+        prices, feeds, oms = state.prices, state.feeds, self.oms
         quotes = state.quotes
         on_market = self.venue.on_market if self.venue is not None else None
         for t in ticks:
@@ -319,18 +384,26 @@ class MarketFeed:
             if f.stale:
                 f.stale = False
                 self.activity.log("info", "data", f"{sym}: market data resumed")
+            n_before = oms.orders_total
+            # A bar closes when the first price after it arrives; the strategies' orders from
+            # it meet that price, as a backtest fills them at the next bar's open.
+            bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
+            if bar is not None:
+                state.remember(bar)
+                if self.admit(bar):
+                    executor.on_bar(bar)
+                if oms.orders_total != n_before:  # sent: the venue's fill below is not latency
+                    self.tick_latencies.append(time.perf_counter() - t0)
+                    n_before = oms.orders_total
             if on_market is not None:
                 on_market(
                     sym, MarketUpdate(t.ts, t.last, t.last, t.last, t.last, t.volume, t.bid, t.ask)
                 )
-            n_before = len(orders)
             executor.on_price(sym, t.last, t.ts)
-            bar = state.bars.on_tick(sym, t.ts, t.last, t.volume)
-            if bar is not None:
-                state.remember(bar)
-                executor.on_bar(bar)
-            if len(orders) != n_before:
+            if oms.orders_total != n_before:
                 self.tick_latencies.append(time.perf_counter() - t0)
+        if ticks:
+            state.last_ts = ticks[-1].ts
 
     def on_bars(self, bars: Sequence[Bar]) -> None:
         """Feed closed bars directly (CSV replay, IB 5-second bars)."""
@@ -346,4 +419,7 @@ class MarketFeed:
                 on_market(b.symbol, MarketUpdate.from_bar(b))
             self.executor.on_price(b.symbol, b.close, b.ts)
             state.remember(b)
-            self.executor.on_bar(b)
+            if self.admit(b):
+                self.executor.on_bar(b)
+        if bars:
+            state.last_ts = bars[-1].ts

@@ -15,21 +15,26 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fbterm.commands import CommandResult
 from fbterm.config import Config
 from fbterm.engine.events import ActivityLog, OrderEvents, VenueLink
+from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics
 from fbterm.engine.market import MarketFeed, MarketState
 from fbterm.execution.brokers.base import Broker, BrokerPosition, ConnectionState
 from fbterm.execution.orders import OrderManagement
 from fbterm.model import Option
+from fbterm.risk.greeks import total as total_greeks
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.snapshot import EngineSnapshot, FeedStatus, PositionRow, RiskView, StrategyRow
 from fbterm.strategies.executor import StrategyExecutor
 
 if TYPE_CHECKING:
+    from fbterm.engine.reconcile import Reconciler
+    from fbterm.engine.warmup import Warmup
     from fbterm.model import AccountDetails
 
 Subscriber = Callable[[EngineSnapshot], None]
@@ -101,6 +106,15 @@ class Publisher:
                 )
 
 
+@dataclass(slots=True)
+class SessionNotes:
+    """What this session has to say about itself: how the last one ended and what was
+    recovered (``note``), and the line it stopped on if the journal failed (``fatal``)."""
+
+    note: str = ""
+    fatal: str = ""
+
+
 class SnapshotBuilder:
     """Reads the engine's state into one :class:`EngineSnapshot` (engine thread only)."""
 
@@ -119,8 +133,14 @@ class SnapshotBuilder:
         activity: ActivityLog,
         results: Iterable[CommandResult],
         clock: Callable[[], float],
+        *,
+        notes: SessionNotes | None = None,
+        reconciler: Reconciler | None = None,
+        warmup: Warmup | None = None,
     ) -> None:
         self.config = cfg
+        self.reconciler = reconciler
+        self.warmup = warmup
         self.broker = broker
         self.oms = oms
         self.risk = risk
@@ -132,7 +152,9 @@ class SnapshotBuilder:
         self.link = link
         self.activity = activity
         self.results = results
+        self.greek_book = GreekBook(market, oms, clock, cfg.market.simulated.risk_free_rate)
         self.clock = clock
+        self.notes = notes or SessionNotes()
         self._seq = 0
 
     def build(self, running: bool = True) -> EngineSnapshot:
@@ -148,6 +170,8 @@ class SnapshotBuilder:
         strategies = self._strategies()
         gross = self.market.gross_exposure(oms.positions)
         eq = acct.equity if acct else risk.equity
+        greek_rows = self.greek_book.rows()
+        greeks = total_greeks(greek_rows)
         risk_view = RiskView(
             risk.state,
             risk.reason,
@@ -157,21 +181,19 @@ class SnapshotBuilder:
             risk.daily_pnl,
             gross,
             risk.orders_per_second(),
-            risk.gauges(gross),
+            risk.gauges(gross, greeks),
+            greek_rows,
+            greeks,
         )
         feeds = tuple(
             FeedStatus(s, f.last_wall, now - f.last_wall if f.last_wall else math.inf, f.stale)
             for s, f in self.market.feeds.items()
         )
-        lat = sorted(oms.ack_latencies[-1000:])
+        lat = sorted(list(oms.ack_latencies)[-1000:])
         p50 = lat[len(lat) // 2] * 1000 if lat else None
         p99 = lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000 if lat else None
-        if len(oms.ack_latencies) > 5000:
-            del oms.ack_latencies[:-1000]
         live = self.config.broker.kind == "ib"
-        read_only = self.link.state is ConnectionState.READ_ONLY or (
-            live and self.config.broker.ib.read_only
-        )
+        read_only = self.link.state is ConnectionState.READ_ONLY or oms.read_only is not None
         return EngineSnapshot(
             seq=self._seq,
             ts=now,
@@ -193,8 +215,16 @@ class SnapshotBuilder:
             quotes=self._quotes(positions),
             results=tuple(self.results),
             ticks_processed=self.feed.ticks_processed,
-            fills_total=len(oms.fills),
+            fills_total=oms.fills_total,
             running=running,
+            session_note=self.notes.note,
+            fatal=self.notes.fatal,
+            connection_since=self.link.since,
+            connection_history=tuple(self.link.history),
+            reconciliation=self.reconciler.view() if self.reconciler is not None else None,
+            warmup=self.warmup.view() if self.warmup is not None else None,
+            alerts=tuple(self.activity.alerts),
+            market_data_delayed=bool(getattr(self.feed.source, "delayed", False)),
         )
 
     def _quotes(self, positions: tuple[PositionRow, ...]) -> dict[str, tuple[float, float]]:
@@ -291,6 +321,8 @@ def summary_dict(
     ``broker_positions`` are the venue's own (IB: the whole account, not only ours).
     """
     a = s.account_details
+    r = s.reconciliation
+    notes = dict(r.order_notes) if r is not None else {}
     return {
         "account_positions": [
             {
@@ -302,10 +334,16 @@ def summary_dict(
             }
             for p in (broker_positions or [])
         ],
+        "previous_session": s.session_note,
         "mode": s.mode,
         "broker": s.broker,
         "account": s.account,
         "connection": s.connection,
+        "connection_message": s.connection_message,
+        "connection_since": s.connection_since,
+        "connection_history": [
+            {"ts": c.ts, "state": c.state, "message": c.message} for c in s.connection_history
+        ],
         "trading_state": s.risk.state.value,
         "halt_reason": s.risk.halt_reason,
         "ticks_processed": s.ticks_processed,
@@ -345,8 +383,29 @@ def summary_dict(
                 "limit": o.limit_price,
                 "stop": o.stop_price,
                 "status": o.status.value,
+                "broker_id": o.broker_order_id,
+                "perm_id": o.broker_perm_id,
+                "note": notes.get(o.client_order_id, ""),
             }
             for o in s.open_orders
+        ],
+        "reconciliation": None
+        if r is None
+        else {
+            "runs": r.runs,
+            "last": r.last_ts,
+            "trigger": r.last_trigger,
+            "clean": r.clean,
+            "error": r.error,
+            "differences": list(r.differences),
+            "differences_at": r.differences_ts,
+            "venue_open_orders": r.venue_open_orders,
+        },
+        "warmup": None
+        if s.warmup is None
+        else {"done": s.warmup.done, "total": s.warmup.total, "text": s.warmup.text},
+        "alerts": [
+            {"ts": a.ts, "severity": a.severity, "title": a.title, "body": a.body} for a in s.alerts
         ],
         "strategies": [
             {
@@ -376,12 +435,14 @@ def format_summary(
     d = summary_dict(s, broker_positions)
     if as_json:
         return json.dumps(d, indent=2)
-    lines = [
+    lines = [f"session: {d['previous_session']}"] if d["previous_session"] else []
+    lines += [
         f"mode {d['mode']}  broker {d['broker']}  account {d['account']}  connection {d['connection']}  "
         f"trading {d['trading_state']}" + (f" ({d['halt_reason']})" if d["halt_reason"] else ""),
         f"ticks {d['ticks_processed']:,}  fills {d['fills']:,}  ack latency p50/p99 "
         f"{_ms(s.latency_ms_p50)}/{_ms(s.latency_ms_p99)}",
     ]
+    lines += _venue_lines(s)
     av = d["account_values"]
     if av:
         lines.append("")
@@ -415,6 +476,7 @@ def format_summary(
         lines.append(
             f"  {o['id']:<12}{o['strategy']:<16}{o['side']:<5}{o['quantity']:>8,.0f} {o['symbol']:<20}"
             f"{o['type']:<8}{'' if px is None else f'{px:,.2f}':>10}  {o['status']}"
+            + (f"  [{o['note']}]" if o["note"] else "")
         )
     lines.append("")
     lines.append("STRATEGIES")
@@ -425,6 +487,41 @@ def format_summary(
             f"{r['position']}{err}"
         )
     return "\n".join(lines)
+
+
+def _venue_lines(s: EngineSnapshot) -> list[str]:
+    """Connection history, warm-up, reconciliation and alerts: what happened with the venue."""
+    out: list[str] = []
+    if s.connection_since:
+        out.append(
+            f"connection {s.connection} since {_clock(s.connection_since)}: {s.connection_message}"
+        )
+    if len(s.connection_history) > 1:
+        for c in s.connection_history:
+            out.append(f"  {_clock(c.ts)}  {c.state:<13}{c.message}")
+    if s.warmup is not None:
+        out.append(f"warm-up: {s.warmup.text}")
+    r = s.reconciliation
+    if r is not None:
+        state = "failed: " + r.error if r.error else ("clean" if r.clean else "differences")
+        out.append(
+            f"reconciliation: {r.runs} runs, last {_clock(r.last_ts)} ({r.last_trigger}) {state}; "
+            f"{r.venue_open_orders} open orders at the venue"
+        )
+        if r.differences:
+            out.append(f"  differences found ({len(r.differences)} most recent):")
+            out += [f"  - {t}" for t in r.differences]
+    if s.alerts:
+        out.append("")
+        out.append(f"ALERTS ({len(s.alerts)})")
+        for a in s.alerts:
+            body = " ".join(a.body.split())
+            out.append(f"  {_clock(a.ts)} {a.severity.upper():<8} {a.title}: {body[:300]}")
+    return out
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def _ms(v: float | None) -> str:

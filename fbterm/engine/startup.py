@@ -1,28 +1,27 @@
 """What happens once, between connecting to the venue and trading: reconciliation, warm-up.
 
 Reconciliation compares the journal with the venue and reports every difference, so a restart
-never hides a lost order or a position nobody expected. Warm-up gives strategies history, so they
-trade from the first live bar instead of waiting for their windows to fill.
+never hides a lost order or a position nobody expected: the in-process paper venue here, a
+remote one (IB) through :mod:`fbterm.engine.reconcile`. Warm-up on the simulated market gives
+strategies history at once; live history arrives in the background (:mod:`fbterm.engine.warmup`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from fbterm.config import Config
 from fbterm.engine.events import ActivityLog
 from fbterm.engine.market import MarketState
+from fbterm.engine.reconcile import Reconciler
 from fbterm.execution.brokers.base import Broker, SimulatedVenue
 from fbterm.execution.orders import OrderManagement
-from fbterm.model import Bar, IllegalTransition, OrderStatus, TimeInForce
-from fbterm.risk.portfolio import trading_day
+from fbterm.model import IllegalTransition, OrderStatus, TimeInForce, instrument_from_key
+from fbterm.sessions import trading_day
 from fbterm.strategies.executor import StrategyExecutor
 
 if TYPE_CHECKING:
-    from fbterm.data.retrieval import DataRetrieval
     from fbterm.data.simulated import SimulatedMarket
 
 
@@ -32,6 +31,7 @@ def reconcile(
     oms: OrderManagement,
     activity: ActivityLog,
     clock: Callable[[], float],
+    calendar: str = "XNYS",
 ) -> list[str]:
     """Compare the journal with the venue after a (re)start; report every difference.
 
@@ -42,9 +42,9 @@ def reconcile(
     if venue is not None:
         # A DAY order does not outlive its trading day; the paper venue expires it at a
         # restart the way a real venue would have at the close.
-        today = trading_day(clock())
+        today = trading_day(clock(), calendar)
         for o in list(oms.open.values()):
-            if o.tif is TimeInForce.DAY and trading_day(o.created_ts) < today:
+            if o.tif is TimeInForce.DAY and trading_day(o.created_ts, calendar) < today:
                 with contextlib.suppress(IllegalTransition):
                     oms.close_locally(
                         o.client_order_id,
@@ -54,8 +54,10 @@ def reconcile(
                 notes.append(f"{o.client_order_id}: DAY order from an earlier session expired")
     restored_open = list(oms.open.values())
     if venue is not None:
+        # Every fill, streamed from the journal: memory keeps only the recent ones.
         venue.restore(
-            oms.fills, [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT]
+            oms.journal.iter_fills() if oms.journal is not None else oms.fills,
+            [o for o in restored_open if o.status is not OrderStatus.PENDING_SUBMIT],
         )
     for o in restored_open:
         if o.status is OrderStatus.PENDING_SUBMIT:
@@ -73,7 +75,7 @@ def reconcile(
         for o in list(oms.open.values()):
             if o.client_order_id not in venue_open:
                 notes.append(f"{o.client_order_id}: open in the journal, unknown to {broker.name}")
-        for cid in venue_open - set(oms.orders):
+        for cid in sorted(c for c in venue_open if oms.lookup(c) is None):
             notes.append(f"{cid}: working at {broker.name}, not in the journal")
     try:
         venue_pos = {p.instrument.key: p.quantity for p in broker.query_positions()}
@@ -84,7 +86,7 @@ def reconcile(
                 notes.append(f"position {key}: journal {a:g}, {broker.name} {b:g}")
     except Exception as e:
         notes.append(f"could not query positions: {e}")
-    n_orders, n_fills = len(oms.orders), len(oms.fills)
+    n_orders, n_fills = oms.orders_total, oms.fills_total
     if n_orders or n_fills:
         activity.log(
             "info",
@@ -126,52 +128,14 @@ def warm_up(
     executor.forget_targets()
 
 
-async def warm_up_from_history(
-    retrieval: DataRetrieval | None,
-    market: MarketState,
-    executor: StrategyExecutor,
-    cfg: Config,
-    symbols: list[str],
-    activity: ActivityLog,
-    clock: Callable[[], float],
-) -> int:
-    """Live data: feed strategies recent history (through DataRetrieval, so it is cached)
-    so they trade from the first live bar instead of waiting for their windows to fill.
-
-    A failure is logged and the engine starts cold; it is never fatal.
-    """
-    if retrieval is None or retrieval.historical is None or not executor.slots:
-        return 0
-    import pandas as pd
-
-    longest = max(sl.strategy.warmup() for sl in executor.slots.values())
-    bars_wanted = 2 * longest + 5
-    secs = cfg.market.bar_seconds
-    bar_size = f"{int(secs)}s" if secs < 60 or secs % 60 else f"{int(secs // 60)}m"
-    end = pd.Timestamp(clock(), unit="s", tz="UTC").floor(f"{int(secs)}s")
-    start = end - pd.Timedelta(seconds=secs * bars_wanted)
-    fed = 0
-    for sym in symbols:
-        try:
-            df = await asyncio.wait_for(
-                retrieval.afetch_historical_data(sym, start, end, bar_size),
-                cfg.broker.ib.request_timeout,
-            )
-        except Exception as e:
-            activity.log(
-                "warning",
-                "data",
-                f"{sym}: no history to warm strategies up ({type(e).__name__}: {e})",
-            )
-            continue
-        rows: Iterable[Any] = df.itertuples(index=False)  # pandas types the fields loosely
-        for ts, row in zip(df.index, rows, strict=True):
-            bar = Bar(sym, ts.timestamp(), row.open, row.high, row.low, row.close, row.volume)
-            market.remember(bar)
-            market.prices[sym] = bar.close
-            executor.on_bar(bar, trade=False)
-            fed += 1
-    executor.forget_targets()
-    if fed:
-        activity.log("info", "data", f"strategies warmed up on {fed} historical {bar_size} bars")
-    return fed
+async def prepare_remote(reconciler: Reconciler, symbols: list[str], activity: ActivityLog) -> None:
+    """A venue outside this process at start: contracts qualified before the first order
+    (kept in the journal), then the first reconciliation, which ends the venue's SYNCING
+    state when it succeeds (until then no order goes out; the timer tries again)."""
+    try:
+        problems = await reconciler.venue.qualify([instrument_from_key(s) for s in symbols])
+    except Exception as e:  # qualified again before each order; never a reason not to start
+        problems = [f"contracts not qualified at start: {type(e).__name__}: {e}"]
+    for p in problems:
+        activity.log("warning", "broker", p)
+    await reconciler.run("start")

@@ -12,20 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from fbterm.config import Config, StrategyConfig
 from fbterm.model import Bar
-from fbterm.strategies.base import Sizing, StrategyInterface
-from fbterm.strategies.executor import StrategyExecutor
-
-
-def sizing(mode: str, capital: float, n_symbols: int) -> Sizing:
-    """The executor's sizing rule for a configured ``sizing`` mode."""
-    n = max(n_symbols, 1)
-    if mode == "fixed":
-        return Sizing("fixed", 100.0)
-    if mode == "cash":
-        return Sizing("cash", capital / n)
-    if mode == "all_in":
-        return Sizing("all_in", 1.0)
-    return Sizing("fraction", 0.95 / n)
+from fbterm.strategies.base import StrategyInterface
+from fbterm.strategies.executor import StrategyExecutor, configured_sizing
 
 
 class StrategyHost:
@@ -61,7 +49,7 @@ class StrategyHost:
                 symbols,
                 sc.capital,
                 spec=sc.cls,
-                sizing=sizing(sc.sizing, sc.capital, len(symbols)),
+                sizing=configured_sizing(sc.sizing, sc.capital, len(symbols)),
                 risk=sc.risk,
                 enabled=sc.enabled,
             )
@@ -96,9 +84,15 @@ class StrategyHost:
         return create_strategy(config.cls, config.name, config.params)
 
     def validate_strategy(self, name: str, strategy: StrategyInterface) -> None:
-        """Dry run on the bars the engine has seen: analyze must give a target per bar."""
-        from fbterm.strategies.base import bars_frame
+        """Dry run on the bars the engine has seen: analyze must give a target per bar; and a
+        window longer than the history kept is refused (it could never trade)."""
+        from fbterm.strategies.base import bars_frame, history_problem
 
+        if isinstance(strategy, StrategyInterface):
+            problem = history_problem(strategy, self.config.market.history_bars)
+            if problem is not None:
+                param, reason = problem
+                raise ValueError(f"{name}{'.' + param if param else ''}: {reason}")
         slot = self.executor.slots[name]
         for sym in slot.symbols:
             bars = list(self.history.get(sym, ()))

@@ -7,6 +7,7 @@ called: the engine never loads ``ib_async`` unless the configuration asks for IB
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -57,7 +58,22 @@ def ib_broker(ctx: VenueContext) -> Broker:
     # IB order ids must never go backwards, even if the gateway's nextValidId does after a
     # restart: start above every id the journal has seen.
     min_order_id = ctx.journal.highest_broker_order_id() + 1
-    return BrokerIntegration(ctx.config.broker.ib, min_order_id=min_order_id)
+    ib = ctx.config.broker.ib
+    if ctx.config.broker.read_only and not ib.read_only:
+        ib = dataclasses.replace(ib, read_only=True)  # and connect without order rights
+    # Qualified contracts live in the journal: the next session starts with them.
+    return BrokerIntegration(ib, min_order_id=min_order_id, contracts=ctx.journal)
+
+
+def read_only_reason(cfg: Config) -> str | None:
+    """Why this session may not send, change or cancel orders, on any venue (None: it may).
+
+    Refused at the engine's boundary with the venue, so a read-only run never trades whatever
+    the venue would allow (the paper broker allows everything).
+    """
+    if cfg.broker.read_only or (cfg.broker.kind == "ib" and cfg.broker.ib.read_only):
+        return "read-only session (--read-only / broker.read_only): no orders are sent, changed or cancelled"
+    return None
 
 
 BROKERS: dict[str, BrokerFactory] = {
@@ -77,18 +93,34 @@ def make_broker(ctx: VenueContext) -> Broker:
     return factory(ctx)
 
 
+@dataclass(frozen=True, slots=True)
+class SourceHooks:
+    """What a market-data source may tell the engine while it works.
+
+    ``on_pacing_wait(symbol, why, seconds, retry)``: history is waiting out the venue's pacing.
+    """
+
+    on_pacing_wait: Callable[[str, str, float, int], None] | None = None
+
+
 # A source factory answers (realtime source, historical source or None) for the config.
-SourceFactory = Callable[[Config, Broker], "tuple[RealtimeSource, HistoricalSource | None]"]
+SourceFactory = Callable[
+    [Config, Broker, SourceHooks], "tuple[RealtimeSource, HistoricalSource | None]"
+]
 
 
-def csv_source(cfg: Config, broker: Broker) -> tuple[RealtimeSource, HistoricalSource | None]:
+def csv_source(
+    cfg: Config, broker: Broker, hooks: SourceHooks
+) -> tuple[RealtimeSource, HistoricalSource | None]:
     from fbterm.data.retrieval import CSVSource
 
     csv = cfg.market.csv
     return CSVSource(csv.path, csv.speed, timezone=cfg.market.timezone), None
 
 
-def ib_source(cfg: Config, broker: Broker) -> tuple[RealtimeSource, HistoricalSource | None]:
+def ib_source(
+    cfg: Config, broker: Broker, hooks: SourceHooks
+) -> tuple[RealtimeSource, HistoricalSource | None]:
     """IB market data over the IB venue's own connection; it also serves history (for
     warming strategies up). Without the IB venue there is no connection to carry it."""
     from fbterm.data.ib_source import IBSource
@@ -99,10 +131,15 @@ def ib_source(cfg: Config, broker: Broker) -> tuple[RealtimeSource, HistoricalSo
             f"{cfg.source}: market.source: 'ib' market data comes over the IB broker's "
             f"connection; broker.kind is {cfg.broker.kind!r}"
         )
+    ib = cfg.broker.ib
     src = IBSource(
         broker,
-        market_data_type=cfg.broker.ib.market_data_type,
-        request_timeout=cfg.broker.ib.request_timeout,
+        market_data_type=ib.market_data_type,
+        delayed_fallback=ib.delayed_fallback,
+        request_timeout=ib.request_timeout,
+        max_retries=ib.pacing_max_retries,
+        retry_delay=ib.pacing_retry_delay,
+        on_wait=hooks.on_pacing_wait,
     )
     # IBSource.fetch_bars is a coroutine function; DataRetrieval awaits what it returns.
     return src, cast("HistoricalSource", src)
@@ -125,7 +162,9 @@ class _RetrievalFeed:
         return self.retrieval.fetch_realtime_data(symbols)
 
 
-def make_source(cfg: Config, broker: Broker) -> tuple[TickSource, DataRetrieval]:
+def make_source(
+    cfg: Config, broker: Broker, hooks: SourceHooks | None = None
+) -> tuple[TickSource, DataRetrieval]:
     """Market data for ``market.source`` (csv, ib, ...) through the seed's DataRetrieval."""
     from fbterm.data.retrieval import DataRetrieval
     from fbterm.data.storage import DataStorage
@@ -137,7 +176,7 @@ def make_source(cfg: Config, broker: Broker) -> tuple[TickSource, DataRetrieval]
             f"(known: simulated, {', '.join(SOURCES)})"
         )
     storage = DataStorage(cfg.data_dir, cfg.market.timezone)
-    realtime, historical = factory(cfg, broker)
+    realtime, historical = factory(cfg, broker, hooks or SourceHooks())
     retrieval = DataRetrieval(storage, historical=historical, realtime=realtime)
     return _RetrievalFeed(realtime.name, retrieval), retrieval
 

@@ -7,6 +7,7 @@ all price commission with these models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fbterm.config import PaperBrokerConfig
 
@@ -45,6 +46,22 @@ class FractionCommission:
 
 
 CommissionModel = PerShareCommission | FractionCommission
+
+
+def commissions(model: CommissionModel, quantity: Any, price: Any) -> Any:
+    """The model's ``__call__`` over numpy arrays of quantities and prices (stocks,
+    multiplier 1): element for element the same arithmetic; a test holds the twins equal."""
+    import numpy as np
+
+    q = np.asarray(quantity, dtype=np.float64)
+    px = np.asarray(price, dtype=np.float64)
+    if isinstance(model, FractionCommission):
+        fee = np.abs(q) * px * 1 * model.fraction
+    else:
+        fee = np.maximum(model.per_share * q, model.minimum)
+        cap = model.max_fraction * q * px
+        fee = np.where(cap > 0, np.minimum(fee, cap), fee)
+    return np.where(q > 0, fee, 0.0) if not isinstance(model, FractionCommission) else fee
 
 
 def commission_model(kind: str, **kw: float) -> CommissionModel:

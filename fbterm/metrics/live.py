@@ -7,7 +7,10 @@ from :mod:`fbterm.metrics.trades`.
 
 Conventions: money amounts are in account currency and include the instrument multiplier;
 drawdown is a non-negative fraction below the running peak; timestamps are epoch seconds UTC
-and "a day" is a calendar day in the market's time zone.
+and "a day" is the exchange's trading session (``calendar``: it rolls at the exchange's
+close), or without a calendar the calendar day in ``timezone``. The rolling Sharpe is over
+returns from one bar period to the next (``bar_seconds``), annualised by that period, and NaN
+(shown as a dash) until there are enough of them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import datetime as dt
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,8 @@ from fbterm.metrics.trades import (
     match_round_trips,
 )
 from fbterm.model import Fill, Order, Position
-from fbterm.stats import drawdown_series, periods_per_year_from_ts, sharpe_ratio, simple_returns
+from fbterm.sessions import trading_day_clock
+from fbterm.stats import drawdown_series, period_sharpe
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +118,14 @@ class MetricsCalculation:
     ``capital`` is each strategy's allocated capital (the base of its equity and returns).
     Fills of strategies not in ``capital`` (e.g. "manual") are measured with capital 0.
 
-    Real-time metrics are incremental: the engine passes its whole (append-only) fill list each
+    Real-time metrics are incremental: a caller may pass its whole (append-only) fill list each
     time and only fills not seen before are folded in, so a call costs O(new fills + open
     positions), not O(history). If the list is not an extension of the last one (a restart, a
     late execution with an earlier timestamp) everything is replayed in time order.
+
+    A caller that does not keep every fill (the engine: memory holds only recent ones) hands
+    each fill over once with :meth:`add_fills` and passes ``fills=None``; trades closed by
+    those fills wait in :meth:`take_closed_trades` for the caller to store.
     """
 
     def __init__(
@@ -127,12 +135,18 @@ class MetricsCalculation:
         rolling_window: int = 100,
         timezone: str = "America/New_York",
         history: int = 20_000,
+        calendar: str | None = None,
+        bar_seconds: float = 60.0,
     ) -> None:
         if rolling_window < 2:
             raise ValueError(f"rolling_window must be >= 2, got {rolling_window}")
+        if not bar_seconds > 0:
+            raise ValueError(f"bar_seconds must be > 0, got {bar_seconds}")
         self.capital: dict[str, float] = dict(capital or {})
         self.rolling_window = rolling_window
+        self.bar_seconds = float(bar_seconds)
         self.tz = ZoneInfo(timezone)
+        self._session = trading_day_clock(calendar) if calendar else None
         self._history_len = history
         self._equity: dict[str, deque[tuple[float, float]]] = {}
         self._day: dt.date | None = None
@@ -144,6 +158,7 @@ class MetricsCalculation:
     def _reset(self) -> None:
         self._ledgers: dict[str, _Ledger] = {}
         self._matcher = FifoMatcher()
+        self._closed: list[ClosedTrade] = []
         self._seen = 0
         self._last_fill_id: str | None = None
         self._max_ts = -math.inf
@@ -158,6 +173,8 @@ class MetricsCalculation:
         self._equity.pop(name, None)
 
     def day_of(self, ts: float) -> dt.date:
+        if self._session is not None:
+            return self._session(ts)
         return dt.datetime.fromtimestamp(ts, self.tz).date()
 
     def day_start(self, day: dt.date) -> float:
@@ -199,7 +216,19 @@ class MetricsCalculation:
         for t in self._matcher.add(f, signal_price):
             lg.trades += 1
             lg.wins += t.is_win
+            self._closed.append(t)
+        self._matcher.trades.clear()  # kept in _closed until taken: memory must not grow
         self._max_ts = max(self._max_ts, f.ts)
+
+    def add_fills(self, fills: Iterable[Fill], signal: Mapping[str, float | None]) -> None:
+        """Fold in fills the caller hands over once each, in arrival order (no replay)."""
+        for f in fills:
+            self._apply(f, signal.get(f.client_order_id))
+
+    def take_closed_trades(self) -> list[ClosedTrade]:
+        """Trades closed since the last call, for the caller to store."""
+        out, self._closed = self._closed, []
+        return out
 
     def _positions_at_open(self, name: str, day: dt.date) -> dict[str, Position]:
         lg = self._ledgers.get(name)
@@ -213,24 +242,28 @@ class MetricsCalculation:
     # -------------------------------------------------------------------- real time
     def calculate_real_time_metrics(
         self,
-        fills: Sequence[Fill],
+        fills: Sequence[Fill] | None,
         marks: Mapping[str, float],
         *,
         equity: Sequence[tuple[float, float]] | None = None,
         orders: Sequence[Order] = (),
         now: float | None = None,
         day_open_marks: Mapping[str, float] | None = None,
+        market_ts: float | None = None,
     ) -> MetricsSnapshot:
         """Per-strategy and portfolio metrics from all fills so far and current marks.
 
         ``fills`` is every fill so far, in arrival order (append-only between calls is the fast
-        path). ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's
+        path); None when they were handed over with :meth:`add_fills`. ``equity`` is the account's (ts, equity) series (from the broker); the portfolio's
         equity, drawdown and Sharpe use it when given, otherwise the sum of the strategies.
         ``marks`` are last prices by instrument key. ``day_open_marks`` (e.g. previous closes)
         value positions carried into the day for "P&L today"; without them the first marks seen
-        that day are used.
+        that day are used. ``market_ts`` is the market's own clock (a simulated or replayed
+        market runs faster than the wall clock): equity is sampled on it, so returns are per
+        bar of market time; default ``now``.
         """
         now = float(now if now is not None else dt.datetime.now(dt.UTC).timestamp())
+        sample_ts = now if market_ts is None else float(market_ts)
         day = self.day_of(now)
         if day != self._day:
             self._day = day
@@ -240,17 +273,19 @@ class MetricsCalculation:
         for k, v in marks.items():
             self._day_open_marks.setdefault(k, v)
 
-        signal = {o.client_order_id: o.signal_price for o in orders}
-        self._ingest(fills, signal)
+        if fills is not None:
+            self._ingest(fills, {o.client_order_id: o.signal_price for o in orders})
+            self._closed.clear()  # whole-list callers read trades from post-trade metrics
         orders_by: dict[str, list[Order]] = {}
         for o in orders:
             orders_by.setdefault(o.strategy_id, []).append(o)
 
         names = sorted(set(self.capital) | set(self._ledgers))
         strategies = {
-            n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day) for n in names
+            n: self._strategy_metrics(n, orders_by.get(n, []), marks, now, day, sample_ts)
+            for n in names
         }
-        portfolio = self._portfolio_metrics(strategies, orders, equity, now)
+        portfolio = self._portfolio_metrics(strategies, orders, equity, now, sample_ts)
         snap = MetricsSnapshot(ts=now, day=day, portfolio=portfolio, strategies=strategies)
         self.last_snapshot = snap
         return snap
@@ -266,13 +301,19 @@ class MetricsCalculation:
     def _curve_stats(self, series: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
         values = [v for _, v in series]
         dd = drawdown_series(values)
-        tail = list(series)[-(self.rolling_window + 1) :]
-        rets = simple_returns([v for _, v in tail])
-        sharpe = sharpe_ratio(rets, periods_per_year_from_ts([t for t, _ in tail]))
+        sharpe = period_sharpe(
+            [t for t, _ in series], values, self.bar_seconds, self.rolling_window
+        )
         return (float(dd[-1]) if dd.size else 0.0, float(dd.max()) if dd.size else 0.0, sharpe)
 
     def _strategy_metrics(
-        self, name: str, orders: list[Order], marks: Mapping[str, float], now: float, day: dt.date
+        self,
+        name: str,
+        orders: list[Order],
+        marks: Mapping[str, float],
+        now: float,
+        day: dt.date,
+        sample_ts: float,
     ) -> PerformanceMetrics:
         capital = self.capital.get(name, 0.0)
         lg = self._ledgers.get(name) or _Ledger()
@@ -280,7 +321,7 @@ class MetricsCalculation:
         r0, u0, _, _ = _valuation(self._positions_at_open(name, day), self._day_open_marks)
         total = realized + unrealized
         equity = capital + total
-        dd, mdd, sharpe = self._curve_stats(self._record(name, now, equity))
+        dd, mdd, sharpe = self._curve_stats(self._record(name, sample_ts, equity))
         traded_today = lg.traded.get(day, 0.0)
         return PerformanceMetrics(
             name=name,
@@ -313,6 +354,7 @@ class MetricsCalculation:
         orders: Sequence[Order],
         equity: Sequence[tuple[float, float]] | None,
         now: float,
+        sample_ts: float,
     ) -> PerformanceMetrics:
         s = list(strategies.values())
         capital = sum(m.capital for m in s)
@@ -321,7 +363,7 @@ class MetricsCalculation:
             eq = float(equity[-1][1])
         else:
             eq = capital + sum(m.total_pnl for m in s)
-            curve = self._record(PORTFOLIO, now, eq)
+            curve = self._record(PORTFOLIO, sample_ts, eq)
         dd, mdd, sharpe = self._curve_stats(curve)
         traded_today = sum(m.traded_value_today for m in s)
         slip = sum(lg.slippage for lg in self._ledgers.values())

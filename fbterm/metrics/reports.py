@@ -216,13 +216,29 @@ def store_metrics(
         )
 
 
-def load_trades(conn: sqlite3.Connection, strategy_id: str | None = None) -> list[ClosedTrade]:
+def load_trades(
+    conn: sqlite3.Connection,
+    strategy_id: str | None = None,
+    *,
+    exit_from: float | None = None,
+    exit_to: float | None = None,
+) -> list[ClosedTrade]:
+    """Stored trades, optionally one strategy's and those that closed in [exit_from, exit_to)."""
     conn.executescript(_SCHEMA)
-    q = f"SELECT {','.join(TRADE_FIELDS)} FROM trades"
-    args: tuple[Any, ...] = ()
+    where: list[str] = []
+    args: list[Any] = []
     if strategy_id is not None:
-        q += " WHERE strategy_id = ?"
-        args = (strategy_id,)
+        where.append("strategy_id = ?")
+        args.append(strategy_id)
+    if exit_from is not None:
+        where.append("exit_ts >= ?")
+        args.append(exit_from)
+    if exit_to is not None:
+        where.append("exit_ts < ?")
+        args.append(exit_to)
+    q = f"SELECT {','.join(TRADE_FIELDS)} FROM trades"
+    if where:
+        q += " WHERE " + " AND ".join(where)
     return [ClosedTrade(*row) for row in conn.execute(q + " ORDER BY exit_ts, trade_id", args)]
 
 

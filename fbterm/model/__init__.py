@@ -9,14 +9,25 @@ The submodules each hold one part; this package re-exports the names callers use
 """
 
 from fbterm.model.fills import Fill, Position, positions_from_fills
-from fbterm.model.instruments import Instrument, Option, Right, Stock, instrument_from_key
-from fbterm.model.market import AccountDetails, Bar, OptionQuote, Signal, Tick
+from fbterm.model.instruments import (
+    Forex,
+    Future,
+    Instrument,
+    Option,
+    Right,
+    Stock,
+    allows_fractional,
+    instrument_from_key,
+    quantity_error,
+)
+from fbterm.model.market import AccountDetails, Bar, MarginImpact, OptionQuote, Signal, Tick
 from fbterm.model.orders import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     IllegalTransition,
     Order,
     OrderError,
+    OrderOptions,
     OrderStatus,
     OrderType,
     Side,
@@ -32,12 +43,16 @@ __all__ = [
     "AccountDetails",
     "Bar",
     "Fill",
+    "Forex",
+    "Future",
     "IllegalTransition",
     "Instrument",
+    "MarginImpact",
     "Option",
     "OptionQuote",
     "Order",
     "OrderError",
+    "OrderOptions",
     "OrderStatus",
     "OrderType",
     "Position",
@@ -49,8 +64,10 @@ __all__ = [
     "Tick",
     "TimeInForce",
     "TradingState",
+    "allows_fractional",
     "instrument_from_key",
     "positions_from_fills",
+    "quantity_error",
     "utc_now",
     "validate_order_fields",
 ]

@@ -36,11 +36,77 @@ class OrderType(StrEnum):
     LIMIT = "LMT"
     STOP = "STP"
     STOP_LIMIT = "STP LMT"
+    TRAIL = "TRAIL"  # a stop that follows the market by an amount or a percent
 
 
 class TimeInForce(StrEnum):
     DAY = "DAY"
     GTC = "GTC"
+    IOC = "IOC"  # fill what the next price allows, cancel the rest
+    GTD = "GTD"  # good until OrderOptions.good_till
+
+
+ALGOS = ("", "Adaptive")
+ALGO_PRIORITIES = ("Urgent", "Normal", "Patient")
+# Types whose stop_price is a trigger (for TRAIL: the current trailing level, set by the venue).
+STOP_TYPES = frozenset({"STP", "STP LMT", "TRAIL"})
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOptions:
+    """The order's terms beyond type and prices: trailing distance, expiry time, session and
+    IB's Adaptive algo. The defaults are a plain order."""
+
+    trail_amount: float | None = None  # TRAIL: distance in price
+    trail_percent: float | None = None  # TRAIL: distance in percent of the price
+    good_till: float | None = None  # GTD: epoch seconds UTC
+    outside_rth: bool = False  # may trigger and fill outside regular trading hours
+    algo: str = ""  # "" or "Adaptive"
+    algo_priority: str = "Normal"  # Adaptive: Urgent, Normal or Patient
+
+    def validate(self, where: str, order_type: OrderType, tif: TimeInForce) -> None:
+        trail = [v for v in (self.trail_amount, self.trail_percent) if v is not None]
+        if order_type is OrderType.TRAIL:
+            if len(trail) != 1:
+                raise OrderError(f"{where}: TRAIL needs a trail amount or a trail percent")
+            v = trail[0]
+            if not (math.isfinite(v) and v > 0):
+                raise OrderError(f"{where}: trail distance must be > 0, got {v!r}")
+            if self.trail_percent is not None and self.trail_percent >= 100:
+                raise OrderError(f"{where}: trail percent must be < 100, got {v!r}")
+        elif trail:
+            raise OrderError(f"{where}: {order_type.value} takes no trail distance")
+        if tif is TimeInForce.GTD and (self.good_till is None or not math.isfinite(self.good_till)):
+            raise OrderError(f"{where}: GTD needs a good-till time")
+        if tif is not TimeInForce.GTD and self.good_till is not None:
+            raise OrderError(f"{where}: a good-till time needs time in force GTD, not {tif.value}")
+        if self.algo not in ALGOS:
+            raise OrderError(f"{where}: algo must be one of Adaptive or none, got {self.algo!r}")
+        if self.algo and order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            raise OrderError(f"{where}: the {self.algo} algo takes MKT or LMT orders only")
+        if self.algo_priority not in ALGO_PRIORITIES:
+            raise OrderError(
+                f"{where}: algo priority must be one of {', '.join(ALGO_PRIORITIES)}, "
+                f"got {self.algo_priority!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only what differs from a plain order (journal rows stay small)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> OrderOptions:
+        if not d:
+            return PLAIN
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+PLAIN = OrderOptions()
 
 
 class OrderStatus(StrEnum):
@@ -127,6 +193,12 @@ class Order:
     triggered: bool = False  # a stop or stop-limit whose stop price has been touched
     submitted_ts: float | None = None  # when the broker acknowledged it
     revision: int = 0  # bumped by every modification
+    broker_perm_id: str | None = None  # the venue's permanent id (IB permId), once known
+    options: OrderOptions = PLAIN
+    # Brackets: a child names its parent (it works once the parent has filled); orders in one
+    # OCA group cancel (or reduce) each other when one fills.
+    parent_id: str | None = None
+    oca_group: str = ""
 
     def __post_init__(self) -> None:
         validate_order_fields(
@@ -136,6 +208,16 @@ class Order:
             self.limit_price,
             self.stop_price,
         )
+        if (
+            self.options is not PLAIN
+            or self.tif is TimeInForce.GTD
+            or self.order_type is OrderType.TRAIL
+        ):
+            self.options.validate(
+                f"order {self.client_order_id}" if self.client_order_id else "order",
+                self.order_type,
+                self.tif,
+            )
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -217,11 +299,13 @@ class Order:
             )
         lp = limit_price if limit_price is not None else self.limit_price
         sp = stop_price if stop_price is not None else self.stop_price
-        if new_type in (OrderType.MARKET, OrderType.STOP):
+        if new_type in (OrderType.MARKET, OrderType.STOP, OrderType.TRAIL):
             lp = None
         if new_type in (OrderType.MARKET, OrderType.LIMIT):
             sp = None
-        validate_order_fields(self.client_order_id, new_qty, new_type, lp, sp)
+        validate_order_fields(
+            self.client_order_id, new_qty, new_type, lp, sp, instrument=self.instrument
+        )
         return dataclasses.replace(
             self,
             quantity=new_qty,
@@ -230,7 +314,7 @@ class Order:
             stop_price=sp,
             updated_ts=ts or utc_now(),
             revision=self.revision + 1,
-            triggered=self.triggered and new_type in (OrderType.STOP, OrderType.STOP_LIMIT),
+            triggered=self.triggered and new_type.value in STOP_TYPES,
         )
 
     # -- persistence ---------------------------------------------------------------------
@@ -256,6 +340,10 @@ class Order:
             "triggered": self.triggered,
             "submitted_ts": self.submitted_ts,
             "rev": self.revision,
+            "perm_id": self.broker_perm_id,
+            **({"opts": self.options.to_dict()} if self.options is not PLAIN else {}),
+            **({"parent": self.parent_id} if self.parent_id else {}),
+            **({"oca": self.oca_group} if self.oca_group else {}),
         }
 
     @classmethod
@@ -281,6 +369,10 @@ class Order:
             triggered=bool(d.get("triggered", False)),
             submitted_ts=d.get("submitted_ts"),
             revision=int(d.get("rev", 0)),
+            broker_perm_id=d.get("perm_id"),
+            options=OrderOptions.from_dict(d.get("opts")),
+            parent_id=d.get("parent"),
+            oca_group=d.get("oca", ""),
         )
 
 
@@ -292,6 +384,8 @@ _FREE_FIELDS = frozenset(_ORDER_FIELDS) - {
     "order_type",
     "limit_price",
     "stop_price",
+    "options",
+    "tif",
 }
 
 
@@ -313,10 +407,29 @@ def validate_order_fields(
     order_type: OrderType,
     limit_price: float | None,
     stop_price: float | None,
+    *,
+    instrument: Instrument | None = None,
 ) -> None:
+    """Refuse terms no venue could accept, naming the problem.
+
+    With ``instrument``, the quantity must also be whole units where the instrument trades in
+    whole units (shares and option contracts: every instrument fbterm knows today). Orders
+    read back from the journal are checked without it: what was recorded stays readable.
+    """
     where = f"order {order_id}" if order_id else "order"
-    if not isinstance(quantity, int | float) or not math.isfinite(quantity) or quantity <= 0:
+    # bool is an int to Python, but True shares is a mistake, not an order for one share.
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+        raise OrderError(f"{where}: quantity must be a number, got {quantity!r}")
+    if not math.isfinite(quantity) or quantity <= 0:
         raise OrderError(f"{where}: quantity must be > 0, got {quantity!r}")
+    if instrument is not None and not float(quantity).is_integer():
+        unit = "option contracts" if instrument.is_option else "shares"
+        raise OrderError(
+            f"{where}: {instrument.key} trades in whole {unit}; got a quantity of {quantity:g}"
+        )
+    for name, price in (("limit", limit_price), ("stop", stop_price)):
+        if isinstance(price, bool):
+            raise OrderError(f"{where}: {name} price must be a number, got {price!r}")
     if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         if limit_price is None or not math.isfinite(limit_price) or limit_price <= 0:
             raise OrderError(
@@ -324,7 +437,10 @@ def validate_order_fields(
             )
     elif limit_price is not None:
         raise OrderError(f"{where}: {order_type.value} takes no limit price")
-    if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+    if order_type is OrderType.TRAIL:
+        if stop_price is not None and (not math.isfinite(stop_price) or stop_price <= 0):
+            raise OrderError(f"{where}: TRAIL level must be > 0, got {stop_price!r}")
+    elif order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
         if stop_price is None or not math.isfinite(stop_price) or stop_price <= 0:
             raise OrderError(
                 f"{where}: {order_type.value} needs a stop price > 0, got {stop_price!r}"

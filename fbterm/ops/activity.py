@@ -1,27 +1,28 @@
 """The activity log: one JSON line per event in a rotating file, the latest entries in memory.
 
 ``fbterm log`` reads it back (:func:`read_activity_log`, :func:`follow_activity_log`), across
-rotations. Fields whose names look like secrets are redacted before anything is written.
-Standard library only, so ``fbterm log`` stays cheap to start.
+rotations. Secrets are redacted (:mod:`fbterm.redact`: secret-named fields, tokens in URLs and
+messages) before anything is written or kept. Standard library only, so ``fbterm log`` stays
+cheap to start.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbterm.redact import redact_fields, redact_text
+
 LEVELS = ("debug", "info", "warning", "error")
 _LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
-_SECRET_WORDS = ("password", "passwd", "token", "secret", "api_key", "apikey")
 
 
 def _level_rank(level: str) -> int:
@@ -75,15 +76,9 @@ class ActivityEntry:
         )
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_secret(key: str) -> bool:
-    k = key.lower()
-    return any(w in k for w in _SECRET_WORDS)
-
-
-def _redact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    # A secret handed to the log by mistake must not reach a file an operator may share.
-    return {k: ("***" if _is_secret(k) else v) for k, v in fields.items()}
+def _private(path: str, flags: int) -> int:
+    """Open with owner-only permissions (0600) when the file is created: orders and fills."""
+    return os.open(path, flags, 0o600)
 
 
 class _RotatingWriter:
@@ -106,7 +101,7 @@ class _RotatingWriter:
         data = line + "\n"
         n = len(data.encode("utf-8")) if not data.isascii() else len(data)
         if self._f is None:
-            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._f = open(self.path, "a", encoding="utf-8", opener=_private)  # noqa: SIM115
             self._size = self._f.tell()
         if self._size and self._size + n > self.max_bytes:
             self._rotate()
@@ -122,7 +117,7 @@ class _RotatingWriter:
                 if src.exists():
                     os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self._f = open(self.path, "w", encoding="utf-8", opener=_private)  # noqa: SIM115
         self._size = 0
 
     def close(self) -> None:
@@ -162,8 +157,14 @@ class ActivityLog:
             return None
         with self._lock:
             self._seq += 1
+            # A secret handed to the log by mistake must not reach a file an operator may share.
             entry = ActivityEntry(
-                time.time(), level.lower(), kind, message, _redact(fields), self._seq
+                time.time(),
+                level.lower(),
+                kind,
+                redact_text(message),
+                redact_fields(fields),
+                self._seq,
             )
             self._recent.append(entry)
             try:

@@ -25,6 +25,7 @@ from fbterm.ops.activity import ActivityEntry, ActivityLog
 from fbterm.ops.alerts import ALERT_SEVERITY, Alert, AlertDecision, AlertKind, Severity
 from fbterm.ops.channels import Channel, DeliveryError, build_channels
 from fbterm.ops.outbox import AlertOutbox
+from fbterm.redact import redact_text
 
 if TYPE_CHECKING:
     from fbterm.config import AlertsConfig, Config, LogConfig
@@ -174,6 +175,8 @@ class Diagnostics:
         """
         sev = Severity(severity)
         kind = str(getattr(kind, "value", kind))
+        # An alert goes to chat rooms and phones and waits in the outbox file: no secrets in it.
+        title, body = redact_text(title), redact_text(body)
         key = key or title
         if self._closed:
             return AlertDecision.CLOSED
@@ -242,12 +245,12 @@ class Diagnostics:
         out: dict[str, str | None] = {}
         for ch in self.channels.values():
             for dest in ch.destinations():
-                label = f"{ch.name} {dest}"
+                label = f"{ch.name} {redact_text(dest)}"
                 try:
                     ch.deliver(alert, dest)
                     out[label] = None
                 except DeliveryError as e:
-                    out[label] = str(e)
+                    out[label] = redact_text(str(e))
         return out
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -306,8 +309,12 @@ class Diagnostics:
                     elif isinstance(it, _Flush):
                         flush_gen = max(flush_gen, it.gen)
                     elif isinstance(it, Alert):
+                        # The outbox is a file: it keeps a destination's redacted name, and
+                        # the real one (its token included) is looked up again to deliver.
                         targets = [
-                            (c.name, d) for c in self.channels.values() for d in c.destinations()
+                            (c.name, redact_text(d))
+                            for c in self.channels.values()
+                            for d in c.destinations()
                         ]
                         box.add(it, targets, time.time())
                         with self._cond:
@@ -341,8 +348,18 @@ class Diagnostics:
                     level="warning",
                 )
                 continue
+            destination = _real_destination(ch, item.destination)
+            if destination is None:
+                box.remove(item.id)
+                self.log_activity(
+                    "alert",
+                    f"dropped {item.alert.title!r}: {item.channel} destination "
+                    f"{item.destination} is no longer configured",
+                    level="warning",
+                )
+                continue
             try:
-                ch.deliver(item.alert, item.destination)
+                ch.deliver(item.alert, destination)
             except DeliveryError as e:
                 attempts = item.attempts + 1
                 if e.permanent or attempts >= self.cfg.retry_max_attempts:
@@ -357,7 +374,7 @@ class Diagnostics:
                     )
                 else:
                     delay = min(self.cfg.retry_initial_delay * 2 ** (attempts - 1), MAX_BACKOFF)
-                    box.reschedule(item.id, attempts, time.time() + delay, str(e))
+                    box.reschedule(item.id, attempts, time.time() + delay, redact_text(str(e)))
                     self.log_activity(
                         "alert",
                         f"delivery via {item.channel} failed, retry in {delay:.0f}s: {e}",
@@ -368,7 +385,10 @@ class Diagnostics:
                 continue
             except Exception as e:  # a bug in a channel must not lose the alert or kill the worker
                 box.reschedule(
-                    item.id, item.attempts + 1, time.time() + self.cfg.retry_initial_delay, repr(e)
+                    item.id,
+                    item.attempts + 1,
+                    time.time() + self.cfg.retry_initial_delay,
+                    redact_text(repr(e)),
                 )
                 log.exception("alert channel %s failed unexpectedly", item.channel)
                 continue
@@ -379,6 +399,14 @@ class Diagnostics:
                 channel=item.channel,
                 attempts=item.attempts + 1,
             )
+
+
+def _real_destination(channel: Channel, stored: str) -> str | None:
+    """The configured destination an outbox row names by its redacted form (None: gone)."""
+    for d in channel.destinations():
+        if d == stored or redact_text(d) == stored:
+            return d
+    return None
 
 
 __all__ = ["MAX_BACKOFF", "Diagnostics"]

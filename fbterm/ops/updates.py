@@ -3,7 +3,9 @@
 ``UpdatesManagement.apply_update`` works against the :class:`UpdatableEngine` protocol; it
 validates before touching anything, pauses, swaps and resumes, and rolls back (and alerts
 through Diagnostics) on any failure. New code is loaded with :func:`load_fresh_module`, beside
-the running module rather than over it.
+the running module rather than over it, and only once :mod:`fbterm.ops.strategy_files` has
+found it, without importing it, to be a strategy file in a strategy folder; a config file
+must sit in the running config's folder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fbterm.ops.alerts import AlertKind, Severity
+from fbterm.ops.strategy_files import (
+    SourceError,
+    check_strategy_code,
+    check_update_config,
+    strategy_folders,
+)
 
 if TYPE_CHECKING:
     from fbterm.config import Config, StrategyConfig
@@ -168,6 +176,13 @@ class UpdatesManagement:
         saved_modules = {}
         try:
             # --- validate: nothing the engine runs changes in this phase ---
+            running = _running_config(engine)
+            folders = strategy_folders(running)
+            for spec in reload_specs:
+                try:
+                    check_strategy_code(spec, folders)  # before anything of it runs
+                except SourceError as e:
+                    raise UpdateError(str(e)) from None
             fresh = {}
             for spec in reload_specs:
                 mod_name, _, cls_name = spec.partition(":")
@@ -266,8 +281,8 @@ class UpdatesManagement:
 
         if not isinstance(config, Config):
             try:
-                config = load_config(config)
-            except ConfigError as e:
+                config = load_config(check_update_config(config, _running_config(engine)))
+            except (ConfigError, SourceError) as e:
                 raise UpdateError(str(e)) from None
         running = set(engine.strategy_names())
         wanted = {s.name: s for s in config.strategies}
@@ -346,6 +361,13 @@ class UpdatesManagement:
             self.diagnostics.alert(
                 AlertKind.UPDATE_FAILED, title, body, severity=severity, key=f"update:{title}"
             )
+
+
+def _running_config(engine: UpdatableEngine) -> Config | None:
+    from fbterm.config import Config
+
+    current = getattr(engine, "config", None)
+    return current if isinstance(current, Config) else None
 
 
 __all__ = [

@@ -12,6 +12,7 @@ REDUCING or HALTED is always an explicit command.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from collections import deque
@@ -22,8 +23,11 @@ from typing import Protocol
 import numpy as np
 
 from fbterm.config import RiskConfig
-from fbterm.model import Order, OrderType, TradingState
+from fbterm.model import MarginImpact, Order, OrderType, TradingState
+from fbterm.model.greeks import Greeks
+from fbterm.risk.greeks import GreekInputs, check_greek_limits
 from fbterm.risk.stops import money
+from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
 from fbterm.snapshot import Gauge
 
 # ------------------------------------------------------------------------------ the maths
@@ -40,13 +44,24 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     return float(max(dd.max(), 0.0))
 
 
-def trading_day(ts: float) -> int:
-    """The trading day of an epoch timestamp; days roll at 20:00 UTC, after the US close."""
-    return int((ts - 4 * 3600) // 86_400)
-
-
 def drawdown_now(equity: float, peak: float) -> float:
     return 0.0 if peak <= 0 else max(1.0 - equity / peak, 0.0)
+
+
+# Money limits are met to the half cent: 100,000 -> 90,000 is 9.999999999999998% in floats,
+# and a halt set at 10% must fire there.
+HALF_CENT = 0.005
+
+
+def reaches(amount: float, limit: float) -> bool:
+    """Whether a money ``amount`` (a loss) reaches ``limit``, exact at the limit."""
+    return amount >= limit - HALF_CENT
+
+
+def drawdown_breached(equity: float, peak: float, max_pct: float) -> bool:
+    """Whether ``equity`` has fallen ``max_pct`` percent or more below ``peak``, compared in
+    money (the fall against the allowed fall) so that exactly the limit breaches."""
+    return peak > 0 and reaches(peak - equity, peak * max_pct / 100)
 
 
 def reduces_position(current: float, signed_qty: float) -> bool:
@@ -97,6 +112,19 @@ class RiskStatus:
     curve: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RiskBaselines:
+    """What the gate must not forget across a restart: the trading state and why, and the
+    equities the loss limits are measured from (the journal keeps them)."""
+
+    state: TradingState
+    reason: str
+    # The trading session day_start_equity belongs to, as a date ordinal (the journal's integer).
+    day: int | None
+    day_start_equity: float | None
+    peak: float
+
+
 class PortfolioLevelRisk:
     """The account-wide gate: trading state, limits, drawdown and daily loss."""
 
@@ -107,17 +135,22 @@ class PortfolioLevelRisk:
         *,
         clock: Callable[[], float] = time.time,
         on_state_change: Callable[[TradingState, str], None] | None = None,
+        calendar: str = DEFAULT_CALENDAR,
     ):
         self.cfg = cfg or RiskConfig()
+        # The daily loss limit's day: the exchange's session, rolling at its close.
+        self.trading_day = trading_day_clock(calendar)
         self.inputs = inputs
         self.clock = clock
         self.on_state_change = on_state_change
+        # Set by the engine once its positions and marks exist (the delta and vega limits).
+        self.greeks: GreekInputs | None = None
         self.state = TradingState.ACTIVE
         self.reason = ""
         self.equity = 0.0
         self.peak = 0.0
         self.day_start_equity: float | None = None
-        self._day: int | None = None
+        self._day: dt.date | None = None
         self.curve: deque[float] = deque(maxlen=100_000)
         self._accepted: deque[float] = deque()
 
@@ -148,6 +181,17 @@ class PortfolioLevelRisk:
         if self.on_state_change:
             self.on_state_change(state, reason)
 
+    def baselines(self) -> RiskBaselines:
+        day = None if self._day is None else self._day.toordinal()
+        return RiskBaselines(self.state, self.reason, day, self.day_start_equity, self.peak)
+
+    def restore(self, b: RiskBaselines) -> None:
+        """Take up where an earlier session left off. Nothing changes state here, so nothing
+        reacts: the caller says what was restored."""
+        self.state, self.reason = b.state, b.reason
+        self._day = None if b.day is None else dt.date.fromordinal(b.day)
+        self.day_start_equity, self.peak = b.day_start_equity, b.peak
+
     # -- equity --------------------------------------------------------------------------
     def calculate_max_drawdown(self, equity: Sequence[float] | None = None) -> float:
         """Max drawdown (fraction) of ``equity`` or of the live equity curve seen so far."""
@@ -156,7 +200,7 @@ class PortfolioLevelRisk:
     def update_equity(self, equity: float, ts: float | None = None) -> str | None:
         """Record the account's equity; halts and returns the reason when a limit is breached."""
         now = ts or self.clock()
-        day = trading_day(now)
+        day = self.trading_day(now)
         if self._day != day or self.day_start_equity is None:
             self._day, self.day_start_equity = day, equity
         self.equity = equity
@@ -164,13 +208,13 @@ class PortfolioLevelRisk:
         self.curve.append(equity)
         if self.state is TradingState.HALTED:
             return None
-        dd = drawdown_now(equity, self.peak)
-        if dd * 100 >= self.cfg.max_drawdown_pct:
+        if drawdown_breached(equity, self.peak, self.cfg.max_drawdown_pct):
+            dd = drawdown_now(equity, self.peak)
             reason = f"max_drawdown: {dd * 100:.2f}% >= {self.cfg.max_drawdown_pct:g}%"
             self.halt_trading(reason)
             return reason
         loss = self.day_start_equity - equity
-        if loss >= self.cfg.daily_loss_limit:
+        if reaches(loss, self.cfg.daily_loss_limit):
             reason = f"daily_loss_limit: {money(loss)} >= {money(self.cfg.daily_loss_limit)}"
             self.halt_trading(reason)
             return reason
@@ -199,21 +243,20 @@ class PortfolioLevelRisk:
         key = order.instrument.key
         mult = order.multiplier
         current = inputs.position(key) if inputs else 0.0
-        reducing = reduces_position(current, order.signed_quantity)
-        if operator and not reducing and inputs:
-            # Flattening one strategy can grow the account's net position when another
-            # strategy holds the other side; it still only shrinks the strategy's own risk.
+        if operator and inputs:
+            # The operator's exit closes one strategy's position and is judged on that
+            # position alone: flattening one strategy can grow the account's net position when
+            # another holds the other side, and an order that grows or flips the strategy's
+            # own position is no exit, whatever it does to the account.
             own = inputs.strategy_position(order.strategy_id, key)
-            reducing = reduces_position(own, order.signed_quantity) or (
-                abs(own + order.signed_quantity) < 1e-9 and own != 0
-            )
+            reducing = reduces_position(own, order.signed_quantity)
+        else:
+            reducing = reduces_position(current, order.signed_quantity)
         if self.state is TradingState.HALTED and not (operator and reducing):
             return f"halted: trading is HALTED ({self.reason or 'operator'})"
         if self.state is TradingState.REDUCING and not reducing:
             return f"reduce_only: order would grow {key} from {current:g} to {current + order.signed_quantity:g}"
         last = inputs.last_price(key) if inputs else None
-        if last is None and order.instrument.is_option and inputs:
-            last = None
         price = order.reference_price() or last
         if order.order_type is not OrderType.MARKET and last:
             for label, px in (("limit", order.limit_price), ("stop", order.stop_price)):
@@ -260,13 +303,59 @@ class PortfolioLevelRisk:
                 added = (abs(new_qty) - abs(current)) * price * mult
                 if gross + added > self.cfg.max_gross_exposure:
                     return f"max_gross_exposure: {money(gross + added)} > {money(self.cfg.max_gross_exposure)}"
+            greek_limits = self.cfg.max_portfolio_delta > 0 or self.cfg.max_portfolio_vega > 0
+            if self.greeks is not None and greek_limits:
+                why = check_greek_limits(
+                    self.greeks.portfolio_greeks(),
+                    self.greeks.order_greeks(order),
+                    self.cfg.max_portfolio_delta,
+                    self.cfg.max_portfolio_vega,
+                )
+                if why:
+                    return why
         self._accepted.append(now)
         return None
 
+    def check_margin(self, impact: MarginImpact) -> str | None:
+        """The margin limit on a broker's what-if answer: None when the order may go out."""
+        limit = self.cfg.max_margin_pct
+        if limit <= 0:
+            return None
+        if impact.equity_with_loan <= 0:
+            return "max_margin_pct: the broker reported no equity with loan to check margin against"
+        pct = impact.init_margin_after / impact.equity_with_loan * 100
+        if pct > limit and impact.init_margin_change > 0:
+            return (
+                f"max_margin_pct: initial margin after the order {money(impact.init_margin_after)} "
+                f"is {pct:.1f}% of equity with loan {money(impact.equity_with_loan)} > {limit:g}%"
+            )
+        return None
+
     # -- the view ------------------------------------------------------------------------
-    def gauges(self, gross_exposure: float) -> tuple[Gauge, ...]:
+    def gauges(self, gross_exposure: float, greeks: Greeks | None = None) -> tuple[Gauge, ...]:
         c, w = self.cfg, self.cfg.warn_fraction
+        extra: list[Gauge] = []
+        if greeks is not None:
+            for name, value, limit, unit in (
+                ("delta $", abs(greeks.dollar_delta), c.max_portfolio_delta, ""),
+                ("vega", abs(greeks.vega), c.max_portfolio_vega, "/pt"),
+            ):
+                if limit > 0:
+                    extra.append(
+                        Gauge(
+                            name,
+                            value,
+                            limit,
+                            level_of(value, limit, w),
+                            f"{money(value)} / {money(limit)}{unit}",
+                        )
+                    )
         dd = drawdown_now(self.equity, self.peak) * 100
+        dd_level = (
+            "breach"
+            if drawdown_breached(self.equity, self.peak, c.max_drawdown_pct)
+            else level_of(dd, c.max_drawdown_pct, w)
+        )
         loss = max(-self.daily_pnl, 0.0)
         ops = self.orders_per_second()
         return (
@@ -274,7 +363,7 @@ class PortfolioLevelRisk:
                 "drawdown",
                 dd,
                 c.max_drawdown_pct,
-                level_of(dd, c.max_drawdown_pct, w),
+                dd_level,
                 f"{dd:.2f}% / {c.max_drawdown_pct:g}%",
             ),
             Gauge(
@@ -298,4 +387,5 @@ class PortfolioLevelRisk:
                 level_of(ops, c.max_orders_per_second, w),
                 f"{ops:.0f} / {c.max_orders_per_second:g}",
             ),
+            *extra,
         )

@@ -1,17 +1,28 @@
-"""Stop rules, as pure functions: when a position's stop-loss, take-profit or trailing stop fires.
+"""Stop rules, as pure functions: where a position's stop-loss, take-profit and trailing stop
+sit, and when and where they exit it.
 
-Two forms, for two kinds of price feed:
+**Units.** Every limit names its unit in its key (:class:`fbterm.config.StrategyRiskConfig`):
+
+* ``*_pct``: percent of the entry price (a long's stop-loss at ``entry - entry * pct / 100``);
+* ``*_points``: price points per unit held (a long's stop-loss at ``entry - points``);
+* ``*_money``: P&L of the whole position in account currency, multiplier included (a long of
+  ``q`` units with multiplier ``m``: ``entry - money / (q * m)``);
+* trailing stops measure from the best price since entry (the highest for a long, the lowest
+  for a short, never worse than the entry), in percent or points.
+
+Several stops: the tightest wins (the highest stop under a long); several targets: the nearest.
+
+**One computation, two price feeds.** :meth:`StopRules.levels` turns the limits into a stop
+price and a take-profit price; everything else asks it:
 
 * per price (live and paper trading, :class:`fbterm.risk.strategy.StrategyLevelRisk`):
-  :func:`stop_loss_hit`, :func:`take_profit_hit` and :func:`trailing_stop_hit` judge one trade
-  price against the position and name the rule that fired;
-* per bar (both backtest paths): :class:`StopRules` turns the configuration into price levels
-  and :func:`bar_exit` decides which level a bar reaches and where the exit fills, with the
-  fill model's own rules (:mod:`fbterm.execution.brokers.fills`).
-
-The two forms read ``stop_loss_abs`` / ``take_profit_abs`` differently: per price they are an
-amount of P&L on the whole position, per bar a distance in price per unit. That difference
-predates this module and is kept as it is; it is spelled out here so nobody "fixes" one copy.
+  :func:`price_exit` fires when a trade price touches a level, and the exit is a market order,
+  so it fills at the next price;
+* per bar (both backtest paths): :func:`bar_exit` fires when a bar's range touches a level, and
+  the exit fills as the fill model (:mod:`fbterm.execution.brokers.fills`) fills a resting stop
+  or limit order at that level: at the level, or at the bar's open when the bar opened beyond
+  it (a gap). A bar that touches both levels exits at the stop: a bar does not say which came
+  first, so the backtest assumes the worse.
 """
 
 from __future__ import annotations
@@ -23,120 +34,184 @@ from fbterm.config import StrategyRiskConfig
 from fbterm.execution.brokers.fills import limit_fill_price, limit_touched, stop_price, stop_touched
 from fbterm.model import Position
 
+STOP_KEYS = (
+    "stop_loss_pct",
+    "stop_loss_points",
+    "stop_loss_money",
+    "take_profit_pct",
+    "take_profit_points",
+    "take_profit_money",
+    "trailing_stop_pct",
+    "trailing_stop_points",
+)
+
+
+_UNITS = {
+    "%": "pct", "pct": "pct", "percent": "pct", "pt": "points", "pts": "points",
+    "point": "points", "points": "points", "$": "money", "money": "money",
+}  # fmt: skip
+
+
+def parse_amount(text: str) -> tuple[float, str]:
+    """A stop distance as written on a command line: ``5`` or ``5%`` (percent of the entry),
+    ``2.5pt`` (price points per unit), ``$300`` or ``300money`` (money on the position).
+    Returns (value, unit: "pct", "points" or "money"); ValueError naming the forms."""
+    t = text.strip().lower().replace(" ", "")
+    unit = "pct"
+    if t.startswith("$"):
+        t, unit = t[1:], "money"
+    else:
+        for suffix in sorted(_UNITS, key=len, reverse=True):
+            if t.endswith(suffix) and len(t) > len(suffix):
+                t, unit = t[: -len(suffix)], _UNITS[suffix]
+                break
+    try:
+        value = float(t)
+    except ValueError:
+        raise ValueError(
+            f"expected an amount like 5 or 5% (percent of entry), 2.5pt (price points per "
+            f"unit) or $300 (money on the position), got {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text!r}")
+    return value, unit
+
 
 def money(v: float) -> str:
     """An amount as the risk reasons print it: no cents once it reaches 100."""
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
 
 
-# --------------------------------------------------------------------------- per price
-
-
-def _move(pos: Position, price: float) -> float:
-    """The price move since entry, as a fraction, positive when it favours the position."""
-    if not pos.avg_cost:
-        return 0.0
-    return (price - pos.avg_cost) / pos.avg_cost * (1 if pos.quantity > 0 else -1)
-
-
-def stop_loss_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
-    """Why the stop-loss fires for ``pos`` at ``price``, or None."""
-    if pos.is_flat or price <= 0:
-        return None
-    move = _move(pos, price)
-    if cfg.stop_loss_pct is not None and move <= -cfg.stop_loss_pct / 100:
-        return f"stop_loss: {move * 100:.2f}% <= -{cfg.stop_loss_pct:g}%"
-    pnl = pos.unrealized_pnl(price)
-    if cfg.stop_loss_abs is not None and pnl <= -cfg.stop_loss_abs:
-        return f"stop_loss: P&L {money(pnl)} <= -{money(cfg.stop_loss_abs)}"
-    return None
-
-
-def take_profit_hit(pos: Position, price: float, cfg: StrategyRiskConfig) -> str | None:
-    """Why the take-profit fires for ``pos`` at ``price``, or None."""
-    if pos.is_flat or price <= 0:
-        return None
-    move = _move(pos, price)
-    if cfg.take_profit_pct is not None and move >= cfg.take_profit_pct / 100:
-        return f"take_profit: {move * 100:.2f}% >= {cfg.take_profit_pct:g}%"
-    pnl = pos.unrealized_pnl(price)
-    if cfg.take_profit_abs is not None and pnl >= cfg.take_profit_abs:
-        return f"take_profit: P&L {money(pnl)} >= {money(cfg.take_profit_abs)}"
-    return None
-
-
-def trailing_stop_hit(quantity: float, best: float, price: float, pct: float) -> str | None:
-    """Why the trailing stop fires, ``best`` being the best price since entry; or None."""
-    if quantity > 0 and price <= best * (1 - pct / 100):
-        return f"trailing_stop: {price:.2f} <= {best:.2f} - {pct:g}%"
-    if quantity < 0 and price >= best * (1 + pct / 100):
-        return f"trailing_stop: {price:.2f} >= {best:.2f} + {pct:g}%"
-    return None
-
-
 def any_stop(cfg: StrategyRiskConfig) -> bool:
     """Whether ``cfg`` sets any stop at all (no rule: nothing to watch)."""
-    return any(
-        v is not None
-        for v in (
-            cfg.stop_loss_pct,
-            cfg.stop_loss_abs,
-            cfg.take_profit_pct,
-            cfg.take_profit_abs,
-            cfg.trailing_stop_pct,
-        )
-    )
-
-
-# ----------------------------------------------------------------------------- per bar
+    return any(getattr(cfg, k) is not None for k in STOP_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
 class StopRules:
-    """A strategy's stops as price levels, for a position known by its entry and best price."""
+    """A strategy's stop limits, each in its named unit; None: not set."""
 
-    sl_pct: float | None
-    sl_abs: float | None
-    tp_pct: float | None
-    tp_abs: float | None
-    trail_pct: float | None
+    sl_pct: float | None = None
+    sl_points: float | None = None
+    sl_money: float | None = None
+    tp_pct: float | None = None
+    tp_points: float | None = None
+    tp_money: float | None = None
+    trail_pct: float | None = None
+    trail_points: float | None = None
 
     @classmethod
     def from_config(cls, risk: StrategyRiskConfig | None) -> StopRules | None:
         """The rules of ``risk``; None when it sets none, so callers skip the stop checks."""
         if risk is None or not any_stop(risk):
             return None
-        return cls(
-            risk.stop_loss_pct,
-            risk.stop_loss_abs,
-            risk.take_profit_pct,
-            risk.take_profit_abs,
-            risk.trailing_stop_pct,
-        )
+        return cls(*(getattr(risk, k) for k in STOP_KEYS))
 
-    def levels(self, long: bool, entry: float, extreme: float) -> tuple[float, float]:
-        """(stop, take-profit) for a position entered at ``entry`` whose best price since is
-        ``extreme`` (highest high for a long, lowest low for a short). NaN: none.
+    @property
+    def trails(self) -> bool:
+        return self.trail_pct is not None or self.trail_points is not None
 
-        Several stops: the tightest wins (the highest stop under a long); several targets:
-        the nearest."""
+    def named_levels(
+        self,
+        long: bool,
+        entry: float,
+        extreme: float,
+        quantity: float = 0.0,
+        multiplier: float = 1.0,
+    ) -> tuple[float, str, float, str]:
+        """(stop, the rule that set it, take-profit, the rule that set it) for a position of
+        ``quantity`` units entered at ``entry`` whose best price since is ``extreme``. NaN and
+        "" where there is none. A money limit needs the quantity: without one it is skipped."""
+        return self._levels(long, entry, extreme, abs(quantity) * multiplier, True)
+
+    def levels(
+        self,
+        long: bool,
+        entry: float,
+        extreme: float,
+        quantity: float = 0.0,
+        multiplier: float = 1.0,
+    ) -> tuple[float, float]:
+        """(stop, take-profit) prices; NaN where there is none. See :meth:`named_levels`."""
+        stop, _, tp, _ = self._levels(long, entry, extreme, abs(quantity) * multiplier, False)
+        return stop, tp
+
+    def _levels(
+        self, long: bool, entry: float, extreme: float, size: float, named: bool
+    ) -> tuple[float, str, float, str]:
+        # The one computation of the levels; names are built only when asked for (the fast
+        # backtest asks for levels once per trade, and formatting would be most of the cost).
         sign = 1.0 if long else -1.0
         stops: list[float] = []
-        if self.sl_pct is not None:
-            stops.append(entry * (1 - sign * self.sl_pct / 100.0))
-        if self.sl_abs is not None:
-            stops.append(entry - sign * self.sl_abs)
-        if self.trail_pct is not None:
-            stops.append(extreme * (1 - sign * self.trail_pct / 100.0))
+        s_names: list[str] = []
         targets: list[float] = []
+        t_names: list[str] = []
+        if self.sl_pct is not None:
+            stops.append(entry - sign * entry * self.sl_pct / 100.0)
+            if named:
+                s_names.append(f"stop_loss {self.sl_pct:g}%")
+        if self.sl_points is not None:
+            stops.append(entry - sign * self.sl_points)
+            if named:
+                s_names.append(f"stop_loss {self.sl_points:g} points")
+        if self.sl_money is not None and size > 0:
+            stops.append(entry - sign * self.sl_money / size)
+            if named:
+                s_names.append(f"stop_loss {money(self.sl_money)}")
+        if self.trail_pct is not None:
+            stops.append(extreme - sign * extreme * self.trail_pct / 100.0)
+            if named:
+                s_names.append(f"trailing_stop {self.trail_pct:g}%")
+        if self.trail_points is not None:
+            stops.append(extreme - sign * self.trail_points)
+            if named:
+                s_names.append(f"trailing_stop {self.trail_points:g} points")
         if self.tp_pct is not None:
-            targets.append(entry * (1 + sign * self.tp_pct / 100.0))
-        if self.tp_abs is not None:
-            targets.append(entry + sign * self.tp_abs)
-        tighter, nearer = (max, min) if long else (min, max)
-        stop = tighter(stops) if stops else math.nan
-        tp = nearer(targets) if targets else math.nan
-        return stop, tp
+            targets.append(entry + sign * entry * self.tp_pct / 100.0)
+            if named:
+                t_names.append(f"take_profit {self.tp_pct:g}%")
+        if self.tp_points is not None:
+            targets.append(entry + sign * self.tp_points)
+            if named:
+                t_names.append(f"take_profit {self.tp_points:g} points")
+        if self.tp_money is not None and size > 0:
+            targets.append(entry + sign * self.tp_money / size)
+            if named:
+                t_names.append(f"take_profit {money(self.tp_money)}")
+        # The tightest stop and the nearest target: for a long the highest stop and the lowest
+        # target, for a short the reverse.
+        stop = tp = math.nan
+        s_name = t_name = ""
+        if stops:
+            k = stops.index(max(stops) if long else min(stops))
+            stop, s_name = stops[k], s_names[k] if named else ""
+        if targets:
+            k = targets.index(min(targets) if long else max(targets))
+            tp, t_name = targets[k], t_names[k] if named else ""
+        return stop, s_name, tp, t_name
+
+
+# --------------------------------------------------------------------------- per price
+
+
+def price_exit(rules: StopRules, pos: Position, price: float, best: float) -> str | None:
+    """Why ``pos`` must exit at trade price ``price`` (``best``: the best price since entry,
+    for trailing stops), or None. The reason names the rule, its unit and the numbers."""
+    if pos.is_flat or not price > 0:
+        return None
+    long = pos.quantity > 0
+    stop, s_name, tp, t_name = rules.named_levels(
+        long, pos.avg_cost, best, pos.quantity, pos.multiplier
+    )
+    op = "<=" if long else ">="
+    if stop == stop and stop_touched(not long, stop, price, price):
+        return f"{s_name}: {price:,.2f} {op} {stop:,.2f}"
+    if tp == tp and limit_touched(not long, tp, price, price):
+        return f"{t_name}: {price:,.2f} {'>=' if long else '<='} {tp:,.2f}"
+    return None
+
+
+# ----------------------------------------------------------------------------- per bar
 
 
 def bar_exit(

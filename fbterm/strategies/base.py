@@ -23,11 +23,19 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pandas as pd
 
-from fbterm.model import Bar, Instrument, OptionQuote, OrderType, Side, Signal, Stock
+from fbterm.model import (
+    Bar,
+    Instrument,
+    OptionQuote,
+    OrderType,
+    Side,
+    Signal,
+    instrument_from_key,
+)
 
 
 class StrategyError(ValueError):
@@ -75,11 +83,11 @@ class Param:
             )
         if isinstance(v, float) and not math.isfinite(v):
             raise StrategyError(f"parameter {label}: must be finite, got {v!r}")
-        # Bounds are only declared on numeric parameters, so ``v`` is a number here.
-        if self.min is not None and cast(float, v) < self.min:
-            raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
-        if self.max is not None and cast(float, v) > self.max:
-            raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
+        if isinstance(v, int | float):  # bounds are for numbers
+            if self.min is not None and v < self.min:
+                raise StrategyError(f"parameter {label}: must be >= {self.min:g}, got {v!r}")
+            if self.max is not None and v > self.max:
+                raise StrategyError(f"parameter {label}: must be <= {self.max:g}, got {v!r}")
         if self.choices is not None and v not in self.choices:
             raise StrategyError(f"parameter {label}: must be one of {self.choices}, got {v!r}")
         return v
@@ -96,9 +104,13 @@ class Sizing:
 
     * fixed: ``value`` units (shares/contracts) at full target;
     * cash: ``value`` currency at full target;
-    * fraction: ``value`` x the strategy's equity at full target;
+    * fraction: as many whole units as ``value`` x the strategy's equity buys at full target,
+      commission included (backtesting.py's ``buy(size=value)``);
     * all_in: every whole unit the available equity buys, net of commission
       (backtesting.py's ``buy()`` with no size).
+
+    fraction and all_in spend equity left after closing the position they reverse (its
+    commission paid), as backtesting.py closes the old trade before sizing the new one.
     """
 
     mode: str = "fraction"
@@ -116,8 +128,18 @@ class Sizing:
 Sizer = Callable[[float, float, float, float], float]
 """``(target, price, equity, position) -> signed whole units``: one sizing, prepared."""
 
+Fee = Callable[[float, float, int], float]
+"""``(quantity, price, multiplier) -> commission``: a commission model sizing must leave room
+for (a future's commission is per contract, not per point)."""
 
-def sizer(sizing: Sizing, *, multiplier: int = 1, commission_fraction: float = 0.0) -> Sizer:
+
+def sizer(
+    sizing: Sizing,
+    *,
+    multiplier: int = 1,
+    commission_fraction: float = 0.0,
+    fee: Fee | None = None,
+) -> Sizer:
     """The sizing rule with its settings bound, for loops that size many times with the same
     settings (the backtester's fast path sizes once per trade, tens of thousands of times):
     the mode is decided here once instead of on every call. :func:`target_quantity` is this
@@ -126,11 +148,16 @@ def sizer(sizing: Sizing, *, multiplier: int = 1, commission_fraction: float = 0
     ``position`` is the quantity held now: when all_in closes or reverses it, the equity to
     spend is what is left after paying the commission on the closing leg (backtesting.py
     closes the old trade before sizing the new one).
+
+    A commission that is a fraction of value is netted in closed form; any other (IB's per
+    share with its minimum) is given as ``fee`` and the size is cut until units plus their fee
+    fit the budget, so an all-in order never costs more than the equity.
     """
     mode, value, cf = sizing.mode, sizing.value, commission_fraction
-    all_in, fixed, cash = mode == "all_in", mode == "fixed", mode == "cash"
+    fixed, cash = mode == "fixed", mode == "cash"
+    relative = not (fixed or cash)  # fraction, all_in: the common case, tested first
     # backtesting.py sizes all_in at (1 - eps) of equity, net of commission.
-    keep = 1 - 1e-10
+    share = 1 - 1e-10 if mode == "all_in" else value
     floor, copysign, inf = math.floor, math.copysign, math.inf
 
     def size(target: float, price: float, equity: float, position: float) -> float:
@@ -139,17 +166,58 @@ def sizer(sizing: Sizing, *, multiplier: int = 1, commission_fraction: float = 0
         if not target or not 0.0 < price < inf:
             return 0.0
         unit = price * multiplier
-        if all_in:
+        if relative:
             if position and (position > 0) != (target > 0):
                 equity -= abs(position) * unit * cf
-            units = max(equity, 0.0) * keep * abs(target) / (unit * (1 + cf))
+                if fee is not None:
+                    equity -= fee(abs(position), price, multiplier)
+            budget = max(equity, 0.0) * share * abs(target)
+            units = budget / (unit * (1 + cf))
+            if fee is not None:
+                whole = float(floor(units + 1e-9))
+                while whole > 0 and whole * unit + fee(whole, price, multiplier) > budget:
+                    whole -= 1.0
+                return copysign(whole, target)
         elif fixed:
             units = value * abs(target)
-        elif cash:
+        else:  # cash
             units = value * abs(target) / unit
-        else:  # fraction
-            units = max(equity, 0.0) * value * abs(target) / unit
         return copysign(float(floor(units + 1e-9)), target)
+
+    return size
+
+
+ArraySizer = Callable[[Any, Any, Any, Any], Any]
+"""The array twin of :data:`Sizer`: numpy arrays of targets, prices, equities and positions."""
+
+
+def sizer_array(
+    sizing: Sizing, *, multiplier: int = 1, commission_fraction: float = 0.0
+) -> ArraySizer:
+    """:func:`sizer` over numpy float arrays, element for element the same arithmetic (the
+    sweep engine sizes many parameter sets at once with it; a test holds the twins equal).
+    Callers silence numpy's division warnings: idle entries may carry a zero price."""
+    import numpy as np
+
+    mode, value, cf = sizing.mode, sizing.value, commission_fraction
+    share = 1 - 1e-10 if mode == "all_in" else value
+    inf = math.inf
+
+    def size(target: Any, price: Any, equity: Any, position: Any) -> Any:
+        unit = price * multiplier
+        at = np.abs(target)
+        if mode in ("all_in", "fraction"):
+            flip = (position != 0) & ((position > 0) != (target > 0))
+            if flip.any():
+                equity = np.where(flip, equity - np.abs(position) * unit * cf, equity)
+            units = np.maximum(equity, 0.0) * share * at / (unit * (1 + cf))
+        elif mode == "fixed":
+            units = value * at
+        else:  # cash
+            units = value * at / unit
+        out = np.copysign(np.floor(units + 1e-9), target)
+        ok = (target != 0) & (price > 0) & (price < inf)
+        return out if ok.all() else np.where(ok, out, 0.0)
 
     return size
 
@@ -163,18 +231,25 @@ def target_quantity(
     multiplier: int = 1,
     commission_fraction: float = 0.0,
     position: float = 0.0,
+    fee: Fee | None = None,
 ) -> float:
     """Whole units to hold for ``target`` at ``price`` (signed); see :func:`sizer`."""
-    size = sizer(sizing, multiplier=multiplier, commission_fraction=commission_fraction)
+    size = sizer(sizing, multiplier=multiplier, commission_fraction=commission_fraction, fee=fee)
     return size(target, price, equity, position)
 
 
 def reentry_equity(
-    equity: float, position: float, price: float, commission_fraction: float
+    equity: float,
+    position: float,
+    price: float,
+    commission_fraction: float,
+    fee: Fee | None = None,
+    multiplier: int = 1,
 ) -> float:
     """The equity a re-entry sizes on: what is left once ``position`` is closed at ``price``
     and its commission paid (the close and the new entry go out together)."""
-    return equity - abs(position) * price * commission_fraction
+    closing = fee(abs(position), price, multiplier) if fee is not None and position else 0.0
+    return equity - abs(position) * price * multiplier * commission_fraction - closing
 
 
 # ------------------------------------------------------------------------------ context
@@ -195,6 +270,7 @@ class StrategyContext:
     positions: dict[str, float] = field(default_factory=dict)  # every instrument it holds
     option_chain: Callable[[str], Sequence[OptionQuote]] | None = None
     open_orders: int = 0  # its working orders in ``symbol``
+    fee: Fee | None = None  # a commission that is not a fraction of value, for sizing
 
 
 # ---------------------------------------------------------------------------- interface
@@ -292,23 +368,38 @@ class StrategyInterface(ABC):
             ctx.price,
             ctx.equity,
             ctx.sizing,
+            multiplier=instrument_from_key(ctx.symbol).multiplier,
             commission_fraction=ctx.commission_fraction,
             position=ctx.position,
+            fee=ctx.fee,
         )
         return self.orders_to(qty, ctx, reason=f"target {target:+g}")
 
     def _reenter(self, target: float, ctx: StrategyContext) -> list[Signal]:
         """Close the position, then open ``target`` sized on the equity left after closing."""
-        equity = reentry_equity(ctx.equity, ctx.position, ctx.price, ctx.commission_fraction)
+        equity = reentry_equity(
+            ctx.equity,
+            ctx.position,
+            ctx.price,
+            ctx.commission_fraction,
+            ctx.fee,
+            instrument_from_key(ctx.symbol).multiplier,
+        )
         qty = target_quantity(
-            target, ctx.price, equity, ctx.sizing, commission_fraction=ctx.commission_fraction
+            target,
+            ctx.price,
+            equity,
+            ctx.sizing,
+            multiplier=instrument_from_key(ctx.symbol).multiplier,
+            commission_fraction=ctx.commission_fraction,
+            fee=ctx.fee,
         )
         out = self.orders_to(0.0, ctx, reason=f"re-enter {target:+g}: close")
         if qty:
             out.append(
                 Signal(
                     strategy_id=self.strategy_id,
-                    instrument=Stock(ctx.symbol),
+                    instrument=instrument_from_key(ctx.symbol),
                     side=Side.BUY if qty > 0 else Side.SELL,
                     quantity=abs(qty),
                     order_type=OrderType.MARKET,
@@ -328,7 +419,7 @@ class StrategyInterface(ABC):
         instrument: Instrument | None = None,
     ) -> list[Signal]:
         """Market-order intents that take the position in ``instrument`` to ``quantity``."""
-        inst = instrument or Stock(ctx.symbol)
+        inst = instrument or instrument_from_key(ctx.symbol)
         current = ctx.positions.get(inst.key, ctx.position if inst.key == ctx.symbol else 0.0)
         delta = quantity - current
         if abs(delta) < 1e-9:
@@ -352,6 +443,24 @@ class StrategyInterface(ABC):
 
     def last_target(self, symbol: str) -> float | None:
         return self._last_target.get(symbol)
+
+
+def history_problem(strategy: StrategyInterface, history_bars: int) -> tuple[str, str] | None:
+    """``(parameter, reason)`` when ``strategy`` needs more bars than the engine keeps
+    (``history_bars``): it could never trade, and warming it up would take minutes. The
+    parameter is the window that is too long ('' when no single one is)."""
+    need = strategy.warmup()
+    if need <= history_bars:
+        return None
+    too_long = [
+        p.name
+        for p in type(strategy).params
+        if p.type is int
+        and isinstance(strategy.p.get(p.name), int)
+        and strategy.p[p.name] > history_bars
+    ]
+    reason = f"needs {need:,} bars of history, more than market.history_bars = {history_bars:,}"
+    return (too_long[0] if too_long else "", reason)
 
 
 def _latest_target(signals: pd.DataFrame | float) -> float:

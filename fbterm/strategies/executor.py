@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import math
 import time
 import traceback
@@ -32,9 +33,9 @@ from fbterm.model import (
     Signal,
     StrategyState,
 )
-from fbterm.risk.portfolio import trading_day
 from fbterm.risk.strategy import StrategyLevelRisk
-from fbterm.strategies.base import Sizing, StrategyContext, StrategyInterface
+from fbterm.sessions import DEFAULT_CALENDAR, trading_day_clock
+from fbterm.strategies.base import Fee, Sizing, StrategyContext, StrategyInterface
 
 if TYPE_CHECKING:
     from fbterm.execution.orders import OrderManagement
@@ -60,8 +61,9 @@ class StrategySlot:
     orders_rejected: int = 0
     peak_equity: float = 0.0
     day_start_equity: float | None = None
-    day: int | None = None
-    history: list[tuple[float, float]] = field(default_factory=list)  # (ts, equity) samples
+    day: dt.date | None = None
+    # (ts, equity, capital) samples: capital so returns can leave allocation changes out.
+    history: list[tuple[float, float, float]] = field(default_factory=list)
     # One strategy object per symbol: streaming state (moving averages, channels) must never
     # mix two symbols' prices. ``strategy`` is the first symbol's, and the template.
     instances: dict[str, StrategyInterface] = field(default_factory=dict)
@@ -72,6 +74,19 @@ class StrategySlot:
             inst = self.instances[symbol] = clone_strategy(self.strategy)
             inst.reset()
         return inst
+
+
+def configured_sizing(mode: str, capital: float, n_symbols: int) -> Sizing:
+    """The sizing rule of a configured strategy's ``sizing`` mode (the engine and the
+    portfolio backtest both size configured strategies with it)."""
+    n = max(n_symbols, 1)
+    if mode == "fixed":
+        return Sizing("fixed", 100.0)
+    if mode == "cash":
+        return Sizing("cash", capital / n)
+    if mode == "all_in":
+        return Sizing("all_in", 1.0)
+    return Sizing("fraction", 0.95 / n)
 
 
 def clone_strategy(s: StrategyInterface) -> StrategyInterface:
@@ -101,8 +116,12 @@ class StrategyExecutor:
         log: LogFn | None = None,
         clock: Callable[[], float] = time.time,
         queue: OrderQueue | None = None,
+        calendar: str = DEFAULT_CALENDAR,
+        fee: Fee | None = None,
     ):
         self.oms = oms
+        self.fee = fee  # a commission sizing must leave room for (per share), as backtests do
+        self.trading_day = trading_day_clock(calendar)
         self.commission_fraction = commission_fraction
         self.option_chain = option_chain
         self.marks = marks or (lambda key: None)
@@ -231,13 +250,13 @@ class StrategyExecutor:
     def sample_equity(self, ts: float | None = None) -> None:
         """Record each strategy's equity (for drawdown, Sharpe and the Kelly sizing)."""
         now = ts or self.clock()
-        day = trading_day(now)
+        day = self.trading_day(now)
         for slot in self.slots.values():
             eq = self.equity(slot.name)
             slot.peak_equity = max(slot.peak_equity, eq)
             if slot.day != day or slot.day_start_equity is None:
                 slot.day, slot.day_start_equity = day, eq
-            slot.history.append((now, eq))
+            slot.history.append((now, eq, slot.capital))
             if len(slot.history) > 20_000:
                 del slot.history[: len(slot.history) - 10_000]
 
@@ -295,12 +314,16 @@ class StrategyExecutor:
             target = strat.on_bar(bar)
             if not trade or slot.state is not StrategyState.RUNNING or math.isnan(target):
                 return []
+            # Sized at the price the orders will meet: the market's latest (the update that
+            # closed the bar), as a backtest sizes at the open it fills at; the close without one.
+            mark = self.marks(bar.symbol)
+            price = mark if mark is not None and 0 < mark < math.inf else bar.close
             working = [
                 o
                 for o in self.oms.open.values()
                 if o.strategy_id == name and o.instrument.underlying == bar.symbol
             ]
-            ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=working)
+            ctx = self.context(slot, bar.symbol, price, bar.ts, working=working)
             signals = net_signals(strat.execute(target, ctx))
             if signals and working and _opposes(signals, working):
                 for o in working:
@@ -319,7 +342,7 @@ class StrategyExecutor:
                     for o in self.oms.open.values()
                     if o.strategy_id == name and o.instrument.underlying == bar.symbol
                 ]
-                ctx = self.context(slot, bar.symbol, bar.close, bar.ts, working=still)
+                ctx = self.context(slot, bar.symbol, price, bar.ts, working=still)
                 signals = net_signals(strat.execute(target, ctx))
         except Exception as e:  # one strategy's bug must not stop the others
             self._fail(slot, e)
@@ -392,6 +415,7 @@ class StrategyExecutor:
             commission_fraction=self.commission_fraction,
             positions=positions,
             option_chain=self.option_chain,
+            fee=self.fee,
             open_orders=sum(
                 1
                 for o in self.oms.open.values()

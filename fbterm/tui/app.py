@@ -238,6 +238,11 @@ class FbtermApp(App[int]):
             return
         if not console.ready or not console.is_attached:
             return
+        if snap.fatal:
+            self.exit(1)  # a journal write failed: run_app prints why
+            return
+        if snap.session_note and self.snapshot is None:
+            self.notify(snap.session_note, title="Journal", timeout=15)
         self.snapshot = snap
         self._last_arrival = time.monotonic()
         try:
@@ -435,10 +440,11 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
     except (KeymapError, ThemeError) as e:
         print(f"fbterm: {cfg.source}: {e}", file=sys.stderr)
         return 2
-    from fbterm.engine import Engine
+    from fbterm.engine import Engine, EngineFailed
 
     engine = Engine(cfg)
-    engine.start(control=True)  # ConnectionError goes to the CLI, which prints it as one line
+    # ConnectionError and JournalLocked go to the CLI, which prints them as one line.
+    engine.start(control=True)
     app = FbtermApp(engine, cfg, keymap=keymap)
     code: int | None = 1
     try:
@@ -452,6 +458,9 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
         engine.stop()
     if crash:
         print(crash, file=sys.stderr)
+    if engine.fatal is not None:
+        raise EngineFailed(engine.fatal)  # printed once the terminal is back to normal
+    if crash:
         return 1
     return int(code or 0)
 

@@ -6,6 +6,10 @@ The bars are offered, not typed: seeded synthetic bars (the default, so the firs
 works) and every bar file in the data folder, recognised by its header (reports that live in
 the same folder are not offered). Any other file can still be given by path.
 
+A sweep (ctrl+g) runs the grid typed in the Sweep field (``fast=5:30:5 slow=20:60:10``; the
+other parameters keep the form's values) on all cores, lists the sets ranked by Sharpe and
+draws the heatmap of the first two swept parameters.
+
 The job runs off the UI thread; the worker talks to the screen only through posted messages.
 Charts are drawn once per result (plotext redraws are ~100 ms), never per tick.
 """
@@ -85,6 +89,14 @@ class BacktestDone(Message):
         self.elapsed = elapsed
 
 
+class SweepDone(Message):
+    def __init__(self, table: Any, heatmap: Any, elapsed: float) -> None:
+        super().__init__()
+        self.table = table
+        self.heatmap = heatmap
+        self.elapsed = elapsed
+
+
 class BacktestFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
@@ -113,6 +125,7 @@ class BacktestScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back to console"),
         Binding("ctrl+r", "run", "Run"),
+        Binding("ctrl+g", "sweep", "Sweep"),
         # As in the dialogs: Tab moves focus while the key is read, so keys typed ahead land
         # in the field they were aimed at (see fbterm.tui.forms).
         Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
@@ -142,6 +155,8 @@ class BacktestScreen(Screen[None]):
         self.strategies = _strategies()
         self.strategy_names = list(self.strategies)
         self.result: Any = None
+        self.sweep: Any = None  # the last sweep's ranked table
+        self.heatmap: Any = None
         self.running = False
         self._last_progress = -1.0
         self.files = bar_files(self._data_dir())
@@ -182,7 +197,15 @@ class BacktestScreen(Screen[None]):
                 yield Label("Sizing", classes="field-label")
                 yield Choice(SIZINGS, 0, id="bt-sizing")
             with Horizontal(classes="field"):
+                yield Label("Sweep", classes="field-label")
+                yield Field(
+                    "",
+                    id="bt-sweep",
+                    placeholder="grid for ctrl+g, e.g. fast=5:30:5 slow=20:60:10",
+                )
+            with Horizontal(classes="field"):
                 yield PushButton("Run (ctrl+r)", id="bt-run", variant="primary")
+                yield PushButton("Sweep (ctrl+g)", id="bt-sweep-run")
         with Horizontal(id="bt-bar"):
             yield ProgressBar(total=1.0, show_eta=False, id="bt-progress")
             yield Static("", id="bt-status", markup=False)
@@ -196,6 +219,10 @@ class BacktestScreen(Screen[None]):
                 yield from self._plot("bt-price")
             with TabPane("Trades", id="tab-trades"):
                 yield DataTable(id="bt-trades", cursor_type="row")
+            with TabPane("Sweep", id="tab-sweep"):
+                yield DataTable(id="bt-sweep-table", cursor_type="row")
+            with TabPane("Heatmap", id="tab-heatmap"):
+                yield from self._plot("bt-heatmap")
         yield Footer(compact=True)
 
     def _sources(self) -> list[tuple[Content, str]]:
@@ -402,6 +429,109 @@ class BacktestScreen(Screen[None]):
                 plot.plt.clear_figure()
                 plot.plt.title(f"chart unavailable: {e}")
             plot.refresh()
+
+    # -- sweeps ----------------------------------------------------------------------------
+    def action_sweep(self) -> None:
+        if self.running:
+            self.notify("A backtest is already running.", severity="warning")
+            return
+        try:
+            job = self._inputs()
+            specs = self.query_one("#bt-sweep", Input).value.split()
+            if not specs:
+                raise InputError("sweep: type a grid, e.g. fast=5:30:5 slow=20:60:10")
+            from fbterm.backtest.jobs import sweep_grid
+
+            try:
+                job["grid"] = sweep_grid(specs, job.pop("params"))
+            except ValueError as e:
+                raise InputError(str(e)) from None
+        except InputError as e:
+            self._error(str(e))
+            return
+        self._error("")
+        self.running = True
+        self._last_progress = -1.0
+        self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#bt-status", Static).update(
+            f"sweeping {len(job['grid'])} sets of {job['strategy']} on {job['data_path'].name} …"
+        )
+        self._run_sweep(job)
+
+    @on(Button.Pressed, "#bt-sweep-run")
+    def _sweep_pressed(self) -> None:
+        self.action_sweep()
+
+    @work(thread=True, exclusive=True, group="backtest")
+    def _run_sweep(self, job: dict[str, Any]) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+
+        def progress(f: float) -> None:
+            if f - self._last_progress >= 0.01 and not worker.is_cancelled:
+                self._last_progress = f
+                self.post_message(BacktestProgress(f))
+
+        try:
+            from fbterm.backtest.heatmap import heatmap, swept_axes
+            from fbterm.backtest.jobs import run_sweep
+            from fbterm.backtest.sweepkernel import SWEEP_KEYS
+
+            table = run_sweep(
+                job["data_path"],
+                job["strategy"],
+                job["grid"],
+                cash=job["cash"],
+                commission=job["commission"],
+                sizing=job["sizing"],
+                progress=progress,
+                # Worker processes are spawned, not forked: this process runs threads.
+                mp_context="spawn",
+            )
+            axes = swept_axes(table, SWEEP_KEYS)
+            hm = heatmap(table, "sharpe", axes=axes) if len(axes) >= 2 else None
+        except Exception as e:  # shown to the operator; the UI must survive a failed sweep
+            self.post_message(BacktestFailed(f"{type(e).__name__}: {e}" if not str(e) else str(e)))
+            return
+        self.post_message(SweepDone(table, hm, time.perf_counter() - t0))
+
+    @on(SweepDone)
+    def _sweep_done(self, msg: SweepDone) -> None:
+        self.running = False
+        self.sweep, self.heatmap = msg.table, msg.heatmap
+        self.query_one("#bt-progress", ProgressBar).update(progress=1.0)
+        best = msg.table.iloc[0].to_dict() if len(msg.table) else {}
+        self.query_one("#bt-status", Static).update(
+            f"sweep of {len(msg.table)} sets done in {msg.elapsed:.1f}s; best sharpe "
+            f"{_value(best.get('sharpe', float('nan')))}"
+        )
+        table: DataTable[str] = self.query_one("#bt-sweep-table", DataTable)
+        table.clear(columns=True)
+        for c in msg.table.columns:
+            table.add_column(str(c), width=max(8, min(len(str(c)) + 2, 16)), key=str(c))
+        for i, row in enumerate(msg.table.head(500).itertuples(index=False)):
+            table.add_row(*(_value(v) for v in row), key=str(i))
+        tabs = self.query_one("#bt-results", TabbedContent)
+        if msg.heatmap is not None:
+            self._draw_heatmap(msg.heatmap)
+            tabs.active = "tab-heatmap"
+        else:
+            tabs.active = "tab-sweep"
+        self.notify("Sweep finished.", severity="information")
+
+    def _draw_heatmap(self, hm: Any) -> None:
+        from textual_plotext import PlotextPlot
+
+        from fbterm.backtest.heatmap import draw_heatmap
+
+        plot = self.query_one("#bt-heatmap", PlotextPlot)
+        plot.plt.clear_figure()
+        try:
+            draw_heatmap(plot.plt, hm)
+        except Exception as e:  # a chart must not take the result down with it
+            plot.plt.clear_figure()
+            plot.plt.title(f"heatmap unavailable: {e}")
+        plot.refresh()
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -60,8 +60,8 @@ class HeaderBar(Horizontal):
         self.query_one("#hdr-conn", Part).set(
             conn_text,
             ok=conn == "connected" and not stale_engine,
-            bad=conn in ("disconnected",) or stale_engine,
-            warn=conn in ("reconnecting", "read-only"),
+            bad=conn in ("disconnected", "lost", "reconnecting") or stale_engine,
+            warn=conn in ("re-syncing", "read-only"),
         )
         stale = snap.stale_feeds
         if not snap.feeds:
@@ -71,7 +71,20 @@ class HeaderBar(Horizontal):
             feeds = f"STALE {','.join(stale[:2])}{'+' if len(stale) > 2 else ''} {fmt.age(oldest)}"
         else:
             feeds = f"feeds {len(snap.feeds)} ok"
-        self.query_one("#hdr-feeds", Part).set(feeds, warn=bool(stale), ok=not stale)
+        # Strategies still warming on history, and a reconciliation that found differences
+        # (details in the log pane and the summary), ride along with the feeds.
+        warm, recon = snap.warmup, snap.reconciliation
+        if warm is not None and not warm.complete:
+            feeds += f" · warming {warm.done}/{warm.total}"
+        if recon is not None and not recon.clean:
+            feeds += " · recon FAILED" if recon.error else " · recon diff"
+        if snap.market_data_delayed:
+            feeds = "DELAYED " + feeds
+        busy = (warm is not None and not warm.complete) or (recon is not None and not recon.clean)
+        busy = busy or snap.market_data_delayed
+        self.query_one("#hdr-feeds", Part).set(
+            feeds, warn=bool(stale) or busy, ok=not (stale or busy)
+        )
         if snap.latency_ms_p50 is None:
             lat = "lat –"
         else:

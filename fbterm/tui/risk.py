@@ -108,12 +108,16 @@ class RiskPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="risk-state", markup=False)
+        greeks = Static("", id="risk-greeks", markup=False)
+        greeks.display = False  # only while options or other positions have greeks
+        yield greeks
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._gauges: dict[str, GaugeLine] = {}
         self._gauges_now: tuple[Gauge, ...] = ()
         self._state_text = ""
+        self._greeks_text = ""
 
     def update_snapshot(self, snap: EngineSnapshot) -> None:
         r = snap.risk
@@ -126,6 +130,12 @@ class RiskPane(Vertical):
             st.set_class(r.state is TradingState.REDUCING, "-warn")
         self._gauges_now = r.gauges
         self._draw()
+        greeks = greeks_text(r)
+        if greeks != self._greeks_text:
+            self._greeks_text = greeks
+            st = self.query_one("#risk-greeks", Static)
+            st.update(greeks)
+            st.display = bool(greeks)
 
     def on_resize(self) -> None:
         self._draw()
@@ -140,8 +150,28 @@ class RiskPane(Vertical):
             if line is None:
                 line = GaugeLine(g.name)
                 self._gauges[g.name] = line
-                self.mount(line)
+                self.mount(line, before="#risk-greeks")
             line.show(g, layout)
+
+
+def greeks_text(r: RiskView) -> str:
+    """Greeks per underlying and for the portfolio; empty while no option is held (a book of
+    stocks is all delta, which the exposure gauge already shows)."""
+    if not any(row.greeks.gamma or row.greeks.vega or row.unpriced for row in r.greeks):
+        return ""
+    lines = [f"{'greeks':<10}{'Δ':>10}{'Δ $':>11}{'Γ':>8}{'vega/pt':>9}{'θ/day':>9}"]
+    for row in r.greeks:
+        g = row.greeks
+        unpriced = f"  ({len(row.unpriced)} unpriced)" if row.unpriced else ""
+        lines.append(
+            f"{fmt.fit(row.underlying, 10):<10}{g.delta:>+10,.0f}{g.dollar_delta:>+11,.0f}"
+            f"{g.gamma:>+8,.1f}{g.vega:>+9,.0f}{g.theta:>+9,.0f}{unpriced}"
+        )
+    t = r.portfolio_greeks
+    lines.append(
+        f"{'portfolio':<10}{'':>10}{t.dollar_delta:>+11,.0f}{'':>8}{t.vega:>+9,.0f}{t.theta:>+9,.0f}"
+    )
+    return "\n".join(lines)
 
 
 def summary_text(r: RiskView, width: int = 0) -> Text:

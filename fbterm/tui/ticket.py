@@ -23,12 +23,15 @@ from textual.widgets import Static
 from fbterm.commands import ModifyOrder, NewOrder
 from fbterm.model import (
     Order,
+    OrderError,
     OrderType,
     Side,
+    Signal,
     TimeInForce,
     instrument_from_key,
     validate_order_fields,
 )
+from fbterm.model.order_terms import parse_order_terms
 from fbterm.tui import fmt
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, InputError, field_row, parse_number
 from fbterm.tui.forms import FORM_BINDINGS, Choice, Field
@@ -39,6 +42,8 @@ ORDER_TYPES: tuple[OrderType, ...] = (
     OrderType.STOP,
     OrderType.STOP_LIMIT,
 )
+# The ticket also offers trailing stops; a working order changes among the plain types.
+TICKET_TYPES: tuple[OrderType, ...] = (*ORDER_TYPES, OrderType.TRAIL)
 TIFS: tuple[TimeInForce, ...] = (TimeInForce.DAY, TimeInForce.GTC)
 
 # Asks the venue for a margin preview of an order; calls back with one line of text.
@@ -80,7 +85,8 @@ def order_words(
 
 
 def new_order_words(cmd: NewOrder, last: float | None) -> str:
-    return order_words(
+    """The order in words, with its bracket exits when the Terms field set them."""
+    words = order_words(
         cmd.side,
         cmd.quantity,
         cmd.symbol,
@@ -90,6 +96,12 @@ def new_order_words(cmd: NewOrder, last: float | None) -> str:
         cmd.tif,
         last,
     )
+    exits = [
+        f"{name} {fmt.num(price)}"
+        for name, price in (("take-profit", cmd.take_profit), ("stop-loss", cmd.stop_loss))
+        if price is not None
+    ]
+    return f"{words}; {', '.join(exits)}" if exits else words
 
 
 def mark_price_fields(dialog: Dialog[Any], otype: OrderType) -> None:
@@ -201,11 +213,15 @@ class OrderTicket(Dialog[NewOrder]):
             ),
         )
         yield field_row("Side", Choice(("BUY", "SELL"), 0, id="side", tones=("buy", "sell")))
-        yield field_row("Type", Choice([t.value for t in ORDER_TYPES], 0, id="type"))
+        yield field_row("Type", Choice([t.value for t in TICKET_TYPES], 0, id="type"))
         yield field_row("Quantity", Field(id="quantity", placeholder="100"))
         yield field_row("Limit", Field(id="limit", placeholder="limit price"))
         yield field_row("Stop", Field(id="stop", placeholder="stop price"))
         yield field_row("TIF", Choice([t.value for t in TIFS], 0, id="tif"))
+        yield field_row(
+            "Terms",
+            Field(id="terms", placeholder="tp=  sl=  trail=1%  tif=IOC  outside-rth"),
+        )
         yield Static("", id="preview", classes="order-words", markup=False)
 
     def on_mount(self) -> None:
@@ -214,7 +230,7 @@ class OrderTicket(Dialog[NewOrder]):
         self._preview()
 
     def _type(self) -> OrderType:
-        return ORDER_TYPES[self.query_one("#type", Choice).index]
+        return TICKET_TYPES[self.query_one("#type", Choice).index]
 
     def _side(self) -> Side:
         return Side.BUY if self.query_one("#side", Choice).index == 0 else Side.SELL
@@ -270,15 +286,39 @@ class OrderTicket(Dialog[NewOrder]):
         q = parse_number(self.query_one("#quantity", Field).value, "quantity")
         assert q is not None
         lp, sp = prices_for(self, otype)
-        validate_order_fields("", q, otype, lp, sp)
+        validate_order_fields("", q, otype, lp, sp, instrument=inst)
+        side = self._side()
+        try:
+            terms = parse_order_terms(self.query_one("#terms", Field).value)
+            # A tif= in Terms (IOC, GTD) overrides the TIF choice.
+            tif = terms.tif or TIFS[self.query_one("#tif", Choice).index]
+            # The same checks the engine makes, shown here before anything is sent.
+            Signal(
+                "manual",
+                inst,
+                side,
+                q,
+                otype,
+                lp,
+                sp,
+                tif,
+                options=terms.options,
+                take_profit=terms.take_profit,
+                stop_loss=terms.stop_loss,
+            )
+        except OrderError as e:
+            raise InputError(str(e).removeprefix("order: ")) from None
         return NewOrder(
             symbol=inst.key,
-            side=self._side(),
+            side=side,
             quantity=q,
             order_type=otype,
             limit_price=lp,
             stop_price=sp,
-            tif=TIFS[self.query_one("#tif", Choice).index],
+            tif=tif,
+            options=terms.options,
+            take_profit=terms.take_profit,
+            stop_loss=terms.stop_loss,
         )
 
     def accept(self, result: NewOrder) -> None:
@@ -307,6 +347,8 @@ class ModifyDialog(Dialog[ModifyOrder]):
         self.order = order
         self.review = review
         self.last = last
+        # A trailing stop keeps its distance; it may also become a plain order.
+        self.types = TICKET_TYPES if order.order_type is OrderType.TRAIL else ORDER_TYPES
         self.TITLE_TEXT = (
             f"Modify {order.client_order_id}: {order.side.value} {fmt.qty(order.quantity)} "
             f"{fmt.contract(order.symbol)} (filled {fmt.qty(order.filled_quantity)})"
@@ -317,7 +359,7 @@ class ModifyDialog(Dialog[ModifyOrder]):
         yield field_row("Quantity", Field(fmt.qty(o.quantity).replace(",", ""), id="quantity"))
         yield field_row(
             "Type",
-            Choice([t.value for t in ORDER_TYPES], ORDER_TYPES.index(o.order_type), id="type"),
+            Choice([t.value for t in self.types], self.types.index(o.order_type), id="type"),
         )
         yield field_row(
             "Limit", Field("" if o.limit_price is None else f"{o.limit_price:g}", id="limit")
@@ -331,12 +373,12 @@ class ModifyDialog(Dialog[ModifyOrder]):
         mark_price_fields(self, self.order.order_type)
 
     def on_choice_changed(self, event: Choice.Changed) -> None:
-        mark_price_fields(self, ORDER_TYPES[event.index])
+        mark_price_fields(self, self.types[event.index])
 
     def build(self) -> ModifyOrder:
         o = self.order
         q = parse_number(self.query_one("#quantity", Field).value, "quantity")
-        otype = ORDER_TYPES[self.query_one("#type", Choice).index]
+        otype = self.types[self.query_one("#type", Choice).index]
         lp, sp = prices_for(self, otype)
         # The model decides what a legal modification is; this builds a copy and drops it.
         new = o.modified(quantity=q, order_type=otype, limit_price=lp, stop_price=sp)
@@ -386,6 +428,7 @@ class ModifyDialog(Dialog[ModifyOrder]):
 
 __all__ = [
     "ORDER_TYPES",
+    "TICKET_TYPES",
     "ModifyDialog",
     "OrderTicket",
     "TransmitDialog",

@@ -8,20 +8,48 @@ adapters behind this one protocol, which is what lets the same engine run in bot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from fbterm.execution.brokers.fills import MarketUpdate
 from fbterm.model import AccountDetails, Fill, Instrument, Order, OrderStatus, OrderType, Side
+from fbterm.model.venue import VenueContract
+
+# The strategy id of everything fbterm did not create: positions it found at the venue and
+# orders other clients (or a person in TWS) placed. Risk limits and flatten count it.
+EXTERNAL = "external"
 
 
 class ConnectionState(StrEnum):
+    """The link to the venue as the operator sees it.
+
+    Orders go out only while CONNECTED. READ_ONLY is connected without orders (configured, or
+    the venue refuses them); SYNCING is connected again after a loss while the engine
+    re-syncs with the venue's answers; LOST means the gateway is up but cut off from the
+    venue (IB 1100); RECONNECTING means the socket to the gateway is gone.
+    """
+
     CONNECTED = "connected"
+    READ_ONLY = "read-only"
+    SYNCING = "re-syncing"
+    LOST = "lost"
     RECONNECTING = "reconnecting"
     DISCONNECTED = "disconnected"
-    READ_ONLY = "read-only"
+
+    @property
+    def is_down(self) -> bool:
+        """Cut off from the venue: nothing we send arrives, nothing it does reaches us."""
+        return self in (
+            ConnectionState.LOST,
+            ConnectionState.RECONNECTING,
+            ConnectionState.DISCONNECTED,
+        )
+
+    @property
+    def is_up(self) -> bool:
+        return self in (ConnectionState.CONNECTED, ConnectionState.READ_ONLY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +61,18 @@ class OrderStatusEvent:
     reason: str = ""
     broker_order_id: str | None = None
     ts: float = 0.0
+    perm_id: str | None = None  # the venue's permanent id, once it gave one
+    code: int = 0  # the venue's error code behind a final status (IB 201, 202, ...)
 
 
 @dataclass(frozen=True, slots=True)
 class FillEvent:
+    """An execution; it names the venue's ids of its order, which may not be known yet (an
+    execution can overtake its order's acknowledgement)."""
+
     fill: Fill
+    broker_order_id: str | None = None
+    perm_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +97,14 @@ class ModifyAckEvent:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionEvent:
+    """The link changed state. ``data_lost`` (with SYNCING): the venue dropped every
+    subscription, which the adapters renew themselves."""
+
     state: ConnectionState
     message: str = ""
     ts: float = 0.0
+    code: int = 0
+    data_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +116,7 @@ class BrokerMessage:
     client_order_id: str | None = None
     level: str = "warning"
     ts: float = 0.0
+    alert: bool = False  # the operator must hear of it (an alert, not only a log line)
 
 
 BrokerEvent = (
@@ -114,6 +155,35 @@ class BrokerOrder:
     status: OrderStatus
     strategy_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    perm_id: str = ""
+    owner: str = ""  # who placed it: "fbterm", "client 5", "TWS (manual)"
+    cancellable: bool = True  # whether this connection may cancel it
+    reason: str = ""  # a completed order: the venue's words for how it ended
+    tif: str = "DAY"
+    account: str = ""
+
+    @property
+    def foreign(self) -> bool:
+        """Not placed by fbterm (another client, a manual order, or no fbterm reference)."""
+        return self.owner != "fbterm"
+
+
+@dataclass(frozen=True, slots=True)
+class VenueBook:
+    """The venue's own answers about the account, asked for together.
+
+    ``asked_at`` is when the questions went out: an order created later may be missing from
+    the answers without being lost. ``unsent`` are orders the adapter holds back (a contract
+    still being qualified), which the venue cannot know yet.
+    """
+
+    account: str
+    positions: tuple[BrokerPosition, ...]
+    open_orders: tuple[BrokerOrder, ...]
+    completed_orders: tuple[BrokerOrder, ...]
+    fills: tuple[FillEvent, ...]
+    asked_at: float
+    unsent: frozenset[str] = frozenset()
 
 
 class BrokerError(RuntimeError):
@@ -149,6 +219,36 @@ class Broker(Protocol):
     def query_positions(self) -> list[BrokerPosition]: ...
 
     def query_account_details(self) -> AccountDetails: ...
+
+
+class ContractStore(Protocol):
+    """Where a venue keeps the contracts it qualified (the journal), so the next session
+    starts with them."""
+
+    def venue_contracts(self, venue: str) -> dict[str, VenueContract]: ...
+
+    def save_venue_contract(self, venue: str, contract: VenueContract) -> None: ...
+
+
+@runtime_checkable
+class RemoteVenue(Protocol):
+    """A venue outside this process (IB), on top of :class:`Broker`: its book is the truth.
+
+    After every (re)connect it reports SYNCING and accepts no orders until the engine has
+    reconciled with :meth:`fetch_book` and called :meth:`end_sync`.
+    """
+
+    async def fetch_book(self) -> VenueBook:
+        """Ask the venue for positions, open and completed orders and executions."""
+        ...
+
+    def end_sync(self) -> None:
+        """The engine has reconciled: orders may go out again."""
+        ...
+
+    async def qualify(self, instruments: Sequence[Instrument]) -> list[str]:
+        """Qualify contracts before the first order; returns one line per problem."""
+        ...
 
 
 @runtime_checkable

@@ -10,7 +10,10 @@ bar, or a tick seen as a one-price bar with a bid and an ask) whether and where 
   improvement), otherwise at the limit;
 * stop: triggered when the price touches the stop; fills at the stop, or at the open when it
   gaps through;
-* stop-limit: once triggered it is a limit order (possibly in the same update).
+* stop-limit: once triggered it is a limit order (possibly in the same update);
+* trailing stop: a stop whose level follows the market (:func:`trail_level`): it is checked
+  against the level it had before the update, then the level ratchets with the update's
+  extreme; an order without a level yet only takes one.
 
 Partial fills cap a fill at ``participation`` of the update's volume.
 
@@ -23,6 +26,7 @@ scalar twin and a test holds each pair to the same answers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -149,6 +153,40 @@ def limit_fill_price(
     return limit if limit_touched(buy, limit, high, low) else None
 
 
+def trail_level(
+    buy: bool,
+    level: float | None,
+    high: float,
+    low: float,
+    amount: float | None,
+    percent: float | None,
+) -> float:
+    """A trailing stop's level after an update: a sell stop trails the high by ``amount`` (or
+    ``percent``) and never falls; a buy stop trails the low and never rises."""
+    if buy:
+        cand = low + amount if amount is not None else low * (1 + (percent or 0.0) / 100)
+        return cand if level is None else min(level, cand)
+    cand = high - amount if amount is not None else high * (1 - (percent or 0.0) / 100)
+    return cand if level is None else max(level, cand)
+
+
+def oca_after_fill(other: Order, filled: float) -> Order | None:
+    """An OCA group's other order after ``filled`` units of one of its orders fill: reduced by
+    as much, or None (cancelled) when nothing would be left above what it already filled."""
+    left = other.quantity - filled
+    if left <= other.filled_quantity + 1e-9:
+        return None
+    return dataclasses.replace(other, quantity=left)
+
+
+def oca_rank(order: Order) -> int:
+    """Matching order within one update: an OCA group's stops first (when one update reaches
+    both exits of a bracket the loss is assumed), then other orders, then OCA limits."""
+    if not order.oca_group:
+        return 1
+    return 0 if order.stop_price is not None and order.limit_price is None else 2
+
+
 # ------------------------------------------------------------------------------ matching
 
 
@@ -195,7 +233,8 @@ def match_order(
             return None
     else:
         stop = order.stop_price
-        assert stop is not None
+        if stop is None:  # a trailing stop that has no level yet: this update sets it
+            return None
         if not triggered:
             if not stop_touched(buy, stop, u.high, u.low, u.bid, u.ask):
                 return None
@@ -203,7 +242,7 @@ def match_order(
             trigger_px = stop_price(buy, stop, ref_open)
         else:
             trigger_px = ref_open
-        if typ is OrderType.STOP:
+        if typ is OrderType.STOP or typ is OrderType.TRAIL:
             price = trigger_px
         else:
             stop_limit = order.limit_price

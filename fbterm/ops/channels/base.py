@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from fbterm.redact import redact_text
+
 if TYPE_CHECKING:
     from fbterm.config import AlertsConfig
     from fbterm.ops.alerts import Alert
@@ -36,11 +38,12 @@ class Channel(Protocol):
 
 
 def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every secret replaced by ``***``: error messages reach the activity log."""
+    """``text`` with every known secret replaced by ``***``, then redacted as everything fbterm
+    writes is (tokens in URLs, auth headers): error messages reach the activity log."""
     for s in secrets:
         if s:
             text = text.replace(s, "***")
-    return text
+    return redact_text(text)
 
 
 # Builds a channel from the [alerts] config when that config enables it, else returns None.
