@@ -281,3 +281,41 @@ async def test_ctrl_c_says_how_to_quit_in_plain_words() -> None:
         await settle(pilot, app)
         assert "Press q or ctrl+q to quit." in screen_text(app)  # no "[b]" markup shown
         assert app.is_running
+
+
+@run_async
+async def test_a_hang_up_arms_a_watchdog_that_a_finished_exit_disarms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the UI cannot finish exiting once its terminal is gone (a write to the dead
+    terminal can block Textual's output thread), the watchdog stops the engine and leaves;
+    an exit that finishes in time disarms it. (The blocked write itself cannot be staged
+    here; the watchdog is driven with a short grace instead.)"""
+    import signal
+
+    from waiting import async_wait_until
+
+    from fbterm.tui import app as app_module
+
+    monkeypatch.setattr(app_module, "HANGUP_GRACE", 0.05)
+    fired: list[str] = []
+    app = make_app()
+    app.on_stuck_exit = lambda: fired.append("stuck")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app, lambda: app.frames > 0)
+        app._on_hangup(signal.SIGHUP)  # as the SIGHUP handler does; nothing disarms it
+    await async_wait_until(lambda: fired, "the watchdog")
+    assert app.hangup and app.return_code == 128 + signal.SIGHUP
+
+    monkeypatch.setattr(app_module, "HANGUP_GRACE", 30.0)
+    calm: list[str] = []
+    app = make_app()
+    app.on_stuck_exit = lambda: calm.append("stuck")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app, lambda: app.frames > 0)
+        app._on_hangup(signal.SIGHUP)
+    app.exited_in_time()  # run_app does this when app.run() returns
+    timer = app._stuck_timer
+    assert timer is not None
+    await async_wait_until(lambda: not timer.is_alive(), "the watchdog to stand down")
+    assert calm == []

@@ -88,9 +88,30 @@ CASES = {
 }
 
 
+def _what_if_answered(app: FbtermApp) -> bool:
+    answers = app.screen.query("#whatif")
+    return bool(answers) and str(answers.first().render()) == "accepted"
+
+
+# Screens that fill in after the keys (the venue's what-if answer): the snapshot waits,
+# bounded, until they have.
+READY = {"transmit": _what_if_answered}
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("case", list(CASES))
 def test_snapshot(case: str, size: tuple[int, int], snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert os.environ["TZ"] == "UTC"
     keys, kwargs = CASES[case]
-    assert snap_compare(make_app(**kwargs), press=keys, terminal_size=size, run_before=first_frame)
+    ready = READY.get(case)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await first_frame(pilot)
+        if keys:
+            await pilot.press(*keys)
+        if ready is not None:
+            await async_wait_until(lambda: ready(pilot.app), f"the {case} screen filled in")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(make_app(**kwargs), terminal_size=size, run_before=run_before)

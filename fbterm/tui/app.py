@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -26,10 +27,11 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from textual import on
 from textual.app import App
+from textual.command import Provider
 from textual.css.query import NoMatches
 from textual.filter import LineFilter
 from textual.message import Message
@@ -53,6 +55,7 @@ from fbterm.tui.themes import ThemeError, ThemeFile, builtin_names, load_theme
 if TYPE_CHECKING:
     from fbterm.config import Config
 
+HANGUP_GRACE = 10.0  # seconds the UI may take to exit once its terminal is gone
 NO_ANSWER_AFTER = 10.0  # seconds before a command without an outcome is reported as such
 ENGINE_SILENT_AFTER = 3.0  # seconds without a snapshot before the header says so
 
@@ -83,7 +86,9 @@ class FbtermApp(App[int]):
     TITLE = "fbterm"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    # Only the console's own actions: Textual's system commands would offer a second theme
+    # switch (its base themes, not fbterm's) and list in a varying order with these.
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {ConsoleCommands}
 
     def __init__(
         self,
@@ -113,6 +118,9 @@ class FbtermApp(App[int]):
         self.snapshot: EngineSnapshot | None = None
         self.pending: dict[int, Pending] = {}
         self.hangup = False
+        # Called from a watchdog thread if the UI cannot finish exiting after a hang-up.
+        self.on_stuck_exit: Callable[[], None] | None = None
+        self._stuck_timer: threading.Timer | None = None
         # Handed from the engine thread; a plain attribute store is atomic under the GIL.
         self._newest: EngineSnapshot | None = None
         self._queued = threading.Event()
@@ -166,7 +174,20 @@ class FbtermApp(App[int]):
         # The terminal is gone (SSH dropped) or we were asked to stop: leave the UI loop;
         # run_app then stops the engine, which flushes and closes the journal.
         self.hangup = True
-        self.exit(128 + int(sig))
+        if self.on_stuck_exit is not None and self._stuck_timer is None:
+            # Textual's own shutdown writes to the terminal, and a write to a terminal that is
+            # gone can block its output thread for good (seen once under load: the process
+            # outlived its tmux session). If the exit has not finished in time, give up on
+            # the UI: on_stuck_exit stops the engine (journal closed) and ends the process.
+            self._stuck_timer = threading.Timer(HANGUP_GRACE, self.on_stuck_exit)
+            self._stuck_timer.daemon = True
+            self._stuck_timer.start()
+        self.exit(128 + int(sig), return_code=128 + int(sig))
+
+    def exited_in_time(self) -> None:
+        """The UI loop has ended: a pending stuck-exit watchdog is not needed any more."""
+        if self._stuck_timer is not None:
+            self._stuck_timer.cancel()
 
     # -- text, crashes, quitting -------------------------------------------------------------
     def notify(
@@ -236,7 +257,7 @@ class FbtermApp(App[int]):
         if not console.ready or not console.is_attached:
             return
         if snap.fatal:
-            self.exit(1)  # a journal write failed: run_app prints why
+            self.exit(1, return_code=1)  # a journal write failed: run_app prints why
             return
         if snap.session_note and self.snapshot is None:
             self.notify(snap.session_note, title="Journal", timeout=15)
@@ -443,6 +464,7 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
     # ConnectionError and JournalLocked go to the CLI, which prints them as one line.
     engine.start(control=True)
     app = FbtermApp(engine, cfg, keymap=keymap)
+    app.on_stuck_exit = lambda: _stop_and_leave(engine)
     code: int | None = 1
     try:
         app.run(headless=headless)
@@ -451,6 +473,7 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
         # The terminal vanished mid-write (EIO after a hang-up): still shut down cleanly.
         code = 129
     finally:
+        app.exited_in_time()
         crash = report_crash(app, engine, cfg)
         engine.stop()
     if crash:
@@ -460,6 +483,14 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
     if crash:
         return 1
     return int(code or 0)
+
+
+def _stop_and_leave(engine: Any) -> None:
+    """The terminal is gone and the UI could not exit: stop the engine (it flushes and closes
+    the journal, so nothing is lost) and end the process with the hang-up status."""
+    with contextlib.suppress(Exception):
+        engine.stop()
+    os._exit(129)
 
 
 def report_crash(app: FbtermApp, engine: Any, cfg: Config) -> str:
