@@ -81,3 +81,33 @@ async def test_ticket_sends_a_bracket_and_refuses_bad_terms(console: Console) ->
         kinds = sorted((o.order_type, o.limit_price or o.stop_price) for o in exits())
         assert kinds == sorted([(OrderType.LIMIT, tp), (OrderType.STOP, sl)])
         assert engine.oms.position("AAPL") == 10
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "trail=1.5",
+        "trail=2.25%",
+        "gtd=2026-01-02T21:00:00+00:00",
+        "outside-rth algo=adaptive:urgent",
+        "trail=0.05 gtd=2099-12-31T23:59:59+00:00 outside-rth algo=adaptive:normal",
+    ],
+)
+def test_an_orders_terms_read_back_as_they_were(text: str) -> None:
+    from fbterm.model.order_terms import terms_text
+
+    options = parse_order_terms(text).options
+    assert terms_text(options) == text
+    assert parse_order_terms(terms_text(options)).options == options
+
+
+def test_the_prices_given_make_the_order_type() -> None:
+    from fbterm.model import OrderType
+    from fbterm.model.order_terms import order_type_for
+
+    assert order_type_for(None, None, trailing=False) is OrderType.MARKET
+    assert order_type_for(1.0, None, trailing=False) is OrderType.LIMIT
+    assert order_type_for(None, 1.0, trailing=False) is OrderType.STOP
+    assert order_type_for(1.0, 2.0, trailing=False) is OrderType.STOP_LIMIT
+    assert order_type_for(None, 2.0, trailing=True) is OrderType.TRAIL

@@ -376,3 +376,124 @@ socket = "{tmp_path / "run" / "c.sock"}"
     r = fbterm("positions")
     assert r.stdout.startswith(f"no engine running; from the journal at {tmp_path / 'j.sqlite'}")
     assert fbterm("halt").returncode == EXIT_NO_ENGINE
+
+
+# ------------------------------------------------------------------ order terms from the shell
+
+
+def test_brackets_trailing_stops_and_terms_from_the_command_line(engine: Engine, sh: Shell) -> None:
+    import datetime as dt
+
+    from fbterm.model import OrderType, TimeInForce
+
+    last = engine.mark("AAPL")
+    assert last is not None
+    below = round(last * 0.98, 2)  # works: inside the collar, below the market
+
+    # A bracket: the entry and its two exits, which name it as their parent.
+    tp, sl = round(last * 1.1, 2), round(last * 0.9, 2)
+    args = ("order", "buy", "AAPL", "4", "--limit", str(below), "--tp", str(tp), "--sl", str(sl))
+    rc, doc = sh_json(sh, *args)
+    assert rc == EXIT_OK, doc
+    entry, take, stop = doc["orders"]
+    assert all(tuple(o) == ORDER_KEYS for o in doc["orders"])
+    assert (take["reason"], take["limit"], take["side"], take["parent"]) == (
+        "take-profit",
+        tp,
+        "SELL",
+        entry["id"],
+    )
+    assert (stop["reason"], stop["stop"], stop["parent"]) == ("stop-loss", sl, entry["id"])
+    assert entry["parent"] is None and f"with take-profit {take['id']}" in doc["message"]
+
+    # A trailing stop by percent: a TRAIL order whose distance the engine holds.
+    rc, doc = sh_json(sh, "order", "sell", "AAPL", "2", "--trail", "2%")
+    assert rc == EXIT_OK, doc
+    [trail] = doc["orders"]
+    assert (trail["type"], trail["terms"]) == ("TRAIL", "trail=2%")
+    ours = engine.call(lambda: engine.oms.orders[trail["id"]])
+    assert ours.order_type is OrderType.TRAIL and ours.options.trail_percent == 2.0
+
+    # GTD, outside regular hours and the Adaptive algo, as flags and as one --terms text.
+    rc, doc = sh_json(
+        sh,
+        *("order", "buy", "AAPL", "1", "--limit", str(below)),
+        *("--gtd", "2099-01-02T16:00-05:00", "--outside-rth"),
+    )
+    assert rc == EXIT_OK, doc
+    [gtd] = doc["orders"]
+    assert gtd["tif"] == "GTD"
+    assert gtd["terms"] == "gtd=2099-01-02T21:00:00+00:00 outside-rth"
+    ours = engine.call(lambda: engine.oms.orders[gtd["id"]])
+    assert ours.tif is TimeInForce.GTD and ours.options.outside_rth
+    assert ours.options.good_till == dt.datetime(2099, 1, 2, 21, tzinfo=dt.UTC).timestamp()
+    rc, doc = sh_json(
+        sh, "order", "buy", "AAPL", "1", "--limit", str(below), "--terms", "algo=adaptive:patient"
+    )
+    assert rc == EXIT_OK, doc
+    [algo] = doc["orders"]
+    ours = engine.call(lambda: engine.oms.orders[algo["id"]])
+    assert (ours.options.algo, ours.options.algo_priority) == ("Adaptive", "Patient")
+
+    # IOC: what the next price does not fill is cancelled, and the shell can see it was.
+    rc, doc = sh_json(sh, "order", "buy", "AAPL", "1", "--limit", str(below), "--tif", "IOC")
+    assert rc == EXIT_OK and doc["orders"][0]["tif"] == "IOC"
+    ioc = doc["orders"][0]["id"]
+    wait_until(lambda: not engine.call(lambda: engine.oms.orders[ioc].is_live), "IOC ended")
+    assert engine.call(lambda: engine.oms.orders[ioc].reason).startswith("IOC")
+
+    # The text table shows the terms and which entry an exit belongs to.
+    rc, out, _ = sh("orders")
+    assert "TERMS" in out.splitlines()[0]
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows[take["id"]].endswith(f"parent={entry['id']}")
+    assert rows[trail["id"]].endswith("trail=2%")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--tp", "abc"), "order: terms: tp: not a number: 'abc'"),
+        (("--trail", "0"), "trail: must be > 0"),
+        (("--trail", "1", "--limit", "190"), "TRAIL takes no limit price"),
+        (("--algo", "vwap"), "algo must be adaptive, got 'vwap'"),
+        (("--gtd", "tomorrow"), "gtd: not a date and time: 'tomorrow'"),
+        (("--tif", "GTD"), "GTD needs a good-till time"),
+        (("--tif", "GTC", "--gtd", "2099-01-02T16:00"), "--tif GTC contradicts the terms"),
+        (("--terms", "tp=1 bogus=2"), "unknown term 'bogus=2'"),
+        (("--tp", "1 2"), "--tp needs one value"),
+    ],
+)
+def test_bad_terms_are_refused_before_anything_is_sent(
+    engine: Engine, sh: Shell, args: tuple[str, ...], words: str
+) -> None:
+    rc, out, err = sh("order", "buy", "AAPL", "1", *args)
+    assert (rc, out) == (EXIT_USAGE, "") and words in err and err.count("\n") == 1
+    assert engine.call(lambda: list(engine.oms.orders)) == []
+
+
+def test_a_script_sends_terms_over_the_socket(engine: Engine) -> None:
+    from fbterm.control import ControlError, send_request
+
+    sock = engine.config.control_socket_path
+    last = engine.mark("MSFT")
+    assert last is not None
+    order = {"command": "order", "side": "buy", "symbol": "MSFT", "quantity": 2}
+    res = send_request(sock, "execute", timeout=10, **order, terms="trail=1.5 outside-rth")
+    assert res["ok"] is True, res
+    [o] = res["orders"]
+    assert (o["type"], o["terms"]) == ("TRAIL", "trail=1.5 outside-rth")
+    with pytest.raises(ControlError, match="terms: unknown term 'x=1'"):
+        send_request(sock, "execute", timeout=10, **order, terms="x=1")
+    with pytest.raises(ControlError, match="terms must be text"):
+        send_request(sock, "execute", timeout=10, **order, terms=5)
+    with pytest.raises(ControlError, match="tif must be one of DAY, GTC, IOC, GTD"):
+        send_request(sock, "execute", timeout=10, **order, tif="FOK")
+    with pytest.raises(ControlError, match="tif DAY contradicts the terms"):
+        send_request(sock, "execute", timeout=10, **order, tif="DAY", terms="tif=IOC")
+    # A bracket whose exits are on the wrong side of the entry is the engine's refusal.
+    res = send_request(
+        sock, "execute", timeout=10, **order, limit=round(last * 0.99, 2), terms="tp=1 sl=2"
+    )
+    assert res["ok"] is False and "take-profit" in res["message"], res
+    assert len(engine.call(lambda: list(engine.oms.orders))) == 1

@@ -11,8 +11,8 @@ Exit codes: 0 done; 1 the socket failed (timeout, busy); 2 a usage or config err
 engine refused (:data:`EXIT_REFUSED`); 4 no engine is running (:data:`EXIT_NO_ENGINE`).
 ``--json`` prints the documented shapes of :mod:`fbterm.ops.shell`.
 
-Import-light like every cli module: the control client, the journal and the model are
-imported inside the handlers.
+Import-light like every cli module: the control client and the journal are imported inside
+the handlers (the order model, plain dataclasses, is not heavy).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from fbterm.cli.errors import (
     EXIT_REFUSED,
     CLIError,
 )
+from fbterm.model.order_terms import order_type_for, parse_order_terms
+from fbterm.model.orders import OrderError, TimeInForce
 
 NO_ENGINE_HINT = "start one with 'fbterm run --headless' (or the console)"
 
@@ -63,7 +65,12 @@ def register(sub: Subparsers) -> None:
     p = _parser(sub, "flatten", "cancel every working order and close every position")
     p.set_defaults(handler=cmd_flatten)
 
-    p = _parser(sub, "order", "send an order (market, or --limit / --stop)")
+    p = _parser(
+        sub,
+        "order",
+        "send an order: market, or --limit / --stop / --trail, with optional bracket exits "
+        "(--tp, --sl) and terms (--tif, --gtd, --outside-rth, --algo)",
+    )
     p.add_argument("side", type=str.lower, choices=("buy", "sell"), help="buy or sell")
     p.add_argument(
         "symbol", type=str.upper, help='a traded symbol, or an option: "AAPL 20261218 C200"'
@@ -71,7 +78,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument("quantity", type=_quantity, help="shares or contracts (whole units)")
     p.add_argument("--limit", type=_price, metavar="P", help="limit price (a limit order)")
     p.add_argument(
-        "--stop", type=_price, metavar="P", help="stop price (with --limit: a stop-limit)"
+        "--stop",
+        type=_price,
+        metavar="P",
+        help="stop price (with --limit: a stop-limit; with --trail: the first trail level)",
     )
     p.add_argument(
         "--strategy",
@@ -80,7 +90,30 @@ def register(sub: Subparsers) -> None:
         help="book it to this strategy (default manual)",
     )
     p.add_argument(
-        "--tif", type=str.upper, choices=("DAY", "GTC"), default="DAY", help="time in force"
+        "--tif",
+        type=str.upper,
+        choices=[t.value for t in TimeInForce],
+        help="time in force (default DAY; GTD needs --gtd)",
+    )
+    terms = p.add_argument_group(
+        "terms", "the order ticket's Terms, as flags or as one --terms text; see README"
+    )
+    terms.add_argument("--tp", metavar="P", help="bracket: take-profit limit price")
+    terms.add_argument("--sl", metavar="P", help="bracket: stop-loss stop price")
+    terms.add_argument(
+        "--trail", metavar="D", help="a trailing stop this far behind: an amount, or 2%% of price"
+    )
+    terms.add_argument(
+        "--gtd", metavar="WHEN", help="good till this time (2026-12-01T16:00, UTC unless an offset)"
+    )
+    terms.add_argument(
+        "--outside-rth", action="store_true", help="may trigger and fill outside regular hours"
+    )
+    terms.add_argument(
+        "--algo", metavar="NAME", help="IB's Adaptive algo: adaptive or adaptive:patient|urgent"
+    )
+    terms.add_argument(
+        "--terms", default="", metavar="TEXT", help='the ticket\'s syntax: "tp=210 sl=185 tif=IOC"'
     )
     p.set_defaults(handler=cmd_order)
 
@@ -331,29 +364,36 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    from fbterm.model import OrderError, OrderType, instrument_from_key, validate_order_fields
+    from fbterm.model import Side, Signal, instrument_from_key
 
     # Refused here what no venue would take, so a typo costs no round trip: the engine checks
-    # the same rule again (and everything that needs its state: symbols, strategies, risk).
+    # the same rules again (and everything that needs its state: symbols, strategies, risk).
     try:
         inst = instrument_from_key(args.symbol)
     except ValueError as e:
         raise CLIError(
             f'order: {args.symbol!r} is not a symbol or an option contract like "AAPL 20261218 C200" ({e})'
         ) from None
-    otype = (
-        OrderType.STOP_LIMIT
-        if args.limit is not None and args.stop is not None
-        else OrderType.LIMIT
-        if args.limit is not None
-        else OrderType.STOP
-        if args.stop is not None
-        else OrderType.MARKET
-    )
+    text = _terms_text(args)
     try:
-        validate_order_fields("", args.quantity, otype, args.limit, args.stop, instrument=inst)
+        terms = parse_order_terms(text)
+        tif = _tif(args.tif, terms.tif)
+        otype = order_type_for(args.limit, args.stop, trailing=terms.trailing)
+        Signal(
+            args.strategy,
+            inst,
+            Side(args.side.upper()),
+            args.quantity,
+            otype,
+            args.limit,
+            args.stop,
+            tif,
+            options=terms.options,
+            take_profit=terms.take_profit,
+            stop_loss=terms.stop_loss,
+        )
     except OrderError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(str(e) if str(e).startswith("order") else f"order: {e}") from None
     return _execute(
         args,
         "order",
@@ -364,5 +404,26 @@ def cmd_order(args: argparse.Namespace) -> int:
         limit=args.limit,
         stop=args.stop,
         strategy=args.strategy,
-        tif=args.tif,
+        tif=tif.value,
+        terms=text,
     )
+
+
+def _terms_text(args: argparse.Namespace) -> str:
+    """The flags as one line of the ticket's terms, so one parser reads both."""
+    parts = [args.terms.strip()] if args.terms.strip() else []
+    for flag in ("tp", "sl", "trail", "gtd", "algo"):
+        value = getattr(args, flag)
+        if value is not None:
+            if not value.strip() or " " in value.strip():
+                raise CLIError(f"order: --{flag} needs one value, got {value!r}")
+            parts.append(f"{flag}={value.strip()}")
+    if args.outside_rth:
+        parts.append("outside-rth")
+    return " ".join(parts)
+
+
+def _tif(flag: str | None, from_terms: TimeInForce | None) -> TimeInForce:
+    if flag is not None and from_terms is not None and TimeInForce(flag) is not from_terms:
+        raise OrderError(f"--tif {flag} contradicts the terms, which make it {from_terms.value}")
+    return from_terms or TimeInForce(flag or "DAY")

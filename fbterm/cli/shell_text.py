@@ -89,7 +89,7 @@ def status(doc: Mapping[str, Any]) -> str:
 
 ORDER_HEADERS = (
     "ID", "STRATEGY", "SIDE", "QTY", "SYMBOL", "TYPE", "LIMIT", "STOP", "FILLED", "AVG",
-    "TIF", "STATUS", "UPDATED", "REASON",
+    "TIF", "STATUS", "UPDATED", "REASON", "TERMS",
 )  # fmt: skip
 
 
@@ -110,6 +110,7 @@ def order_rows(orders: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             o["status"],
             _when(o["updated_ts"]),
             o["reason"] or "",
+            " ".join(filter(None, [o["terms"], f"parent={o['parent']}" if o["parent"] else ""])),
         ]
         for o in orders
     ]

@@ -12,7 +12,9 @@ Requests:
 * ``orders`` ``{all: bool, limit: int}``: working orders, or every recent one;
 * ``positions``: open positions, marked;
 * ``execute`` ``{command: halt|resume|flatten|cancel|cancel_all|order, ..., wait}``: run
-  one operator command and answer its result;
+  one operator command and answer its result; an order takes ``side``, ``symbol``,
+  ``quantity``, ``limit``, ``stop``, ``tif``, ``strategy`` and ``terms`` (the ticket's
+  syntax: ``"tp=210 sl=185 trail=2% gtd=... outside-rth algo=adaptive"``);
 * ``command`` ``{name}``: queue a command without waiting (kept for older clients);
 * ``update``: a hot update (:mod:`fbterm.ops.updates`).
 """
@@ -42,7 +44,8 @@ from fbterm.engine.events import ActivityLog
 from fbterm.engine.publisher import summary_dict
 from fbterm.engine.strategies import StrategyHost
 from fbterm.execution.orders import OrderManagement
-from fbterm.model import OrderType, Side, TimeInForce
+from fbterm.model import OrderError, Side, TimeInForce
+from fbterm.model.order_terms import order_type_for, parse_order_terms
 from fbterm.ops.shell import order_json, select_orders
 from fbterm.snapshot import EngineSnapshot
 
@@ -202,27 +205,34 @@ def _new_order(req: dict[str, Any], src: str) -> NewOrder:
         raise RequestError("an order needs a quantity")
     limit = _number(req, "limit", None, 0.0, math.inf)
     stop = _number(req, "stop", None, 0.0, math.inf)
-    if limit is not None and stop is not None:
-        otype = OrderType.STOP_LIMIT
-    elif limit is not None:
-        otype = OrderType.LIMIT
-    elif stop is not None:
-        otype = OrderType.STOP
-    else:
-        otype = OrderType.MARKET
+    try:
+        # The ticket's terms, read by the ticket's parser: one syntax for brackets, trailing
+        # stops, IOC/GTD, outside-RTH and the Adaptive algo wherever an order is typed.
+        terms = parse_order_terms(_text(req, "terms", ""))
+    except OrderError as e:
+        raise RequestError(str(e)) from None
     tif_text = _text(req, "tif", "DAY").upper()
     if tif_text not in (t.value for t in TimeInForce):
-        raise RequestError(f"tif must be DAY or GTC, got {req.get('tif')!r}")
+        names = ", ".join(t.value for t in TimeInForce)
+        raise RequestError(f"tif must be one of {names}, got {req.get('tif')!r}")
+    tif = TimeInForce(tif_text)
+    if terms.tif is not None and "tif" in req and terms.tif is not tif:
+        raise RequestError(
+            f"tif {tif.value} contradicts the terms, which make it {terms.tif.value}"
+        )
     return NewOrder(
         source=src,
         symbol=symbol,
         side=Side(side_text),
         quantity=qty,
-        order_type=otype,
+        order_type=order_type_for(limit, stop, trailing=terms.trailing),
         limit_price=limit,
         stop_price=stop,
-        tif=TimeInForce(tif_text),
+        tif=terms.tif or tif,
         strategy_id=_text(req, "strategy", "manual") or "manual",
+        options=terms.options,
+        take_profit=terms.take_profit,
+        stop_loss=terms.stop_loss,
     )
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from fbterm.model.orders import ALGO_PRIORITIES, OrderError, OrderOptions, TimeInForce
+from fbterm.model.orders import ALGO_PRIORITIES, OrderError, OrderOptions, OrderType, TimeInForce
 
 KNOWN = "tp, sl, trail, tif, gtd, outside-rth, algo"
 
@@ -22,6 +22,25 @@ class OrderTerms:
     options: OrderOptions = field(default_factory=OrderOptions)
     take_profit: float | None = None
     stop_loss: float | None = None
+
+    @property
+    def trailing(self) -> bool:
+        return self.options.trail_amount is not None or self.options.trail_percent is not None
+
+
+def order_type_for(limit: float | None, stop: float | None, *, trailing: bool) -> OrderType:
+    """The order type a command line or a script means by the prices it gives: a trail
+    distance makes a trailing stop (a stop price is then its first level), a limit and a stop
+    a stop-limit, either alone a limit or a stop order, neither a market order."""
+    if trailing:
+        return OrderType.TRAIL
+    if limit is not None and stop is not None:
+        return OrderType.STOP_LIMIT
+    if limit is not None:
+        return OrderType.LIMIT
+    if stop is not None:
+        return OrderType.STOP
+    return OrderType.MARKET
 
 
 def _price(name: str, text: str) -> float:
@@ -105,3 +124,21 @@ def parse_order_terms(text: str) -> OrderTerms:
         tp,
         sl,
     )
+
+
+def terms_text(options: OrderOptions) -> str:
+    """``options`` in the syntax :func:`parse_order_terms` reads (which reads it back equal):
+    what ``fbterm orders`` shows of a working order beyond its type, prices and tif."""
+    parts = []
+    if options.trail_amount is not None:
+        parts.append(f"trail={options.trail_amount:g}")
+    if options.trail_percent is not None:
+        parts.append(f"trail={options.trail_percent:g}%")
+    if options.good_till is not None:
+        when = dt.datetime.fromtimestamp(options.good_till, dt.UTC)
+        parts.append(f"gtd={when.isoformat(timespec='seconds')}")
+    if options.outside_rth:
+        parts.append("outside-rth")
+    if options.algo:
+        parts.append(f"algo={options.algo.lower()}:{options.algo_priority.lower()}")
+    return " ".join(parts)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fbterm.model import Fill, Order, positions_from_fills
+from fbterm.model.order_terms import terms_text
 
 SCHEMA = 1
 
@@ -33,6 +34,8 @@ ORDER_KEYS = (
     "limit",
     "stop",
     "tif",
+    "terms",
+    "parent",
     "status",
     "reason",
     "created_ts",
@@ -64,6 +67,8 @@ def order_json(o: Order) -> dict[str, Any]:
         "limit": o.limit_price,
         "stop": o.stop_price,
         "tif": o.tif.value,
+        "terms": terms_text(o.options),  # trail, gtd, outside-rth, algo: the ticket's syntax
+        "parent": o.parent_id,  # a bracket's exit names its entry
         "status": o.status.value,
         "reason": o.reason,
         "created_ts": o.created_ts,
