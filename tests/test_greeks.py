@@ -165,3 +165,31 @@ def test_pane_shows_no_greeks_table_for_a_book_of_stocks() -> None:
         (GreekRow("AAPL", Greeks(10, 1000.0), 1),),
     )
     assert greeks_text(r) == ""
+
+
+@pytest.mark.parametrize("width", [0, 80, 57, 48, 40, 30, 17])
+def test_the_greeks_table_fits_its_pane(width: int) -> None:
+    """At 100 columns the risk pane is ~40 cells wide: the table drops its least telling
+    columns (shares delta, then gamma, theta) instead of wrapping rows in two."""
+    r = RiskView(
+        TradingState.ACTIVE,
+        "",
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        (),
+        (GreekRow("AAPL", Greeks(326, 62_005.0, -7.2, -46, 44), 1),),
+        Greeks(326, 62_005.0, -7.2, -46, 44),
+    )
+    lines = greeks_text(r, width).splitlines()
+    assert len(lines) == 3
+    assert all(len(line) <= (width or 99) for line in lines)
+    assert "Δ $" in lines[0] and "+62,005" in lines[1] and "+62,005" in lines[2]
+    assert lines[2].startswith("portfolio" if width == 0 or width >= 48 else "total")
+    if width == 0 or width >= 57:
+        assert lines[0].split() == ["greeks", "Δ", "Δ", "$", "Γ", "vega/pt", "θ/day"]
+    if width == 40:
+        assert lines[0].split() == ["greeks", "Δ", "$", "vega/pt", "θ/day"]

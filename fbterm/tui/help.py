@@ -18,6 +18,12 @@ from textual.widgets import Static
 
 from fbterm.tui.keys import ACTIONS, Keymap
 
+# What a confirmed action's question is like, where it says more than "are you sure".
+ASKS = {
+    "quit": " (asks first when orders are open)",
+    "cancel_order": " (names the order and asks first)",
+}
+
 
 def help_rows(keymap: Keymap, cancel_on_halt: bool = True) -> list[tuple[str, str]]:
     rows = []
@@ -26,7 +32,7 @@ def help_rows(keymap: Keymap, cancel_on_halt: bool = True) -> list[tuple[str, st
         if a.id == "halt" and not cancel_on_halt:
             text = "Halt trading now (working orders stay: risk.cancel_orders_on_halt = false). Pressed while halted: resume"
         if keymap.confirm.get(a.id):
-            text += " (asks first when orders are open)" if a.id == "quit" else " (asks first)"
+            text += ASKS.get(a.id, " (asks first)")
         rows.append((keymap.display(a.id), text))
     rows.append(("ctrl+p", "Command palette: search every action by name"))
     return rows

@@ -176,7 +176,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "c",
         "cancel_order",
         "Cancel",
-        "Cancel the selected order (names it and asks first)",
+        "Cancel the selected order",
         footer=5,
         critical=True,
     ),

@@ -6,7 +6,7 @@ level word is printed too, so a breach reads as a breach in a monochrome termina
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from fbterm.model import TradingState
+from fbterm.model.greeks import Greeks
 from fbterm.snapshot import EngineSnapshot, Gauge, RiskView
 from fbterm.tui import fmt
 
@@ -118,6 +119,7 @@ class RiskPane(Vertical):
         self._gauges_now: tuple[Gauge, ...] = ()
         self._state_text = ""
         self._greeks_text = ""
+        self._risk: RiskView | None = None
 
     def update_snapshot(self, snap: EngineSnapshot) -> None:
         r = snap.risk
@@ -130,7 +132,13 @@ class RiskPane(Vertical):
             st.set_class(r.state is TradingState.REDUCING, "-warn")
         self._gauges_now = r.gauges
         self._draw()
-        greeks = greeks_text(r)
+        self._risk = r
+        self._show_greeks()
+
+    def _show_greeks(self) -> None:
+        if self._risk is None:
+            return
+        greeks = greeks_text(self._risk, self.content_region.width)
         if greeks != self._greeks_text:
             self._greeks_text = greeks
             st = self.query_one("#risk-greeks", Static)
@@ -139,6 +147,7 @@ class RiskPane(Vertical):
 
     def on_resize(self) -> None:
         self._draw()
+        self._show_greeks()
 
     def _draw(self) -> None:
         width = self.content_region.width
@@ -154,23 +163,56 @@ class RiskPane(Vertical):
             line.show(g, layout)
 
 
-def greeks_text(r: RiskView) -> str:
-    """Greeks per underlying and for the portfolio; empty while no option is held (a book of
-    stocks is all delta, which the exposure gauge already shows)."""
+@dataclass(frozen=True, slots=True)
+class _GreekColumn:
+    head: str
+    width: int
+    keep: int  # the narrower the pane, the lower ones go first
+    cell: Callable[[Greeks], str]
+
+
+# Dollar delta says most about the risk, then vega, theta and gamma; delta in shares last (the
+# dollar figure carries it).
+GREEK_COLUMNS = (
+    _GreekColumn("Δ", 8, 0, lambda g: f"{g.delta:+,.0f}"),
+    _GreekColumn("Δ $", 10, 4, lambda g: f"{g.dollar_delta:+,.0f}"),
+    _GreekColumn("Γ", 7, 1, lambda g: f"{g.gamma:+,.1f}"),
+    _GreekColumn("vega/pt", 9, 3, lambda g: f"{g.vega:+,.0f}"),
+    _GreekColumn("θ/day", 8, 2, lambda g: f"{g.theta:+,.0f}"),
+)
+NAME_WIDTH = 10
+
+
+def greek_columns(width: int) -> list[_GreekColumn]:
+    """The columns that fit ``width`` cells (0: all of them), in display order."""
+    cols = list(GREEK_COLUMNS)
+    name = NAME_WIDTH if width <= 0 or width >= 48 else 7
+    while width > 0 and len(cols) > 1 and name + sum(c.width for c in cols) > width:
+        cols.remove(min(cols, key=lambda c: c.keep))
+    return cols
+
+
+def greeks_text(r: RiskView, width: int = 0) -> str:
+    """Greeks per underlying and for the portfolio, in as many columns as ``width`` holds
+    (0: all); empty while no option is held (a book of stocks is all delta, which the
+    exposure gauge already shows)."""
     if not any(row.greeks.gamma or row.greeks.vega or row.unpriced for row in r.greeks):
         return ""
-    lines = [f"{'greeks':<10}{'Δ':>10}{'Δ $':>11}{'Γ':>8}{'vega/pt':>9}{'θ/day':>9}"]
+    cols = greek_columns(width)
+    name = NAME_WIDTH if width <= 0 or width >= 48 else 7
+
+    def line(label: str, cells: list[str], tail: str = "") -> str:
+        body = "".join(f"{v:>{c.width}}" for c, v in zip(cols, cells, strict=True))
+        return f"{fmt.fit(label, name - 1):<{name}}{body}{tail}"
+
+    lines = [line("greeks", [c.head for c in cols])]
     for row in r.greeks:
-        g = row.greeks
         unpriced = f"  ({len(row.unpriced)} unpriced)" if row.unpriced else ""
-        lines.append(
-            f"{fmt.fit(row.underlying, 10):<10}{g.delta:>+10,.0f}{g.dollar_delta:>+11,.0f}"
-            f"{g.gamma:>+8,.1f}{g.vega:>+9,.0f}{g.theta:>+9,.0f}{unpriced}"
-        )
+        lines.append(line(row.underlying, [c.cell(row.greeks) for c in cols], unpriced))
+    # The portfolio sums only what adds up across underlyings: dollars, not shares or gamma.
     t = r.portfolio_greeks
-    lines.append(
-        f"{'portfolio':<10}{'':>10}{t.dollar_delta:>+11,.0f}{'':>8}{t.vega:>+9,.0f}{t.theta:>+9,.0f}"
-    )
+    label = "portfolio" if name == NAME_WIDTH else "total"
+    lines.append(line(label, ["" if c.keep in (0, 1) else c.cell(t) for c in cols]))
     return "\n".join(lines)
 
 
