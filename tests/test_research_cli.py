@@ -209,6 +209,15 @@ def test_walk_forward_picks_on_train_and_trades_the_test(csv) -> None:
     ).run_backtest()
     assert res.equity.iloc[1999] == pytest.approx(solo.equity.iloc[-1])
     assert res.metrics["equity_final"] == pytest.approx(res.equity.iloc[-1])
+    # The out-of-sample Sharpe buckets these round-the-clock hours by XNYS session, as the
+    # sweep's own ranking does, not by UTC day.
+    from fbterm.backtest.metrics import periodic_returns
+    from fbterm.stats import sharpe_ratio
+
+    eq0 = res.equity.iloc[:2000]
+    by_session = sharpe_ratio(*periodic_returns(eq0, "XNYS"))
+    assert first.oos_sharpe == pytest.approx(by_session)
+    assert first.oos_sharpe != pytest.approx(sharpe_ratio(*periodic_returns(eq0)))
     assert set(res.stability["param"]) == {"fast", "slow"}
     assert (res.stability["share_pct"] > 0).all()
 

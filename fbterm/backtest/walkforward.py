@@ -246,9 +246,12 @@ def _sizing(spec: SweepSpec) -> Any:
 
 def _sharpe(eq: pd.Series) -> float:
     from fbterm.backtest.metrics import periodic_returns
+    from fbterm.sessions import DEFAULT_CALENDAR
     from fbterm.stats import sharpe_ratio
 
-    r, per_year = periodic_returns(eq)
+    # Intraday returns bucketed by the exchange's sessions, as the sweep that chose the
+    # parameters ranked them (not by UTC day, which splits an evening into two "days").
+    r, per_year = periodic_returns(eq, DEFAULT_CALENDAR)
     return sharpe_ratio(r, per_year)
 
 
