@@ -277,3 +277,60 @@ def test_cli_portfolio_report(make_config, data_dir, tmp_path, capsys) -> None:
     rc = main(["backtest", "--config", str(bad), "--data", str(data_dir)])
     err = capsys.readouterr().err
     assert rc == 2 and "max_drawdown_pct" in err
+
+
+def test_an_account_wiped_out_is_closed_out_and_stays_at_zero(make_config, tmp_path) -> None:
+    """A short into a gap that costs more than the whole account: every position in every
+    strategy is closed at that bar's close and nothing trades after (the single backtest's
+    rule), instead of an account that goes on trading below zero."""
+    n = 120
+    idx = pd.date_range("2024-01-02 14:30", periods=n, freq="1h", tz="UTC")
+    spike = np.r_[np.linspace(100, 101, 40), np.linspace(100, 90, 40), np.full(n - 80, 300.0)]
+    walk = 50 * np.exp(np.cumsum(np.random.default_rng(4).normal(0, 0.01, n)))
+    for sym, px in (("AAA", spike), ("BBB", walk)):
+        bars = pd.DataFrame(
+            {"open": px, "high": px * 1.001, "low": px * 0.999, "close": px, "volume": 1e6},
+            index=idx,
+        )
+        DataStorage(tmp_path).save_to_csv(bars, tmp_path / f"{sym}.csv")
+    cfg = make_config(
+        market={"symbols": ["AAA", "BBB"]},
+        broker={"paper": {"commission": "percent", "commission_fraction": 0.001, "cash": 2e6}},
+        risk=LOOSE_RISK,
+        strategies=[
+            {
+                "name": "short_a",
+                "class": "sma_cross",
+                "symbols": ["AAA"],
+                "capital": 1.5e6,
+                "sizing": "all_in",
+                "params": {"fast": 3, "slow": 10},
+            },
+            {
+                "name": "revert_b",
+                "class": "mean_reversion",
+                "symbols": ["BBB"],
+                "capital": 0.5e6,
+                "params": {"window": 5, "entry_z": 0.5},
+            },
+        ],
+    )
+    res = PortfolioBacktest(cfg, load_portfolio_data(cfg, str(tmp_path))).run()
+    [wipe] = res.events[res.events["event"] == "liquidated"].itertuples(index=False)
+    assert wipe.time == idx[80] and "every position closed" in wipe.detail
+    assert (res.equity[idx[80] :] == 0).all() and (res.equity[: idx[79]] > 0).all()
+    assert res.metrics["equity_final"] == 0
+    for (name, _sym), leg in res.legs.items():
+        assert (leg.fills["time"] <= idx[80]).all(), name
+        assert _held_after(leg) == 0, name
+    a = res.legs[("short_a", "AAA")]
+    assert a.fills.iloc[-1]["reason"] == "liquidation" and a.fills.iloc[-1]["price"] == 300.0
+    b = res.legs[("revert_b", "BBB")]
+    assert len(b.fills) > 2  # it traded before, and nothing after
+    # Each strategy's curve keeps what it had when the account was closed out.
+    assert res.strategies["short_a"].iloc[-1] < 0 < res.strategies["revert_b"].iloc[-1]
+    assert (res.strategies.iloc[80:].nunique() == 1).all()
+
+
+def _held_after(leg) -> float:
+    return float(leg.fills["quantity"].sum())

@@ -335,11 +335,43 @@ class PortfolioBacktest:
                 pnl += eq - slot.capital
             account[g] = self.cash + pnl
             gross[g] = inputs.gross_exposure()
+            if account[g] <= 0:
+                self._wipe_out(g, account, gross, slot_eq)
+                break
             self.risk.update_equity(float(account[g]), self._now)
             if self.interval > 0 and self._now - last_rebalance >= self.interval:
                 last_rebalance = self._now
                 self._rebalance(g, prev)
         return self._result(account, gross, slot_eq)
+
+    def _wipe_out(
+        self, g: int, account: np.ndarray, gross: np.ndarray, slot_eq: np.ndarray
+    ) -> None:
+        """The account's equity is 0 or less at step ``g``: every position is closed at this
+        bar's close and nothing trades again; the account stays at 0, the deficit written off
+        (a single backtest's rule, conventions "margin"). The strategies' own equity curves
+        keep what they had when it happened."""
+        self.events.append(
+            (
+                self.clock[g],
+                "liquidated",
+                "",
+                f"account equity {account[g]:,.2f} <= 0: every position closed, trading ended",
+            )
+        )
+        for leg in self.legs:
+            if leg.i >= 0:
+                leg.venue.close_out(leg.book, leg.i)
+                self.marks[leg.symbol] = float(leg.venue.c[leg.i])
+        for k, slot in enumerate(self.slots):
+            before, eq = slot_eq[g, k], self.slot_equity(slot)
+            # This step's return, now including the close-out's costs.
+            if before > 0:
+                slot.returns[-1] = (1.0 + slot.returns[-1]) * eq / before - 1.0
+            slot_eq[g:, k] = eq
+            slot.returns.extend([0.0] * (len(self.clock) - g - 1))
+        account[g:] = 0.0
+        gross[g:] = 0.0
 
     def _rebalance(self, g: int, prev: list[float]) -> None:
         by_name = {s.name: (k, s) for k, s in enumerate(self.slots)}

@@ -278,6 +278,12 @@ class BarVenue:
         after bar ``j`` are forgotten, every position is closed at the close (options at their
         model price), and equity is 0 from there on."""
         book.truncate(j)
+        self.close_out(book, j)
+        book.wiped_out = j
+
+    def close_out(self, book: Book, j: int) -> None:
+        """Close every position in ``book`` at bar ``j``'s close (options at their model
+        price), past any gate: the account has nothing left to risk."""
         for key, q in list(book.pos.items()):
             inst = book.insts[key]
             px = float(self.c[j])
@@ -285,7 +291,6 @@ class BarVenue:
                 px = self.options.price(inst, px, self.ts[j], j)
             fee = self.commission(abs(q), px, inst.multiplier)
             book.fill(j, inst, -q, px, fee, "liquidation")
-        book.wiped_out = j
 
     # -- marks ---------------------------------------------------------------------------
     def gross_at_open(self, book: Book, i: int, exclude: str = "") -> float:
