@@ -279,7 +279,9 @@ def test_cli_portfolio_report(make_config, data_dir, tmp_path, capsys) -> None:
     assert rc == 2 and "max_drawdown_pct" in err
 
 
-def test_an_account_wiped_out_is_closed_out_and_stays_at_zero(make_config, tmp_path) -> None:
+def test_an_account_wiped_out_is_closed_out_and_stays_at_zero(
+    make_config, tmp_path, capsys
+) -> None:
     """A short into a gap that costs more than the whole account: every position in every
     strategy is closed at that bar's close and nothing trades after (the single backtest's
     rule), instead of an account that goes on trading below zero."""
@@ -330,6 +332,15 @@ def test_an_account_wiped_out_is_closed_out_and_stays_at_zero(make_config, tmp_p
     # Each strategy's curve keeps what it had when the account was closed out.
     assert res.strategies["short_a"].iloc[-1] < 0 < res.strategies["revert_b"].iloc[-1]
     assert (res.strategies.iloc[80:].nunique() == 1).all()
+    # The command line says so.
+    from fbterm.config import to_dict
+
+    path = tmp_path / "cfg" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(dump_toml(to_dict(cfg)))
+    capsys.readouterr()
+    assert main(["backtest", "--config", str(path), "--data", str(tmp_path)]) == 0
+    assert f"LIQUIDATED at {idx[80]}: account equity -" in capsys.readouterr().out
 
 
 def _held_after(leg) -> float:

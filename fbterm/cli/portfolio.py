@@ -108,6 +108,8 @@ def run_portfolio(args: argparse.Namespace) -> int:
     )
     for row in halts.itertuples(index=False):
         print(f"  HALTED at {row.time}: {row.detail}")
+    for row in res.events[res.events["event"] == "liquidated"].itertuples(index=False):
+        print(f"  LIQUIDATED at {row.time}: {row.detail}")
     if len(rejected):
         top = rejected["detail"].str.split(":").str[0].value_counts()
         print("  refused by rule: " + ", ".join(f"{k} {v}" for k, v in top.items()))
