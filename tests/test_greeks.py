@@ -187,9 +187,9 @@ def test_the_greeks_table_fits_its_pane(width: int) -> None:
     lines = greeks_text(r, width).splitlines()
     assert len(lines) == 3
     assert all(len(line) <= (width or 99) for line in lines)
-    assert "Δ $" in lines[0] and "+62,005" in lines[1] and "+62,005" in lines[2]
+    assert "delta $" in lines[0] and "+62,005" in lines[1] and "+62,005" in lines[2]
     assert lines[2].startswith("portfolio" if width == 0 or width >= 48 else "total")
     if width == 0 or width >= 57:
-        assert lines[0].split() == ["greeks", "Δ", "Δ", "$", "Γ", "vega/pt", "θ/day"]
+        assert lines[0].split() == ["greeks", "delta", "delta", "$", "gamma", "vega/pt", "theta/d"]
     if width == 40:
-        assert lines[0].split() == ["greeks", "Δ", "$", "vega/pt", "θ/day"]
+        assert lines[0].split() == ["greeks", "delta", "$", "vega/pt", "theta/d"]

@@ -256,6 +256,8 @@ def test_ascii_mode_is_chosen_for_dumb_terminals_and_no_color() -> None:
     assert not want_ascii("auto", {"TERM": "xterm-256color"})
     assert want_ascii("on", {"TERM": "xterm"}) and not want_ascii("off", {"TERM": "dumb"})
     assert to_ascii("╭─ Risk ─╮ █░ ▲▼ … ≈ ● – é") == "+- Risk -+ #. ^v ~ ~ * - e"
+    # Cells stay cells: the greeks, and the palette prompt's two-cell magnifier.
+    assert to_ascii("Δ Γ θ 🔎x") == "D G T >>x"
 
 
 # --------------------------------------------------------------------------- palette

@@ -77,6 +77,13 @@ _MAP: dict[str, str] = {
     "‘": "'",
     "’": "'",
     "\u00a0": " ",
+    # Greek letters of the greeks; a two-cell magnifier (Textual's palette prompt) as two.
+    "Δ": "D",
+    "Γ": "G",
+    "θ": "T",
+    "ν": "v",
+    "σ": "s",
+    "🔎": ">>",
 }
 
 

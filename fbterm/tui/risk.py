@@ -174,11 +174,11 @@ class _GreekColumn:
 # Dollar delta says most about the risk, then vega, theta and gamma; delta in shares last (the
 # dollar figure carries it).
 GREEK_COLUMNS = (
-    _GreekColumn("Δ", 8, 0, lambda g: f"{g.delta:+,.0f}"),
-    _GreekColumn("Δ $", 10, 4, lambda g: f"{g.dollar_delta:+,.0f}"),
-    _GreekColumn("Γ", 7, 1, lambda g: f"{g.gamma:+,.1f}"),
+    _GreekColumn("delta", 8, 0, lambda g: f"{g.delta:+,.0f}"),
+    _GreekColumn("delta $", 10, 4, lambda g: f"{g.dollar_delta:+,.0f}"),
+    _GreekColumn("gamma", 7, 1, lambda g: f"{g.gamma:+,.1f}"),
     _GreekColumn("vega/pt", 9, 3, lambda g: f"{g.vega:+,.0f}"),
-    _GreekColumn("θ/day", 8, 2, lambda g: f"{g.theta:+,.0f}"),
+    _GreekColumn("theta/d", 9, 2, lambda g: f"{g.theta:+,.0f}"),
 )
 NAME_WIDTH = 10
 
