@@ -283,39 +283,52 @@ async def test_ctrl_c_says_how_to_quit_in_plain_words() -> None:
         assert app.is_running
 
 
-@run_async
-async def test_a_hang_up_arms_a_watchdog_that_a_finished_exit_disarms(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """If the UI cannot finish exiting once its terminal is gone (a write to the dead
-    terminal can block Textual's output thread), the watchdog stops the engine and leaves;
-    an exit that finishes in time disarms it. (The blocked write itself cannot be staged
-    here; the watchdog is driven with a short grace instead.)"""
+def test_the_hangup_guard_asks_the_ui_to_leave_and_gives_up_on_it_in_time() -> None:
+    """A signal, or the terminal hanging up with no signal at all, asks the UI to exit; if the
+    exit does not finish within the grace the guard gives up on the UI (run_app then stops the
+    engine and ends the process); an exit that finishes in time stands it down. A real pty
+    and a real SIGHUP to this process: nothing is mocked."""
+    import os
+    import pty
     import signal
 
-    from waiting import async_wait_until
+    from waiting import wait_until
 
-    from fbterm.tui import app as app_module
+    from fbterm.tui.hangup import HangupGuard
 
-    monkeypatch.setattr(app_module, "HANGUP_GRACE", 0.05)
-    fired: list[str] = []
-    app = make_app()
-    app.on_stuck_exit = lambda: fired.append("stuck")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app, lambda: app.frames > 0)
-        app._on_hangup(signal.SIGHUP)  # as the SIGHUP handler does; nothing disarms it
-    await async_wait_until(lambda: fired, "the watchdog")
-    assert app.hangup and app.return_code == 128 + signal.SIGHUP
+    # The terminal hangs up (its other end closes) and no signal comes: 129, then given up.
+    master, slave = pty.openpty()
+    asked: list[int] = []
+    gave_up: list[int] = []
+    guard = HangupGuard(asked.append, gave_up.append, grace=0.2, fds=(slave,), poll_every=0.05)
+    guard.start(handle_signals=False)
+    os.close(master)
+    try:
+        wait_until(lambda: gave_up, "the guard to give up on the UI")
+        assert asked == [129] and gave_up == [129] and guard.tripped_by == "terminal"
+    finally:
+        os.close(slave)
 
-    monkeypatch.setattr(app_module, "HANGUP_GRACE", 30.0)
-    calm: list[str] = []
-    app = make_app()
-    app.on_stuck_exit = lambda: calm.append("stuck")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app, lambda: app.frames > 0)
-        app._on_hangup(signal.SIGHUP)
-    app.exited_in_time()  # run_app does this when app.run() returns
-    timer = app._stuck_timer
-    assert timer is not None
-    await async_wait_until(lambda: not timer.is_alive(), "the watchdog to stand down")
-    assert calm == []
+    # SIGHUP itself, delivered to this process: the handler only passes it on.
+    asked, gave_up = [], []
+    before = signal.getsignal(signal.SIGHUP)
+    guard = HangupGuard(asked.append, gave_up.append, grace=30.0, fds=(), poll_every=0.05)
+    guard.start()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: asked, "the guard to ask the UI to leave")
+        assert asked == [128 + signal.SIGHUP] and guard.tripped_by == "signal"
+    finally:
+        guard.stop()  # the UI left in time: no giving up, and the old handler is back
+    assert signal.getsignal(signal.SIGHUP) is before
+    wait_until(lambda: not guard._thread.is_alive(), "the guard to stand down")
+    assert gave_up == []
+
+    # A pipe (no terminal) is not watched: a closed pipe is no hang-up.
+    r, w = os.pipe()
+    guard = HangupGuard(asked.append, gave_up.append, grace=0.1, fds=(r,), poll_every=0.05)
+    os.close(w)
+    guard.start(handle_signals=False)
+    guard.stop()
+    os.close(r)
+    assert gave_up == []

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from fbterm.tui.actions import QuitDialog
 from fbterm.tui.ascii import AsciiFilter, want_ascii
 from fbterm.tui.console import ConsoleScreen
 from fbterm.tui.dialogs import ConfirmDialog
+from fbterm.tui.hangup import HangupGuard, silence_dead_terminal
 from fbterm.tui.header import HeaderBar
 from fbterm.tui.keymap import Keymap, KeymapError, textual_keymap
 from fbterm.tui.logpane import LogPane
@@ -55,7 +55,7 @@ from fbterm.tui.themes import ThemeError, ThemeFile, builtin_names, load_theme
 if TYPE_CHECKING:
     from fbterm.config import Config
 
-HANGUP_GRACE = 10.0  # seconds the UI may take to exit once its terminal is gone
+HANGUP_GRACE = 5.0  # seconds the UI may take to exit once its terminal is gone
 NO_ANSWER_AFTER = 10.0  # seconds before a command without an outcome is reported as such
 ENGINE_SILENT_AFTER = 3.0  # seconds without a snapshot before the header says so
 
@@ -118,9 +118,10 @@ class FbtermApp(App[int]):
         self.snapshot: EngineSnapshot | None = None
         self.pending: dict[int, Pending] = {}
         self.hangup = False
-        # Called from a watchdog thread if the UI cannot finish exiting after a hang-up.
-        self.on_stuck_exit: Callable[[], None] | None = None
-        self._stuck_timer: threading.Timer | None = None
+        # Called from the hang-up guard's thread, with the exit status, if the UI cannot
+        # finish exiting once its terminal is gone.
+        self.on_stuck_exit: Callable[[int], None] | None = None
+        self.guard: HangupGuard | None = None
         # Handed from the engine thread; a plain attribute store is atomic under the GIL.
         self._newest: EngineSnapshot | None = None
         self._queued = threading.Event()
@@ -150,44 +151,36 @@ class FbtermApp(App[int]):
         if first is not None:
             self._on_engine_snapshot(first)
         self.set_interval(1.0, self._tick)
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
+        if self.handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                # Event loops without signal support (Windows, some embedded runners) raise
-                # here; the console then simply relies on the terminal closing its input.
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, self._on_hangup, sig)
+            self.guard = HangupGuard(
+                lambda code: loop.call_soon_threadsafe(self.leave, code),
+                self._give_up,
+                grace=HANGUP_GRACE,
+            )
+            self.guard.start()
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
-            try:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGHUP, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-            except (RuntimeError, ValueError):
-                pass
 
-    def _on_hangup(self, sig: int) -> None:
-        # The terminal is gone (SSH dropped) or we were asked to stop: leave the UI loop;
-        # run_app then stops the engine, which flushes and closes the journal.
+    def leave(self, code: int) -> None:
+        """The terminal is gone (SSH dropped) or we were asked to stop: leave the UI loop;
+        run_app then stops the engine, which flushes and closes the journal."""
         self.hangup = True
-        if self.on_stuck_exit is not None and self._stuck_timer is None:
-            # Textual's own shutdown writes to the terminal, and a write to a terminal that is
-            # gone can block its output thread for good (seen once under load: the process
-            # outlived its tmux session). If the exit has not finished in time, give up on
-            # the UI: on_stuck_exit stops the engine (journal closed) and ends the process.
-            self._stuck_timer = threading.Timer(HANGUP_GRACE, self.on_stuck_exit)
-            self._stuck_timer.daemon = True
-            self._stuck_timer.start()
-        self.exit(128 + int(sig), return_code=128 + int(sig))
+        self.exit(code, return_code=code)
+
+    def _give_up(self, code: int) -> None:
+        # The UI did not finish exiting in time (its output thread died writing to the dead
+        # terminal): on_stuck_exit stops the engine (journal closed) and ends the process.
+        if self.on_stuck_exit is not None:
+            self.on_stuck_exit(code)
 
     def exited_in_time(self) -> None:
-        """The UI loop has ended: a pending stuck-exit watchdog is not needed any more."""
-        if self._stuck_timer is not None:
-            self._stuck_timer.cancel()
+        """The UI loop has ended: the hang-up guard stands down."""
+        if self.guard is not None:
+            self.guard.stop()
 
     # -- text, crashes, quitting -------------------------------------------------------------
     def notify(
@@ -464,7 +457,7 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
     # ConnectionError and JournalLocked go to the CLI, which prints them as one line.
     engine.start(control=True)
     app = FbtermApp(engine, cfg, keymap=keymap)
-    app.on_stuck_exit = lambda: _stop_and_leave(engine)
+    app.on_stuck_exit = lambda code: _stop_and_leave(engine, code)
     code: int | None = 1
     try:
         app.run(headless=headless)
@@ -474,6 +467,7 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
         code = 129
     finally:
         app.exited_in_time()
+        silence_dead_terminal()
         crash = report_crash(app, engine, cfg)
         engine.stop()
     if crash:
@@ -485,12 +479,12 @@ def run_app(cfg: Config, *, headless: bool = False) -> int:
     return int(code or 0)
 
 
-def _stop_and_leave(engine: Any) -> None:
+def _stop_and_leave(engine: Any, code: int) -> None:
     """The terminal is gone and the UI could not exit: stop the engine (it flushes and closes
     the journal, so nothing is lost) and end the process with the hang-up status."""
     with contextlib.suppress(Exception):
         engine.stop()
-    os._exit(129)
+    os._exit(code)
 
 
 def report_crash(app: FbtermApp, engine: Any, cfg: Config) -> str:
