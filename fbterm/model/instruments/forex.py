@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
-from fbterm.model.instruments.registry import register
+from fbterm.model.instruments.registry import AssetClass, register
 
 
 @dataclass(frozen=True, slots=True)
-class Forex:
+class Forex(AssetClass):
+    ASSET_CLASS: ClassVar[str] = "CASH"  # lots: one unit of the base currency
+
     base: str
     quote: str
     exchange: str = "IDEALPRO"
@@ -48,18 +51,6 @@ class Forex:
     def tick_size(self) -> float:
         # IDEALPRO quotes in half pips (a pip is 0.01 against the yen).
         return 0.005 if self.quote == "JPY" else 0.00005
-
-    @property
-    def lot_size(self) -> float:
-        return 1.0  # one unit of the base currency
-
-    @property
-    def asset_class(self) -> str:
-        return "CASH"
-
-    @property
-    def is_option(self) -> bool:
-        return False
 
 
 _FOREX_KEY = re.compile(r"^(?P<base>[A-Z]{3})/(?P<quote>[A-Z]{3})$")

@@ -15,8 +15,9 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from fbterm.model.instruments.registry import register
+from fbterm.model.instruments.registry import AssetClass, register
 
 # ------------------------------------------------------------------------- last trade days
 
@@ -104,8 +105,10 @@ FUTURE_SPECS: dict[str, FutureSpec] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Future:
+class Future(AssetClass):
     """One futures contract, or (``expiry`` None) the continuous front month of a root."""
+
+    ASSET_CLASS: ClassVar[str] = "FUT"
 
     root: str
     expiry: dt.date | None
@@ -157,18 +160,6 @@ class Future:
     @property
     def is_continuous(self) -> bool:
         return self.expiry is None
-
-    @property
-    def lot_size(self) -> float:
-        return 1.0
-
-    @property
-    def asset_class(self) -> str:
-        return "FUT"
-
-    @property
-    def is_option(self) -> bool:
-        return False
 
 
 _FUTURE_KEY = re.compile(

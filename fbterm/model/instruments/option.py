@@ -6,8 +6,9 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
-from fbterm.model.instruments.registry import register
+from fbterm.model.instruments.registry import AssetClass, register
 
 
 class Right(StrEnum):
@@ -16,7 +17,10 @@ class Right(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
+class Option(AssetClass):
+    ASSET_CLASS: ClassVar[str] = "OPT"
+    IS_OPTION: ClassVar[bool] = True
+
     underlying: str
     right: Right
     strike: float
@@ -50,18 +54,6 @@ class Option:
     @property
     def tick_size(self) -> float:
         return 0.01
-
-    @property
-    def lot_size(self) -> float:
-        return 1.0
-
-    @property
-    def asset_class(self) -> str:
-        return "OPT"
-
-    @property
-    def is_option(self) -> bool:
-        return True
 
 
 _OPTION_KEY = re.compile(

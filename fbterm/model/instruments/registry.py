@@ -9,7 +9,7 @@ that is not theirs, so the catch-all (a plain stock symbol) registers last.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 
 class InstrumentLike(Protocol):
@@ -35,6 +35,28 @@ class InstrumentLike(Protocol):
     def asset_class(self) -> str: ...
     @property
     def is_option(self) -> bool: ...
+
+
+class AssetClass:
+    """What an asset class states once, as class constants, rather than computes: its IB
+    security type, whether it is an option, and its lot (whole units unless it says)."""
+
+    __slots__ = ()
+    ASSET_CLASS: ClassVar[str]
+    IS_OPTION: ClassVar[bool] = False
+    LOT_SIZE: ClassVar[float] = 1.0
+
+    @property
+    def asset_class(self) -> str:
+        return self.ASSET_CLASS
+
+    @property
+    def is_option(self) -> bool:
+        return self.IS_OPTION
+
+    @property
+    def lot_size(self) -> float:
+        return self.LOT_SIZE
 
 
 KeyParser = Callable[[str], object | None]

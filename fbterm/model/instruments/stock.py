@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from fbterm.model.instruments.registry import register
+from fbterm.model.instruments.registry import AssetClass, register
 
 
 @dataclass(frozen=True, slots=True)
-class Stock:
+class Stock(AssetClass):
+    # Lots of one share: fractional shares are not available through the API for most
+    # accounts.
+    ASSET_CLASS: ClassVar[str] = "STK"
+
     symbol: str
     exchange: str = "SMART"
     currency: str = "USD"
@@ -28,19 +33,6 @@ class Stock:
     @property
     def tick_size(self) -> float:
         return 0.01
-
-    @property
-    def lot_size(self) -> float:
-        # Whole shares: fractional shares are not available through the API for most accounts.
-        return 1.0
-
-    @property
-    def asset_class(self) -> str:
-        return "STK"
-
-    @property
-    def is_option(self) -> bool:
-        return False
 
 
 def parse_stock_key(key: str) -> Stock | None:
