@@ -152,39 +152,15 @@ def test_gate_refuses_an_option_order_past_the_vega_limit_and_the_pane_shows_it(
 
 
 def test_pane_shows_no_greeks_table_for_a_book_of_stocks() -> None:
-    r = RiskView(
-        TradingState.ACTIVE,
-        "",
-        1.0,
-        1.0,
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-        (),
-        (GreekRow("AAPL", Greeks(10, 1000.0), 1),),
-    )
-    assert greeks_text(r) == ""
+    assert greeks_text(_risk_with(Greeks(10, 1000.0))) == ""
 
 
 @pytest.mark.parametrize("width", [0, 80, 57, 48, 40, 30, 17])
 def test_the_greeks_table_fits_its_pane(width: int) -> None:
     """At 100 columns the risk pane is ~40 cells wide: the table drops its least telling
     columns (shares delta, then gamma, theta) instead of wrapping rows in two."""
-    r = RiskView(
-        TradingState.ACTIVE,
-        "",
-        1.0,
-        1.0,
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-        (),
-        (GreekRow("AAPL", Greeks(326, 62_005.0, -7.2, -46, 44), 1),),
-        Greeks(326, 62_005.0, -7.2, -46, 44),
-    )
-    lines = greeks_text(r, width).splitlines()
+    aapl = Greeks(326, 62_005.0, -7.2, -46, 44)
+    lines = greeks_text(_risk_with(aapl, aapl), width).splitlines()
     assert len(lines) == 3
     assert all(len(line) <= (width or 99) for line in lines)
     assert "delta $" in lines[0] and "+62,005" in lines[1] and "+62,005" in lines[2]
@@ -193,3 +169,20 @@ def test_the_greeks_table_fits_its_pane(width: int) -> None:
         assert lines[0].split() == ["greeks", "delta", "delta", "$", "gamma", "vega/pt", "theta/d"]
     if width == 40:
         assert lines[0].split() == ["greeks", "delta", "$", "vega/pt", "theta/d"]
+
+
+def _risk_with(aapl: Greeks, total: Greeks | None = None) -> RiskView:
+    """A risk view holding only AAPL's greeks (and the portfolio's ``total``)."""
+    return RiskView(
+        TradingState.ACTIVE,
+        "",
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        (),
+        (GreekRow("AAPL", aapl, 1),),
+        total or Greeks(),
+    )

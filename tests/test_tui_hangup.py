@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from tui_support import terminal_env
 from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -28,15 +29,7 @@ def test_a_terminal_that_hangs_up_without_a_signal_ends_the_console(
 ) -> None:
     journal = tmp_path / "journal.sqlite"
     status = tmp_path / "status"
-    env = {
-        "FBTERM_HOME": str(fbterm_home),
-        "TERM": "xterm",
-        "TZ": "UTC",
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
+    env = terminal_env(fbterm_home, tmp_path)
     # The shell is the session leader: the kernel's SIGHUP goes to it, it traps it and waits,
     # and fbterm (in the foreground) gets no signal at all.
     script = f"trap 'true' HUP; {sys.executable} -m fbterm --journal {journal}; echo $? > {status}"

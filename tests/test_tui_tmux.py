@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tui_support import terminal_env
 from waiting import wait_until
 
 pytestmark = [
@@ -66,15 +67,7 @@ def _alive(pid: int) -> bool:
 def test_console_in_tmux_then_hangup(tmp_path: Path, fbterm_home: Path) -> None:
     sock = f"fbterm-test-{os.getpid()}"
     journal = tmp_path / "journal.sqlite"
-    env = {  # tmux starts the console with this environment only (env -i)
-        "FBTERM_HOME": str(fbterm_home),
-        "TERM": "xterm",
-        "TZ": "UTC",
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
+    env = terminal_env(fbterm_home, tmp_path)  # tmux starts the console with only this
     exports = " ".join(f"{k}={v!s}" for k, v in env.items())
     cmd = f"exec env -i {exports} {sys.executable} -m fbterm --journal {journal}"
     try:
@@ -113,15 +106,7 @@ def test_console_in_tmux_then_hangup(tmp_path: Path, fbterm_home: Path) -> None:
 
 
 def _start(sock: str, tmp_path: Path, fbterm_home: Path, term: str, size: tuple[int, int]) -> None:
-    env = {
-        "FBTERM_HOME": str(fbterm_home),
-        "TERM": term,
-        "TZ": "UTC",
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
+    env = terminal_env(fbterm_home, tmp_path, term)
     exports = " ".join(f"{k}={v!s}" for k, v in env.items())
     cmd = f"exec env -i {exports} {sys.executable} -m fbterm --journal {tmp_path / 'j.sqlite'}"
     w, h = size

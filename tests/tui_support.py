@@ -346,3 +346,22 @@ async def settle(pilot: object, app: object, until: object = None, bound: float 
     while quiet < 3 and time.monotonic() < deadline:
         await poll_pause()
         quiet = quiet + 1 if _quiet(app) else 0
+
+
+def terminal_env(fbterm_home: object, tmp_path: object, term: str = "xterm") -> dict[str, str]:
+    """The whole environment of a console started in a real terminal (tmux, a pty): only
+    what a login gives, in UTC, UTF-8, and the import path of the checkout under test."""
+    import os
+
+    env = {
+        "FBTERM_HOME": str(fbterm_home),
+        "TERM": term,
+        "TZ": "UTC",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
