@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
     bars, report = load_bars_report(
         args.data, args.on_bad_rows, timezone=opts.timezone, adj_close=args.adjust
     )
-    notes += report.notes
+    notes += [report.layout, *report.notes] if report.layout else report.notes
     strat = create_strategy(args.strategy, None, params)
     risk = opts.risk
     from pathlib import Path

@@ -193,6 +193,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         w(f"            {ex}\n")
     if rep.sorted:
         w("  note      rows were not in time order\n")
+    if rep.layout:
+        w(f"  layout    {rep.layout}\n")
     for note in rep.notes:
         w(f"  clock     {note}\n")
     if len(df) and args.head > 0:
@@ -233,6 +235,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CLIError(f"{args.out}: cannot write: {e.strerror}", EXIT_ERROR) from None
     print(f"{args.inp}: {rep.rows_read:,} rows read; bad rows: {rep.summary()}")
+    if rep.layout:
+        print(f"layout: {rep.layout}")
     for note in rep.notes:
         print(f"clock: {note}")
     print(f"cleaning: {crep.summary()}")

@@ -19,7 +19,7 @@ import pandas as pd
 from fbterm.data.bars import BAR_COLUMNS, bar_index, bars_from_arrays
 from fbterm.data.csvparse import LoadReport
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 def cache_path(path: Path) -> Path:

@@ -23,6 +23,7 @@ from fbterm.data.bars import (
     bars_from_arrays,
     describe_problem,
 )
+from fbterm.data.csvlayout import read_layout
 
 BadRows = Literal["error", "drop", "repair"]
 _MAX_EXAMPLES = 5
@@ -51,6 +52,7 @@ class LoadReport:
     # saving did to them ("2 local times in the DST gap moved forward ...").
     notes: list[str] = field(default_factory=list)
     clock: str = "UTC"  # the zone the file's times were read in: its own, or the one named
+    layout: str = ""  # what was assumed of the file's layout (csvlayout), '' for plain CSV
 
     @property
     def bad_rows(self) -> int:
@@ -72,16 +74,22 @@ class LoadReport:
             "path": self.path, "rows_read": self.rows_read, "rows": self.rows,
             "dropped": self.dropped, "repaired": self.repaired, "examples": self.examples,
             "sorted": self.sorted, "notes": self.notes, "clock": self.clock,
+            "layout": self.layout,
         }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- CSV parsing
 
-_DATE_NAMES = ("ts", "date", "datetime", "time", "timestamp", "date_time", "dt")
+_DATE_NAMES = ("ts", "date", "datetime", "time", "timestamp", "date_time", "dt", "datum")
 _ALIASES = {
     "open": "open", "o": "open", "high": "high", "h": "high", "low": "low", "l": "low",
     "close": "close", "c": "close", "last": "close", "volume": "volume", "vol": "volume", "v": "volume",
     "adjclose": "adj_close", "adjustedclose": "adj_close",
+    # German and French exports (with ';' and decimal commas, see csvlayout).
+    "eröffnung": "open", "eroeffnung": "open", "erster": "open", "hoch": "high", "tief": "low",
+    "schluss": "close", "schlusskurs": "close", "letzter": "close", "volumen": "volume",
+    "ouverture": "open", "haut": "high", "plushaut": "high", "bas": "low", "plusbas": "low",
+    "clôture": "close", "cloture": "close", "dernier": "close",
 }  # fmt: skip
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?([eE][+-]?\d+)?$")
 _TZ_SUFFIX = re.compile(r"(Z|[+-]\d\d:?\d\d|UTC|GMT)\s*$", re.IGNORECASE)
@@ -209,7 +217,7 @@ def parse_timestamps(
     if first is not None and idx.hasnans and np.asarray(idx.isna())[valid].all():
         # Not ISO at all: maybe "01/02/2020" or "20200102  09:30:00"; let pandas infer it.
         stripped = s.where(~s.notna(), s.astype(str).str.replace(r"\s+", " ", regex=True))
-        alt = _to_datetime(stripped, aware, None)
+        alt = _to_datetime(stripped, aware, _dotted_day_first(first))
         if np.count_nonzero(alt.notna()) > np.count_nonzero(idx.notna()):
             idx = alt
     if not aware:
@@ -217,6 +225,20 @@ def parse_timestamps(
         if fixes is not None:
             fixes.append(fix)
     return idx.as_unit("ns")
+
+
+_DOTTED = re.compile(r"^\s*\d{1,2}\.\d{1,2}\.(\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+
+
+def _dotted_day_first(first: str) -> str | None:
+    """The format of dates written with dots, ``01.03.2024 09:30``: day first, as everywhere
+    that writes them so (pandas would read month first); None for anything else."""
+    m = _DOTTED.match(first)
+    if not m:
+        return None
+    year = "%Y" if len(m[1]) == 4 else "%y"
+    clock = "" if ":" not in first else " %H:%M:%S" if m[2] else " %H:%M"
+    return f"%d.%m.{year}{clock}"
 
 
 def _first_text(s: pd.Series) -> str | None:
@@ -273,7 +295,9 @@ def parse_frame(
 ) -> tuple[pd.DataFrame, LoadReport]:
     where = str(path)
     report = LoadReport(path=where)
-    header = read_header(path, where)
+    layout = read_layout(path, where)
+    header = layout.header
+    report.layout = layout.note()
     date_col, mapping = map_columns(header, where)
     if adj_close and "adj_close" not in mapping.values():
         raise DataError(
@@ -290,6 +314,10 @@ def parse_frame(
             raw = pd.read_csv(
                 path, engine="c", usecols=usecols if len(usecols) < len(header) else None,
                 skip_blank_lines=False, dtype={c: object for c in date_cols}, encoding="utf-8-sig",
+                sep=layout.delimiter, decimal=layout.decimal,
+                thousands="." if layout.decimal == "," else None,
+                header=0 if layout.has_header else None,
+                names=None if layout.has_header else header,
             )  # fmt: skip
     except pd.errors.ParserError as e:
         m = re.search(r"line (\d+)", str(e))
@@ -301,7 +329,7 @@ def parse_frame(
         raise DataError(where, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     n = len(raw)
     report.rows_read = n
-    lines = np.arange(2, n + 2)
+    lines = np.arange(layout.first_data_line, n + layout.first_data_line)
 
     if isinstance(date_col, list):
         d, t = (raw[c].astype("string").fillna("") for c in date_col)
@@ -532,21 +560,5 @@ def _repair(
 
 
 def read_header(path: Path, where: str) -> list[str]:
-    import csv
-
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            first = f.readline()
-    except FileNotFoundError:
-        raise DataError(where, "file not found") from None
-    except IsADirectoryError:
-        raise DataError(where, "is a directory, not a CSV file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(where, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DataError(where, f"cannot read: {e.strerror}") from None
-    if not first.strip():
-        raise DataError(where, "file is empty (no header line)")
-    # pandas names a blank header cell "Unnamed: <position>"; use the same name to select it.
-    cells = [h.strip() for h in next(csv.reader([first]))]
-    return [h or f"Unnamed: {i}" for i, h in enumerate(cells)]
+    """The column names of the bar file at ``path`` (positional ones if it has no header)."""
+    return read_layout(path, where).header

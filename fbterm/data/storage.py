@@ -28,13 +28,13 @@ from fbterm.data.bars import (
     validate_bars,
 )
 from fbterm.data.cache import cache_key, cache_read, cache_write
+from fbterm.data.csvlayout import read_layout
 from fbterm.data.csvparse import (
     BadRows,
     LoadReport,
     map_columns,
     parse_frame,
     parse_timestamps,
-    read_header,
 )
 
 
@@ -273,17 +273,18 @@ class DataStorage:
         if hit is not None:
             df = hit[0]
             return len(df), (df.index[0] if len(df) else None), (df.index[-1] if len(df) else None)
-        rows, first, last = _count_and_ends(p)
+        layout = read_layout(p, str(p))
+        rows, first, last = _count_and_ends(p, layout.has_header)
         if rows == 0:
             return 0, None, None
-        header = read_header(p, str(p))
+        header = layout.header
         date_col, _ = map_columns(header, str(p))
         pos = [header.index(c) for c in (date_col if isinstance(date_col, list) else [date_col])]
         import csv
 
         vals = []
         for line in (first, last):
-            cells = next(csv.reader([line]))
+            cells = next(csv.reader([line], delimiter=layout.delimiter))
             vals.append(" ".join(cells[i] for i in pos if i < len(cells)))
         raw = pd.Series(vals, dtype=object)
         num = pd.to_numeric(raw, errors="coerce")
@@ -293,8 +294,8 @@ class DataStorage:
         return rows, start, end
 
 
-def _count_and_ends(p: Path) -> tuple[int, str, str]:
-    """Data rows (lines after the header), the first and the last data line."""
+def _count_and_ends(p: Path, has_header: bool = True) -> tuple[int, str, str]:
+    """Data rows (lines after the header, if any), the first and the last data line."""
     newlines = 0
     tail = b""
     with open(p, "rb") as f:
@@ -302,12 +303,13 @@ def _count_and_ends(p: Path) -> tuple[int, str, str]:
             newlines += chunk.count(b"\n")
             tail = chunk
         f.seek(0)
-        f.readline()
+        if has_header:
+            f.readline()
         first = f.readline().decode("utf-8", "replace").strip()
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - 65536))
         tail = f.read()
     lines = newlines + (0 if tail.endswith(b"\n") or not tail else 1)
-    rows = max(lines - 1, 0)
+    rows = max(lines - (1 if has_header else 0), 0)
     last = tail.rstrip(b"\r\n").rsplit(b"\n", 1)[-1].decode("utf-8", "replace").strip()
     return rows, first, last
