@@ -1,7 +1,8 @@
 """Architecture contracts, checked on every test run.
 
 The layers (CLI and console on top, model and config at the bottom), no textual outside the
-console, ib_async only in the IB adapter, and fbterm's own code clean under ``mypy --strict``.
+console, ib_async only in the IB adapter, fbterm's own code clean under ``mypy --strict``, and
+every module within the line budget.
 import-linter and mypy are declared test dependencies: a missing one is a broken install, so
 these tests fail rather than skip.
 """
@@ -74,3 +75,19 @@ def test_importing_the_core_loads_neither_textual_nor_ib_async(module: str):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"{module} pulled in {r.stdout.strip()}"
+
+
+MODULE_BUDGET = 600  # lines; issue 11: one job per module
+
+
+def test_every_fbterm_module_stays_within_the_line_budget():
+    # A module past the budget is doing more than one job: split it by job, not by line count.
+    # fbterm/testing/ (the TWS wire-protocol test server) is test machinery, not the product.
+    sizes = {
+        path.relative_to(REPO).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in (REPO / "fbterm").rglob("*.py")
+        if "testing" not in path.relative_to(REPO / "fbterm").parts
+    }
+    assert len(sizes) > 100, sorted(sizes)  # the walk found the package, not an empty folder
+    over = sorted(f"{name}: {n} lines" for name, n in sizes.items() if n > MODULE_BUDGET)
+    assert not over, f"over the {MODULE_BUDGET}-line budget: {', '.join(over)}"

@@ -80,7 +80,9 @@ async def test_ticket_sends_a_bracket_and_refuses_bad_terms(console: Console) ->
         await wait_for(pilot, lambda: len(exits()) == 2, "bracket exits working")
         kinds = sorted((o.order_type, o.limit_price or o.stop_price) for o in exits())
         assert kinds == sorted([(OrderType.LIMIT, tp), (OrderType.STOP, sl)])
-        assert engine.oms.position("AAPL") == 10
+        # The exits are acknowledged (held at the venue) before the entry fills on the next
+        # market update: wait for the fill rather than race it.
+        await wait_for(pilot, lambda: engine.oms.position("AAPL") == 10, "the entry filled")
 
 
 @pytest.mark.parametrize(

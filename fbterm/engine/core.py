@@ -15,32 +15,34 @@ market data (:mod:`.market`), commands (:mod:`.commands`), order events and the 
 link (:mod:`.venue`), reconciliation with a remote venue (:mod:`.reconcile`), timers and
 metrics (:mod:`.housekeeping`),
 snapshots (:mod:`.publisher`), strategies and hot updates (:mod:`.strategies`), the control
-socket (:mod:`.control`), and the parts built from configuration (:mod:`.wiring`).
+socket (:mod:`.control`), and the parts built from configuration (:mod:`.wiring`). Its thread,
+loop and the session they run are :mod:`.lifecycle`'s; this module assembles the parts and is
+the engine's API: :meth:`Engine.submit` and :meth:`Engine.subscribe` from any thread, the rest
+on the engine thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fbterm.commands import Command, CommandResults
-from fbterm.config import Config, StrategyConfig
+from fbterm.config import Config
 from fbterm.engine import startup
 from fbterm.engine.commands import CommandHandlers, CommandRunner, Desk
 from fbterm.engine.events import ActivityLog, OrderEvents, RiskGate, RiskReaction, VenueLink
 from fbterm.engine.faults import JournalFault
 from fbterm.engine.greeks import GreekBook
 from fbterm.engine.housekeeping import EngineMetrics, Housekeeping
+from fbterm.engine.lifecycle import EngineThread, run_session
 from fbterm.engine.market import MarketFeed, MarketState, RiskInputs, TickSource
 from fbterm.engine.operator_state import OperatorStateKeeper, Recovery
 from fbterm.engine.publisher import Publisher, SessionNotes, SnapshotBuilder
 from fbterm.engine.reconcile import Reconciler
-from fbterm.engine.strategies import StrategyHost
+from fbterm.engine.strategies import HostsStrategies, StrategyHost
 from fbterm.engine.venue import ConnectionWatch
 from fbterm.engine.warmup import Warmup
 from fbterm.engine.wiring import (
@@ -64,6 +66,7 @@ from fbterm.strategies.base import StrategyInterface
 from fbterm.strategies.executor import StrategyExecutor, StrategySlot
 
 if TYPE_CHECKING:
+    import asyncio
     import datetime as dt
     from pathlib import Path
 
@@ -76,7 +79,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Engine:
+class Engine(HostsStrategies):
     """The trading engine. Construct, :meth:`start`, :meth:`submit` commands, :meth:`stop`.
 
     Anything not given is built from ``cfg``: the journal, the venue (``broker.kind``), the
@@ -131,7 +134,9 @@ class Engine:
         self.market_state.chains = getattr(source, "option_chains", None)
 
         self.link = VenueLink()
-        self._stop_requested = False
+        self.thread = EngineThread()
+        # Set by stop() and by the session's end: from then on a disconnect is ours, not news.
+        self.stop_requested = False
         self.oms = OrderManagement(
             self.broker, self.journal, clock=clock, read_only=read_only_reason(cfg)
         )
@@ -174,8 +179,8 @@ class Engine:
             self.executor,
             self.keeper,
             self.activity,
-            schedule=self._schedule,
-            stop=self._wake_stop,
+            schedule=self.thread.schedule,
+            stop=self.thread.wake_stop,
         )
         self.journal.on_failure = self.fault.on_failure
         self.greeks = GreekBook(
@@ -202,7 +207,7 @@ class Engine:
             self.risk,
             self.activity,
             clock,
-            stopping=lambda: self._stop_requested,
+            stopping=lambda: self.stop_requested,
             resync=self.reconciler.request if self.reconciler is not None else None,
         )
         self.oms.subscribe(self.watch.on_oms_event)
@@ -276,7 +281,7 @@ class Engine:
                 activity=self.activity,
                 diagnostics=self.diagnostics,
                 clock=clock,
-                stop=self._request_stop,
+                stop=self.thread.request_stop,
             )
         )
         self.control: ControlServer | None = None
@@ -291,13 +296,7 @@ class Engine:
             published=lambda: self.publisher.publish(force=True),
             clock=clock,
         )
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._stopped = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._feed_task: asyncio.Task[None] | None = None
+        self.feed_task: asyncio.Task[None] | None = None
         self.strategies.load(self.symbols)
         self.warmup_bars: int = (
             warmup_bars
@@ -322,7 +321,7 @@ class Engine:
 
         ``control`` also serves the local control socket (``fbterm update`` talks to it).
         """
-        if self._thread is not None:
+        if self.thread.started:
             raise RuntimeError("engine already started")
         # One engine per journal, for the engine's whole life (JournalLocked names the holder).
         self.lock.acquire()
@@ -341,30 +340,26 @@ class Engine:
                 oms=self.oms,
                 journal_path=self.journal.path,
             )
-        self._thread = threading.Thread(target=self._thread_main, name="fbterm-engine", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"engine did not start within {timeout:g} s")
-        if self._startup_error is not None:
-            self._thread.join(5)
-            err = self._startup_error
-            if isinstance(err, ConnectionError | OSError | TimeoutError):
-                raise ConnectionError(str(err) or type(err).__name__) from err
-            raise err
+        self.thread.start(
+            lambda: run_session(self),
+            on_error=lambda e: self.log(
+                "error", "engine", f"engine stopped on error: {type(e).__name__}: {e}"
+            ),
+            on_exit=self._thread_ended,
+            timeout=timeout,
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.control is not None:
             with contextlib.suppress(Exception):
                 self.control.stop()
             self.control = None
-        if self._thread is None or self._loop is None:
+        if not self.thread.has_loop:
             self._close_journal()
             self.lock.release()
             return
-        self._stop_requested = True
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._wake_stop)
-        self._thread.join(timeout)
+        self.stop_requested = True
+        self.thread.stop(timeout)
 
     def submit(self, cmd: Command) -> int:
         """Queue a command for the engine thread (thread-safe, never blocks).
@@ -372,12 +367,8 @@ class Engine:
         A full queue refuses the command: its result (not ok, "engine busy") is in the next
         snapshot, as every other command's is.
         """
-        if not self.commands.put(cmd):
-            return cmd.command_id
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._drain_commands)
+        if self.commands.put(cmd):
+            self.thread.schedule(self._drain_commands)
         return cmd.command_id
 
     def subscribe(
@@ -397,14 +388,7 @@ class Engine:
 
         Not for the UI's hot path: it blocks the caller until the engine has run ``fn``.
         """
-        loop = self._loop
-        if loop is None or loop.is_closed() or not self.running:
-            return fn()
-
-        async def _run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(_run(), loop).result(timeout)
+        return self.thread.call(fn, timeout)
 
     def stop_feed(self) -> None:
         """Stop taking market data (thread-safe); orders, commands and the venue stay up.
@@ -413,8 +397,8 @@ class Engine:
         """
 
         def _cancel() -> None:
-            if self._feed_task is not None:
-                self._feed_task.cancel()
+            if self.feed_task is not None:
+                self.feed_task.cancel()
 
         self.call(_cancel)
 
@@ -440,86 +424,19 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopped.is_set()
+        return self.thread.running
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
-        return self._stopped.wait(timeout)
+        return self.thread.wait_stopped(timeout)
 
-    # ------------------------------------------------------------------ the thread
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as e:  # reported to start() or logged; the thread must end cleanly
-            if not self._ready.is_set():
-                self._startup_error = e
-                self._ready.set()
-            else:
-                self.log("error", "engine", f"engine stopped on error: {type(e).__name__}: {e}")
-        finally:
+    # ------------------------------------------------------------------ session parts
+    def _thread_ended(self) -> None:
+        """The engine thread's loop has closed: let go of the journal and the alert channels."""
+        self._close_journal()
+        self.lock.release()
+        if self.diagnostics is not None:
             with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            self._close_journal()
-            self.lock.release()
-            if self.diagnostics is not None:
-                with contextlib.suppress(Exception):
-                    self.diagnostics.close(timeout=2.0)
-            self._stopped.set()
-
-    async def _main(self) -> None:
-        self._stop_event = asyncio.Event()
-        if self._stop_requested:
-            return
-        previous = self.keeper.begin_session()
-        await self.broker.start()
-        self.link.state = self.broker.connection_state
-        self.log("info", "engine", f"connected to {self.broker.name} ({self.link.state.value})")
-        if self.reconciler is not None:
-            await startup.prepare_remote(self.reconciler, self.symbols, self.activity)
-        else:
-            self.reconcile()
-        self.restore_operator_state(previous)
-        self.watch.arm()
-        self.warm_up()
-        warming = self.warmup.begin(self.retrieval)
-        self.publisher.publish(force=True)
-        self._ready.set()
-        self._drain_commands()
-        self._feed_task = asyncio.create_task(self.feed.run(), name="feed")
-        tasks = [
-            self._feed_task,
-            asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
-            asyncio.create_task(self.publisher.run(), name="publish"),
-        ]
-        if warming and self.retrieval is not None:
-            tasks.append(asyncio.create_task(self.warmup.run(self.retrieval), name="warm-up"))
-        if self.reconciler is not None:
-            tasks.append(asyncio.create_task(self.reconciler.loop(), name="reconcile"))
-        try:
-            await self._stop_event.wait()
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-            if self.reconciler is not None:
-                await self.reconciler.close()
-            self._stop_requested = True  # from here on a disconnect is ours, not news
-            if self.journal.failed is None:
-                if self.oms.fills_total:
-                    self.update_metrics(store=True)
-                    self.write_daily_report()
-                with contextlib.suppress(Exception):  # a failure here is the fault's to say
-                    self.keeper.end_session()
-                self.log("info", "engine", "engine stopped")
-            self.notes.fatal = self.fatal or ""
-            self.publisher.publish(force=True, running=False)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.broker.stop(), 5)
+                self.diagnostics.close(timeout=2.0)
 
     def restore_operator_state(self, previous: SessionRecord | None) -> Recovery:
         """Halt, baselines, paused strategies and allocations as the journal has them."""
@@ -531,22 +448,6 @@ class Engine:
         if rec.note:
             self.log("info" if rec.uneventful else "warning", "engine", rec.note)
         return rec
-
-    def _schedule(self, fn: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(fn)
-
-    def _wake_stop(self) -> None:
-        if self._stop_event is not None:
-            self._stop_event.set()
-
-    def _request_stop(self) -> None:
-        """The Stop command: end the main loop (engine thread)."""
-        if self._stop_event is None:
-            raise RuntimeError("the engine is not running")
-        self._stop_event.set()
 
     def _close_journal(self) -> None:
         with contextlib.suppress(Exception):
@@ -631,30 +532,3 @@ class Engine:
 
     def build_snapshot(self, running: bool = True) -> EngineSnapshot:
         return self.snapshots.build(running)
-
-    # -- the UpdatableEngine protocol (fbterm.ops.UpdatesManagement), via StrategyHost ------
-    def strategy_names(self) -> list[str]:
-        return self.strategies.strategy_names()
-
-    def strategy_config(self, name: str) -> StrategyConfig:
-        return self.strategies.strategy_config(name)
-
-    def strategy(self, name: str) -> StrategyInterface:
-        return self.strategies.strategy(name)
-
-    def build_strategy(self, config: StrategyConfig) -> StrategyInterface:
-        return self.strategies.build_strategy(config)
-
-    def validate_strategy(self, name: str, strategy: StrategyInterface) -> None:
-        self.strategies.validate_strategy(name, strategy)
-
-    def pause_strategy(self, name: str) -> None:
-        self.strategies.pause_strategy(name)
-
-    def resume_strategy(self, name: str) -> None:
-        self.strategies.resume_strategy(name)
-
-    def replace_strategy(
-        self, name: str, new_strategy: StrategyInterface, config: StrategyConfig
-    ) -> StrategyInterface:
-        return self.strategies.replace_strategy(name, new_strategy, config)

@@ -126,3 +126,36 @@ class StrategyHost:
             slot.risk = StrategyLevelRisk(name, config.risk)
         self.configs[name] = config
         return old
+
+
+class HostsStrategies:
+    """The ``UpdatableEngine`` face of the engine, which holds a :class:`StrategyHost` in
+    ``strategies``: every call is the host's (fbterm.ops.UpdatesManagement drives it)."""
+
+    strategies: StrategyHost
+
+    def strategy_names(self) -> list[str]:
+        return self.strategies.strategy_names()
+
+    def strategy_config(self, name: str) -> StrategyConfig:
+        return self.strategies.strategy_config(name)
+
+    def strategy(self, name: str) -> StrategyInterface:
+        return self.strategies.strategy(name)
+
+    def build_strategy(self, config: StrategyConfig) -> StrategyInterface:
+        return self.strategies.build_strategy(config)
+
+    def validate_strategy(self, name: str, strategy: StrategyInterface) -> None:
+        self.strategies.validate_strategy(name, strategy)
+
+    def pause_strategy(self, name: str) -> None:
+        self.strategies.pause_strategy(name)
+
+    def resume_strategy(self, name: str) -> None:
+        self.strategies.resume_strategy(name)
+
+    def replace_strategy(
+        self, name: str, new_strategy: StrategyInterface, config: StrategyConfig
+    ) -> StrategyInterface:
+        return self.strategies.replace_strategy(name, new_strategy, config)

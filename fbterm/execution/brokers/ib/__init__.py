@@ -1,8 +1,9 @@
 """Interactive Brokers behind the broker port (the only place besides ``fbterm.data.ib_source``
 that imports ib_async).
 
-Modules: :mod:`.adapter` (``BrokerIntegration``), :mod:`.connection` (connecting, the state
-machine, reconnecting), :mod:`.book` (IB's answers as a :class:`VenueBook`), :mod:`.tracking`
+Modules: :mod:`.adapter` (``BrokerIntegration``: the port, our orders sent to IB),
+:mod:`.events` (IB's statuses, fills and error codes as fbterm's events), :mod:`.connection`
+(connecting, the state machine, reconnecting), :mod:`.book` (IB's answers as a :class:`VenueBook`), :mod:`.tracking`
 (our orders and foreign ones), :mod:`.contracts` (qualified contracts), :mod:`.codes` (IB's
 message codes in an operator's words).
 """

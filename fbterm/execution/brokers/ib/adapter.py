@@ -17,6 +17,10 @@ What this adapter adds to ib_async:
 * executions and commission reports matched by execution id whatever order they arrive in;
 * the connection state machine (:mod:`.connection`) and the venue's book from IB's answers
   (:mod:`.book`), which the engine reconciles against.
+
+This module is the port: connecting, and fbterm's orders translated into IB's and sent, changed
+or cancelled. What IB says back (statuses, fills, commissions, error codes) becomes fbterm's
+events in :mod:`.events`.
 """
 
 from __future__ import annotations
@@ -30,39 +34,25 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from ib_async import IB
-from ib_async import Fill as IBFill
-from ib_async import Trade as IBTrade
 from ib_async.order import Order as IBOrder
 
 from fbterm.config import IBConfig
 from fbterm.execution.brokers.base import (
     BrokerError,
     BrokerEvent,
-    BrokerMessage,
     BrokerOrder,
     BrokerPosition,
-    CommissionEvent,
     ConnectionState,
     ContractStore,
     EventHandler,
-    ModifyAckEvent,
     OrderStatusEvent,
     VenueBook,
 )
 from fbterm.execution.brokers.ib import hooks, queries
-from fbterm.execution.brokers.ib.book import fill_event, note_fill, price_or_none, read_book
-from fbterm.execution.brokers.ib.codes import (
-    ENDED_STATUSES,
-    LINK_LOST,
-    LINK_RESTORED,
-    LINK_RESTORED_DATA_LOST,
-    ORDER_ENDING,
-    describe_ib_error,
-    ib_text,
-    is_read_only,
-)
+from fbterm.execution.brokers.ib.book import read_book
 from fbterm.execution.brokers.ib.connection import Link, reason
 from fbterm.execution.brokers.ib.contracts import ContractBook, to_ib_contract
+from fbterm.execution.brokers.ib.events import IBEvents
 from fbterm.execution.brokers.ib.orders import apply_order_terms, what_if
 from fbterm.execution.brokers.ib.tracking import (
     Foreign,
@@ -109,6 +99,16 @@ class BrokerIntegration:
         self.contracts = ContractBook(contracts)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.last_book: VenueBook | None = None
+        self.events = IBEvents(
+            self.config,
+            self.reg,
+            self.link,
+            self._emit,
+            spawn=self._spawn,
+            fetch_book=self.fetch_book,
+            ib=lambda: self.ib,
+            account=lambda: self.account,
+        )
 
     # -- port basics ------------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -175,11 +175,12 @@ class BrokerIntegration:
 
     # -- wiring -------------------------------------------------------------------------------
     def _wire(self, ib: IB) -> None:
-        ib.orderStatusEvent += self._on_order_status
-        ib.openOrderEvent += self._on_open_order
-        ib.errorEvent += self._on_error
+        ev = self.events
+        ib.orderStatusEvent += ev.on_order_status
+        ib.openOrderEvent += ev.on_open_order
+        ib.errorEvent += ev.on_error
         ib.disconnectedEvent += self.link.on_disconnected
-        hooks.listen_below(ib, self._on_live_fill, self._on_commission, self.reg.completed_why)
+        hooks.listen_below(ib, ev.on_live_fill, ev.on_commission, self.reg.completed_why)
 
     def _prepare(self, ib: IB) -> None:
         # A restarted gateway may hand out ids we already used: never go below our floor.
@@ -239,14 +240,14 @@ class BrokerIntegration:
             problems = [f"{tr.instrument.key}: contract not qualified ({reason(e)})"]
         qualified = self.contracts.get(tr.instrument)
         if problems or qualified is None:
-            self._report(
+            self.events.report(
                 tr,
                 OrderStatus.REJECTED,
                 f"{problems[0] if problems else 'not qualified'}; not sent",
             )
             return
         if self.link.state is not ConnectionState.CONNECTED:
-            self._report(
+            self.events.report(
                 tr,
                 OrderStatus.REJECTED,
                 f"IB {self.link.state.value} before the order went out; not sent",
@@ -283,7 +284,7 @@ class BrokerIntegration:
             raise BrokerError(f"order {coid} is no longer working at IB")
         tr.cancel_requested = True
         ib.client.cancelOrder(tr.ib_order_id, "")  # type: ignore[no-untyped-call]  # unannotated in ib_async
-        self._report(tr, OrderStatus.PENDING_CANCEL, "cancel requested")
+        self.events.report(tr, OrderStatus.PENDING_CANCEL, "cancel requested")
 
     def _cancel_foreign(self, f: Foreign) -> None:
         if not f.cancellable:
@@ -311,7 +312,7 @@ class BrokerIntegration:
                 f"order {order.client_order_id} is not fbterm's: modify it where it was placed"
             )
         tr = self._tracked(order)
-        trade = self._trade(tr)
+        trade = self.events.trade(tr)
         if trade is None or tr.status.is_terminal or tr.client_id != self.config.client_id:
             raise BrokerError(f"order {order.client_order_id} is no longer working at IB")
         if order.quantity <= tr.filled + 1e-9:
@@ -359,9 +360,6 @@ class BrokerIntegration:
             None,
         )
 
-    def _trade(self, tr: Tracked) -> IBTrade | None:
-        return self.ib.wrapper.trades.get((tr.client_id, tr.ib_order_id))
-
     # -- queries ------------------------------------------------------------------------------
     def query_open_orders(self) -> list[BrokerOrder]:
         """The working orders this connection has heard of (a cheap view, not a re-sync:
@@ -379,7 +377,7 @@ class BrokerIntegration:
         await asyncio.wait_for(self.ib.reqAccountSummaryAsync(), self.config.request_timeout)
         return self.query_account_details()
 
-    # -- ib_async events -> fbterm events -------------------------------------------------------
+    # -- fbterm events out: to the engine's handler, on its loop --------------------------------
     def _emit(self, ev: BrokerEvent) -> None:
         handler = self._handler
         if handler is None:
@@ -389,222 +387,3 @@ class BrokerIntegration:
             handler(ev)
         else:
             loop.call_soon(handler, ev)
-
-    def _say(self, code: int, text: str, coid: str | None, level: str) -> None:
-        """A venue message the operator must hear (an alert, not only a log line)."""
-        self._emit(BrokerMessage(code, text, coid, level, time.time(), alert=True))
-
-    def _report(self, tr: Tracked, status: OrderStatus, reason: str = "", code: int = 0) -> None:
-        if tr.status is status or tr.status.is_terminal:
-            return
-        tr.status = status
-        self._emit(
-            OrderStatusEvent(
-                tr.client_order_id,
-                status,
-                reason,
-                str(tr.ib_order_id),
-                time.time(),
-                str(tr.perm_id) if tr.perm_id else None,
-                code,
-            )
-        )
-
-    def _report_ids(self, tr: Tracked) -> None:
-        """The perm id arrived for an order whose status did not change: journal it."""
-        self._emit(
-            OrderStatusEvent(
-                tr.client_order_id, tr.status, "", str(tr.ib_order_id), time.time(), str(tr.perm_id)
-            )
-        )
-
-    def _on_order_status(self, trade: IBTrade) -> None:
-        o, st = trade.order, trade.orderStatus
-        tr = self.reg.find(o.clientId, o.orderId, o.permId)
-        if tr is None:
-            self._on_foreign_status(trade)
-            return
-        new_perm = self.reg.set_perm(tr, o.permId)
-        status = st.status
-        if status in ("PreSubmitted", "Submitted"):
-            if tr.status is OrderStatus.PENDING_SUBMIT:
-                self._report(tr, OrderStatus.SUBMITTED)
-            elif new_perm and not tr.status.is_terminal:
-                self._report_ids(tr)
-        elif status == "PendingCancel":
-            self._report(tr, OrderStatus.PENDING_CANCEL)
-        elif status in ENDED_STATUSES:
-            entry = trade.log[-1] if trade.log else None
-            code = entry.errorCode if entry is not None else 0
-            text = ib_text(entry.message) if entry is not None and code else ""
-            self._ended(tr, status, code, text)
-        elif status == "Filled" and tr.filled >= tr.quantity - 1e-9:
-            # Fills drive quantities and the FILLED state; only remember IB's word here.
-            tr.status = OrderStatus.FILLED
-
-    def _on_foreign_status(self, trade: IBTrade) -> None:
-        f = self.reg.foreign.get(trade.order.permId)
-        if f is None or trade.orderStatus.status not in ENDED_STATUSES:
-            return
-        self._emit(
-            OrderStatusEvent(
-                f.client_order_id,
-                OrderStatus.CANCELLED,
-                f"cancelled at IB ({f.owner})",
-                str(f.ib_order_id),
-                time.time(),
-                str(f.perm_id),
-            )
-        )
-
-    def _ended(self, tr: Tracked, ib_status: str, code: int, text: str) -> None:
-        """IB says an order of ours is no longer working; ``code`` is the error behind it."""
-        if code in (10147, 10148):
-            # "Not found" / "cannot be cancelled": IB's answers say what became of it.
-            self._spawn(self._settle(tr, code, text))
-            return
-        why = describe_ib_error(code, text)[1] if code else ""
-        if code == 201 or ib_status == "Inactive":
-            # A partly filled order cannot be "rejected": it was cancelled, with IB's reason.
-            final = OrderStatus.REJECTED if tr.filled <= 0 else OrderStatus.CANCELLED
-            self._report(tr, final, why or "order inactive at IB", code)
-        else:
-            default = "cancelled" if tr.cancel_requested else "cancelled by IB"
-            self._report(tr, OrderStatus.CANCELLED, why or default, code)
-
-    async def _settle(self, tr: Tracked, code: int, text: str) -> None:
-        """After 10147/10148: ask IB what became of ``tr`` and report exactly that."""
-        why = describe_ib_error(code, text)[1]
-        try:
-            book = await self.fetch_book()
-        except (TimeoutError, ConnectionError, BrokerError) as e:
-            self._say(
-                code, f"{why}; could not ask IB about it: {reason(e)}", tr.client_order_id, "error"
-            )
-            return
-        for fe in book.fills:
-            if fe.fill.client_order_id == tr.client_order_id:
-                self._emit(fe)  # the order manager drops the ones it has
-        working = [b for b in book.open_orders if b.client_order_id == tr.client_order_id]
-        if working:
-            tr.pending_modify = None
-            if tr.status is OrderStatus.PENDING_CANCEL:
-                back = OrderStatus.PARTIALLY_FILLED if tr.filled > 0 else OrderStatus.SUBMITTED
-                self._report(tr, back, f"cancel refused: {why}", code)
-            else:
-                self._say(
-                    code, f"{why}; the order is still working at IB", tr.client_order_id, "warning"
-                )
-            return
-        done = [b for b in book.completed_orders if b.client_order_id == tr.client_order_id]
-        if tr.filled >= tr.quantity - 1e-9 or (done and done[0].status is OrderStatus.FILLED):
-            tr.status = OrderStatus.FILLED  # its fills, reported above, say the rest
-            self._say(
-                code,
-                f"{why}; it had already filled at IB (fills recorded)",
-                tr.client_order_id,
-                "warning",
-            )
-            return
-        ended = f"IB: {done[0].reason}" if done else "IB no longer has this order"
-        final = (
-            OrderStatus.REJECTED
-            if tr.status is OrderStatus.PENDING_SUBMIT and tr.filled <= 0
-            else OrderStatus.CANCELLED
-        )
-        self._report(tr, final, f"{why}; {ended}", code)
-
-    def _on_open_order(self, trade: IBTrade) -> None:
-        tr = self.reg.find(trade.order.clientId, trade.order.orderId, trade.order.permId)
-        if tr is None:
-            return
-        new_perm = self.reg.set_perm(tr, trade.order.permId)
-        if new_perm and tr.status in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
-            self._report_ids(tr)
-        if tr.pending_modify is None:
-            return
-        want, o = tr.pending_modify, trade.order
-        if (
-            abs(float(o.totalQuantity) - want.quantity) > 1e-9
-            or o.orderType != want.order_type.value
-        ):
-            return  # an echo of the old terms still in flight
-        if (
-            price_or_none(o.lmtPrice) != want.limit_price
-            or price_or_none(o.auxPrice) != want.stop_price
-        ):
-            return
-        tr.pending_modify = None
-        tr.quantity = want.quantity
-        self._emit(
-            ModifyAckEvent(
-                tr.client_order_id,
-                want.quantity,
-                want.order_type,
-                want.limit_price,
-                want.stop_price,
-                time.time(),
-            )
-        )
-
-    def _on_live_fill(self, fill: IBFill) -> None:
-        fe = fill_event(self.reg, fill, self.account)
-        if fe is None or not note_fill(self.reg, fe):
-            return
-        tr = self.reg.by_coid.get(fe.fill.client_order_id)
-        if tr is not None and tr.filled >= tr.quantity - 1e-9 and not tr.status.is_terminal:
-            tr.status = OrderStatus.FILLED
-        self._emit(fe)
-
-    def _on_commission(self, exec_id: str, commission: float) -> None:
-        reg = self.reg
-        reg.commissions[exec_id] = commission
-        if exec_id in reg.seen_exec and exec_id not in reg.commission_sent:
-            reg.commission_sent.add(exec_id)
-            self._emit(CommissionEvent(exec_id, commission))
-
-    def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
-        level, message = describe_ib_error(code, text)
-        tr = self.reg.by_key.get((self.config.client_id, req_id)) if req_id > 0 else None
-        self._emit(
-            BrokerMessage(code, message, tr.client_order_id if tr else None, level, time.time())
-        )
-        link = self.link
-        if code == 326:
-            link.refusal(code, text)
-        elif code in LINK_LOST:
-            link.lost(code, message)
-        elif code == LINK_RESTORED_DATA_LOST:
-            link.restored(code, message, data_lost=True)
-            # Market data (the data source renews its own) and account updates are gone.
-            self._spawn(self._resubscribe_account())
-        elif code == LINK_RESTORED:
-            link.restored(code, message, data_lost=False)
-        elif is_read_only(code, text):
-            link.read_only_detected(message)
-            if tr is not None:
-                self._refused(tr, message, code)
-        elif code == 321 and tr is not None:
-            self._refused(tr, message, code)
-        elif tr is not None and code in ORDER_ENDING and self._trade(tr) is None:
-            # An order of an earlier session ib_async does not know: it sent no status.
-            self._ended(tr, "Cancelled", code, text)
-
-    def _refused(self, tr: Tracked, message: str, code: int) -> None:
-        """IB refused a request about ``tr`` (321): a new order never worked; a cancel or a
-        modification did not happen and the order keeps working."""
-        if tr.status is OrderStatus.PENDING_SUBMIT:
-            self._report(tr, OrderStatus.REJECTED, message, code)
-        elif tr.status is OrderStatus.PENDING_CANCEL:
-            back = OrderStatus.PARTIALLY_FILLED if tr.filled > 0 else OrderStatus.SUBMITTED
-            tr.cancel_requested = False
-            self._report(tr, back, f"cancel refused: {message}", code)
-        tr.pending_modify = None
-
-    async def _resubscribe_account(self) -> None:
-        ib, timeout = self.ib, self.config.request_timeout
-        try:
-            await asyncio.wait_for(ib.reqAccountUpdatesAsync(self.account), timeout)
-            await asyncio.wait_for(ib.reqAccountSummaryAsync(), timeout)
-        except (TimeoutError, ConnectionError) as e:
-            self._say(0, f"IB account updates not renewed after 1101: {reason(e)}", None, "error")
