@@ -236,7 +236,7 @@ def test_impossible_quantities_never_reach_the_venue(engine: Engine, sh: Shell) 
     res = send_request(
         sock, "execute", timeout=10, **{**order, "symbol": "AAPL 2025011 C150"}, quantity=1
     )
-    assert res["ok"] is False and "is not a symbol or an option contract" in res["message"]
+    assert res["ok"] is False and "is not a symbol (AAPL), an option" in res["message"]
     assert engine.call(lambda: list(engine.oms.orders)) == []  # none of them became an order
 
 

@@ -331,7 +331,7 @@ def test_malformed_contracts_are_refused_by_the_cli(
 ) -> None:
     assert main(["order", "buy", symbol, "1"]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"fbterm: order: '{symbol}' is not a symbol or an option contract")
+    assert line.startswith(f"fbterm: order: '{symbol}' is not a symbol (AAPL), an option")
     assert why in line
 
 

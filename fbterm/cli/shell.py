@@ -73,9 +73,13 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("side", type=str.lower, choices=("buy", "sell"), help="buy or sell")
     p.add_argument(
-        "symbol", type=str.upper, help='a traded symbol, or an option: "AAPL 20261218 C200"'
+        "symbol",
+        type=str.upper,
+        help='AAPL, an option "AAPL 20261218 C200", a future "ES 20261218 FUT" or EUR/USD',
     )
-    p.add_argument("quantity", type=_quantity, help="shares or contracts (whole units)")
+    p.add_argument(
+        "quantity", type=_quantity, help="shares, contracts, or units of a pair's base currency"
+    )
     p.add_argument("--limit", type=_price, metavar="P", help="limit price (a limit order)")
     p.add_argument(
         "--stop",
@@ -365,15 +369,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_order(args: argparse.Namespace) -> int:
     from fbterm.model import Side, Signal, instrument_from_key
+    from fbterm.model.instruments import KEY_HELP
 
     # Refused here what no venue would take, so a typo costs no round trip: the engine checks
     # the same rules again (and everything that needs its state: symbols, strategies, risk).
     try:
         inst = instrument_from_key(args.symbol)
     except ValueError as e:
-        raise CLIError(
-            f'order: {args.symbol!r} is not a symbol or an option contract like "AAPL 20261218 C200" ({e})'
-        ) from None
+        raise CLIError(f"order: {args.symbol!r} is not {KEY_HELP}: {e}") from None
     text = _terms_text(args)
     try:
         terms = parse_order_terms(text)

@@ -61,6 +61,9 @@ from fbterm.model import (
     TradingState,
     instrument_from_key,
 )
+from fbterm.model.instruments import (
+    KEY_HELP,
+)
 from fbterm.risk.portfolio import PortfolioLevelRisk
 from fbterm.strategies.executor import StrategyExecutor
 
@@ -89,7 +92,6 @@ class Outcome(tuple[bool, str]):
 
 # The strategy id of an operator's own orders (the ticket, ``fbterm order``).
 MANUAL = "manual"
-CONTRACT_HELP = 'not a symbol or an option contract like "AAPL 20261218 C200"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ def handle_new_order(desk: Desk, cmd: NewOrder) -> Outcome:
     try:
         inst = instrument_from_key(sym)
     except ValueError as e:
-        return Outcome(False, f"new order: {sym!r} is {CONTRACT_HELP} ({e})")
+        return Outcome(False, f"new order: {sym!r} is not {KEY_HELP}: {e}")
     if inst.underlying not in desk.symbols:
         return Outcome(
             False,

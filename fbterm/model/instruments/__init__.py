@@ -22,6 +22,12 @@ from fbterm.model.instruments.stock import Stock  # the catch-all parser: regist
 
 Instrument = Stock | Option | Future | Forex
 
+# What an instrument key looks like, for the errors that refuse one.
+KEY_HELP = (
+    "a symbol (AAPL), an option (AAPL 20261218 C200), a future (ES 20261218 FUT) "
+    "or a currency pair (EUR/USD)"
+)
+
 
 @functools.lru_cache(maxsize=8192)  # pure, and instruments are immutable
 def instrument_from_key(key: str) -> Instrument:
@@ -46,6 +52,7 @@ def allows_fractional(inst: Instrument) -> bool:
 
 __all__ = [
     "FUTURE_SPECS",
+    "KEY_HELP",
     "Forex",
     "Future",
     "FutureSpec",
