@@ -13,6 +13,7 @@ Target (issue 4): >= 50,000 ticks/s and p99 < 2 ms.
 from __future__ import annotations
 
 import argparse
+import os
 import cProfile
 import pstats
 import sys
@@ -123,6 +124,7 @@ def run(
     rounds: int, bar_seconds: float, tick_seconds: float, profile: bool = False
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="fbterm-bench-") as d:
+        os.environ["FBTERM_HOME"] = d  # reports and data stay out of the user's home
         engine, market = build(Path(d), bar_seconds, tick_seconds)
         batches = [market.next_ticks() for _ in range(rounds)]
         engine.tick_latencies.clear()

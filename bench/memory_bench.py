@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=2_000)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FBTERM_HOME"] = tmp  # reports and data stay out of the user's home
         cfg = config_from_dict(
             {
                 "market": {"symbols": ["AAPL", "MSFT", "SPY", "NVDA"], "bar_seconds": 1.0},
