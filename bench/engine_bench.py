@@ -13,8 +13,8 @@ Target (issue 4): >= 50,000 ticks/s and p99 < 2 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
