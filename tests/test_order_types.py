@@ -216,10 +216,45 @@ def test_trailing_stop_follows_the_high_and_sells_on_the_pullback(desk: Desk) ->
     for px in (101.0, 104.0, 103.0):
         desk.tick(px)
     assert desk.broker.orders[o.client_order_id].stop_price == 102.0
+    # The owner is told where the stop stands, and the journal holds each level it was told.
+    assert desk.oms.orders[o.client_order_id].stop_price == 102.0
+    told = [
+        x.stop_price
+        for _, kind, x in desk.journal.order_history(o.client_order_id)
+        if kind == "modified"
+    ]
+    assert told == [99.0, 102.0]  # 98 -> 99 (the 101 tick) -> 102 (the 104 tick); 103: no move
     desk.tick(101.5)
     assert desk.status(o.client_order_id) is OrderStatus.FILLED
     fills = desk.oms.fills_by_order[o.client_order_id]
     assert [f.price for f in fills] == [101.49]  # gapped through 102: the bid, as a stop does
+
+
+def test_a_trailing_stop_resumes_from_its_level_after_a_restart(tmp_path: Path) -> None:
+    """A restart puts the trailing stop back at the level it had reached, not re-armed from
+    the price then (which, after a dip, would leave the position less protected)."""
+    d = Desk(tmp_path / "j.sqlite")
+    d.send(quantity=10)
+    d.tick(100.0)
+    o = d.send(
+        side=Side.SELL,
+        quantity=10,
+        order_type=OrderType.TRAIL,
+        options=OrderOptions(trail_amount=2.0),
+    )
+    for px in (101.0, 106.0):
+        d.tick(px)
+    assert d.oms.orders[o.client_order_id].stop_price == 104.0
+    d.journal.close()
+    again = Journal(tmp_path / "j.sqlite")
+    back = again.last_order(o.client_order_id)
+    assert back is not None
+    assert back.stop_price == 104.0 and back.order_type is OrderType.TRAIL
+    fresh = PaperBroker(PaperBrokerConfig(cash=1_000_000.0), symbols=["AAPL"], clock=lambda: d.t)
+    fresh.restore([], [back])
+    fresh.on_tick(Tick("AAPL", d.t + 1, 103.49, 103.51, 103.5, 0))  # below 104: it sells
+    assert o.client_order_id not in fresh.orders
+    again.close()
 
 
 def test_ioc_fills_what_the_next_price_allows_and_cancels_the_rest(desk: Desk) -> None:

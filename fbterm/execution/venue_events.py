@@ -150,8 +150,8 @@ class VenueEvents:
 
     def _on_modify_ack(self, ev: ModifyAckEvent) -> None:
         order = self.orders.get(ev.client_order_id)
-        if order is None or not order.is_live:
-            return
+        if order is None or not order.is_live or order.status is OrderStatus.PENDING_CANCEL:
+            return  # ended, or on its way out: new terms no longer matter
         new = order.modified(
             quantity=ev.quantity,
             order_type=ev.order_type,

@@ -47,6 +47,8 @@ class WorkingOrders:
         self.reserved_total = 0.0
         # Bracket children waiting for their parent to fill (parent id -> children).
         self.held: dict[str, list[Order]] = {}
+        # The trailing level each trailing stop's owner was last told of.
+        self._told: dict[str, float] = {}
 
     # -- the book ------------------------------------------------------------------------
     def put(self, order: Order) -> None:
@@ -60,6 +62,7 @@ class WorkingOrders:
 
     def drop(self, oid: str) -> Order | None:
         order = self.orders.pop(oid, None)
+        self._told.pop(oid, None)
         if order is not None:
             self.by_underlying.get(order.instrument.underlying, set()).discard(oid)
         self.reserved_total -= self._reserved.pop(oid, 0.0)
@@ -166,6 +169,20 @@ class WorkingOrders:
             trailed = self._trailed(current, u)
             if trailed is not current:
                 self.put(trailed)
+            self._tell_level(trailed, u.ts)
+
+    def _tell_level(self, order: Order, ts: float) -> None:
+        """Tell the order's owner where a trailing stop stands, once it has moved a tick since
+        last told: the owner journals it, so the level is shown (the console, ``fbterm
+        orders``) and a restart resumes from it instead of re-arming from the price then."""
+        level, oid = order.stop_price, order.client_order_id
+        told = self._told.get(oid)
+        if level is None or (told is not None and abs(level - told) < order.instrument.tick_size):
+            return
+        self._told[oid] = level
+        self._emit(
+            ModifyAckEvent(oid, order.quantity, order.order_type, order.limit_price, level, ts)
+        )
 
     def expired(self, order: Order, ts: float) -> bool:
         good_till = order.options.good_till
