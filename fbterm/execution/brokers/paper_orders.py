@@ -169,7 +169,7 @@ class WorkingOrders:
             trailed = self._trailed(current, u)
             if trailed is not current:
                 self.put(trailed)
-            self._tell_level(trailed, u.ts)
+            self._tell_level(trailed, self._clock())
 
     def _tell_level(self, order: Order, ts: float) -> None:
         """Tell the order's owner where a trailing stop stands, once it has moved a tick since
