@@ -116,7 +116,8 @@ class HangupGuard:
                 return  # a descriptor was closed under us: the process is ending anyway
         else:
             return
-        self._request_exit(self._code)
+        with contextlib.suppress(RuntimeError):  # the UI's loop has already closed
+            self._request_exit(self._code)
         if not self._done.wait(self.grace):
             self._give_up(self._code)
 
