@@ -113,3 +113,43 @@ def test_the_prices_given_make_the_order_type() -> None:
     assert order_type_for(None, 1.0, trailing=False) is OrderType.STOP
     assert order_type_for(1.0, 2.0, trailing=False) is OrderType.STOP_LIMIT
     assert order_type_for(None, 2.0, trailing=True) is OrderType.TRAIL
+
+
+@run_async
+async def test_ticket_sends_a_trailing_stop_with_its_first_level(console: Console) -> None:  # noqa: F811
+    """TRAIL in the ticket: the distance in Terms, an optional first level in Stop; a distance
+    typed into Stop is refused with where it belongs."""
+    from fbterm.tui.ticket import TICKET_TYPES
+
+    async with console(strategies=False) as (app, pilot, engine, _notes):
+        last = snap(app).last_prices["AAPL"]
+        await pilot.press("2")
+        await pilot.press("n")
+        ticket = app.screen
+        assert isinstance(ticket, OrderTicket)
+        await type_text(pilot, "AAPL")
+        ticket.query_one("#side").index = 1  # type: ignore[attr-defined]
+        ticket.query_one("#type").index = TICKET_TYPES.index(OrderType.TRAIL)  # type: ignore[attr-defined]
+        ticket.query_one("#quantity").value = "10"  # type: ignore[attr-defined]
+        ticket.query_one("#stop").value = "trail=1%"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: str(ticket.query_one("#error").render()).strip(), "error")
+        err = str(ticket.query_one("#error").render())
+        assert "not a number" in err and "a trailing distance goes in Terms" in err
+        level = round(last * 0.97, 2)
+        ticket.query_one("#stop").value = str(level)  # type: ignore[attr-defined]
+        ticket.query_one("#terms").value = "trail=1%"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, TransmitDialog), "transmit step")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not isinstance(app.screen, TransmitDialog), "sent")
+
+        def trails() -> list[Any]:
+            return [o for o in snap(app).open_orders if o.order_type is OrderType.TRAIL]
+
+        await wait_for(pilot, lambda: len(trails()) == 1, "the trailing stop working")
+        [o] = trails()
+        ours = engine.oms.orders[o.client_order_id]
+        assert ours.options.trail_percent == 1.0 and ours.side.value == "SELL"
+        # It starts from the level given, or tighter if the price has already moved up since.
+        assert ours.stop_price is not None and ours.stop_price >= level

@@ -113,11 +113,14 @@ def mark_price_fields(dialog: Dialog[Any], otype: OrderType) -> None:
     """
     for id_, used in (
         ("#limit", otype in (OrderType.LIMIT, OrderType.STOP_LIMIT)),
-        ("#stop", otype in (OrderType.STOP, OrderType.STOP_LIMIT)),
+        ("#stop", otype in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAIL)),
     ):
         f = dialog.query_one(id_, Field)
         f.set_class(not used, "-unused")
         f.placeholder = f"{id_[1:]} price" if used else f"not used for {otype.value}"
+    if otype is OrderType.TRAIL:
+        # The distance goes in Terms (trail=1.5 or trail=2%); a stop here is the first level.
+        dialog.query_one("#stop", Field).placeholder = "first level (optional; trail= in Terms)"
 
 
 def prices_for(dialog: Dialog[Any], otype: OrderType) -> tuple[float | None, float | None]:
@@ -132,7 +135,12 @@ def prices_for(dialog: Dialog[Any], otype: OrderType) -> tuple[float | None, flo
         ("#stop", "stop price", (OrderType.STOP, OrderType.STOP_LIMIT)),
     ):
         text = dialog.query_one(id_, Field).value
-        if otype in uses:
+        if otype is OrderType.TRAIL and id_ == "#stop":
+            try:  # the first level, if any
+                out.append(parse_number(text, name, required=False))
+            except InputError as e:
+                raise InputError(f"{e}; a trailing distance goes in Terms (trail=1%)") from None
+        elif otype in uses:
             out.append(parse_number(text, name))
         elif text.strip():
             raise InputError(
@@ -259,7 +267,11 @@ class OrderTicket(Dialog[NewOrder]):
 
         q = num("#quantity")
         lp = num("#limit") if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
-        sp = num("#stop") if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None
+        sp = (
+            num("#stop")
+            if otype in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAIL)
+            else None
+        )
         tif = TIFS[self.query_one("#tif", Choice).index]
         last = self.prices.get(sym)
         text = order_words(self._side(), q or 0, sym or "?", otype, lp, sp, tif, last)
