@@ -129,7 +129,7 @@ def _is_tty(fd: int) -> bool:
         return False
 
 
-def silence_dead_terminal(fds: Sequence[int] = (0, 1, 2)) -> bool:
+def silence_dead_terminal(fds: Sequence[int] = (1, 2)) -> bool:
     """If the terminal has hung up, point stdout and stderr at /dev/null and say so (True).
 
     Python flushes its standard streams on the way out, and a flush to a dead terminal turns
