@@ -378,7 +378,7 @@ def write_bars(path: Path, n: int = 400) -> Path:
 @run_async
 async def test_backtest_from_the_console(tmp_path: Path, console: Console) -> None:
     data = write_bars(tmp_path / "spy.csv")
-    async with console() as (app, pilot, _engine, _notes):
+    async with console() as (app, pilot, _engine, notes):
         await pilot.press("b")
         screen = app.screen
         assert isinstance(screen, BacktestScreen)
@@ -401,6 +401,9 @@ async def test_backtest_from_the_console(tmp_path: Path, console: Console) -> No
         metrics = screen.query_one("#bt-metrics", DataTable)
         assert metrics.row_count == len(screen.result.metrics) > 5
         assert snap(app).seq > seq_before  # the console kept rendering meanwhile
+        # Watched to the end: the status line says it, no toast over the metrics' values.
+        assert "done in" in str(screen.query_one("#bt-status").render())
+        assert not any("Backtest finished" in m for m, _ in notes)
         await pilot.press("escape")
         assert isinstance(app.screen, ConsoleScreen)
         await pilot.press("b")

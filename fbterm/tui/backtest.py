@@ -391,7 +391,10 @@ class BacktestScreen(Screen[None]):
         self._draw_charts(msg.result)
         self.query_one("#bt-results", TabbedContent).active = "tab-metrics"
         self.set_focus(self.query_one("#bt-metrics", DataTable))
-        self.notify("Backtest finished.", severity="information")
+        if self.app.screen is not self:
+            # Watching it, the status line and the metrics say so; a toast would only cover
+            # the metrics' values at 80 columns.
+            self.notify("Backtest finished.", severity="information")
 
     def _show_metrics(self, result: Any) -> None:
         table: DataTable[Text] = self.query_one("#bt-metrics", DataTable)
