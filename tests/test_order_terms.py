@@ -138,9 +138,12 @@ async def test_ticket_sends_a_trailing_stop_with_its_first_level(console: Consol
         assert "not a number" in err and "a trailing distance goes in Terms" in err
         level = round(last * 0.97, 2)
         ticket.query_one("#stop").value = str(level)  # type: ignore[attr-defined]
-        ticket.query_one("#terms").value = "trail=1%"  # type: ignore[attr-defined]
+        ticket.query_one("#terms").value = "trail=1% outside-rth"  # type: ignore[attr-defined]
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, TransmitDialog), "transmit step")
+        # The question names every term that goes out, not only the type and the prices.
+        words = str(app.screen.query_one("#words").render())
+        assert f"stop {level:,.2f}" in words and "terms trail=1% outside-rth" in words, words
         await pilot.press("t")
         await wait_for(pilot, lambda: not isinstance(app.screen, TransmitDialog), "sent")
 

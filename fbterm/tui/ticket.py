@@ -31,7 +31,7 @@ from fbterm.model import (
     instrument_from_key,
     validate_order_fields,
 )
-from fbterm.model.order_terms import parse_order_terms
+from fbterm.model.order_terms import parse_order_terms, terms_text
 from fbterm.tui import fmt
 from fbterm.tui.dialogs import ConfirmDialog, Dialog, InputError, field_row, parse_number
 from fbterm.tui.forms import FORM_BINDINGS, Choice, Field
@@ -85,7 +85,8 @@ def order_words(
 
 
 def new_order_words(cmd: NewOrder, last: float | None) -> str:
-    """The order in words, with its bracket exits when the Terms field set them."""
+    """The order in words, with its bracket exits and every other term the Terms field set
+    (trail, GTD time, outside-RTH, algo): what the transmit step asks about is all of it."""
     words = order_words(
         cmd.side,
         cmd.quantity,
@@ -101,6 +102,9 @@ def new_order_words(cmd: NewOrder, last: float | None) -> str:
         for name, price in (("take-profit", cmd.take_profit), ("stop-loss", cmd.stop_loss))
         if price is not None
     ]
+    terms = terms_text(cmd.options)
+    if terms:
+        exits.append(f"terms {terms}")
     return f"{words}; {', '.join(exits)}" if exits else words
 
 
