@@ -16,13 +16,13 @@ from typing import Any
 
 from waiting import wait_until
 
-from fbterm.commands import Command, CommandResult
+from fbterm.commands import Command, CommandResult, NewOrder
 from fbterm.config import Config, config_from_dict
 from fbterm.engine import Engine
 from fbterm.engine.headless import headless_summary
 from fbterm.journal import JournalState
 from fbterm.journal_files import read_journal
-from fbterm.model import Order
+from fbterm.model import Order, OrderStatus, OrderType, Side
 from fbterm.ops.alerts import Alert
 from fbterm.ops.diagnostics import Diagnostics
 from fbterm.testing.ibserver import IBTestServer
@@ -130,6 +130,23 @@ class Rig:
 
     def order(self, coid: str) -> Order:
         return self.call(lambda: self.e.oms.orders[coid])  # type: ignore[no-any-return]
+
+    def working_limit(self, qty: float = 10) -> str:
+        """A working BUY limit on AAPL 1% under the last price, acknowledged; its id."""
+        px = wait(lambda: self.call(lambda: self.e.market_state.prices.get("AAPL")), what="a price")
+        res = self.command(
+            NewOrder(
+                symbol="AAPL",
+                side=Side.BUY,
+                quantity=qty,
+                order_type=OrderType.LIMIT,
+                limit_price=round(px * 0.99, 2),
+            )
+        )
+        assert res.ok, res.message
+        coid = res.message.split()[2]
+        wait(lambda: self.order(coid).status is OrderStatus.SUBMITTED, what=f"{coid} acknowledged")
+        return coid
 
     def connection(self) -> str:
         return str(self.call(lambda: self.e.link.state.value))

@@ -35,11 +35,8 @@ ACCOUNT = "DU1234567"
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(market_fill_price=101.0, positions=[("AAPL", 10, 150.0)]).start()
-    try:
+    with IBTestServer(market_fill_price=101.0, positions=[("AAPL", 10, 150.0)]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def cfg_for(srv: IBTestServer, **kw: Any) -> IBConfig:

@@ -20,11 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(positions=[("AAPL", 10, 150.0)], tick_interval=0.05).start()
-    try:
+    with IBTestServer(positions=[("AAPL", 10, 150.0)], tick_interval=0.05) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def fbterm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

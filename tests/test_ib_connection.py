@@ -19,11 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(market_fill_price=100.0).start()
-    try:
+    with IBTestServer(market_fill_price=100.0) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
@@ -35,29 +32,11 @@ def rig(server: IBTestServer, tmp_path: Path) -> Iterator[Rig]:
         r.stop()
 
 
-def place_limit(rig: Rig, qty: float = 10) -> str:
-    """A working BUY limit 1% under the last price; returns its client order id."""
-    px = wait(lambda: rig.call(lambda: rig.e.market_state.prices.get("AAPL")), what="a price")
-    res = rig.command(
-        NewOrder(
-            symbol="AAPL",
-            side=Side.BUY,
-            quantity=qty,
-            order_type=OrderType.LIMIT,
-            limit_price=round(px * 0.99, 2),
-        )
-    )
-    assert res.ok, res.message
-    coid = res.message.split()[2]
-    wait(lambda: rig.order(coid).status is OrderStatus.SUBMITTED, what=f"{coid} acknowledged")
-    return coid
-
-
 def test_1100_alerts_at_once_reduces_and_1102_resyncs_the_fill_missed_meanwhile(
     rig: Rig, server: IBTestServer
 ) -> None:
     rig.start()
-    coid = place_limit(rig)
+    coid = rig.working_limit()
     ib_id = int(rig.order(coid).broker_order_id or 0)
 
     server.lose_ib()  # 1100: the gateway is up, IB is not
@@ -130,7 +109,7 @@ def test_gateway_down_for_seconds_alerts_while_down_and_halts_per_config(
     rig = Rig(server, cfg)
     try:
         rig.start()
-        coid = place_limit(rig)
+        coid = rig.working_limit()
         server.drop_connections(refuse_for=4.0)  # the gateway is gone for a while
 
         alert = rig.wait_alert("Broker connection lost", timeout=3.0)

@@ -32,11 +32,8 @@ BARS = synthetic_bars(("AAPL", "MSFT"), start="2024-01-02 00:00", periods=3 * 28
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(bars=BARS).start()
-    try:
+    with IBTestServer(bars=BARS) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def run_with_ib(srv: IBTestServer, body: Any, timeout: float = 30.0) -> None:

@@ -25,11 +25,8 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(tick_interval=0.02).start()
-    try:
+    with IBTestServer(tick_interval=0.02) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -30,11 +30,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server() -> Iterator[ExtendedIBTestServer]:
-    srv = ExtendedIBTestServer(tick_interval=0.02, option_vol=0.3).start()
-    try:
+    with ExtendedIBTestServer(tick_interval=0.02, option_vol=0.3) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_chain_lists_qualified_quoted_options_with_greeks_and_is_cached(

@@ -12,7 +12,7 @@ import pytest
 from ib_support import Rig, ib_config, wait
 
 from fbterm.commands import CancelOrder, NewOrder
-from fbterm.model import OrderStatus, OrderType, Side
+from fbterm.model import OrderStatus, Side
 from fbterm.testing.ibserver import IBTestServer
 from fbterm.testing.ibserver.protocol import REQ_CONTRACT_DATA
 
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(market_fill_price=100.0).start()
-    try:
+    with IBTestServer(market_fill_price=100.0) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
@@ -39,24 +36,15 @@ def rig(server: IBTestServer, tmp_path: Path) -> Iterator[Rig]:
         r.stop()
 
 
-def send(rig: Rig, qty: float = 10, limit: bool = False) -> str:
-    px = rig.call(lambda: rig.e.market_state.prices["AAPL"])
-    res = rig.command(
-        NewOrder(
-            symbol="AAPL",
-            side=Side.BUY,
-            quantity=qty,
-            order_type=OrderType.LIMIT if limit else OrderType.MARKET,
-            limit_price=round(px * 0.99, 2) if limit else None,
-        )
-    )
+def send(rig: Rig, qty: float = 10) -> str:
+    """A BUY market order on AAPL; its id."""
+    res = rig.command(NewOrder(symbol="AAPL", side=Side.BUY, quantity=qty))
     assert res.ok, res.message
     return res.message.split()[2]
 
 
 def working(rig: Rig, qty: float = 10) -> tuple[str, int]:
-    coid = send(rig, qty, limit=True)
-    wait(lambda: rig.order(coid).status is OrderStatus.SUBMITTED, what="acknowledged")
+    coid = rig.working_limit(qty)
     return coid, int(rig.order(coid).broker_order_id or 0)
 
 

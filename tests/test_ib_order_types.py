@@ -43,11 +43,8 @@ TRAIL_STOP, TRAIL_PCT = 68, 69
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(market_fill_price=101.0, auto_fill_market=False).start()
-    try:
+    with IBTestServer(market_fill_price=101.0, auto_fill_market=False) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 ORDER_REF = 26

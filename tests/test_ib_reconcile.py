@@ -11,7 +11,7 @@ import pytest
 from ib_support import Rig, ib_config, wait
 
 from fbterm.commands import CancelAll, CancelOrder, FlattenAll, NewOrder
-from fbterm.model import OrderStatus, OrderType, Side
+from fbterm.model import OrderStatus, Side
 from fbterm.testing.ibserver import IBTestServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -19,28 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server() -> Iterator[IBTestServer]:
-    srv = IBTestServer(market_fill_price=100.0).start()
-    try:
+    with IBTestServer(market_fill_price=100.0) as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-def limit_order(rig: Rig, qty: float = 10) -> str:
-    px = wait(lambda: rig.call(lambda: rig.e.market_state.prices.get("AAPL")), what="a price")
-    res = rig.command(
-        NewOrder(
-            symbol="AAPL",
-            side=Side.BUY,
-            quantity=qty,
-            order_type=OrderType.LIMIT,
-            limit_price=round(px * 0.99, 2),
-        )
-    )
-    assert res.ok, res.message
-    coid = res.message.split()[2]
-    wait(lambda: rig.order(coid).status is OrderStatus.SUBMITTED, what=f"{coid} acknowledged")
-    return coid
 
 
 def test_a_position_fbterm_did_not_create_joins_the_external_book_risk_and_flatten(
@@ -145,7 +125,7 @@ def test_orders_that_ended_while_fbterm_was_down_are_closed_with_ibs_reason(
     rig = Rig(server, ib_config(server.port, tmp_path))
     try:
         rig.start()
-        cancelled, filled = limit_order(rig), limit_order(rig)
+        cancelled, filled = rig.working_limit(), rig.working_limit()
         ids = {c: int(rig.order(c).broker_order_id or 0) for c in (cancelled, filled)}
         rig.stop()
 
@@ -174,7 +154,7 @@ def test_after_a_restart_with_another_client_id_its_orders_are_visible_not_lost(
     rig = Rig(server, ib_config(server.port, tmp_path))
     try:
         rig.start()
-        coid = limit_order(rig)
+        coid = rig.working_limit()
         rig.stop()
         rig.start(ib_config(server.port, tmp_path, ib={"client_id": 22}))
         wait(lambda: rig.connection() == "connected", what="connected as client 22")

@@ -29,11 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def server() -> Iterator[ExtendedIBTestServer]:
-    srv = ExtendedIBTestServer(market_fill_price=100.0, tick_interval=0.02).start()
-    try:
+    with ExtendedIBTestServer(market_fill_price=100.0, tick_interval=0.02) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_what_if_reports_margin_change_and_commission_and_places_nothing(

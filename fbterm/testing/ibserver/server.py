@@ -12,7 +12,7 @@ other clients, and orders that end while no client is connected.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Self
 
 from fbterm.testing.ibserver import encoders as enc
 from fbterm.testing.ibserver.protocol import (
@@ -42,7 +42,7 @@ class IBTestServer(RequestHandlers):
             srv.fill_order(order_id, price=99.5)
     """
 
-    def __enter__(self) -> IBTestServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
