@@ -37,7 +37,7 @@ from fbterm.tui.dialogs import ConfirmDialog, FlattenDialog, KillDialog, flatten
 from fbterm.tui.orders import OrdersTable
 from fbterm.tui.positions import PositionsTable
 from fbterm.tui.strategies import StrategiesTable
-from fbterm.tui.ticket import ModifyDialog, OrderTicket, order_words
+from fbterm.tui.ticket import ModifyDialog, OrderTicket, new_order_words, order_words
 
 if TYPE_CHECKING:
     from fbterm.tui.app import FbtermApp
@@ -176,17 +176,7 @@ class ConsoleActions(Screen[None]):
 
         def done(cmd: NewOrder | None) -> None:
             if cmd is not None:
-                words = order_words(
-                    cmd.side,
-                    cmd.quantity,
-                    cmd.symbol,
-                    cmd.order_type,
-                    cmd.limit_price,
-                    cmd.stop_price,
-                    cmd.tif,
-                    None,
-                )
-                self.fb.send(cmd, f"new order {words}")
+                self.fb.send(cmd, f"new order {new_order_words(cmd, None)}")
 
         self.app.push_screen(
             OrderTicket(

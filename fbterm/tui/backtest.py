@@ -317,6 +317,14 @@ class BacktestScreen(Screen[None]):
         err.update(message)
         err.set_class(bool(message), "-visible")
 
+    def _begin(self, status: str) -> None:
+        """A run or a sweep starts: no error shown, progress at 0, ``status`` in the line."""
+        self._error("")
+        self.running = True
+        self._last_progress = -1.0
+        self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#bt-status", Static).update(status)
+
     def action_run(self) -> None:
         if self.running:
             self.notify("A backtest is already running.", severity="warning")
@@ -326,13 +334,9 @@ class BacktestScreen(Screen[None]):
         except InputError as e:
             self._error(str(e))
             return
-        self._error("")
-        self.running = True
-        self._last_progress = -1.0
-        self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
         bars = job["data_path"]
         name = bars.name if isinstance(bars, Path) else "synthetic bars"
-        self.query_one("#bt-status", Static).update(f"running {job['strategy']} on {name} …")
+        self._begin(f"running {job['strategy']} on {name} …")
         self._run_job(job)
 
     @on(Button.Pressed, "#bt-run")
@@ -452,11 +456,7 @@ class BacktestScreen(Screen[None]):
         except InputError as e:
             self._error(str(e))
             return
-        self._error("")
-        self.running = True
-        self._last_progress = -1.0
-        self.query_one("#bt-progress", ProgressBar).update(progress=0.0)
-        self.query_one("#bt-status", Static).update(
+        self._begin(
             f"sweeping {len(job['grid'])} sets of {job['strategy']} on {job['data_path'].name} …"
         )
         self._run_sweep(job)
